@@ -1,0 +1,27 @@
+// ESM throughout: the @actions/* packages are ESM-only, so tests run under
+// Node's VM modules (NODE_OPTIONS=--experimental-vm-modules, set by npm test).
+const common = {
+  extensionsToTreatAsEsm: ['.ts'],
+  moduleNameMapper: { '^(\\.{1,2}/.*)\\.js$': '$1' },
+  transform: {
+    '^.+\\.ts$': ['ts-jest', { useESM: true, isolatedModules: true }]
+  },
+  testEnvironment: 'node'
+}
+
+export default {
+  projects: [
+    {
+      ...common,
+      displayName: 'unit',
+      testMatch: ['<rootDir>/__tests__/**/*.test.ts'],
+      testPathIgnorePatterns: ['\\.itg\\.test\\.ts$']
+    },
+    {
+      ...common,
+      displayName: 'itg',
+      testMatch: ['<rootDir>/__tests__/**/*.itg.test.ts'],
+      testTimeout: 300000
+    }
+  ]
+}
