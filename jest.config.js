@@ -4,12 +4,14 @@ const common = {
   extensionsToTreatAsEsm: ['.ts'],
   moduleNameMapper: { '^(\\.{1,2}/.*)\\.js$': '$1' },
   transform: {
-    '^.+\\.ts$': ['ts-jest', { useESM: true, isolatedModules: true }]
+    '^.+\\.ts$': ['ts-jest', { useESM: true }]
   },
   testEnvironment: 'node'
 }
 
 export default {
+  // Integration tests drive a real engine and cache service.
+  testTimeout: 300000,
   projects: [
     {
       ...common,
@@ -20,8 +22,7 @@ export default {
     {
       ...common,
       displayName: 'itg',
-      testMatch: ['<rootDir>/__tests__/**/*.itg.test.ts'],
-      testTimeout: 300000
+      testMatch: ['<rootDir>/__tests__/**/*.itg.test.ts']
     }
   ]
 }

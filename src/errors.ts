@@ -1,0 +1,58 @@
+/** A bad action input: the message names the input and what was expected. */
+export class InputError extends Error {
+  constructor(
+    readonly input: string,
+    detail: string
+  ) {
+    super(`Input "${input}": ${detail}`)
+    this.name = 'InputError'
+  }
+}
+
+/** A command that exited non-zero (or could not start). */
+export class CommandError extends Error {
+  constructor(
+    readonly argv: readonly string[],
+    readonly exitCode: number | null,
+    readonly stderrTail: string,
+    cause?: unknown
+  ) {
+    const tail = lastMeaningfulLine(stderrTail)
+    super(`${argv.slice(0, 3).join(' ')} failed (exit ${exitCode ?? 'none'})${tail ? `: ${tail}` : ''}`, { cause })
+    this.name = 'CommandError'
+  }
+}
+
+/** An archive that is not safe or not readable; `code` is stable for tests and logs. */
+export class ArchiveError extends Error {
+  constructor(
+    readonly code: ArchiveErrorCode,
+    message: string,
+    readonly entry?: string
+  ) {
+    super(message)
+    this.name = 'ArchiveError'
+  }
+}
+
+export type ArchiveErrorCode =
+  | 'ARCHIVE_PATH_UNSAFE'
+  | 'ARCHIVE_PATH_ESCAPE'
+  | 'ARCHIVE_LINK_UNSAFE'
+  | 'ARCHIVE_ENTRY_TYPE'
+  | 'ARCHIVE_TOO_LARGE'
+  | 'ARCHIVE_UNEXPECTED'
+
+/** The last non-empty line of a command's stderr, which is where docker puts the reason. */
+export function lastMeaningfulLine(text: string): string {
+  const lines = text
+    .split(/\r?\n/)
+    .map(l => l.trim())
+    .filter(l => l !== '')
+  return lines.at(-1) ?? ''
+}
+
+/** Message of anything thrown, for warnings. */
+export function errorMessage(error: unknown): string {
+  return error instanceof Error ? error.message : String(error)
+}

@@ -1,0 +1,164 @@
+import { posix } from 'node:path'
+
+import { InputError } from './errors.js'
+
+/**
+ * One BuildKit cache mount to persist. `uid`, `gid` and `mode` are part of
+ * BuildKit's cache identity: they are kept exactly as the user gave them
+ * (undefined = not given), because giving `uid=0` explicitly may select a
+ * different cache than leaving it out.
+ */
+export interface MountSpec {
+  id: string
+  target: string
+  uid?: number
+  gid?: number
+  /** Octal permission bits as a number, e.g. 0o755. */
+  mode?: number
+  sharing?: Sharing
+}
+
+export type Sharing = 'shared' | 'private' | 'locked'
+
+const SHARINGS: readonly string[] = ['shared', 'private', 'locked']
+
+/**
+ * Characters allowed in a cache-mount id. They are written verbatim into a
+ * `--mount=` flag of a generated Dockerfile, so anything the flag parser or
+ * variable expansion would interpret (`,` `"` `'` `=` `$` `\` whitespace) is
+ * refused rather than escaped.
+ */
+const ID_PATTERN = /^[A-Za-z0-9_.][A-Za-z0-9_.:@+/-]*$/
+const MAX_ID_LENGTH = 200
+const MAX_ID = 2 ** 31 - 1
+
+/** Cleans a path the way BuildKit does for a default cache id (filepath.Clean). */
+export function cleanTarget(target: string): string {
+  const cleaned = posix.normalize(target)
+  return cleaned.length > 1 && cleaned.endsWith('/') ? cleaned.slice(0, -1) : cleaned
+}
+
+/**
+ * Parses the `mounts` input: either a JSON array of objects, or one mount per
+ * line in the same `key=value,key=value` form as a Dockerfile `--mount` flag
+ * (`type=cache` may be given and is then required to be `cache`).
+ */
+export function parseMounts(text: string, inputName = 'mounts'): MountSpec[] {
+  const trimmed = text.trim()
+  if (trimmed === '') return []
+  const raw: Record<string, unknown>[] = trimmed.startsWith('[')
+    ? parseJsonList(trimmed, inputName)
+    : trimmed
+        .split(/\r?\n/)
+        .map(line => line.trim())
+        .filter(line => line !== '' && !line.startsWith('#'))
+        .map((line, index) => parseFlagLine(line, `${inputName} line ${index + 1}`))
+  const mounts = raw.map((entry, index) => toMountSpec(entry, `${inputName}[${index}]`))
+  const seen = new Set<string>()
+  for (const m of mounts) {
+    if (seen.has(m.id)) {
+      throw new InputError(inputName, `cache id "${m.id}" is listed twice; each id may appear once`)
+    }
+    seen.add(m.id)
+  }
+  return mounts
+}
+
+function parseJsonList(text: string, inputName: string): Record<string, unknown>[] {
+  let value: unknown
+  try {
+    value = JSON.parse(text)
+  } catch (error) {
+    throw new InputError(inputName, `is not valid JSON: ${(error as Error).message}`)
+  }
+  if (!Array.isArray(value) || value.some(v => typeof v !== 'object' || v === null || Array.isArray(v))) {
+    throw new InputError(inputName, 'must be a JSON array of objects like {"id": "npm", "target": "/root/.npm"}')
+  }
+  return value as Record<string, unknown>[]
+}
+
+function parseFlagLine(line: string, where: string): Record<string, unknown> {
+  const body = line.startsWith('--mount=') ? line.slice('--mount='.length) : line
+  const out: Record<string, unknown> = {}
+  for (const part of body.split(',')) {
+    const field = part.trim()
+    if (field === '') continue
+    const eq = field.indexOf('=')
+    const name = (eq < 0 ? field : field.slice(0, eq)).trim().toLowerCase()
+    const value = eq < 0 ? true : field.slice(eq + 1).trim()
+    if (name in out) throw new InputError(where, `option "${name}" is given twice`)
+    out[name] = value
+  }
+  return out
+}
+
+const KNOWN_FIELDS = new Set(['type', 'id', 'target', 'dst', 'destination', 'uid', 'gid', 'mode', 'sharing'])
+
+function toMountSpec(entry: Record<string, unknown>, where: string): MountSpec {
+  for (const name of Object.keys(entry)) {
+    if (!KNOWN_FIELDS.has(name)) {
+      throw new InputError(where, `unknown option "${name}" (expected id, target, uid, gid, mode, sharing)`)
+    }
+  }
+  if (entry.type !== undefined && entry.type !== 'cache') {
+    throw new InputError(where, `type must be "cache", got "${String(entry.type)}"`)
+  }
+  const targetRaw = entry.target ?? entry.dst ?? entry.destination
+  if (typeof targetRaw !== 'string' || targetRaw === '') {
+    throw new InputError(where, 'needs a target path (target=/path as in the Dockerfile)')
+  }
+  if (!targetRaw.startsWith('/')) {
+    throw new InputError(where, `target must be an absolute path, got "${targetRaw}"`)
+  }
+  const target = cleanTarget(targetRaw)
+  const id = entry.id === undefined ? target : entry.id
+  if (typeof id !== 'string' || id === '') throw new InputError(where, 'id must be a non-empty string')
+  if (id.length > MAX_ID_LENGTH || !ID_PATTERN.test(id)) {
+    throw new InputError(
+      where,
+      `id "${truncate(id)}" must be at most ${MAX_ID_LENGTH} characters of letters, digits and . _ - : @ + /`
+    )
+  }
+  const spec: MountSpec = { id, target }
+  const uid = optionalNumber(entry.uid, where, 'uid')
+  const gid = optionalNumber(entry.gid, where, 'gid')
+  const mode = optionalMode(entry.mode, where)
+  if (uid !== undefined) spec.uid = uid
+  if (gid !== undefined) spec.gid = gid
+  if (mode !== undefined) spec.mode = mode
+  if (entry.sharing !== undefined) {
+    if (typeof entry.sharing !== 'string' || !SHARINGS.includes(entry.sharing)) {
+      throw new InputError(where, `sharing must be one of ${SHARINGS.join(', ')}, got "${String(entry.sharing)}"`)
+    }
+    spec.sharing = entry.sharing as Sharing
+  }
+  return spec
+}
+
+function optionalNumber(value: unknown, where: string, name: string): number | undefined {
+  if (value === undefined) return undefined
+  const text = typeof value === 'number' ? String(value) : value
+  if (typeof text !== 'string' || !/^\d{1,10}$/.test(text) || Number(text) > MAX_ID) {
+    throw new InputError(where, `${name} must be a non-negative integer, got "${truncate(String(value))}"`)
+  }
+  return Number(text)
+}
+
+function optionalMode(value: unknown, where: string): number | undefined {
+  if (value === undefined) return undefined
+  // A JSON number is read as its decimal digits (0755 cannot be written in JSON).
+  const text = typeof value === 'number' ? String(value) : value
+  if (typeof text !== 'string' || !/^0?[0-7]{1,4}$/.test(text)) {
+    throw new InputError(where, `mode must be an octal number like 0755, got "${truncate(String(value))}"`)
+  }
+  return parseInt(text, 8)
+}
+
+function truncate(text: string): string {
+  return text.length > 60 ? `${text.slice(0, 57)}...` : text
+}
+
+/** Formats a mode the way the Dockerfile expects it (octal, leading zero). */
+export function formatMode(mode: number): string {
+  return `0${mode.toString(8)}`
+}
