@@ -6,7 +6,7 @@ import { buffer } from 'node:stream/consumers'
 
 import { afterAll, describe, expect, test } from '@jest/globals'
 
-import { injectContext, relativeEntryPath, scanMountArchive, splitExport } from '../src/archive.js'
+import { buildContext, relativeEntryPath, scanMountArchive, splitExport } from '../src/archive.js'
 import { ArchiveError } from '../src/errors.js'
 import { makeTar, readTar, type RawEntry } from './helpers/tar.js'
 
@@ -52,7 +52,7 @@ describe('relativeEntryPath', () => {
   })
 })
 
-describe('splitExport → scanMountArchive → injectContext', () => {
+describe('splitExport → scanMountArchive → buildContext', () => {
   test('round trip keeps every attribute and digests agree', async () => {
     const source = Readable.from([await makeTar(exported)])
     const targets = [
@@ -77,7 +77,7 @@ describe('splitExport → scanMountArchive → injectContext', () => {
     }
     expect(split.get('0')?.bytes).toBe(5 + 70000)
 
-    const context = await readTar(await buffer(injectContext('FROM x\n', [
+    const context = await readTar(await buffer(buildContext('FROM x\n', [
       { dir: 'm0', archivePath: targets[0]!.archivePath },
       { dir: 'm1', archivePath: targets[1]!.archivePath }
     ])))

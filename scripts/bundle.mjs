@@ -4,7 +4,7 @@
 import { build } from 'esbuild'
 import { rmSync } from 'node:fs'
 
-const entries = ['main', 'post', 'restore-only', 'save-only']
+const entries = ['main', 'post']
 rmSync('dist', { recursive: true, force: true })
 await build({
   entryPoints: Object.fromEntries(entries.map(e => [e, `src/entry/${e}.ts`])),

@@ -242,11 +242,11 @@ export interface ContextMount {
 }
 
 /**
- * The build context for the inject build, as a tar stream: the Dockerfile,
- * then each mount archive's entries under its context directory. Archives
+ * A generated build's context, as a tar stream: the Dockerfile, then each
+ * mount archive's entries under its context directory. Archives
  * must have passed scanMountArchive; they are checked again while streaming.
  */
-export function injectContext(dockerfile: string, mounts: ContextMount[]): Readable {
+export function buildContext(dockerfile: string, mounts: ContextMount[]): Readable {
   const pack = tar.pack()
   const fill = async (): Promise<void> => {
     await writeEntry(pack, { name: 'Dockerfile', type: 'file', mode: 0o100644, size: Buffer.byteLength(dockerfile), mtime: new Date(0) }, oneChunk(Buffer.from(dockerfile)))

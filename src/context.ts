@@ -1,0 +1,93 @@
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+
+import * as core from '@actions/core'
+
+import type { ClientChoice } from './engine.js'
+import { InputError } from './errors.js'
+import { idSegment, runnerPlatform } from './keys.js'
+import { parseMounts, type MountSpec } from './mounts.js'
+
+/** Input names as in action.yml. Defaults live in action.yml only. */
+export const InputName = {
+  mounts: 'mounts',
+  keyFiles: 'key-files',
+  keyPrefix: 'key-prefix',
+  builder: 'builder',
+  utilityImage: 'utility-image',
+  client: 'client',
+  platform: 'platform'
+} as const
+
+export interface Inputs {
+  mounts: MountSpec[]
+  /** Glob patterns, one per entry. */
+  keyFiles: string[]
+  keyPrefix: string
+  builder?: string
+  utilityImage: string
+  client: ClientChoice
+  /** Docker platform notation, e.g. linux/amd64. */
+  platform: string
+}
+
+const CLIENTS: readonly string[] = ['auto', 'buildx', 'docker']
+const IMAGE_PATTERN = /^[a-z0-9][a-z0-9._/:@-]*$/
+const BUILDER_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._-]*$/
+const PLATFORM_PATTERN = /^[a-z0-9]+\/[a-z0-9]+(\/[a-z0-9]+)?$/
+const PREFIX_PATTERN = /^[A-Za-z0-9._-]{1,100}$/
+
+/** Reads and validates every input once. Throws InputError naming the input. */
+export function getInputs(): Inputs {
+  const mounts = parseMounts(core.getInput(InputName.mounts), InputName.mounts)
+  if (mounts.length === 0) {
+    throw new InputError(InputName.mounts, 'list at least one cache mount, e.g. "id=npm,target=/root/.npm"')
+  }
+  const keyPrefix = core.getInput(InputName.keyPrefix).trim() || 'buildkit-mount-cache'
+  if (!PREFIX_PATTERN.test(keyPrefix)) {
+    throw new InputError(InputName.keyPrefix, 'must be 1-100 letters, digits, ".", "_" or "-"')
+  }
+  const utilityImage = core.getInput(InputName.utilityImage).trim() || 'busybox:1.36'
+  if (!IMAGE_PATTERN.test(utilityImage)) {
+    throw new InputError(InputName.utilityImage, `"${utilityImage}" is not an image reference (lowercase name[:tag][@digest])`)
+  }
+  const builder = core.getInput(InputName.builder).trim()
+  if (builder !== '' && !BUILDER_PATTERN.test(builder)) {
+    throw new InputError(InputName.builder, `"${builder}" is not a builder name`)
+  }
+  const client = core.getInput(InputName.client).trim() || 'auto'
+  if (!CLIENTS.includes(client)) {
+    throw new InputError(InputName.client, `must be one of ${CLIENTS.join(', ')}, got "${client}"`)
+  }
+  const platform = core.getInput(InputName.platform).trim() || runnerPlatform()
+  if (!PLATFORM_PATTERN.test(platform)) {
+    throw new InputError(InputName.platform, `"${platform}" is not a platform like linux/amd64`)
+  }
+  const inputs: Inputs = {
+    mounts,
+    keyFiles: listInput(core.getInput(InputName.keyFiles)),
+    keyPrefix,
+    utilityImage,
+    client: client as ClientChoice,
+    platform
+  }
+  if (builder !== '') inputs.builder = builder
+  return inputs
+}
+
+/** One entry per line; blank lines and surrounding spaces dropped. */
+export function listInput(text: string): string[] {
+  return text
+    .split(/\r?\n/)
+    .map(s => s.trim())
+    .filter(s => s !== '')
+}
+
+/**
+ * Where a mount's archive lives between the cache and the builder. The same
+ * string at restore and save (the cache hashes it into the entry version),
+ * so it is derived from the id only, under the runner's temp directory.
+ */
+export function mountArchivePath(id: string, env: NodeJS.ProcessEnv = process.env): string {
+  return join(env.RUNNER_TEMP || tmpdir(), 'buildkit-mount-cache', `${idSegment(id)}.tar`)
+}

@@ -1,0 +1,81 @@
+import { randomUUID } from 'node:crypto'
+import type { Readable } from 'node:stream'
+
+import type { CommandRunner } from './command.js'
+import { NONCE_ARG } from './dockerfile.js'
+import { InputError } from './errors.js'
+
+/** `buildx`: `docker buildx build` (GitHub runners); `docker`: `DOCKER_BUILDKIT=1 docker build`. */
+export type ClientKind = 'buildx' | 'docker'
+export type ClientChoice = 'auto' | ClientKind
+
+export interface Engine {
+  client: ClientKind
+  /** buildx builder name; undefined = the current builder. */
+  builder?: string
+  /** The docker CLI to run. */
+  docker: string
+}
+
+/**
+ * Picks the client: buildx when `docker buildx version` works, otherwise the
+ * classic builder with DOCKER_BUILDKIT=1. A forced `buildx` that is missing,
+ * or a builder name without buildx, is an input error.
+ */
+export async function resolveEngine(
+  run: CommandRunner,
+  choice: ClientChoice,
+  builder: string | undefined,
+  docker = 'docker'
+): Promise<Engine> {
+  let client: ClientKind
+  if (choice === 'docker') {
+    client = 'docker'
+  } else {
+    const hasBuildx = await run(docker, ['buildx', 'version']).then(
+      () => true,
+      () => false
+    )
+    if (!hasBuildx && choice === 'buildx') {
+      throw new InputError('client', '"buildx" was requested but `docker buildx version` fails: install the buildx plugin or use "auto"')
+    }
+    client = hasBuildx ? 'buildx' : 'docker'
+  }
+  if (builder && client !== 'buildx') {
+    throw new InputError('builder', `a builder ("${builder}") needs buildx, but the ${choice === 'docker' ? 'requested' : 'detected'} client is classic docker build`)
+  }
+  return builder ? { client, builder, docker } : { client, docker }
+}
+
+export interface BuildInvocation {
+  command: string
+  args: string[]
+  env: NodeJS.ProcessEnv
+}
+
+/**
+ * Argv for one generated build: the context (with its Dockerfile) is a tar on
+ * stdin, the result a tar on stdout. No network: the builds only copy files.
+ * The nonce build argument makes each build unique so no step is skipped as
+ * cached.
+ */
+export function buildInvocation(engine: Engine, nonce: string = randomUUID(), baseEnv: NodeJS.ProcessEnv = process.env): BuildInvocation {
+  const common = ['--progress=plain', '--network=none', '--build-arg', `${NONCE_ARG}=${nonce}`, '--output', 'type=tar,dest=-', '-']
+  if (engine.client === 'buildx') {
+    const builder = engine.builder ? ['--builder', engine.builder] : []
+    return { command: engine.docker, args: ['buildx', 'build', ...builder, '--provenance=false', ...common], env: baseEnv }
+  }
+  return { command: engine.docker, args: ['build', ...common], env: { ...baseEnv, DOCKER_BUILDKIT: '1' } }
+}
+
+/** Runs a generated build with `context` on stdin, handing its output tar to `output`. */
+export async function runBuild(
+  run: CommandRunner,
+  engine: Engine,
+  context: Readable,
+  output: (tar: Readable) => Promise<unknown>,
+  onLine?: (line: string) => void
+): Promise<void> {
+  const inv = buildInvocation(engine)
+  await run(inv.command, inv.args, { env: inv.env, stdin: context, stdout: output, ...(onLine ? { onStderrLine: onLine } : {}) })
+}

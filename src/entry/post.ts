@@ -1,0 +1,4 @@
+import { runPost } from '../save.js'
+import { runEntry } from './run.js'
+
+runEntry(() => runPost(), false)

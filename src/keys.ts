@@ -1,0 +1,60 @@
+import { createHash } from 'node:crypto'
+
+/**
+ * Cache keys, one family per mount:
+ *
+ *   <prefix>-<id>-<platform>-<files hash>-<content digest>
+ *
+ * Entries are immutable and a cache mount changes on every build, so the
+ * saved key ends with the digest of the saved tree (new content, new key;
+ * same content, same key, nothing uploaded). Restoring looks up the newest
+ * entry for the same key files first, then the newest for the mount and
+ * platform whatever the key files were (a lockfile change keeps most of a
+ * package cache useful).
+ */
+export interface MountKeys {
+  /** Everything but the content digest; also the lookup's primary key. */
+  base: string
+  /** Prefixes tried after the primary key, most specific first. */
+  restoreKeys: string[]
+}
+
+const MAX_KEY_LENGTH = 512
+const DIGEST_LENGTH = 16
+
+/** A cache id as a key segment: readable, and unique even after replacing characters. */
+export function idSegment(id: string): string {
+  const slug = id.replace(/^\/+/, '').replace(/[^A-Za-z0-9._-]+/g, '_') || 'root'
+  if (slug === id) return slug
+  return `${slug}_${createHash('sha256').update(id).digest('hex').slice(0, 8)}`
+}
+
+/** `linux/arm64/v8` → `linux-arm64-v8`. */
+export function platformSegment(platform: string): string {
+  return platform.replace(/[^A-Za-z0-9._]+/g, '-')
+}
+
+const NODE_ARCH: Record<string, string> = { x64: 'amd64', arm64: 'arm64', arm: 'arm', ia32: '386', ppc64: 'ppc64le', s390x: 's390x', riscv64: 'riscv64' }
+
+/** The runner's platform in Docker's notation (`linux/amd64`). */
+export function runnerPlatform(platform: string = process.platform, arch: string = process.arch): string {
+  return `${platform}/${NODE_ARCH[arch] ?? arch}`
+}
+
+export function mountKeys(prefix: string, id: string, platform: string, filesHash: string): MountKeys {
+  const family = `${prefix}-${idSegment(id)}-${platformSegment(platform)}-`
+  const base = `${family}${filesHash === '' ? 'nofiles' : filesHash}`
+  if (base.length + 1 + DIGEST_LENGTH > MAX_KEY_LENGTH) {
+    throw new Error(`cache key for "${id}" would exceed ${MAX_KEY_LENGTH} characters`)
+  }
+  return { base, restoreKeys: [`${base}-`, family] }
+}
+
+export function saveKey(keys: MountKeys, digest: string): string {
+  return `${keys.base}-${digest.slice(0, DIGEST_LENGTH)}`
+}
+
+/** True when `matchedKey` was saved for exactly this content. */
+export function keyHasDigest(matchedKey: string | undefined, keys: MountKeys, digest: string): boolean {
+  return matchedKey === saveKey(keys, digest)
+}

@@ -1,0 +1,134 @@
+import { mkdir, rm } from 'node:fs/promises'
+import { dirname } from 'node:path'
+import { Writable } from 'node:stream'
+import { pipeline } from 'node:stream/promises'
+
+import * as core from '@actions/core'
+import * as glob from '@actions/glob'
+
+import { buildContext, scanMountArchive } from './archive.js'
+import { actionsCache, type CacheStore } from './cache.js'
+import { runCommand, type CommandRunner } from './command.js'
+import { getInputs, mountArchivePath, type Inputs } from './context.js'
+import { contextDir, injectDockerfile } from './dockerfile.js'
+import { resolveEngine, runBuild, type Engine } from './engine.js'
+import { errorMessage } from './errors.js'
+import { mountKeys } from './keys.js'
+import { formatBytes, seconds } from './format.js'
+import { saveMainState, type MainState, type MountState } from './state.js'
+
+/** Largest tree a restored archive may expand to (guards against archive bombs). */
+const MAX_RESTORED_BYTES = 64 * 1024 ** 3
+
+export interface Services {
+  run: CommandRunner
+  cache: CacheStore
+}
+
+export const realServices: Services = { run: runCommand, cache: actionsCache }
+
+/**
+ * Main step: compute keys, restore each mount's entry, inject every restored
+ * mount in one build. Only bad inputs throw; cache and engine trouble end as
+ * warnings with the mount treated as a miss, so the user's build still runs.
+ */
+export async function runMain(services: Services = realServices): Promise<void> {
+  const inputs = getInputs()
+  const engine = await resolveEngine(services.run, inputs.client, inputs.builder)
+  core.info(`Client: ${engine.client === 'buildx' ? 'docker buildx build' : 'DOCKER_BUILDKIT=1 docker build'}${engine.builder ? ` (builder ${engine.builder})` : ''}`)
+
+  const filesHash = inputs.keyFiles.length > 0 ? await glob.hashFiles(inputs.keyFiles.join('\n')) : ''
+  const mounts: MountState[] = inputs.mounts.map((spec, index) => ({
+    index,
+    spec,
+    keys: mountKeys(inputs.keyPrefix, spec.id, inputs.platform, filesHash),
+    archivePath: mountArchivePath(spec.id)
+  }))
+  const state: MainState = { version: 1, engine, utilityImage: inputs.utilityImage, mounts }
+  // Saved before anything can fail, so post always finds the frozen keys.
+  saveMainState(state)
+
+  try {
+    await core.group('Restore cache entries', async () => restoreAll(services.cache, mounts))
+    const restored = mounts.filter(m => m.restoredDigest !== undefined)
+    if (restored.length > 0) {
+      await core.group('Inject into the builder', async () => inject(services.run, engine, inputs, restored))
+    }
+  } finally {
+    await Promise.all(mounts.map(m => rm(m.archivePath, { force: true })))
+  }
+  saveMainState(state)
+  setOutputs(mounts)
+}
+
+async function restoreAll(cache: CacheStore, mounts: MountState[]): Promise<void> {
+  if (!cache.available()) {
+    core.warning('The cache service is not available: every mount starts empty and nothing will be restored.')
+    return
+  }
+  for (const m of mounts) {
+    const started = Date.now()
+    try {
+      await mkdir(dirname(m.archivePath), { recursive: true })
+      await rm(m.archivePath, { force: true })
+      const matched = await cache.restore(m.archivePath, m.keys.base, m.keys.restoreKeys)
+      if (matched === undefined) {
+        core.info(`${m.spec.id}: miss (looked for ${m.keys.base})`)
+        continue
+      }
+      const summary = await scanMountArchive(m.archivePath, { maxBytes: MAX_RESTORED_BYTES })
+      m.matchedKey = matched
+      m.restoredDigest = summary.digest
+      m.restoredBytes = summary.bytes
+      core.info(`${m.spec.id}: restored ${matched} (${formatBytes(summary.bytes)}, ${summary.entries} entries, ${seconds(started)})`)
+    } catch (error) {
+      core.warning(`${m.spec.id}: cannot restore the cache entry, the mount starts empty: ${errorMessage(error)}`)
+      delete m.matchedKey
+      delete m.restoredDigest
+      delete m.restoredBytes
+    }
+  }
+}
+
+async function inject(run: CommandRunner, engine: Engine, inputs: Inputs, restored: MountState[]): Promise<void> {
+  const started = Date.now()
+  const dockerfile = injectDockerfile(inputs.utilityImage, restored.map(m => ({ index: m.index, spec: m.spec })))
+  core.debug(`Inject Dockerfile:\n${dockerfile}`)
+  const context = buildContext(
+    dockerfile,
+    restored.map(m => ({ dir: contextDir(m.index), archivePath: m.archivePath }))
+  )
+  try {
+    await runBuild(run, engine, context, async out => pipeline(out, discard()), line => core.debug(line))
+    const bytes = restored.reduce((sum, m) => sum + (m.restoredBytes ?? 0), 0)
+    core.info(`Injected ${restored.length} mount(s), ${formatBytes(bytes)} in ${seconds(started)}`)
+  } catch (error) {
+    context.destroy()
+    core.warning(`Could not inject the restored caches into the builder; the build runs with empty cache mounts: ${errorMessage(error)}`)
+    for (const m of restored) {
+      // Not in the builder, so post must not treat the content as unchanged.
+      delete m.restoredDigest
+    }
+  }
+}
+
+function discard(): Writable {
+  return new Writable({ write: (_chunk, _enc, cb) => cb() })
+}
+
+function setOutputs(mounts: MountState[]): void {
+  const hit = mounts.every(m => m.matchedKey !== undefined && m.matchedKey.startsWith(`${m.keys.base}-`) && m.restoredDigest !== undefined)
+  core.setOutput('cache-hit', String(hit))
+  core.setOutput(
+    'mounts',
+    JSON.stringify(
+      mounts.map(m => ({
+        id: m.spec.id,
+        key: m.keys.base,
+        'matched-key': m.matchedKey ?? '',
+        hit: m.restoredDigest !== undefined,
+        'restored-bytes': m.restoredBytes ?? 0
+      }))
+    )
+  )
+}
