@@ -1,3 +1,4 @@
+const __bundleUrl = require('node:url').pathToFileURL(__filename).href;
 "use strict";
 var __create = Object.create;
 var __defProp = Object.defineProperty;
@@ -44973,14 +44974,13 @@ var BufferScheduler = class {
 var import_node_module = require("node:module");
 var import_node_path = require("node:path");
 var import_node_url = require("node:url");
-var import_meta = {};
 var __isNode__ = typeof process === "object" && typeof process.versions === "object" && typeof process.versions.node === "string";
 var require2;
 var __filename;
 var __dirname;
 if (__isNode__) {
-  require2 = (0, import_node_module.createRequire)(import_meta.url);
-  __filename = (0, import_node_url.fileURLToPath)(import_meta.url);
+  require2 = (0, import_node_module.createRequire)(__bundleUrl);
+  __filename = (0, import_node_url.fileURLToPath)(__bundleUrl);
   __dirname = (0, import_node_path.dirname)(__filename);
 }
 var NativeCRC64 = (() => {
@@ -71729,7 +71729,7 @@ function mountKeys(prefix2, id, platform2, filesHash) {
 // src/mounts.ts
 var import_node_path2 = require("node:path");
 var SHARINGS = ["shared", "private", "locked"];
-var ID_PATTERN = /^[A-Za-z0-9_.][A-Za-z0-9_.:@+/-]*$/;
+var ID_PATTERN = /^[A-Za-z0-9_./][A-Za-z0-9_.:@+/-]*$/;
 var MAX_ID_LENGTH = 200;
 var MAX_ID = 2 ** 31 - 1;
 function cleanTarget(target) {
@@ -71902,7 +71902,7 @@ function mountArchivePath(id, env = process.env) {
 var cachePath = (index) => `/bmc/c${index}`;
 var contextDir = (index) => `m${index}`;
 var NONCE_ARG = "BMC_NONCE";
-var SAFE_ID = /^[A-Za-z0-9_.][A-Za-z0-9_.:@+/-]*$/;
+var SAFE_ID = /^[A-Za-z0-9_./][A-Za-z0-9_.:@+/-]*$/;
 var SAFE_IMAGE = /^[a-z0-9][a-z0-9._/:@-]*$/;
 function cacheMountFlag(mount, extra = []) {
   const { spec, index } = mount;
@@ -71922,6 +71922,9 @@ function fromLine(image, stage) {
   if (!SAFE_IMAGE.test(image)) throw new Error(`unsafe image reference reached the Dockerfile generator: ${JSON.stringify(image)}`);
   return `FROM ${image} AS ${stage}`;
 }
+function keepSymlinkTimes(src, dst) {
+  return `(cd ${src} && find . -type l) | while IFS= read -r p; do touch -h -d "@$(stat -c %Y "${src}/$p")" "${dst}/$p"; done`;
+}
 function runLines(flags, commands) {
   return ["RUN \\", ...flags.map((f) => `    ${f} \\`), `    ${commands.join(" \\\n    && ")}`];
 }
@@ -71932,7 +71935,10 @@ function injectDockerfile(image, mounts) {
     `--mount=type=bind,source=${contextDir(m.index)},target=/bmc/d${m.index}`
   ]);
   const commands = [
-    ...mounts.map((m) => `cp -a /bmc/d${m.index}/. ${cachePath(m.index)}/`),
+    ...mounts.flatMap((m) => [
+      `cp -a /bmc/d${m.index}/. ${cachePath(m.index)}/`,
+      keepSymlinkTimes(`/bmc/d${m.index}`, cachePath(m.index))
+    ]),
     `mkdir -p /bmc/out`,
     `echo "$${NONCE_ARG}" > /bmc/out/injected`
   ];

@@ -1,3 +1,4 @@
+const __bundleUrl = require('node:url').pathToFileURL(__filename).href;
 "use strict";
 var __create = Object.create;
 var __defProp = Object.defineProperty;
@@ -31701,7 +31702,7 @@ function formatMode(mode) {
 var cachePath = (index) => `/bmc/c${index}`;
 var exportDir = (index) => `${index}`;
 var NONCE_ARG = "BMC_NONCE";
-var SAFE_ID = /^[A-Za-z0-9_.][A-Za-z0-9_.:@+/-]*$/;
+var SAFE_ID = /^[A-Za-z0-9_./][A-Za-z0-9_.:@+/-]*$/;
 var SAFE_IMAGE = /^[a-z0-9][a-z0-9._/:@-]*$/;
 function cacheMountFlag(mount, extra = []) {
   const { spec, index } = mount;
@@ -31721,6 +31722,9 @@ function fromLine(image, stage) {
   if (!SAFE_IMAGE.test(image)) throw new Error(`unsafe image reference reached the Dockerfile generator: ${JSON.stringify(image)}`);
   return `FROM ${image} AS ${stage}`;
 }
+function keepSymlinkTimes(src, dst) {
+  return `(cd ${src} && find . -type l) | while IFS= read -r p; do touch -h -d "@$(stat -c %Y "${src}/$p")" "${dst}/$p"; done`;
+}
 function runLines(flags, commands) {
   return ["RUN \\", ...flags.map((f) => `    ${f} \\`), `    ${commands.join(" \\\n    && ")}`];
 }
@@ -31729,7 +31733,8 @@ function extractDockerfile(image, mounts) {
   const flags = mounts.map((m) => cacheMountFlag(m, ["readonly"]));
   const commands = mounts.flatMap((m) => [
     `mkdir -p /bmc/out/${exportDir(m.index)}`,
-    `cp -a ${cachePath(m.index)}/. /bmc/out/${exportDir(m.index)}/`
+    `cp -a ${cachePath(m.index)}/. /bmc/out/${exportDir(m.index)}/`,
+    keepSymlinkTimes(cachePath(m.index), `/bmc/out/${exportDir(m.index)}`)
   ]);
   return [
     fromLine(image, "extract"),
@@ -44933,14 +44938,13 @@ var BufferScheduler = class {
 var import_node_module = require("node:module");
 var import_node_path = require("node:path");
 var import_node_url = require("node:url");
-var import_meta = {};
 var __isNode__ = typeof process === "object" && typeof process.versions === "object" && typeof process.versions.node === "string";
 var require2;
 var __filename;
 var __dirname;
 if (__isNode__) {
-  require2 = (0, import_node_module.createRequire)(import_meta.url);
-  __filename = (0, import_node_url.fileURLToPath)(import_meta.url);
+  require2 = (0, import_node_module.createRequire)(__bundleUrl);
+  __filename = (0, import_node_url.fileURLToPath)(__bundleUrl);
   __dirname = (0, import_node_path.dirname)(__filename);
 }
 var NativeCRC64 = (() => {

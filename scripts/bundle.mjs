@@ -1,19 +1,24 @@
 // Bundles the action's entry points into dist/ (committed; check-dist compares).
 // CommonJS output: esbuild turns the ESM-only @actions/* packages into one
 // self-contained file per entry that node24 runs without a loader.
+//   node scripts/bundle.mjs [outdir]     (default dist; tests bundle into a temp dir)
 import { build } from 'esbuild'
 import { rmSync } from 'node:fs'
 
+const outdir = process.argv[2] ?? 'dist'
 const entries = ['main', 'post']
-rmSync('dist', { recursive: true, force: true })
+rmSync(outdir, { recursive: true, force: true })
 await build({
   entryPoints: Object.fromEntries(entries.map(e => [e, `src/entry/${e}.ts`])),
   bundle: true,
   platform: 'node',
   target: 'node20',
   format: 'cjs',
-  outdir: 'dist',
+  outdir,
   outExtension: { '.js': '.cjs' },
   legalComments: 'none',
+  // Some dependencies read import.meta.url, which CommonJS lacks: give it the bundle's own URL.
+  define: { 'import.meta.url': '__bundleUrl' },
+  banner: { js: "const __bundleUrl = require('node:url').pathToFileURL(__filename).href;" },
   logLevel: 'warning'
 })

@@ -16,7 +16,7 @@ export const exportDir = (index: number): string => `${index}`
 /** Build argument that makes every generated build unique. */
 export const NONCE_ARG = 'BMC_NONCE'
 
-const SAFE_ID = /^[A-Za-z0-9_.][A-Za-z0-9_.:@+/-]*$/
+const SAFE_ID = /^[A-Za-z0-9_./][A-Za-z0-9_.:@+/-]*$/
 const SAFE_IMAGE = /^[a-z0-9][a-z0-9._/:@-]*$/
 
 export interface IndexedMount {
@@ -49,6 +49,15 @@ function fromLine(image: string, stage: string): string {
   return `FROM ${image} AS ${stage}`
 }
 
+/**
+ * `cp -a` (busybox and GNU alike) gives copied symlinks the current time;
+ * this loop sets each symlink under `dst` to the mtime of its twin under
+ * `src`. Constant text: the paths are generated ones, names come from `find`.
+ */
+export function keepSymlinkTimes(src: string, dst: string): string {
+  return `(cd ${src} && find . -type l) | while IFS= read -r p; do touch -h -d "@$(stat -c %Y "${src}/$p")" "${dst}/$p"; done`
+}
+
 function runLines(flags: string[], commands: string[]): string[] {
   return ['RUN \\', ...flags.map(f => `    ${f} \\`), `    ${commands.join(' \\\n    && ')}`]
 }
@@ -66,7 +75,10 @@ export function injectDockerfile(image: string, mounts: IndexedMount[]): string 
     `--mount=type=bind,source=${contextDir(m.index)},target=/bmc/d${m.index}`
   ])
   const commands = [
-    ...mounts.map(m => `cp -a /bmc/d${m.index}/. ${cachePath(m.index)}/`),
+    ...mounts.flatMap(m => [
+      `cp -a /bmc/d${m.index}/. ${cachePath(m.index)}/`,
+      keepSymlinkTimes(`/bmc/d${m.index}`, cachePath(m.index))
+    ]),
     `mkdir -p /bmc/out`,
     `echo "$${NONCE_ARG}" > /bmc/out/injected`
   ]
@@ -90,7 +102,8 @@ export function extractDockerfile(image: string, mounts: IndexedMount[]): string
   const flags = mounts.map(m => cacheMountFlag(m, ['readonly']))
   const commands = mounts.flatMap(m => [
     `mkdir -p /bmc/out/${exportDir(m.index)}`,
-    `cp -a ${cachePath(m.index)}/. /bmc/out/${exportDir(m.index)}/`
+    `cp -a ${cachePath(m.index)}/. /bmc/out/${exportDir(m.index)}/`,
+    keepSymlinkTimes(cachePath(m.index), `/bmc/out/${exportDir(m.index)}`)
   ])
   return [
     fromLine(image, 'extract'),

@@ -28,7 +28,7 @@ const SHARINGS: readonly string[] = ['shared', 'private', 'locked']
  * variable expansion would interpret (`,` `"` `'` `=` `$` `\` whitespace) is
  * refused rather than escaped.
  */
-const ID_PATTERN = /^[A-Za-z0-9_.][A-Za-z0-9_.:@+/-]*$/
+const ID_PATTERN = /^[A-Za-z0-9_./][A-Za-z0-9_.:@+/-]*$/
 const MAX_ID_LENGTH = 200
 const MAX_ID = 2 ** 31 - 1
 

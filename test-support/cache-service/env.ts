@@ -48,17 +48,18 @@ export function cacheClientEnv(
 }
 
 /**
- * Sets `vars` on `target` (process.env by default) and returns a function that
- * restores the previous values (deleting the ones that were unset).
+ * Sets `vars` on `target` (process.env by default; an undefined value deletes
+ * the variable) and returns a function that restores the previous values.
  */
 export function applyEnv(
-  vars: Readonly<Record<string, string>>,
+  vars: Readonly<Record<string, string | undefined>>,
   target: NodeJS.ProcessEnv = process.env
 ): () => void {
   const previous = new Map<string, string | undefined>()
   for (const [name, value] of Object.entries(vars)) {
     if (!previous.has(name)) previous.set(name, target[name])
-    target[name] = value
+    if (value === undefined) delete target[name]
+    else target[name] = value
   }
   return () => {
     for (const [name, value] of previous) {

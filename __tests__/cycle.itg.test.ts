@@ -1,0 +1,163 @@
+// Full cycle on the real engine and the real cache client: main (miss) → a
+// user build fills three cache mounts → post saves → the builder is emptied →
+// main (hit) → a user build finds every file exactly as written → post sees
+// nothing changed. Once per client path.
+import { spawnSync } from 'node:child_process'
+import { randomUUID } from 'node:crypto'
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+
+import { afterAll, beforeAll, describe, expect, test } from '@jest/globals'
+
+import { bundleAction, REPO_ROOT, runStep, type StepResult } from '../test-support/action-runner.js'
+import { startCacheService, type CacheService } from '../test-support/cache-service/server.js'
+import { clientPathDir, listingScript, pruneBuilder, UTILITY_IMAGE, userBuild, type ClientName } from '../test-support/user-build.js'
+
+let bundle: ReturnType<typeof bundleAction>
+let service: CacheService
+const work = mkdtempSync(join(tmpdir(), 'bmc-cycle-'))
+
+beforeAll(async () => {
+  const engine = spawnSync('bash', [join(REPO_ROOT, 'scripts/engine.sh'), 'start'], { encoding: 'utf8' })
+  if (engine.status !== 0) throw new Error(`engine.sh start failed:\n${engine.stderr}`)
+  bundle = bundleAction()
+  service = await startCacheService({ dataDir: join(work, 'cache-data') })
+})
+
+afterAll(async () => {
+  await service?.close()
+  bundle?.cleanup()
+  rmSync(work, { recursive: true, force: true })
+})
+
+const LONG = 'L'.repeat(120)
+
+/** Writes a tree with every kind of thing the cache must keep into /cache/a, /cache/b, /cache/c. */
+function writerDockerfile(ids: string[]): string {
+  const [a, b, c] = ids
+  return `FROM ${UTILITY_IMAGE}
+ARG RUN_ID
+RUN --mount=type=cache,id=${a},target=/cache/a,uid=1000,gid=1000,mode=0750 \\
+    --mount=type=cache,id=${b},target=/cache/b \\
+    --mount=type=cache,id=${c},target=/cache/c,gid=2000,mode=0775,sharing=locked <<'EOS'
+set -eu
+cd /cache/a
+printf 'hello\\n' > plain.txt && chown 1000:1000 plain.txt && chmod 0640 plain.txt
+head -c 200000 /dev/urandom > random.bin && chown 1001:1002 random.bin
+ln plain.txt hardlink.txt
+ln -s plain.txt symlink
+ln -s /does/not/exist dangling
+mkdir 'empty dir' && chmod 0700 'empty dir'
+echo long > ${LONG}
+echo unicode > 'ünï cödé ✓ with spaces.txt'
+: > empty-file && chmod 0000 empty-file
+touch -t 202001020304.05 plain.txt random.bin ${LONG}
+cd /cache/b
+mkdir -p deep/a/b/c && echo deep > deep/a/b/c/file && chown -R 1234:5678 deep && chmod 2755 deep/a
+touch -t 201901010000.00 deep/a/b/c/file deep/a/b/c
+cd /cache/c
+i=0; while [ $i -lt 50 ]; do echo "$i" > "f$i"; i=$((i+1)); done
+mkdir -p /out
+${listingScript('/cache/a', '/out/a')}
+${listingScript('/cache/b', '/out/b')}
+${listingScript('/cache/c', '/out/c')}
+EOS
+`
+}
+
+function readerDockerfile(ids: string[]): string {
+  const [a, b, c] = ids
+  return `FROM ${UTILITY_IMAGE}
+ARG RUN_ID
+RUN --mount=type=cache,id=${a},target=/cache/a,uid=1000,gid=1000,mode=0750 \\
+    --mount=type=cache,id=${b},target=/cache/b \\
+    --mount=type=cache,id=${c},target=/cache/c,gid=2000,mode=0775,sharing=locked <<'EOS'
+set -eu
+mkdir -p /out
+${listingScript('/cache/a', '/out/a')}
+${listingScript('/cache/b', '/out/b')}
+${listingScript('/cache/c', '/out/c')}
+EOS
+`
+}
+
+/** Replaces inode numbers by the first path that had them (hardlink groups), drops directory sizes (filesystem-specific). */
+function normalizeListing(text: string): string[] {
+  const inodes = new Map<string, string>()
+  return text
+    .trim()
+    .split('\n')
+    .map(line => {
+      if (line.startsWith('-> ') || !line.includes('|')) return line
+      const fields = line.split('|')
+      const [name = '', type = '', , , , , , , inode = ''] = fields
+      if (!inodes.has(inode)) inodes.set(inode, name)
+      fields[8] = inodes.get(inode) ?? ''
+      if (type === 'directory') fields[2] = '-'
+      return fields.join('|')
+    })
+}
+
+function listings(dir: string): Record<string, string[]> {
+  return Object.fromEntries(['a', 'b', 'c'].map(m => [m, normalizeListing(readFileSync(join(dir, 'out', m), 'utf8'))]))
+}
+
+describe.each(['buildx', 'docker'] as ClientName[])('full cycle through %s', client => {
+  const run = randomUUID().slice(0, 8)
+  const ids = ['a', 'b', 'c'].map(m => `bmc-cycle-${client}-${run}-${m}`)
+  const mounts = [
+    `id=${ids[0]},target=/cache/a,uid=1000,gid=1000,mode=0750`,
+    `id=${ids[1]},target=/cache/b`,
+    `id=${ids[2]},target=/cache/c,gid=2000,mode=0775,sharing=locked`
+  ].join('\n')
+  let path: ReturnType<typeof clientPathDir>
+  let env: NodeJS.ProcessEnv
+  const workspace = join(work, `ws-${client}`)
+  const inputs = { mounts, 'key-files': 'Dockerfile', 'key-prefix': `cycle-${run}`, 'utility-image': UTILITY_IMAGE, client }
+
+  beforeAll(() => {
+    path = clientPathDir(client)
+    spawnSync('mkdir', ['-p', workspace])
+    writeFileSync(join(workspace, 'Dockerfile'), writerDockerfile(ids))
+    env = { ...service.env(), PATH: `${path.dir}:${process.env.PATH}`, RUNNER_TEMP: join(work, `temp-${client}`), GITHUB_WORKSPACE: workspace }
+  })
+  afterAll(() => path?.cleanup())
+
+  const step = async (entry: 'main' | 'post', state?: Record<string, string>): Promise<StepResult> => {
+    const r = await runStep(entry, { bundleDir: bundle.dir, inputs, env, cwd: workspace, ...(state ? { state } : {}) })
+    if (r.exitCode !== 0 || r.errors.length > 0) throw new Error(`${entry} failed:\n${r.stdout}\n${r.stderr}`)
+    return r
+  }
+
+  test('miss → build → save → fresh builder → restore → every file identical → unchanged', async () => {
+    const first = await step('main')
+    expect(first.outputs['cache-hit']).toBe('false')
+    expect(first.warnings).toEqual([])
+
+    userBuild(client, writerDockerfile(ids), join(work, `written-${client}`), { RUN_ID: run })
+    const written = listings(join(work, `written-${client}`))
+    expect(written.a).toEqual(expect.arrayContaining([expect.stringMatching(/^\.\/plain\.txt\|regular file\|6\|1000\|1000\|640\|1577934245\|2\|/)]))
+
+    const saved = await step('post', first.state)
+    expect(saved.warnings).toEqual([])
+    expect(service.entries().map(e => e.key).filter(k => k.startsWith(`cycle-${run}-`))).toHaveLength(3)
+
+    pruneBuilder(client)
+
+    const second = await step('main')
+    expect(second.outputs['cache-hit']).toBe('true')
+    expect(second.warnings).toEqual([])
+    const report = JSON.parse(second.outputs.mounts ?? '[]') as { hit: boolean; 'restored-bytes': number }[]
+    expect(report.map(m => m.hit)).toEqual([true, true, true])
+    expect(report[0]?.['restored-bytes']).toBeGreaterThan(200000)
+
+    userBuild(client, readerDockerfile(ids), join(work, `read-${client}`), { RUN_ID: `${run}-read` })
+    expect(listings(join(work, `read-${client}`))).toEqual(written)
+
+    const unchanged = await step('post', second.state)
+    expect(unchanged.warnings).toEqual([])
+    expect(unchanged.stdout.match(/unchanged since restore/g)).toHaveLength(3)
+    expect(service.entries().filter(e => e.key.startsWith(`cycle-${run}-`))).toHaveLength(3)
+  })
+})

@@ -1,0 +1,39 @@
+import { describe, expect, test } from '@jest/globals'
+
+import { cacheMountFlag, extractDockerfile, injectDockerfile } from '../src/dockerfile.js'
+
+describe('cacheMountFlag', () => {
+  test.each([
+    [1, { id: 'npm', target: '/root/.npm' }, '--mount=type=cache,id=npm,target=/bmc/c0,sharing=locked'],
+    [2, { id: '/go/pkg/mod', target: '/go/pkg/mod', uid: 1000, gid: 0, mode: 0o700 }, '--mount=type=cache,id=/go/pkg/mod,target=/bmc/c0,uid=1000,gid=0,mode=0700,sharing=locked'],
+    [3, { id: 'x', target: '/x', mode: 0 }, '--mount=type=cache,id=x,target=/bmc/c0,mode=00,sharing=locked']
+  ])('%i', (_n, spec, expected) => {
+    expect(cacheMountFlag({ index: 0, spec })).toBe(expected)
+  })
+
+  test.each([['a,b'], ['a b'], ['$X'], ['a"b'], ['a\nRUN x']])('refuses unsafe id %j', id => {
+    expect(() => cacheMountFlag({ index: 0, spec: { id, target: '/x' } })).toThrow(/unsafe cache id/)
+  })
+})
+
+test('inject Dockerfile copies every restored mount in one RUN and exports a marker', () => {
+  const text = injectDockerfile('busybox:1.36', [
+    { index: 0, spec: { id: 'a', target: '/a' } },
+    { index: 2, spec: { id: 'c', target: '/c', uid: 1 } }
+  ])
+  expect(text.split('\n').filter(l => l.startsWith('RUN'))).toHaveLength(1)
+  expect(text).toContain('--mount=type=bind,source=m2,target=/bmc/d2')
+  expect(text).toContain('cp -a /bmc/d2/. /bmc/c2/')
+  expect(text).toMatch(/^FROM busybox:1\.36 AS inject\nARG BMC_NONCE\n/)
+  expect(text).toMatch(/FROM scratch\nCOPY --from=inject \/bmc\/out \/\n$/)
+})
+
+test('extract Dockerfile mounts read-only and exports one directory per mount', () => {
+  const text = extractDockerfile('img', [{ index: 1, spec: { id: 'a', target: '/a' } }])
+  expect(text).toContain('--mount=type=cache,id=a,target=/bmc/c1,sharing=locked,readonly')
+  expect(text).toContain('cp -a /bmc/c1/. /bmc/out/1/')
+})
+
+test('an unsafe image never reaches the text', () => {
+  expect(() => injectDockerfile('img\nRUN evil', [{ index: 0, spec: { id: 'a', target: '/a' } }])).toThrow(/unsafe image/)
+})

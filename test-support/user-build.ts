@@ -1,0 +1,72 @@
+import { spawnSync } from 'node:child_process'
+import { mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+
+/**
+ * Builds the way a user's workflow would (docker/build-push-action runs
+ * `docker buildx build`; engines without buildx run `DOCKER_BUILDKIT=1
+ * docker build`), for integration tests and the demo.
+ */
+export type ClientName = 'buildx' | 'docker'
+
+export const UTILITY_IMAGE = 'buildkit-mount-cache/utility:busybox'
+
+interface ClientCommand {
+  cmd: string
+  args: string[]
+  env: Record<string, string>
+}
+
+const CLIENTS: Record<ClientName, ClientCommand> = {
+  buildx: { cmd: 'docker', args: ['buildx', 'build', '--progress=plain'], env: {} },
+  // The Debian 12 client (20.10): BuildKit without buildx. The current CLI hands
+  // `docker build` to buildx, so it cannot exercise this path.
+  docker: { cmd: '/usr/bin/docker', args: ['build', '--progress=plain'], env: { DOCKER_BUILDKIT: '1' } }
+}
+
+/** A directory to put first on PATH so the action's `docker` is the client under test. */
+export function clientPathDir(client: ClientName): { dir: string; cleanup: () => void } {
+  const dir = mkdtempSync(join(tmpdir(), 'bmc-client-'))
+  if (client === 'docker') symlinkSync('/usr/bin/docker', join(dir, 'docker'))
+  return { dir, cleanup: () => rmSync(dir, { recursive: true, force: true }) }
+}
+
+/** Runs a build of `dockerfile` (no other context) and exports its result into `outDir`. */
+export function userBuild(client: ClientName, dockerfile: string, outDir: string, buildArgs: Record<string, string> = {}): string {
+  const ctx = mkdtempSync(join(tmpdir(), 'bmc-ctx-'))
+  try {
+    writeFileSync(join(ctx, 'Dockerfile'), dockerfile)
+    mkdirSync(outDir, { recursive: true })
+    const c = CLIENTS[client]
+    const args = [...c.args, ...Object.entries(buildArgs).flatMap(([k, v]) => ['--build-arg', `${k}=${v}`]), '--output', `type=local,dest=${outDir}`, ctx]
+    const r = spawnSync(c.cmd, args, { env: { ...process.env, ...c.env }, encoding: 'utf8', maxBuffer: 64 << 20 })
+    if (r.status !== 0) throw new Error(`user build failed (${client}, exit ${r.status}):\n${r.stderr.slice(-4000)}`)
+    return r.stderr
+  } finally {
+    rmSync(ctx, { recursive: true, force: true })
+  }
+}
+
+/** Empties the builder's cache, cache mounts included: a fresh CI builder. */
+export function pruneBuilder(client: ClientName): void {
+  const c = CLIENTS[client]
+  const args = client === 'buildx' ? ['buildx', 'prune', '--all', '--force'] : ['builder', 'prune', '--all', '--force']
+  const r = spawnSync(c.cmd, args, { encoding: 'utf8' })
+  if (r.status !== 0) throw new Error(`prune failed: ${r.stderr}`)
+}
+
+/**
+ * A shell script (busybox sh) that lists a tree with everything the cache
+ * must keep: type, size, owner, mode, mtime, link count, content digest and
+ * link target. Inodes are printed so tests can group hardlinks.
+ */
+export function listingScript(root: string, out: string): string {
+  return [
+    `cd ${root}`,
+    `find . | sort | while IFS= read -r f; do`,
+    `  stat -c '%n|%F|%s|%u|%g|%a|%Y|%h|%i' "$f"`,
+    `  if [ -L "$f" ]; then echo "-> $(readlink "$f")"; elif [ -f "$f" ]; then md5sum < "$f"; fi`,
+    `done > ${out}`
+  ].join('\n')
+}
