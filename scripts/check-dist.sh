@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# Fails when the committed dist/ differs from a fresh bundle of the sources.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+fresh="$(mktemp -d)"
+trap 'rm -rf "$fresh"' EXIT
+node scripts/bundle.mjs "$fresh/dist"
+if ! diff -r dist "$fresh/dist" >/dev/null; then
+  echo "dist/ is out of date: run 'npm run build' and commit dist/." >&2
+  diff -rq dist "$fresh/dist" >&2 || true
+  exit 1
+fi
+echo "dist/ is up to date."
