@@ -65,15 +65,20 @@ function snapshot(dir: string): Record<string, string> {
   return out
 }
 
+// What @actions/core writes (info lines, ::warning::, ::debug::...) is captured
+// per test; CACHE_SERVICE_TEST_VERBOSE=1 also lets it through.
 let output: string[] = []
-beforeEach(() => {
-  output = []
-  jest.spyOn(process.stdout, 'write').mockImplementation(((chunk: string | Uint8Array) => {
+beforeAll(() => {
+  const write = process.stdout.write.bind(process.stdout)
+  jest.spyOn(process.stdout, 'write').mockImplementation(((chunk: string | Uint8Array, ...rest: never[]) => {
     output.push(typeof chunk === 'string' ? chunk : Buffer.from(chunk).toString('utf8'))
-    return true
+    return process.env['CACHE_SERVICE_TEST_VERBOSE'] ? write(chunk, ...rest) : true
   }) as typeof process.stdout.write)
 })
-afterEach(() => {
+beforeEach(() => {
+  output = []
+})
+afterAll(() => {
   jest.restoreAllMocks()
 })
 const lines = (): string[] => output.join('').split('\n')
@@ -245,6 +250,7 @@ describe('service v2 with the real @actions/cache', () => {
       expect(opsSince(svc, mark)).toEqual(['GetCacheEntryDownloadURL 200', 'GetBlob 200'])
       expect(svc.requests[mark + 1]?.dropped).toBe(true)
       expect(warnings()).toHaveLength(1)
+      // The http-client download sees the premature end: `Failed to restore: aborted`.
       expect(warnings()[0]).toMatch(/^::warning::Failed to restore: /)
       expect(fs.existsSync(path.join(dir, 'f.txt'))).toBe(false)
     })
@@ -320,6 +326,24 @@ describe('service v2 with the real @actions/cache', () => {
     expect(again.status).toBe(409)
     expect(again.headers.get('x-ms-error-code')).toBe('BlobImmutableDueToPolicy')
     expect(await twirp(svc, 'CreateCacheEntry', { key: 'u-key', version })).toMatchObject({ status: 409, json: { code: 'already_exists' } })
+  })
+
+  test('an abandoned reservation stops blocking the key after pendingTtlMs', async () => {
+    const short = await startCacheService({ dataDir: path.join(ROOT, 'data-ttl'), pendingTtlMs: 50 })
+    try {
+      const first = await twirp(short, 'CreateCacheEntry', { key: 'ttl-key', version: 'v' })
+      expect(first.status).toBe(200)
+      expect((await twirp(short, 'CreateCacheEntry', { key: 'ttl-key', version: 'v' })).status).toBe(409)
+      await new Promise(resolve => setTimeout(resolve, 80))
+      const second = await twirp(short, 'CreateCacheEntry', { key: 'ttl-key', version: 'v' })
+      expect(second).toMatchObject({ status: 200, json: { ok: true } })
+      // The abandoned reservation's upload URL now points at nothing.
+      const stale = await fetch(str(first.json['signed_upload_url']), { method: 'PUT', headers: { 'x-ms-blob-type': 'BlockBlob' }, body: 'x' })
+      expect(stale.status).toBe(404)
+      expect(short.entries({ includePending: true })).toHaveLength(1)
+    } finally {
+      await short.close()
+    }
   })
 
   test('Twirp auth and routing errors', async () => {

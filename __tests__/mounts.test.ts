@@ -50,3 +50,10 @@ test('cleanTarget cleans like filepath.Clean', () => {
   expect(cleanTarget('/a/../b')).toBe('/b')
   expect(cleanTarget('/')).toBe('/')
 })
+
+test('per-mount key files', () => {
+  expect(parseMounts('id=apt,target=/var/cache/apt,key-files=Dockerfile')).toEqual([{ id: 'apt', target: '/var/cache/apt', keyFiles: ['Dockerfile'] }])
+  expect(parseMounts('id=c,target=/c,key-files=Cargo.lock; rust-toolchain.toml')[0]?.keyFiles).toEqual(['Cargo.lock', 'rust-toolchain.toml'])
+  expect(parseMounts('[{"target":"/c","key-files":["a","b"]}]')[0]?.keyFiles).toEqual(['a', 'b'])
+  expect(() => parseMounts('id=c,target=/c,key-files=;')).toThrow(/key-files is empty/)
+})

@@ -30631,6 +30631,7 @@ var Summary = class {
   }
 };
 var _summary = new Summary();
+var summary = _summary;
 
 // node_modules/@actions/core/lib/platform.js
 var import_os2 = __toESM(require("os"), 1);
@@ -31449,6 +31450,9 @@ function error(message, properties = {}) {
 }
 function warning(message, properties = {}) {
   issueCommand("warning", toCommandProperties(properties), message instanceof Error ? message.toString() : message);
+}
+function notice(message, properties = {}) {
+  issueCommand("notice", toCommandProperties(properties), message instanceof Error ? message.toString() : message);
 }
 function info(message) {
   process.stdout.write(message + os5.EOL);
@@ -71647,8 +71651,16 @@ function saveCacheV2(paths_1, key_1, options_1) {
 }
 
 // src/cache.ts
+var KNOWN_MODES = ["none", "read", "write", "write-only"];
+function cacheModeAllows(access3, mode = process.env.ACTIONS_CACHE_MODE ?? "") {
+  const m = mode.trim().toLowerCase();
+  if (!KNOWN_MODES.includes(m)) return true;
+  return access3 === "read" ? m === "read" || m === "write" : m === "write" || m === "write-only";
+}
 var actionsCache = {
   available: () => isFeatureAvailable(),
+  readable: () => cacheModeAllows("read"),
+  writable: () => cacheModeAllows("write"),
   restore: async (archivePath, primaryKey, restoreKeys) => restoreCache([archivePath], primaryKey, restoreKeys),
   save: async (archivePath, key) => await saveCache2([archivePath], key) !== -1
 };
@@ -71776,11 +71788,11 @@ function parseFlagLine(line, where2) {
   }
   return out;
 }
-var KNOWN_FIELDS = /* @__PURE__ */ new Set(["type", "id", "target", "dst", "destination", "uid", "gid", "mode", "sharing"]);
+var KNOWN_FIELDS = /* @__PURE__ */ new Set(["type", "id", "target", "dst", "destination", "uid", "gid", "mode", "sharing", "key-files"]);
 function toMountSpec(entry, where2) {
   for (const name of Object.keys(entry)) {
     if (!KNOWN_FIELDS.has(name)) {
-      throw new InputError(where2, `unknown option "${name}" (expected id, target, uid, gid, mode, sharing)`);
+      throw new InputError(where2, `unknown option "${name}" (expected id, target, uid, gid, mode, sharing, key-files)`);
     }
   }
   if (entry.type !== void 0 && entry.type !== "cache") {
@@ -71815,7 +71827,19 @@ function toMountSpec(entry, where2) {
     }
     spec.sharing = entry.sharing;
   }
+  const keyFiles = optionalPatterns(entry["key-files"], where2);
+  if (keyFiles !== void 0) spec.keyFiles = keyFiles;
   return spec;
+}
+function optionalPatterns(value, where2) {
+  if (value === void 0) return void 0;
+  const list = typeof value === "string" ? value.split(";") : value;
+  if (!Array.isArray(list) || list.some((p) => typeof p !== "string")) {
+    throw new InputError(where2, 'key-files must be glob patterns (separated by ";" in the line form)');
+  }
+  const patterns = list.map((p) => p.trim()).filter((p) => p !== "");
+  if (patterns.length === 0) throw new InputError(where2, "key-files is empty");
+  return patterns;
 }
 function optionalNumber(value, where2, name) {
   if (value === void 0) return void 0;
@@ -71848,7 +71872,9 @@ var InputName = {
   builder: "builder",
   utilityImage: "utility-image",
   client: "client",
-  platform: "platform"
+  platform: "platform",
+  save: "save",
+  state: "state"
 };
 var CLIENTS = ["auto", "buildx", "docker"];
 var IMAGE_PATTERN = /^[a-z0-9][a-z0-9._/:@-]*$/;
@@ -71886,10 +71912,18 @@ function getInputs() {
     keyPrefix,
     utilityImage,
     client,
-    platform: platform2
+    platform: platform2,
+    save: booleanInput(InputName.save, true)
   };
   if (builder !== "") inputs.builder = builder;
   return inputs;
+}
+function booleanInput(name, fallback) {
+  const value = getInput(name).trim();
+  if (value === "") return fallback;
+  if (["true", "True", "TRUE"].includes(value)) return true;
+  if (["false", "False", "FALSE"].includes(value)) return false;
+  throw new InputError(name, `must be true or false, got "${value}"`);
 }
 function listInput(text) {
   return text.split(/\r?\n/).map((s) => s.trim()).filter((s) => s !== "");
@@ -72007,37 +72041,79 @@ function saveMainState(state3) {
   saveState(STATE_KEY, JSON.stringify(state3));
 }
 
+// src/summary.ts
+var secs = (ms) => ms === void 0 ? "" : `${(ms / 1e3).toFixed(1)} s`;
+async function writeSummary(state3, report) {
+  if (!process.env.GITHUB_STEP_SUMMARY) return;
+  const header = ["id", "target", "key", "restore", "restored", "saved", "restore time", "inject", "extract", "save time"].map((data) => ({ data, header: true }));
+  const rows = state3.mounts.map((m) => {
+    const outcome = report?.outcomes.get(m.index);
+    const saved = !report ? "not saved by this step" : !outcome ? "" : outcome.kind === "saved" ? `${formatBytes(outcome.bytes)} as ${outcome.key}` : outcome.kind;
+    return [
+      m.spec.id,
+      m.spec.target,
+      m.keys.base,
+      m.restoredDigest !== void 0 ? `hit (${m.matchedKey ?? ""})` : "miss",
+      m.restoredBytes !== void 0 ? formatBytes(m.restoredBytes) : "",
+      saved,
+      secs(m.restoreMs),
+      secs(state3.injectMs),
+      secs(report?.extractMs),
+      secs(outcome?.ms)
+    ];
+  });
+  try {
+    await summary.addHeading("BuildKit cache mounts", 3).addTable([header, ...rows]).write();
+  } catch (error2) {
+    debug(`No job summary: ${String(error2)}`);
+  }
+}
+
 // src/restore.ts
 var MAX_RESTORED_BYTES = 64 * 1024 ** 3;
 var realServices = { run: runCommand, cache: actionsCache };
-async function runMain(services = realServices) {
-  const inputs = getInputs();
+async function planMounts(services, inputs) {
   const engine = await resolveEngine(services.run, inputs.client, inputs.builder);
+  const hashes = /* @__PURE__ */ new Map();
+  const hashOf = (patterns) => {
+    const text = patterns.join("\n");
+    if (text === "") return Promise.resolve("");
+    if (!hashes.has(text)) hashes.set(text, hashFiles2(text));
+    return hashes.get(text);
+  };
+  const mounts = [];
+  for (const [index, spec] of inputs.mounts.entries()) {
+    const filesHash = await hashOf(spec.keyFiles ?? inputs.keyFiles);
+    mounts.push({ index, spec, keys: mountKeys(inputs.keyPrefix, spec.id, inputs.platform, filesHash), archivePath: mountArchivePath(spec.id) });
+  }
+  return { version: 1, engine, utilityImage: inputs.utilityImage, save: inputs.save, mounts };
+}
+async function runMain(services = realServices, restoreOnly = false) {
+  const inputs = getInputs();
+  const state3 = await planMounts(services, inputs);
+  const { engine, mounts } = state3;
   info(`Client: ${engine.client === "buildx" ? "docker buildx build" : "DOCKER_BUILDKIT=1 docker build"}${engine.builder ? ` (builder ${engine.builder})` : ""}`);
-  const filesHash = inputs.keyFiles.length > 0 ? await hashFiles2(inputs.keyFiles.join("\n")) : "";
-  const mounts = inputs.mounts.map((spec, index) => ({
-    index,
-    spec,
-    keys: mountKeys(inputs.keyPrefix, spec.id, inputs.platform, filesHash),
-    archivePath: mountArchivePath(spec.id)
-  }));
-  const state3 = { version: 1, engine, utilityImage: inputs.utilityImage, mounts };
   saveMainState(state3);
   try {
     await group("Restore cache entries", async () => restoreAll(services.cache, mounts));
     const restored = mounts.filter((m) => m.restoredDigest !== void 0);
     if (restored.length > 0) {
-      await group("Inject into the builder", async () => inject(services.run, engine, inputs, restored));
+      await group("Inject into the builder", async () => inject(services.run, state3, restored));
     }
   } finally {
     await Promise.all(mounts.map((m) => (0, import_promises3.rm)(m.archivePath, { force: true })));
   }
   saveMainState(state3);
-  setOutputs(mounts);
+  setOutputs(state3);
+  if (restoreOnly || !state3.save) await writeSummary(state3, void 0);
 }
 async function restoreAll(cache, mounts) {
   if (!cache.available()) {
     warning("The cache service is not available: every mount starts empty and nothing will be restored.");
+    return;
+  }
+  if (!cache.readable()) {
+    notice("This job may not read the cache (ACTIONS_CACHE_MODE); every mount starts empty.");
     return;
   }
   for (const m of mounts) {
@@ -72060,12 +72136,14 @@ async function restoreAll(cache, mounts) {
       delete m.matchedKey;
       delete m.restoredDigest;
       delete m.restoredBytes;
+    } finally {
+      m.restoreMs = Date.now() - started;
     }
   }
 }
-async function inject(run, engine, inputs, restored) {
+async function inject(run, state3, restored) {
   const started = Date.now();
-  const dockerfile = injectDockerfile(inputs.utilityImage, restored.map((m) => ({ index: m.index, spec: m.spec })));
+  const dockerfile = injectDockerfile(state3.utilityImage, restored.map((m) => ({ index: m.index, spec: m.spec })));
   debug(`Inject Dockerfile:
 ${dockerfile}`);
   const context3 = buildContext(
@@ -72073,7 +72151,7 @@ ${dockerfile}`);
     restored.map((m) => ({ dir: contextDir(m.index), archivePath: m.archivePath }))
   );
   try {
-    await runBuild(run, engine, context3, async (out) => (0, import_promises4.pipeline)(out, discard()), (line) => debug(line));
+    await runBuild(run, state3.engine, context3, async (out) => (0, import_promises4.pipeline)(out, discard()), (line) => debug(line));
     const bytes = restored.reduce((sum, m) => sum + (m.restoredBytes ?? 0), 0);
     info(`Injected ${restored.length} mount(s), ${formatBytes(bytes)} in ${seconds(started)}`);
   } catch (error2) {
@@ -72082,12 +72160,15 @@ ${dockerfile}`);
     for (const m of restored) {
       delete m.restoredDigest;
     }
+  } finally {
+    state3.injectMs = Date.now() - started;
   }
 }
 function discard() {
   return new import_node_stream5.Writable({ write: (_chunk, _enc, cb) => cb() });
 }
-function setOutputs(mounts) {
+function setOutputs(state3) {
+  const { mounts } = state3;
   const hit = mounts.every((m) => m.matchedKey !== void 0 && m.matchedKey.startsWith(`${m.keys.base}-`) && m.restoredDigest !== void 0);
   setOutput("cache-hit", String(hit));
   setOutput(
@@ -72102,6 +72183,7 @@ function setOutputs(mounts) {
       }))
     )
   );
+  setOutput("state", JSON.stringify(state3));
 }
 
 // src/entry/run.ts

@@ -30601,6 +30601,7 @@ var Summary = class {
   }
 };
 var _summary = new Summary();
+var summary = _summary;
 
 // node_modules/@actions/core/lib/platform.js
 var import_os2 = __toESM(require("os"), 1);
@@ -31402,6 +31403,9 @@ function error(message, properties = {}) {
 function warning(message, properties = {}) {
   issueCommand("warning", toCommandProperties(properties), message instanceof Error ? message.toString() : message);
 }
+function notice(message, properties = {}) {
+  issueCommand("notice", toCommandProperties(properties), message instanceof Error ? message.toString() : message);
+}
 function info(message) {
   process.stdout.write(message + os4.EOL);
 }
@@ -31692,6 +31696,12 @@ async function splitExport(source, targets) {
   return result;
 }
 
+// src/keys.ts
+var DIGEST_LENGTH = 16;
+function saveKey(keys, digest) {
+  return `${keys.base}-${digest.slice(0, DIGEST_LENGTH)}`;
+}
+
 // src/mounts.ts
 var MAX_ID = 2 ** 31 - 1;
 function formatMode(mode) {
@@ -31774,12 +31784,6 @@ function formatBytes(bytes) {
 }
 function seconds(startedMs, now = Date.now()) {
   return `${((now - startedMs) / 1e3).toFixed(1)} s`;
-}
-
-// src/keys.ts
-var DIGEST_LENGTH = 16;
-function saveKey(keys, digest) {
-  return `${keys.base}-${digest.slice(0, DIGEST_LENGTH)}`;
 }
 
 // node_modules/@actions/glob/lib/internal-globber.js
@@ -71611,8 +71615,16 @@ function saveCacheV2(paths_1, key_1, options_1) {
 }
 
 // src/cache.ts
+var KNOWN_MODES = ["none", "read", "write", "write-only"];
+function cacheModeAllows(access3, mode = process.env.ACTIONS_CACHE_MODE ?? "") {
+  const m = mode.trim().toLowerCase();
+  if (!KNOWN_MODES.includes(m)) return true;
+  return access3 === "read" ? m === "read" || m === "write" : m === "write" || m === "write-only";
+}
 var actionsCache = {
   available: () => isFeatureAvailable(),
+  readable: () => cacheModeAllows("read"),
+  writable: () => cacheModeAllows("write"),
   restore: async (archivePath, primaryKey, restoreKeys) => restoreCache([archivePath], primaryKey, restoreKeys),
   save: async (archivePath, key) => await saveCache2([archivePath], key) !== -1
 };
@@ -71664,13 +71676,48 @@ var runCommand = async (command, args, options = {}) => {
 // src/state.ts
 var STATE_KEY = "mount-cache-state";
 function loadMainState() {
-  const text = getState(STATE_KEY);
+  return parseMainState(getState(STATE_KEY));
+}
+function parseMainState(text) {
   if (!text) return void 0;
-  const value = JSON.parse(text);
-  if (value.version !== 1 || !Array.isArray(value.mounts) || !value.engine || typeof value.utilityImage !== "string") {
+  let value;
+  try {
+    value = JSON.parse(text);
+  } catch {
+    throw new Error("the saved state is not JSON");
+  }
+  if (value.version !== 1 || !Array.isArray(value.mounts) || !value.engine || typeof value.utilityImage !== "string" || typeof value.save !== "boolean") {
     throw new Error("saved state from the main step has an unexpected shape");
   }
   return value;
+}
+
+// src/summary.ts
+var secs = (ms) => ms === void 0 ? "" : `${(ms / 1e3).toFixed(1)} s`;
+async function writeSummary(state3, report) {
+  if (!process.env.GITHUB_STEP_SUMMARY) return;
+  const header = ["id", "target", "key", "restore", "restored", "saved", "restore time", "inject", "extract", "save time"].map((data) => ({ data, header: true }));
+  const rows = state3.mounts.map((m) => {
+    const outcome = report?.outcomes.get(m.index);
+    const saved = !report ? "not saved by this step" : !outcome ? "" : outcome.kind === "saved" ? `${formatBytes(outcome.bytes)} as ${outcome.key}` : outcome.kind;
+    return [
+      m.spec.id,
+      m.spec.target,
+      m.keys.base,
+      m.restoredDigest !== void 0 ? `hit (${m.matchedKey ?? ""})` : "miss",
+      m.restoredBytes !== void 0 ? formatBytes(m.restoredBytes) : "",
+      saved,
+      secs(m.restoreMs),
+      secs(state3.injectMs),
+      secs(report?.extractMs),
+      secs(outcome?.ms)
+    ];
+  });
+  try {
+    await summary.addHeading("BuildKit cache mounts", 3).addTable([header, ...rows]).write();
+  } catch (error2) {
+    debug(`No job summary: ${String(error2)}`);
+  }
 }
 
 // src/restore.ts
@@ -71690,20 +71737,32 @@ async function runPost(services = realServices) {
     info("The main step did not run to the point of restoring; nothing to save.");
     return;
   }
+  if (!state3.save) {
+    info("save is false: cache mounts are not saved.");
+    return;
+  }
+  await saveMounts(services, state3);
+}
+async function saveMounts(services, state3) {
   if (!services.cache.available()) {
     warning("The cache service is not available: cache mounts are not saved.");
     return;
   }
-  const { mounts } = state3;
-  try {
-    const summaries = await group("Extract from the builder", async () => extract2(services, state3, mounts));
-    if (!summaries) return;
-    await group("Save cache entries", async () => saveAll(services, mounts, summaries));
-  } finally {
-    await Promise.all(mounts.map((m) => (0, import_promises3.rm)(m.archivePath, { force: true })));
+  if (!services.cache.writable()) {
+    notice("This job may not write to the cache (ACTIONS_CACHE_MODE); cache mounts are not saved.");
+    return;
   }
+  const report = { outcomes: /* @__PURE__ */ new Map() };
+  try {
+    const summaries = await group("Extract from the builder", async () => extract2(services, state3, report));
+    if (summaries) await group("Save cache entries", async () => saveAll(services, state3.mounts, summaries, report));
+  } finally {
+    await Promise.all(state3.mounts.map((m) => (0, import_promises3.rm)(m.archivePath, { force: true })));
+  }
+  await writeSummary(state3, report);
 }
-async function extract2(services, state3, mounts) {
+async function extract2(services, state3, report) {
+  const { mounts } = state3;
   const started = Date.now();
   const dockerfile = extractDockerfile(state3.utilityImage, mounts.map((m) => ({ index: m.index, spec: m.spec })));
   debug(`Extract Dockerfile:
@@ -71723,31 +71782,44 @@ ${dockerfile}`);
   } catch (error2) {
     warning(`Could not extract the cache mounts from the builder; nothing is saved: ${errorMessage(error2)}`);
     return void 0;
+  } finally {
+    report.extractMs = Date.now() - started;
   }
   const bytes = [...summaries?.values() ?? []].reduce((sum, s) => sum + s.bytes, 0);
   info(`Extracted ${mounts.length} mount(s), ${formatBytes(bytes)} in ${seconds(started)}`);
   return summaries;
 }
-async function saveAll(services, mounts, summaries) {
+async function saveAll(services, mounts, summaries, report) {
   for (const m of mounts) {
     const summary2 = summaries.get(exportDir(m.index));
     if (!summary2) continue;
-    if (summary2.entries <= 1) {
-      info(`${m.spec.id}: the mount is empty, nothing to save`);
-      continue;
+    const outcome = await saveOne(services, m, summary2);
+    report.outcomes.set(m.index, outcome);
+  }
+}
+async function saveOne(services, m, summary2) {
+  if (summary2.entries <= 1) {
+    info(`${m.spec.id}: the mount is empty, nothing to save`);
+    return { kind: "empty" };
+  }
+  if (summary2.digest === m.restoredDigest) {
+    info(`${m.spec.id}: unchanged since restore (${m.matchedKey}), nothing to save`);
+    return { kind: "unchanged", bytes: summary2.bytes };
+  }
+  const key = saveKey(m.keys, summary2.digest);
+  const started = Date.now();
+  try {
+    const saved = await services.cache.save(m.archivePath, key);
+    const ms = Date.now() - started;
+    if (!saved) {
+      info(`${m.spec.id}: not saved under ${key} (see above; an entry with this exact content may exist already)`);
+      return { kind: "not-saved", ms };
     }
-    if (summary2.digest === m.restoredDigest) {
-      info(`${m.spec.id}: unchanged since restore (${m.matchedKey}), nothing to save`);
-      continue;
-    }
-    const key = saveKey(m.keys, summary2.digest);
-    const started = Date.now();
-    try {
-      const saved = await services.cache.save(m.archivePath, key);
-      info(saved ? `${m.spec.id}: saved ${key} (${formatBytes(summary2.bytes)}, ${seconds(started)})` : `${m.spec.id}: not saved under ${key} (see the warning above)`);
-    } catch (error2) {
-      warning(`${m.spec.id}: cannot save the cache entry: ${errorMessage(error2)}`);
-    }
+    info(`${m.spec.id}: saved ${key} (${formatBytes(summary2.bytes)}, ${seconds(started)})`);
+    return { kind: "saved", key, bytes: summary2.bytes, ms };
+  } catch (error2) {
+    warning(`${m.spec.id}: cannot save the cache entry: ${errorMessage(error2)}`);
+    return { kind: "not-saved", reason: errorMessage(error2) };
   }
 }
 

@@ -6,7 +6,7 @@ import { build } from 'esbuild'
 import { rmSync } from 'node:fs'
 
 const outdir = process.argv[2] ?? 'dist'
-const entries = ['main', 'post']
+const entries = ['main', 'post', 'restore-only', 'save-only']
 rmSync(outdir, { recursive: true, force: true })
 await build({
   entryPoints: Object.fromEntries(entries.map(e => [e, `src/entry/${e}.ts`])),

@@ -8,14 +8,31 @@ import * as cache from '@actions/cache'
  */
 export interface CacheStore {
   available(): boolean
+  /** Whether the runner lets this job read / write the cache (ACTIONS_CACHE_MODE). */
+  readable(): boolean
+  writable(): boolean
   /** Returns the matched key, or undefined on a miss. */
   restore(archivePath: string, primaryKey: string, restoreKeys: string[]): Promise<string | undefined>
   /** Returns true when the entry was stored. */
   save(archivePath: string, key: string): Promise<boolean>
 }
 
+const KNOWN_MODES = ['none', 'read', 'write', 'write-only']
+
+/**
+ * The runner's ACTIONS_CACHE_MODE (e.g. `read` for pull requests from forks).
+ * Unknown or unset values allow everything, as the cache library does.
+ */
+export function cacheModeAllows(access: 'read' | 'write', mode: string = process.env.ACTIONS_CACHE_MODE ?? ''): boolean {
+  const m = mode.trim().toLowerCase()
+  if (!KNOWN_MODES.includes(m)) return true
+  return access === 'read' ? m === 'read' || m === 'write' : m === 'write' || m === 'write-only'
+}
+
 export const actionsCache: CacheStore = {
   available: () => cache.isFeatureAvailable(),
+  readable: () => cacheModeAllows('read'),
+  writable: () => cacheModeAllows('write'),
   restore: async (archivePath, primaryKey, restoreKeys) => cache.restoreCache([archivePath], primaryKey, restoreKeys),
   save: async (archivePath, key) => (await cache.saveCache([archivePath], key)) !== -1
 }

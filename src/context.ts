@@ -16,7 +16,9 @@ export const InputName = {
   builder: 'builder',
   utilityImage: 'utility-image',
   client: 'client',
-  platform: 'platform'
+  platform: 'platform',
+  save: 'save',
+  state: 'state'
 } as const
 
 export interface Inputs {
@@ -29,6 +31,8 @@ export interface Inputs {
   client: ClientChoice
   /** Docker platform notation, e.g. linux/amd64. */
   platform: string
+  /** Whether the post step saves (false: restore only, e.g. for pull requests). */
+  save: boolean
 }
 
 const CLIENTS: readonly string[] = ['auto', 'buildx', 'docker']
@@ -69,10 +73,20 @@ export function getInputs(): Inputs {
     keyPrefix,
     utilityImage,
     client: client as ClientChoice,
-    platform
+    platform,
+    save: booleanInput(InputName.save, true)
   }
   if (builder !== '') inputs.builder = builder
   return inputs
+}
+
+/** A YAML 1.2 core-schema boolean, like core.getBooleanInput, with a default for an empty input. */
+export function booleanInput(name: string, fallback: boolean): boolean {
+  const value = core.getInput(name).trim()
+  if (value === '') return fallback
+  if (['true', 'True', 'TRUE'].includes(value)) return true
+  if (['false', 'False', 'FALSE'].includes(value)) return false
+  throw new InputError(name, `must be true or false, got "${value}"`)
 }
 
 /** One entry per line; blank lines and surrounding spaces dropped. */

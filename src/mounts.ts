@@ -16,6 +16,8 @@ export interface MountSpec {
   /** Octal permission bits as a number, e.g. 0o755. */
   mode?: number
   sharing?: Sharing
+  /** Glob patterns hashed into this mount's key instead of the step's key-files. */
+  keyFiles?: string[]
 }
 
 export type Sharing = 'shared' | 'private' | 'locked'
@@ -92,12 +94,12 @@ function parseFlagLine(line: string, where: string): Record<string, unknown> {
   return out
 }
 
-const KNOWN_FIELDS = new Set(['type', 'id', 'target', 'dst', 'destination', 'uid', 'gid', 'mode', 'sharing'])
+const KNOWN_FIELDS = new Set(['type', 'id', 'target', 'dst', 'destination', 'uid', 'gid', 'mode', 'sharing', 'key-files'])
 
 function toMountSpec(entry: Record<string, unknown>, where: string): MountSpec {
   for (const name of Object.keys(entry)) {
     if (!KNOWN_FIELDS.has(name)) {
-      throw new InputError(where, `unknown option "${name}" (expected id, target, uid, gid, mode, sharing)`)
+      throw new InputError(where, `unknown option "${name}" (expected id, target, uid, gid, mode, sharing, key-files)`)
     }
   }
   if (entry.type !== undefined && entry.type !== 'cache') {
@@ -132,7 +134,21 @@ function toMountSpec(entry: Record<string, unknown>, where: string): MountSpec {
     }
     spec.sharing = entry.sharing as Sharing
   }
+  const keyFiles = optionalPatterns(entry['key-files'], where)
+  if (keyFiles !== undefined) spec.keyFiles = keyFiles
   return spec
+}
+
+/** key-files of one mount: a JSON string array, or `;`-separated patterns in the line form. */
+function optionalPatterns(value: unknown, where: string): string[] | undefined {
+  if (value === undefined) return undefined
+  const list = typeof value === 'string' ? value.split(';') : value
+  if (!Array.isArray(list) || list.some(p => typeof p !== 'string')) {
+    throw new InputError(where, 'key-files must be glob patterns (separated by ";" in the line form)')
+  }
+  const patterns = (list as string[]).map(p => p.trim()).filter(p => p !== '')
+  if (patterns.length === 0) throw new InputError(where, 'key-files is empty')
+  return patterns
 }
 
 function optionalNumber(value: unknown, where: string, name: string): number | undefined {

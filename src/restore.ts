@@ -13,9 +13,10 @@ import { getInputs, mountArchivePath, type Inputs } from './context.js'
 import { contextDir, injectDockerfile } from './dockerfile.js'
 import { resolveEngine, runBuild, type Engine } from './engine.js'
 import { errorMessage } from './errors.js'
-import { mountKeys } from './keys.js'
 import { formatBytes, seconds } from './format.js'
+import { mountKeys } from './keys.js'
 import { saveMainState, type MainState, type MountState } from './state.js'
+import { writeSummary } from './summary.js'
 
 /** Largest tree a restored archive may expand to (guards against archive bombs). */
 const MAX_RESTORED_BYTES = 64 * 1024 ** 3
@@ -28,23 +29,36 @@ export interface Services {
 export const realServices: Services = { run: runCommand, cache: actionsCache }
 
 /**
+ * Resolves the engine and freezes every mount's keys. Key files are hashed
+ * once per distinct pattern list; a mount's own key-files replace the step's.
+ */
+export async function planMounts(services: Services, inputs: Inputs): Promise<MainState> {
+  const engine = await resolveEngine(services.run, inputs.client, inputs.builder)
+  const hashes = new Map<string, Promise<string>>()
+  const hashOf = (patterns: string[]): Promise<string> => {
+    const text = patterns.join('\n')
+    if (text === '') return Promise.resolve('')
+    if (!hashes.has(text)) hashes.set(text, glob.hashFiles(text))
+    return hashes.get(text) as Promise<string>
+  }
+  const mounts: MountState[] = []
+  for (const [index, spec] of inputs.mounts.entries()) {
+    const filesHash = await hashOf(spec.keyFiles ?? inputs.keyFiles)
+    mounts.push({ index, spec, keys: mountKeys(inputs.keyPrefix, spec.id, inputs.platform, filesHash), archivePath: mountArchivePath(spec.id) })
+  }
+  return { version: 1, engine, utilityImage: inputs.utilityImage, save: inputs.save, mounts }
+}
+
+/**
  * Main step: compute keys, restore each mount's entry, inject every restored
  * mount in one build. Only bad inputs throw; cache and engine trouble end as
  * warnings with the mount treated as a miss, so the user's build still runs.
  */
-export async function runMain(services: Services = realServices): Promise<void> {
+export async function runMain(services: Services = realServices, restoreOnly = false): Promise<void> {
   const inputs = getInputs()
-  const engine = await resolveEngine(services.run, inputs.client, inputs.builder)
+  const state = await planMounts(services, inputs)
+  const { engine, mounts } = state
   core.info(`Client: ${engine.client === 'buildx' ? 'docker buildx build' : 'DOCKER_BUILDKIT=1 docker build'}${engine.builder ? ` (builder ${engine.builder})` : ''}`)
-
-  const filesHash = inputs.keyFiles.length > 0 ? await glob.hashFiles(inputs.keyFiles.join('\n')) : ''
-  const mounts: MountState[] = inputs.mounts.map((spec, index) => ({
-    index,
-    spec,
-    keys: mountKeys(inputs.keyPrefix, spec.id, inputs.platform, filesHash),
-    archivePath: mountArchivePath(spec.id)
-  }))
-  const state: MainState = { version: 1, engine, utilityImage: inputs.utilityImage, mounts }
   // Saved before anything can fail, so post always finds the frozen keys.
   saveMainState(state)
 
@@ -52,18 +66,24 @@ export async function runMain(services: Services = realServices): Promise<void> 
     await core.group('Restore cache entries', async () => restoreAll(services.cache, mounts))
     const restored = mounts.filter(m => m.restoredDigest !== undefined)
     if (restored.length > 0) {
-      await core.group('Inject into the builder', async () => inject(services.run, engine, inputs, restored))
+      await core.group('Inject into the builder', async () => inject(services.run, state, restored))
     }
   } finally {
     await Promise.all(mounts.map(m => rm(m.archivePath, { force: true })))
   }
   saveMainState(state)
-  setOutputs(mounts)
+  setOutputs(state)
+  // With a save to come, post writes the summary with both halves.
+  if (restoreOnly || !state.save) await writeSummary(state, undefined)
 }
 
 async function restoreAll(cache: CacheStore, mounts: MountState[]): Promise<void> {
   if (!cache.available()) {
     core.warning('The cache service is not available: every mount starts empty and nothing will be restored.')
+    return
+  }
+  if (!cache.readable()) {
+    core.notice('This job may not read the cache (ACTIONS_CACHE_MODE); every mount starts empty.')
     return
   }
   for (const m of mounts) {
@@ -86,20 +106,22 @@ async function restoreAll(cache: CacheStore, mounts: MountState[]): Promise<void
       delete m.matchedKey
       delete m.restoredDigest
       delete m.restoredBytes
+    } finally {
+      m.restoreMs = Date.now() - started
     }
   }
 }
 
-async function inject(run: CommandRunner, engine: Engine, inputs: Inputs, restored: MountState[]): Promise<void> {
+async function inject(run: CommandRunner, state: MainState, restored: MountState[]): Promise<void> {
   const started = Date.now()
-  const dockerfile = injectDockerfile(inputs.utilityImage, restored.map(m => ({ index: m.index, spec: m.spec })))
+  const dockerfile = injectDockerfile(state.utilityImage, restored.map(m => ({ index: m.index, spec: m.spec })))
   core.debug(`Inject Dockerfile:\n${dockerfile}`)
   const context = buildContext(
     dockerfile,
     restored.map(m => ({ dir: contextDir(m.index), archivePath: m.archivePath }))
   )
   try {
-    await runBuild(run, engine, context, async out => pipeline(out, discard()), line => core.debug(line))
+    await runBuild(run, state.engine, context, async out => pipeline(out, discard()), line => core.debug(line))
     const bytes = restored.reduce((sum, m) => sum + (m.restoredBytes ?? 0), 0)
     core.info(`Injected ${restored.length} mount(s), ${formatBytes(bytes)} in ${seconds(started)}`)
   } catch (error) {
@@ -109,6 +131,8 @@ async function inject(run: CommandRunner, engine: Engine, inputs: Inputs, restor
       // Not in the builder, so post must not treat the content as unchanged.
       delete m.restoredDigest
     }
+  } finally {
+    state.injectMs = Date.now() - started
   }
 }
 
@@ -116,7 +140,8 @@ function discard(): Writable {
   return new Writable({ write: (_chunk, _enc, cb) => cb() })
 }
 
-function setOutputs(mounts: MountState[]): void {
+function setOutputs(state: MainState): void {
+  const { mounts } = state
   const hit = mounts.every(m => m.matchedKey !== undefined && m.matchedKey.startsWith(`${m.keys.base}-`) && m.restoredDigest !== undefined)
   core.setOutput('cache-hit', String(hit))
   core.setOutput(
@@ -131,4 +156,6 @@ function setOutputs(mounts: MountState[]): void {
       }))
     )
   )
+  // For the save sub-action (save/action.yml input `state`).
+  core.setOutput('state', JSON.stringify(state))
 }

@@ -4,19 +4,17 @@ import { dirname } from 'node:path'
 import * as core from '@actions/core'
 
 import { buildContext, splitExport, type ArchiveSummary } from './archive.js'
+import { getInputs, InputName } from './context.js'
 import { exportDir, extractDockerfile } from './dockerfile.js'
 import { runBuild } from './engine.js'
 import { errorMessage } from './errors.js'
 import { formatBytes, seconds } from './format.js'
 import { saveKey } from './keys.js'
-import { realServices, type Services } from './restore.js'
-import { loadMainState, type MainState, type MountState } from './state.js'
+import { planMounts, realServices, type Services } from './restore.js'
+import { loadMainState, parseMainState, type MainState, type MountState } from './state.js'
+import { writeSummary, type SaveOutcome, type SaveReport } from './summary.js'
 
-/**
- * Post step: extract every mount in one build, split the exported tar into
- * one archive per mount, and save the mounts whose content changed. Never
- * fails the job: every problem is a warning.
- */
+/** Post step of the combined action: saves what main planned. Never fails the job. */
 export async function runPost(services: Services = realServices): Promise<void> {
   let state: MainState | undefined
   try {
@@ -29,21 +27,54 @@ export async function runPost(services: Services = realServices): Promise<void> 
     core.info('The main step did not run to the point of restoring; nothing to save.')
     return
   }
+  if (!state.save) {
+    core.info('save is false: cache mounts are not saved.')
+    return
+  }
+  await saveMounts(services, state)
+}
+
+/**
+ * The save sub-action: takes the restore step's `state` output when given
+ * (frozen keys, restored digests), else plans from its own inputs. Input
+ * errors fail the step; everything else is a warning.
+ */
+export async function runSaveOnly(services: Services = realServices): Promise<void> {
+  const given = core.getInput(InputName.state).trim()
+  let state: MainState | undefined
+  if (given !== '') {
+    try {
+      state = parseMainState(given)
+    } catch (error) {
+      throw new Error(`Input "${InputName.state}": ${errorMessage(error)}; pass the restore step's state output unchanged`)
+    }
+  }
+  state ??= await planMounts(services, getInputs())
+  await saveMounts(services, state)
+}
+
+/** Extracts every mount in one build, splits the output per mount, saves the changed ones. */
+export async function saveMounts(services: Services, state: MainState): Promise<void> {
   if (!services.cache.available()) {
     core.warning('The cache service is not available: cache mounts are not saved.')
     return
   }
-  const { mounts } = state
-  try {
-    const summaries = await core.group('Extract from the builder', async () => extract(services, state, mounts))
-    if (!summaries) return
-    await core.group('Save cache entries', async () => saveAll(services, mounts, summaries))
-  } finally {
-    await Promise.all(mounts.map(m => rm(m.archivePath, { force: true })))
+  if (!services.cache.writable()) {
+    core.notice('This job may not write to the cache (ACTIONS_CACHE_MODE); cache mounts are not saved.')
+    return
   }
+  const report: SaveReport = { outcomes: new Map() }
+  try {
+    const summaries = await core.group('Extract from the builder', async () => extract(services, state, report))
+    if (summaries) await core.group('Save cache entries', async () => saveAll(services, state.mounts, summaries, report))
+  } finally {
+    await Promise.all(state.mounts.map(m => rm(m.archivePath, { force: true })))
+  }
+  await writeSummary(state, report)
 }
 
-async function extract(services: Services, state: MainState, mounts: MountState[]): Promise<Map<string, ArchiveSummary> | undefined> {
+async function extract(services: Services, state: MainState, report: SaveReport): Promise<Map<string, ArchiveSummary> | undefined> {
+  const { mounts } = state
   const started = Date.now()
   const dockerfile = extractDockerfile(state.utilityImage, mounts.map(m => ({ index: m.index, spec: m.spec })))
   core.debug(`Extract Dockerfile:\n${dockerfile}`)
@@ -62,31 +93,45 @@ async function extract(services: Services, state: MainState, mounts: MountState[
   } catch (error) {
     core.warning(`Could not extract the cache mounts from the builder; nothing is saved: ${errorMessage(error)}`)
     return undefined
+  } finally {
+    report.extractMs = Date.now() - started
   }
   const bytes = [...(summaries?.values() ?? [])].reduce((sum, s) => sum + s.bytes, 0)
   core.info(`Extracted ${mounts.length} mount(s), ${formatBytes(bytes)} in ${seconds(started)}`)
   return summaries
 }
 
-async function saveAll(services: Services, mounts: MountState[], summaries: Map<string, ArchiveSummary>): Promise<void> {
+async function saveAll(services: Services, mounts: MountState[], summaries: Map<string, ArchiveSummary>, report: SaveReport): Promise<void> {
   for (const m of mounts) {
     const summary = summaries.get(exportDir(m.index))
     if (!summary) continue
-    if (summary.entries <= 1) {
-      core.info(`${m.spec.id}: the mount is empty, nothing to save`)
-      continue
+    const outcome = await saveOne(services, m, summary)
+    report.outcomes.set(m.index, outcome)
+  }
+}
+
+async function saveOne(services: Services, m: MountState, summary: ArchiveSummary): Promise<SaveOutcome> {
+  if (summary.entries <= 1) {
+    core.info(`${m.spec.id}: the mount is empty, nothing to save`)
+    return { kind: 'empty' }
+  }
+  if (summary.digest === m.restoredDigest) {
+    core.info(`${m.spec.id}: unchanged since restore (${m.matchedKey}), nothing to save`)
+    return { kind: 'unchanged', bytes: summary.bytes }
+  }
+  const key = saveKey(m.keys, summary.digest)
+  const started = Date.now()
+  try {
+    const saved = await services.cache.save(m.archivePath, key)
+    const ms = Date.now() - started
+    if (!saved) {
+      core.info(`${m.spec.id}: not saved under ${key} (see above; an entry with this exact content may exist already)`)
+      return { kind: 'not-saved', ms }
     }
-    if (summary.digest === m.restoredDigest) {
-      core.info(`${m.spec.id}: unchanged since restore (${m.matchedKey}), nothing to save`)
-      continue
-    }
-    const key = saveKey(m.keys, summary.digest)
-    const started = Date.now()
-    try {
-      const saved = await services.cache.save(m.archivePath, key)
-      core.info(saved ? `${m.spec.id}: saved ${key} (${formatBytes(summary.bytes)}, ${seconds(started)})` : `${m.spec.id}: not saved under ${key} (see the warning above)`)
-    } catch (error) {
-      core.warning(`${m.spec.id}: cannot save the cache entry: ${errorMessage(error)}`)
-    }
+    core.info(`${m.spec.id}: saved ${key} (${formatBytes(summary.bytes)}, ${seconds(started)})`)
+    return { kind: 'saved', key, bytes: summary.bytes, ms }
+  } catch (error) {
+    core.warning(`${m.spec.id}: cannot save the cache entry: ${errorMessage(error)}`)
+    return { kind: 'not-saved', reason: errorMessage(error) }
   }
 }

@@ -9,7 +9,11 @@ export interface MainState {
   version: 1
   engine: Engine
   utilityImage: string
+  /** false: the step only restores (input save: false). */
+  save: boolean
   mounts: MountState[]
+  /** Milliseconds the inject build took, when one ran. */
+  injectMs?: number
 }
 
 export interface MountState {
@@ -21,6 +25,8 @@ export interface MountState {
   /** Digest of the tree injected into the builder, when one was. */
   restoredDigest?: string
   restoredBytes?: number
+  /** Milliseconds the restore (download + validation) took. */
+  restoreMs?: number
 }
 
 const STATE_KEY = 'mount-cache-state'
@@ -31,10 +37,19 @@ export function saveMainState(state: MainState): void {
 
 /** Returns undefined when main did not get as far as saving state. */
 export function loadMainState(): MainState | undefined {
-  const text = core.getState(STATE_KEY)
+  return parseMainState(core.getState(STATE_KEY))
+}
+
+/** Parses state saved by main (also given to the save sub-action as its `state` input). */
+export function parseMainState(text: string): MainState | undefined {
   if (!text) return undefined
-  const value = JSON.parse(text) as Partial<MainState>
-  if (value.version !== 1 || !Array.isArray(value.mounts) || !value.engine || typeof value.utilityImage !== 'string') {
+  let value: Partial<MainState>
+  try {
+    value = JSON.parse(text) as Partial<MainState>
+  } catch {
+    throw new Error('the saved state is not JSON')
+  }
+  if (value.version !== 1 || !Array.isArray(value.mounts) || !value.engine || typeof value.utilityImage !== 'string' || typeof value.save !== 'boolean') {
     throw new Error('saved state from the main step has an unexpected shape')
   }
   return value as MainState

@@ -21,7 +21,7 @@
 
 export type CacheServiceVersion = 'v1' | 'v2'
 
-export interface CacheClientEnv {
+export type CacheClientEnv = {
   ACTIONS_CACHE_SERVICE_V2: string
   ACTIONS_RESULTS_URL: string
   ACTIONS_CACHE_URL: string

@@ -376,8 +376,8 @@ class Store {
   nextId = 1
 
   constructor(readonly dataDir: string) {
-    for (const sub of ['blobs', 'blocks', 'uploads', 'tmp']) fs.mkdirSync(path.join(dataDir, sub), { recursive: true })
-    fs.rmSync(path.join(dataDir, 'tmp'), { recursive: true, force: true })
+    for (const sub of ['blobs', 'blocks', 'uploads']) fs.mkdirSync(path.join(dataDir, sub), { recursive: true })
+    fs.rmSync(path.join(dataDir, 'tmp'), { recursive: true, force: true }) // leftovers of interrupted writes
     fs.mkdirSync(path.join(dataDir, 'tmp'))
     this.indexPath = path.join(dataDir, 'index.json')
     if (fs.existsSync(this.indexPath)) {
@@ -1076,6 +1076,9 @@ export async function startCacheService(opts: StartOptions): Promise<CacheServic
     })
     try {
       await dispatch(req, res, rec, url)
+    } catch (err) {
+      if (err instanceof ConnectionDropped) rec.dropped = true
+      throw err
     } finally {
       settle()
     }

@@ -1,0 +1,4 @@
+import { runMain } from '../restore.js'
+import { runEntry } from './run.js'
+
+runEntry(() => runMain(undefined, true), true)

@@ -1,0 +1,5 @@
+import { runSaveOnly } from '../save.js'
+import { runEntry } from './run.js'
+
+// Input errors fail this step; cache and engine trouble are warnings inside.
+runEntry(() => runSaveOnly(), true)
