@@ -71626,6 +71626,7 @@ var actionsCache = {
   readable: () => cacheModeAllows("read"),
   writable: () => cacheModeAllows("write"),
   restore: async (archivePath, primaryKey, restoreKeys) => restoreCache([archivePath], primaryKey, restoreKeys),
+  exists: async (archivePath, key) => await restoreCache([archivePath], key, [], { lookupOnly: true }) === key,
   save: async (archivePath, key) => await saveCache2([archivePath], key) !== -1
 };
 
@@ -71809,6 +71810,10 @@ async function saveOne(services, m, summary2) {
   const key = saveKey(m.keys, summary2.digest);
   const started = Date.now();
   try {
+    if (await services.cache.exists(m.archivePath, key)) {
+      info(`${m.spec.id}: ${key} is already in the cache, nothing to save`);
+      return { kind: "unchanged", bytes: summary2.bytes };
+    }
     const saved = await services.cache.save(m.archivePath, key);
     const ms = Date.now() - started;
     if (!saved) {

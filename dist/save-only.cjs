@@ -31755,8 +31755,8 @@ function cleanTarget(target) {
 function parseMounts(text, inputName = "mounts") {
   const trimmed = text.trim();
   if (trimmed === "") return [];
-  const raw = trimmed.startsWith("[") ? parseJsonList(trimmed, inputName) : trimmed.split(/\r?\n/).map((line) => line.trim()).filter((line) => line !== "" && !line.startsWith("#")).map((line, index) => parseFlagLine(line, `${inputName} line ${index + 1}`));
-  const mounts = raw.map((entry, index) => toMountSpec(entry, `${inputName}[${index}]`));
+  const raw = trimmed.startsWith("[") ? parseJsonList(trimmed, inputName).map((entry, index) => [entry, `${inputName}[${index}]`]) : trimmed.split(/\r?\n/).map((line, index) => [line.trim(), `${inputName} line ${index + 1}`]).filter(([line]) => line !== "" && !line.startsWith("#")).map(([line, where2]) => [parseFlagLine(line, where2), where2]);
+  const mounts = raw.map(([entry, where2]) => toMountSpec(entry, where2));
   const seen = /* @__PURE__ */ new Set();
   for (const m of mounts) {
     if (seen.has(m.id)) {
@@ -71987,6 +71987,7 @@ var actionsCache = {
   readable: () => cacheModeAllows("read"),
   writable: () => cacheModeAllows("write"),
   restore: async (archivePath, primaryKey, restoreKeys) => restoreCache([archivePath], primaryKey, restoreKeys),
+  exists: async (archivePath, key) => await restoreCache([archivePath], key, [], { lookupOnly: true }) === key,
   save: async (archivePath, key) => await saveCache2([archivePath], key) !== -1
 };
 
@@ -72177,6 +72178,10 @@ async function saveOne(services, m, summary2) {
   const key = saveKey(m.keys, summary2.digest);
   const started = Date.now();
   try {
+    if (await services.cache.exists(m.archivePath, key)) {
+      info(`${m.spec.id}: ${key} is already in the cache, nothing to save`);
+      return { kind: "unchanged", bytes: summary2.bytes };
+    }
     const saved = await services.cache.save(m.archivePath, key);
     const ms = Date.now() - started;
     if (!saved) {

@@ -13,6 +13,8 @@ export interface CacheStore {
   writable(): boolean
   /** Returns the matched key, or undefined on a miss. */
   restore(archivePath: string, primaryKey: string, restoreKeys: string[]): Promise<string | undefined>
+  /** Whether an entry with exactly this key exists (no download). */
+  exists(archivePath: string, key: string): Promise<boolean>
   /** Returns true when the entry was stored. */
   save(archivePath: string, key: string): Promise<boolean>
 }
@@ -34,5 +36,6 @@ export const actionsCache: CacheStore = {
   readable: () => cacheModeAllows('read'),
   writable: () => cacheModeAllows('write'),
   restore: async (archivePath, primaryKey, restoreKeys) => cache.restoreCache([archivePath], primaryKey, restoreKeys),
+  exists: async (archivePath, key) => (await cache.restoreCache([archivePath], key, [], { lookupOnly: true })) === key,
   save: async (archivePath, key) => (await cache.saveCache([archivePath], key)) !== -1
 }

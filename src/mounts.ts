@@ -48,14 +48,14 @@ export function cleanTarget(target: string): string {
 export function parseMounts(text: string, inputName = 'mounts'): MountSpec[] {
   const trimmed = text.trim()
   if (trimmed === '') return []
-  const raw: Record<string, unknown>[] = trimmed.startsWith('[')
-    ? parseJsonList(trimmed, inputName)
+  const raw: [Record<string, unknown>, string][] = trimmed.startsWith('[')
+    ? parseJsonList(trimmed, inputName).map((entry, index) => [entry, `${inputName}[${index}]`])
     : trimmed
         .split(/\r?\n/)
-        .map(line => line.trim())
-        .filter(line => line !== '' && !line.startsWith('#'))
-        .map((line, index) => parseFlagLine(line, `${inputName} line ${index + 1}`))
-  const mounts = raw.map((entry, index) => toMountSpec(entry, `${inputName}[${index}]`))
+        .map((line, index) => [line.trim(), `${inputName} line ${index + 1}`] as const)
+        .filter(([line]) => line !== '' && !line.startsWith('#'))
+        .map(([line, where]) => [parseFlagLine(line, where), where])
+  const mounts = raw.map(([entry, where]) => toMountSpec(entry, where))
   const seen = new Set<string>()
   for (const m of mounts) {
     if (seen.has(m.id)) {

@@ -122,6 +122,11 @@ async function saveOne(services: Services, m: MountState, summary: ArchiveSummar
   const key = saveKey(m.keys, summary.digest)
   const started = Date.now()
   try {
+    // Entries are immutable: the same content saved by an earlier run or a parallel job is already there.
+    if (await services.cache.exists(m.archivePath, key)) {
+      core.info(`${m.spec.id}: ${key} is already in the cache, nothing to save`)
+      return { kind: 'unchanged', bytes: summary.bytes }
+    }
     const saved = await services.cache.save(m.archivePath, key)
     const ms = Date.now() - started
     if (!saved) {

@@ -36,7 +36,7 @@ export interface StepOptions {
   cwd?: string
 }
 
-export async function runStep(entry: 'main' | 'post', options: StepOptions): Promise<StepResult> {
+export async function runStep(entry: 'main' | 'post' | 'restore-only' | 'save-only', options: StepOptions): Promise<StepResult> {
   const files = mkdtempSync(join(tmpdir(), 'bmc-step-'))
   const stateFile = join(files, 'state')
   const outputFile = join(files, 'output')

@@ -1,0 +1,148 @@
+// Cache lifecycle on the real engine and cache client (buildx path): rolling
+// keys, per-mount key files, skip-unchanged, the save policy, the restore/ and
+// save/ sub-actions, ACTIONS_CACHE_MODE and the job summary.
+import { spawnSync } from 'node:child_process'
+import { randomUUID } from 'node:crypto'
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+
+import { afterAll, beforeAll, expect, test } from '@jest/globals'
+
+import { bundleAction, REPO_ROOT, runStep, type StepResult } from '../test-support/action-runner.js'
+import { startCacheService, type CacheService } from '../test-support/cache-service/server.js'
+import { pruneBuilder, UTILITY_IMAGE, userBuild } from '../test-support/user-build.js'
+
+let bundle: ReturnType<typeof bundleAction>
+let service: CacheService
+const work = mkdtempSync(join(tmpdir(), 'bmc-life-'))
+const workspace = join(work, 'ws')
+const summaryFile = join(work, 'summary.md')
+
+beforeAll(async () => {
+  const engine = spawnSync('bash', [join(REPO_ROOT, 'scripts/engine.sh'), 'start'], { encoding: 'utf8' })
+  if (engine.status !== 0) throw new Error(`engine.sh start failed:\n${engine.stderr}`)
+  bundle = bundleAction()
+  service = await startCacheService({ dataDir: join(work, 'cache-data') })
+  mkdirSync(workspace, { recursive: true })
+  writeFileSync(summaryFile, '')
+})
+
+afterAll(async () => {
+  await service?.close()
+  bundle?.cleanup()
+  rmSync(work, { recursive: true, force: true })
+})
+
+/** A unique pair of mounts: `tools` keyed on tools.lock only, `pkgs` on the step's key files. */
+function scenario() {
+  const run = randomUUID().slice(0, 8)
+  const ids = { tools: `life-tools-${run}`, pkgs: `life-pkgs-${run}` }
+  const mounts = `id=${ids.tools},target=/tools,key-files=tools.lock\nid=${ids.pkgs},target=/pkgs,uid=1000`
+  const inputs: Record<string, string> = { mounts, 'key-files': 'pkgs.lock', 'key-prefix': `life-${run}`, 'utility-image': UTILITY_IMAGE, client: 'buildx' }
+  /** A user build that writes `value` into the mounts it is told to. */
+  const write = (files: { tools?: string; pkgs?: string }): void => {
+    const lines = [
+      files.tools === undefined ? 'true' : `echo '${files.tools}' > /tools/version`,
+      files.pkgs === undefined ? 'true' : `echo '${files.pkgs}' > /pkgs/p-${files.pkgs} && chown 1000 /pkgs/p-${files.pkgs}`
+    ]
+    userBuild(
+      'buildx',
+      `FROM ${UTILITY_IMAGE}\nARG N\nRUN --mount=type=cache,id=${ids.tools},target=/tools --mount=type=cache,id=${ids.pkgs},target=/pkgs,uid=1000 ${lines.join(' && ')} && mkdir /out && ls /tools /pkgs > /out/ls\n`,
+      join(work, `out-${randomUUID()}`),
+      { N: randomUUID() }
+    )
+  }
+  const keys = (): string[] => service.entries().map(e => e.key).filter(k => k.startsWith(`life-${run}-`)).sort()
+  return { run, ids, inputs, write, keys }
+}
+
+async function step(entry: 'main' | 'post' | 'restore-only' | 'save-only', inputs: Record<string, string>, opts: { state?: Record<string, string>; env?: NodeJS.ProcessEnv } = {}): Promise<StepResult> {
+  const env = { ...service.env(), RUNNER_TEMP: join(work, 'temp'), GITHUB_WORKSPACE: workspace, GITHUB_STEP_SUMMARY: summaryFile, ...opts.env }
+  const r = await runStep(entry, { bundleDir: bundle.dir, inputs, env, cwd: workspace, ...(opts.state ? { state: opts.state } : {}) })
+  if (r.exitCode !== 0 || r.errors.length > 0) throw new Error(`${entry} failed:\n${r.stdout}\n${r.stderr}`)
+  return r
+}
+
+const hits = (r: StepResult): boolean[] => (JSON.parse(r.outputs.mounts ?? '[]') as { hit: boolean }[]).map(m => m.hit)
+
+test('rolling keys, per-mount key files, skip unchanged, summary', async () => {
+  const s = scenario()
+  writeFileSync(join(workspace, 'tools.lock'), 'tools v1')
+  writeFileSync(join(workspace, 'pkgs.lock'), 'pkgs v1')
+
+  const a = await step('main', s.inputs)
+  s.write({ tools: 'v1', pkgs: 'one' })
+  await step('post', s.inputs, { state: a.state })
+  expect(s.keys()).toHaveLength(2)
+  expect(readFileSync(summaryFile, 'utf8')).toContain(s.ids.pkgs)
+
+  // The package lock changes: tools still hit exactly, packages fall back to the newest entry of the mount.
+  writeFileSync(join(workspace, 'pkgs.lock'), 'pkgs v2')
+  pruneBuilder('buildx')
+  const b = await step('main', s.inputs)
+  expect(hits(b)).toEqual([true, true])
+  expect(b.outputs['cache-hit']).toBe('false')
+  s.write({ pkgs: 'two' })
+  const saved = await step('post', s.inputs, { state: b.state })
+  expect(saved.stdout).toMatch(new RegExp(`${s.ids.tools}: unchanged since restore`))
+  // The changed mount gets a new key (new files hash and new content); the old entry stays.
+  const keys = s.keys()
+  expect(keys).toHaveLength(3)
+  expect(keys.filter(k => k.includes(s.ids.pkgs.replace(/[^A-Za-z0-9._-]/g, '_')))).toHaveLength(2)
+
+  // Next run with the same lock files: an exact hit for both, with both packages in the mount.
+  pruneBuilder('buildx')
+  const c = await step('main', s.inputs)
+  expect(c.outputs['cache-hit']).toBe('true')
+  const out = join(work, 'verify')
+  userBuild('buildx', `FROM ${UTILITY_IMAGE}\nARG N\nRUN --mount=type=cache,id=${s.ids.pkgs},target=/pkgs,uid=1000 mkdir /out && ls /pkgs > /out/ls\n`, out, { N: randomUUID() })
+  expect(readFileSync(join(out, 'out/ls'), 'utf8').split('\n').filter(Boolean)).toEqual(['p-one', 'p-two'])
+})
+
+test('save: false restores but never saves', async () => {
+  const s = scenario()
+  const a = await step('main', { ...s.inputs, save: 'false' })
+  s.write({ tools: 'x', pkgs: 'x' })
+  const post = await step('post', { ...s.inputs, save: 'false' }, { state: a.state })
+  expect(post.stdout).toMatch(/save is false/)
+  expect(s.keys()).toEqual([])
+})
+
+test('a read-only cache (ACTIONS_CACHE_MODE=read) restores and does not try to save', async () => {
+  const s = scenario()
+  const env = { ACTIONS_CACHE_MODE: 'read' }
+  const a = await step('main', s.inputs, { env })
+  s.write({ tools: 'x', pkgs: 'x' })
+  const before = service.requests.length
+  const post = await step('post', s.inputs, { state: a.state, env })
+  expect(post.stdout).toMatch(/::notice::.*may not write to the cache/)
+  expect(s.keys()).toEqual([])
+  expect(service.requests.length).toBe(before)
+})
+
+test('restore/ and save/ sub-actions hand the frozen keys over through the state output', async () => {
+  const s = scenario()
+  const r1 = await step('restore-only', s.inputs)
+  expect(r1.outputs.state).toBeTruthy()
+  s.write({ tools: 'sub', pkgs: 'sub' })
+  await step('save-only', { state: r1.outputs.state ?? '' })
+  expect(s.keys()).toHaveLength(2)
+
+  pruneBuilder('buildx')
+  const r2 = await step('restore-only', s.inputs)
+  expect(r2.outputs['cache-hit']).toBe('true')
+  const again = await step('save-only', { state: r2.outputs.state ?? '' })
+  expect(again.stdout.match(/unchanged since restore/g)).toHaveLength(2)
+
+  // Without state, save/ plans from its own inputs; identical content maps to the existing keys.
+  const plain = await step('save-only', s.inputs)
+  expect(plain.warnings).toEqual([])
+  expect(s.keys()).toHaveLength(2)
+})
+
+test('bad input fails the main step with a message naming the input', async () => {
+  const r = await runStep('main', { bundleDir: bundle.dir, inputs: { mounts: 'id=a b,target=/x' }, env: { ...service.env(), RUNNER_TEMP: join(work, 'temp') }, cwd: workspace })
+  expect(r.exitCode).toBe(1)
+  expect(r.errors.join('\n')).toMatch(/Input "mounts line 1": id "a b"/)
+})
