@@ -9065,8 +9065,8 @@ var require_retry_handler = __commonJS({
       wrapRequestBody
     } = require_util();
     function calculateRetryAfterHeader(retryAfter) {
-      const current = Date.now();
-      return new Date(retryAfter).getTime() - current;
+      const current2 = Date.now();
+      return new Date(retryAfter).getTime() - current2;
     }
     function validatePartialResponseContentLength(headers, range3, statusCode, retryCount) {
       const contentLength2 = headers["content-length"];
@@ -24367,7 +24367,7 @@ var require_node = __commonJS({
     var tty = require("tty");
     var util6 = require("util");
     exports2.init = init;
-    exports2.log = log2;
+    exports2.log = log3;
     exports2.formatArgs = formatArgs;
     exports2.save = save;
     exports2.load = load;
@@ -24502,7 +24502,7 @@ var require_node = __commonJS({
       }
       return (/* @__PURE__ */ new Date()).toISOString() + " ";
     }
-    function log2(...args) {
+    function log3(...args) {
       return process.stderr.write(util6.formatWithOptions(exports2.inspectOpts, ...args) + "\n");
     }
     function save(namespaces) {
@@ -24839,11 +24839,11 @@ var require_parse_proxy_response = __commonJS({
             }
             const key = header.slice(0, firstColon).toLowerCase();
             const value = header.slice(firstColon + 1).trimStart();
-            const current = headers[key];
-            if (typeof current === "string") {
-              headers[key] = [current, value];
-            } else if (Array.isArray(current)) {
-              current.push(value);
+            const current2 = headers[key];
+            if (typeof current2 === "string") {
+              headers[key] = [current2, value];
+            } else if (Array.isArray(current2)) {
+              current2.push(value);
             } else {
               headers[key] = value;
             }
@@ -41721,8 +41721,8 @@ var MatcherView = class {
   hasAttr(attrName) {
     const path13 = this._matcher.path;
     if (path13.length === 0) return false;
-    const current = path13[path13.length - 1];
-    return current.values !== void 0 && attrName in current.values;
+    const current2 = path13[path13.length - 1];
+    return current2.values !== void 0 && attrName in current2.values;
   }
   /**
    * Get the value of a "kept" attribute from the nearest ancestor (or
@@ -41893,9 +41893,9 @@ var Matcher = class {
    */
   updateCurrent(attrValues) {
     if (this.path.length > 0) {
-      const current = this.path[this.path.length - 1];
+      const current2 = this.path[this.path.length - 1];
       if (attrValues !== null && attrValues !== void 0) {
-        current.values = attrValues;
+        current2.values = attrValues;
       }
     }
   }
@@ -41929,8 +41929,8 @@ var Matcher = class {
    */
   hasAttr(attrName) {
     if (this.path.length === 0) return false;
-    const current = this.path[this.path.length - 1];
-    return current.values !== void 0 && attrName in current.values;
+    const current2 = this.path[this.path.length - 1];
+    return current2.values !== void 0 && attrName in current2.values;
   }
   /**
    * Get the value of a "kept" attribute from the nearest ancestor (or
@@ -72036,6 +72036,23 @@ function seconds(startedMs, now = Date.now()) {
   return `${((now - startedMs) / 1e3).toFixed(1)} s`;
 }
 
+// src/log.ts
+var actionsLogger = {
+  info: (m) => info(m),
+  notice: (m) => notice(m),
+  warning: (m) => warning(m),
+  debug: (m) => debug(m),
+  group: (name, fn) => group(name, fn)
+};
+var current = actionsLogger;
+var log2 = {
+  info: (m) => current.info(m),
+  notice: (m) => current.notice(m),
+  warning: (m) => current.warning(m),
+  debug: (m) => current.debug(m),
+  group: (name, fn) => current.group(name, fn)
+};
+
 // src/state.ts
 var STATE_KEY = "mount-cache-state";
 function saveMainState(state3) {
@@ -72092,29 +72109,33 @@ async function planMounts(services, inputs) {
 async function runMain(services = realServices, restoreOnly = false) {
   const inputs = getInputs();
   const state3 = await planMounts(services, inputs);
-  const { engine, mounts } = state3;
-  info(`Client: ${engine.client === "buildx" ? "docker buildx build" : "DOCKER_BUILDKIT=1 docker build"}${engine.builder ? ` (builder ${engine.builder})` : ""}`);
+  const { engine } = state3;
+  log2.info(`Client: ${engine.client === "buildx" ? "docker buildx build" : "DOCKER_BUILDKIT=1 docker build"}${engine.builder ? ` (builder ${engine.builder})` : ""}`);
   saveMainState(state3);
-  try {
-    await group("Restore cache entries", async () => restoreAll(services.cache, mounts));
-    const restored = mounts.filter((m) => m.restoredDigest !== void 0);
-    if (restored.length > 0) {
-      await group("Inject into the builder", async () => inject(services.run, state3, restored));
-    }
-  } finally {
-    await Promise.all(mounts.map((m) => (0, import_promises3.rm)(m.archivePath, { force: true })));
-  }
+  await restoreMounts(services, state3);
   saveMainState(state3);
   setOutputs(state3);
   if (restoreOnly || !state3.save) await writeSummary(state3, void 0);
 }
+async function restoreMounts(services, state3) {
+  const { mounts } = state3;
+  try {
+    await log2.group("Restore cache entries", async () => restoreAll(services.cache, mounts));
+    const restored = mounts.filter((m) => m.restoredDigest !== void 0);
+    if (restored.length > 0) {
+      await log2.group("Inject into the builder", async () => inject(services.run, state3, restored));
+    }
+  } finally {
+    await Promise.all(mounts.map((m) => (0, import_promises3.rm)(m.archivePath, { force: true })));
+  }
+}
 async function restoreAll(cache, mounts) {
   if (!cache.available()) {
-    warning("The cache service is not available: every mount starts empty and nothing will be restored.");
+    log2.warning("The cache service is not available: every mount starts empty and nothing will be restored.");
     return;
   }
   if (!cache.readable()) {
-    notice("This job may not read the cache (ACTIONS_CACHE_MODE); every mount starts empty.");
+    log2.notice("This job may not read the cache (ACTIONS_CACHE_MODE); every mount starts empty.");
     return;
   }
   for (const m of mounts) {
@@ -72124,16 +72145,16 @@ async function restoreAll(cache, mounts) {
       await (0, import_promises3.rm)(m.archivePath, { force: true });
       const matched = await cache.restore(m.archivePath, m.keys.base, m.keys.restoreKeys);
       if (matched === void 0) {
-        info(`${m.spec.id}: miss (looked for ${m.keys.base})`);
+        log2.info(`${m.spec.id}: miss (looked for ${m.keys.base})`);
         continue;
       }
       const summary2 = await scanMountArchive(m.archivePath, { maxBytes: MAX_RESTORED_BYTES });
       m.matchedKey = matched;
       m.restoredDigest = summary2.digest;
       m.restoredBytes = summary2.bytes;
-      info(`${m.spec.id}: restored ${matched} (${formatBytes(summary2.bytes)}, ${summary2.entries} entries, ${seconds(started)})`);
+      log2.info(`${m.spec.id}: restored ${matched} (${formatBytes(summary2.bytes)}, ${summary2.entries} entries, ${seconds(started)})`);
     } catch (error2) {
-      warning(`${m.spec.id}: cannot restore the cache entry, the mount starts empty: ${errorMessage(error2)}`);
+      log2.warning(`${m.spec.id}: cannot restore the cache entry, the mount starts empty: ${errorMessage(error2)}`);
       delete m.matchedKey;
       delete m.restoredDigest;
       delete m.restoredBytes;
@@ -72145,19 +72166,19 @@ async function restoreAll(cache, mounts) {
 async function inject(run, state3, restored) {
   const started = Date.now();
   const dockerfile = injectDockerfile(state3.utilityImage, restored.map((m) => ({ index: m.index, spec: m.spec })));
-  debug(`Inject Dockerfile:
+  log2.debug(`Inject Dockerfile:
 ${dockerfile}`);
   const context3 = buildContext(
     dockerfile,
     restored.map((m) => ({ dir: contextDir(m.index), archivePath: m.archivePath }))
   );
   try {
-    await runBuild(run, state3.engine, context3, async (out) => (0, import_promises4.pipeline)(out, discard()), (line) => debug(line));
+    await runBuild(run, state3.engine, context3, async (out) => (0, import_promises4.pipeline)(out, discard()), (line) => log2.debug(line));
     const bytes = restored.reduce((sum, m) => sum + (m.restoredBytes ?? 0), 0);
-    info(`Injected ${restored.length} mount(s), ${formatBytes(bytes)} in ${seconds(started)}`);
+    log2.info(`Injected ${restored.length} mount(s), ${formatBytes(bytes)} in ${seconds(started)}`);
   } catch (error2) {
     context3.destroy();
-    warning(`Could not inject the restored caches into the builder; the build runs with empty cache mounts: ${errorMessage(error2)}`);
+    log2.warning(`Could not inject the restored caches into the builder; the build runs with empty cache mounts: ${errorMessage(error2)}`);
     for (const m of restored) {
       delete m.restoredDigest;
     }

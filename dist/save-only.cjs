@@ -9065,8 +9065,8 @@ var require_retry_handler = __commonJS({
       wrapRequestBody
     } = require_util();
     function calculateRetryAfterHeader(retryAfter) {
-      const current = Date.now();
-      return new Date(retryAfter).getTime() - current;
+      const current2 = Date.now();
+      return new Date(retryAfter).getTime() - current2;
     }
     function validatePartialResponseContentLength(headers, range3, statusCode, retryCount) {
       const contentLength2 = headers["content-length"];
@@ -24367,7 +24367,7 @@ var require_node = __commonJS({
     var tty = require("tty");
     var util6 = require("util");
     exports2.init = init;
-    exports2.log = log2;
+    exports2.log = log3;
     exports2.formatArgs = formatArgs;
     exports2.save = save;
     exports2.load = load;
@@ -24502,7 +24502,7 @@ var require_node = __commonJS({
       }
       return (/* @__PURE__ */ new Date()).toISOString() + " ";
     }
-    function log2(...args) {
+    function log3(...args) {
       return process.stderr.write(util6.formatWithOptions(exports2.inspectOpts, ...args) + "\n");
     }
     function save(namespaces) {
@@ -24839,11 +24839,11 @@ var require_parse_proxy_response = __commonJS({
             }
             const key = header.slice(0, firstColon).toLowerCase();
             const value = header.slice(firstColon + 1).trimStart();
-            const current = headers[key];
-            if (typeof current === "string") {
-              headers[key] = [current, value];
-            } else if (Array.isArray(current)) {
-              current.push(value);
+            const current2 = headers[key];
+            if (typeof current2 === "string") {
+              headers[key] = [current2, value];
+            } else if (Array.isArray(current2)) {
+              current2.push(value);
             } else {
               headers[key] = value;
             }
@@ -32033,6 +32033,23 @@ function seconds(startedMs, now = Date.now()) {
   return `${((now - startedMs) / 1e3).toFixed(1)} s`;
 }
 
+// src/log.ts
+var actionsLogger = {
+  info: (m) => info(m),
+  notice: (m) => notice(m),
+  warning: (m) => warning(m),
+  debug: (m) => debug(m),
+  group: (name, fn) => group(name, fn)
+};
+var current = actionsLogger;
+var log = {
+  info: (m) => current.info(m),
+  notice: (m) => current.notice(m),
+  warning: (m) => current.warning(m),
+  debug: (m) => current.debug(m),
+  group: (name, fn) => current.group(name, fn)
+};
+
 // node_modules/@actions/glob/lib/internal-globber.js
 var fs2 = __toESM(require("fs"), 1);
 
@@ -35042,7 +35059,7 @@ var AbortError = class extends Error {
 var import_node_os2 = require("node:os");
 var import_node_util = __toESM(require("node:util"), 1);
 var import_node_process = __toESM(require("node:process"), 1);
-function log(message, ...args) {
+function log2(message, ...args) {
   import_node_process.default.stderr.write(`${import_node_util.default.format(message, ...args)}${import_node_os2.EOL}`);
 }
 
@@ -35070,7 +35087,7 @@ var debugObj = Object.assign((namespace) => {
   enable,
   enabled,
   disable,
-  log
+  log: log2
 });
 function enable(namespaces) {
   enabledString = namespaces;
@@ -42046,8 +42063,8 @@ var MatcherView = class {
   hasAttr(attrName) {
     const path13 = this._matcher.path;
     if (path13.length === 0) return false;
-    const current = path13[path13.length - 1];
-    return current.values !== void 0 && attrName in current.values;
+    const current2 = path13[path13.length - 1];
+    return current2.values !== void 0 && attrName in current2.values;
   }
   /**
    * Get the value of a "kept" attribute from the nearest ancestor (or
@@ -42218,9 +42235,9 @@ var Matcher = class {
    */
   updateCurrent(attrValues) {
     if (this.path.length > 0) {
-      const current = this.path[this.path.length - 1];
+      const current2 = this.path[this.path.length - 1];
       if (attrValues !== null && attrValues !== void 0) {
-        current.values = attrValues;
+        current2.values = attrValues;
       }
     }
   }
@@ -42254,8 +42271,8 @@ var Matcher = class {
    */
   hasAttr(attrName) {
     if (this.path.length === 0) return false;
-    const current = this.path[this.path.length - 1];
-    return current.values !== void 0 && attrName in current.values;
+    const current2 = this.path[this.path.length - 1];
+    return current2.values !== void 0 && attrName in current2.values;
   }
   /**
    * Get the value of a "kept" attribute from the nearest ancestor (or
@@ -72114,17 +72131,17 @@ async function runSaveOnly(services = realServices) {
 }
 async function saveMounts(services, state3) {
   if (!services.cache.available()) {
-    warning("The cache service is not available: cache mounts are not saved.");
+    log.warning("The cache service is not available: cache mounts are not saved.");
     return;
   }
   if (!services.cache.writable()) {
-    notice("This job may not write to the cache (ACTIONS_CACHE_MODE); cache mounts are not saved.");
+    log.notice("This job may not write to the cache (ACTIONS_CACHE_MODE); cache mounts are not saved.");
     return;
   }
   const report = { outcomes: /* @__PURE__ */ new Map() };
   try {
-    const summaries = await group("Extract from the builder", async () => extract2(services, state3, report));
-    if (summaries) await group("Save cache entries", async () => saveAll(services, state3.mounts, summaries, report));
+    const summaries = await log.group("Extract from the builder", async () => extract2(services, state3, report));
+    if (summaries) await log.group("Save cache entries", async () => saveAll(services, state3.mounts, summaries, report));
   } finally {
     await Promise.all(state3.mounts.map((m) => (0, import_promises3.rm)(m.archivePath, { force: true })));
   }
@@ -72134,7 +72151,7 @@ async function extract2(services, state3, report) {
   const { mounts } = state3;
   const started = Date.now();
   const dockerfile = extractDockerfile(state3.utilityImage, mounts.map((m) => ({ index: m.index, spec: m.spec })));
-  debug(`Extract Dockerfile:
+  log.debug(`Extract Dockerfile:
 ${dockerfile}`);
   let summaries;
   try {
@@ -72146,16 +72163,16 @@ ${dockerfile}`);
       async (out) => {
         summaries = await splitExport(out, mounts.map((m) => ({ dir: exportDir(m.index), archivePath: m.archivePath })));
       },
-      (line) => debug(line)
+      (line) => log.debug(line)
     );
   } catch (error2) {
-    warning(`Could not extract the cache mounts from the builder; nothing is saved: ${errorMessage(error2)}`);
+    log.warning(`Could not extract the cache mounts from the builder; nothing is saved: ${errorMessage(error2)}`);
     return void 0;
   } finally {
     report.extractMs = Date.now() - started;
   }
   const bytes = [...summaries?.values() ?? []].reduce((sum, s) => sum + s.bytes, 0);
-  info(`Extracted ${mounts.length} mount(s), ${formatBytes(bytes)} in ${seconds(started)}`);
+  log.info(`Extracted ${mounts.length} mount(s), ${formatBytes(bytes)} in ${seconds(started)}`);
   return summaries;
 }
 async function saveAll(services, mounts, summaries, report) {
@@ -72168,30 +72185,30 @@ async function saveAll(services, mounts, summaries, report) {
 }
 async function saveOne(services, m, summary2) {
   if (summary2.entries <= 1) {
-    info(`${m.spec.id}: the mount is empty, nothing to save`);
+    log.info(`${m.spec.id}: the mount is empty, nothing to save`);
     return { kind: "empty" };
   }
   if (summary2.digest === m.restoredDigest) {
-    info(`${m.spec.id}: unchanged since restore (${m.matchedKey}), nothing to save`);
+    log.info(`${m.spec.id}: unchanged since restore (${m.matchedKey}), nothing to save`);
     return { kind: "unchanged", bytes: summary2.bytes };
   }
   const key = saveKey(m.keys, summary2.digest);
   const started = Date.now();
   try {
     if (await services.cache.exists(m.archivePath, key)) {
-      info(`${m.spec.id}: ${key} is already in the cache, nothing to save`);
+      log.info(`${m.spec.id}: ${key} is already in the cache, nothing to save`);
       return { kind: "unchanged", bytes: summary2.bytes };
     }
     const saved = await services.cache.save(m.archivePath, key);
     const ms = Date.now() - started;
     if (!saved) {
-      info(`${m.spec.id}: not saved under ${key} (see above; an entry with this exact content may exist already)`);
+      log.info(`${m.spec.id}: not saved under ${key} (see above; an entry with this exact content may exist already)`);
       return { kind: "not-saved", ms };
     }
-    info(`${m.spec.id}: saved ${key} (${formatBytes(summary2.bytes)}, ${seconds(started)})`);
+    log.info(`${m.spec.id}: saved ${key} (${formatBytes(summary2.bytes)}, ${seconds(started)})`);
     return { kind: "saved", key, bytes: summary2.bytes, ms };
   } catch (error2) {
-    warning(`${m.spec.id}: cannot save the cache entry: ${errorMessage(error2)}`);
+    log.warning(`${m.spec.id}: cannot save the cache entry: ${errorMessage(error2)}`);
     return { kind: "not-saved", reason: errorMessage(error2) };
   }
 }

@@ -15,6 +15,7 @@ import { resolveEngine, runBuild, type Engine } from './engine.js'
 import { errorMessage } from './errors.js'
 import { formatBytes, seconds } from './format.js'
 import { mountKeys } from './keys.js'
+import { log } from './log.js'
 import { saveMainState, type MainState, type MountState } from './state.js'
 import { writeSummary } from './summary.js'
 
@@ -57,33 +58,43 @@ export async function planMounts(services: Services, inputs: Inputs): Promise<Ma
 export async function runMain(services: Services = realServices, restoreOnly = false): Promise<void> {
   const inputs = getInputs()
   const state = await planMounts(services, inputs)
-  const { engine, mounts } = state
-  core.info(`Client: ${engine.client === 'buildx' ? 'docker buildx build' : 'DOCKER_BUILDKIT=1 docker build'}${engine.builder ? ` (builder ${engine.builder})` : ''}`)
+  const { engine } = state
+  log.info(`Client: ${engine.client === 'buildx' ? 'docker buildx build' : 'DOCKER_BUILDKIT=1 docker build'}${engine.builder ? ` (builder ${engine.builder})` : ''}`)
   // Saved before anything can fail, so post always finds the frozen keys.
   saveMainState(state)
 
-  try {
-    await core.group('Restore cache entries', async () => restoreAll(services.cache, mounts))
-    const restored = mounts.filter(m => m.restoredDigest !== undefined)
-    if (restored.length > 0) {
-      await core.group('Inject into the builder', async () => inject(services.run, state, restored))
-    }
-  } finally {
-    await Promise.all(mounts.map(m => rm(m.archivePath, { force: true })))
-  }
+  await restoreMounts(services, state)
   saveMainState(state)
   setOutputs(state)
   // With a save to come, post writes the summary with both halves.
   if (restoreOnly || !state.save) await writeSummary(state, undefined)
 }
 
+/**
+ * Restores every mount's entry and injects the restored ones in one build.
+ * Records hits, digests and timings in `state`; never throws for cache or
+ * engine trouble (warnings, and the mount counts as a miss).
+ */
+export async function restoreMounts(services: Services, state: MainState): Promise<void> {
+  const { mounts } = state
+  try {
+    await log.group('Restore cache entries', async () => restoreAll(services.cache, mounts))
+    const restored = mounts.filter(m => m.restoredDigest !== undefined)
+    if (restored.length > 0) {
+      await log.group('Inject into the builder', async () => inject(services.run, state, restored))
+    }
+  } finally {
+    await Promise.all(mounts.map(m => rm(m.archivePath, { force: true })))
+  }
+}
+
 async function restoreAll(cache: CacheStore, mounts: MountState[]): Promise<void> {
   if (!cache.available()) {
-    core.warning('The cache service is not available: every mount starts empty and nothing will be restored.')
+    log.warning('The cache service is not available: every mount starts empty and nothing will be restored.')
     return
   }
   if (!cache.readable()) {
-    core.notice('This job may not read the cache (ACTIONS_CACHE_MODE); every mount starts empty.')
+    log.notice('This job may not read the cache (ACTIONS_CACHE_MODE); every mount starts empty.')
     return
   }
   for (const m of mounts) {
@@ -93,16 +104,16 @@ async function restoreAll(cache: CacheStore, mounts: MountState[]): Promise<void
       await rm(m.archivePath, { force: true })
       const matched = await cache.restore(m.archivePath, m.keys.base, m.keys.restoreKeys)
       if (matched === undefined) {
-        core.info(`${m.spec.id}: miss (looked for ${m.keys.base})`)
+        log.info(`${m.spec.id}: miss (looked for ${m.keys.base})`)
         continue
       }
       const summary = await scanMountArchive(m.archivePath, { maxBytes: MAX_RESTORED_BYTES })
       m.matchedKey = matched
       m.restoredDigest = summary.digest
       m.restoredBytes = summary.bytes
-      core.info(`${m.spec.id}: restored ${matched} (${formatBytes(summary.bytes)}, ${summary.entries} entries, ${seconds(started)})`)
+      log.info(`${m.spec.id}: restored ${matched} (${formatBytes(summary.bytes)}, ${summary.entries} entries, ${seconds(started)})`)
     } catch (error) {
-      core.warning(`${m.spec.id}: cannot restore the cache entry, the mount starts empty: ${errorMessage(error)}`)
+      log.warning(`${m.spec.id}: cannot restore the cache entry, the mount starts empty: ${errorMessage(error)}`)
       delete m.matchedKey
       delete m.restoredDigest
       delete m.restoredBytes
@@ -115,18 +126,18 @@ async function restoreAll(cache: CacheStore, mounts: MountState[]): Promise<void
 async function inject(run: CommandRunner, state: MainState, restored: MountState[]): Promise<void> {
   const started = Date.now()
   const dockerfile = injectDockerfile(state.utilityImage, restored.map(m => ({ index: m.index, spec: m.spec })))
-  core.debug(`Inject Dockerfile:\n${dockerfile}`)
+  log.debug(`Inject Dockerfile:\n${dockerfile}`)
   const context = buildContext(
     dockerfile,
     restored.map(m => ({ dir: contextDir(m.index), archivePath: m.archivePath }))
   )
   try {
-    await runBuild(run, state.engine, context, async out => pipeline(out, discard()), line => core.debug(line))
+    await runBuild(run, state.engine, context, async out => pipeline(out, discard()), line => log.debug(line))
     const bytes = restored.reduce((sum, m) => sum + (m.restoredBytes ?? 0), 0)
-    core.info(`Injected ${restored.length} mount(s), ${formatBytes(bytes)} in ${seconds(started)}`)
+    log.info(`Injected ${restored.length} mount(s), ${formatBytes(bytes)} in ${seconds(started)}`)
   } catch (error) {
     context.destroy()
-    core.warning(`Could not inject the restored caches into the builder; the build runs with empty cache mounts: ${errorMessage(error)}`)
+    log.warning(`Could not inject the restored caches into the builder; the build runs with empty cache mounts: ${errorMessage(error)}`)
     for (const m of restored) {
       // Not in the builder, so post must not treat the content as unchanged.
       delete m.restoredDigest

@@ -10,6 +10,7 @@ import { runBuild } from './engine.js'
 import { errorMessage } from './errors.js'
 import { formatBytes, seconds } from './format.js'
 import { saveKey } from './keys.js'
+import { log } from './log.js'
 import { planMounts, realServices, type Services } from './restore.js'
 import { loadMainState, parseMainState, type MainState, type MountState } from './state.js'
 import { writeSummary, type SaveOutcome, type SaveReport } from './summary.js'
@@ -20,15 +21,15 @@ export async function runPost(services: Services = realServices): Promise<void> 
   try {
     state = loadMainState()
   } catch (error) {
-    core.warning(`Not saving cache mounts: ${errorMessage(error)}`)
+    log.warning(`Not saving cache mounts: ${errorMessage(error)}`)
     return
   }
   if (!state) {
-    core.info('The main step did not run to the point of restoring; nothing to save.')
+    log.info('The main step did not run to the point of restoring; nothing to save.')
     return
   }
   if (!state.save) {
-    core.info('save is false: cache mounts are not saved.')
+    log.info('save is false: cache mounts are not saved.')
     return
   }
   await saveMounts(services, state)
@@ -56,17 +57,17 @@ export async function runSaveOnly(services: Services = realServices): Promise<vo
 /** Extracts every mount in one build, splits the output per mount, saves the changed ones. */
 export async function saveMounts(services: Services, state: MainState): Promise<void> {
   if (!services.cache.available()) {
-    core.warning('The cache service is not available: cache mounts are not saved.')
+    log.warning('The cache service is not available: cache mounts are not saved.')
     return
   }
   if (!services.cache.writable()) {
-    core.notice('This job may not write to the cache (ACTIONS_CACHE_MODE); cache mounts are not saved.')
+    log.notice('This job may not write to the cache (ACTIONS_CACHE_MODE); cache mounts are not saved.')
     return
   }
   const report: SaveReport = { outcomes: new Map() }
   try {
-    const summaries = await core.group('Extract from the builder', async () => extract(services, state, report))
-    if (summaries) await core.group('Save cache entries', async () => saveAll(services, state.mounts, summaries, report))
+    const summaries = await log.group('Extract from the builder', async () => extract(services, state, report))
+    if (summaries) await log.group('Save cache entries', async () => saveAll(services, state.mounts, summaries, report))
   } finally {
     await Promise.all(state.mounts.map(m => rm(m.archivePath, { force: true })))
   }
@@ -77,7 +78,7 @@ async function extract(services: Services, state: MainState, report: SaveReport)
   const { mounts } = state
   const started = Date.now()
   const dockerfile = extractDockerfile(state.utilityImage, mounts.map(m => ({ index: m.index, spec: m.spec })))
-  core.debug(`Extract Dockerfile:\n${dockerfile}`)
+  log.debug(`Extract Dockerfile:\n${dockerfile}`)
   let summaries: Map<string, ArchiveSummary> | undefined
   try {
     await Promise.all(mounts.map(m => mkdir(dirname(m.archivePath), { recursive: true })))
@@ -88,16 +89,16 @@ async function extract(services: Services, state: MainState, report: SaveReport)
       async out => {
         summaries = await splitExport(out, mounts.map(m => ({ dir: exportDir(m.index), archivePath: m.archivePath })))
       },
-      line => core.debug(line)
+      line => log.debug(line)
     )
   } catch (error) {
-    core.warning(`Could not extract the cache mounts from the builder; nothing is saved: ${errorMessage(error)}`)
+    log.warning(`Could not extract the cache mounts from the builder; nothing is saved: ${errorMessage(error)}`)
     return undefined
   } finally {
     report.extractMs = Date.now() - started
   }
   const bytes = [...(summaries?.values() ?? [])].reduce((sum, s) => sum + s.bytes, 0)
-  core.info(`Extracted ${mounts.length} mount(s), ${formatBytes(bytes)} in ${seconds(started)}`)
+  log.info(`Extracted ${mounts.length} mount(s), ${formatBytes(bytes)} in ${seconds(started)}`)
   return summaries
 }
 
@@ -112,11 +113,11 @@ async function saveAll(services: Services, mounts: MountState[], summaries: Map<
 
 async function saveOne(services: Services, m: MountState, summary: ArchiveSummary): Promise<SaveOutcome> {
   if (summary.entries <= 1) {
-    core.info(`${m.spec.id}: the mount is empty, nothing to save`)
+    log.info(`${m.spec.id}: the mount is empty, nothing to save`)
     return { kind: 'empty' }
   }
   if (summary.digest === m.restoredDigest) {
-    core.info(`${m.spec.id}: unchanged since restore (${m.matchedKey}), nothing to save`)
+    log.info(`${m.spec.id}: unchanged since restore (${m.matchedKey}), nothing to save`)
     return { kind: 'unchanged', bytes: summary.bytes }
   }
   const key = saveKey(m.keys, summary.digest)
@@ -124,19 +125,19 @@ async function saveOne(services: Services, m: MountState, summary: ArchiveSummar
   try {
     // Entries are immutable: the same content saved by an earlier run or a parallel job is already there.
     if (await services.cache.exists(m.archivePath, key)) {
-      core.info(`${m.spec.id}: ${key} is already in the cache, nothing to save`)
+      log.info(`${m.spec.id}: ${key} is already in the cache, nothing to save`)
       return { kind: 'unchanged', bytes: summary.bytes }
     }
     const saved = await services.cache.save(m.archivePath, key)
     const ms = Date.now() - started
     if (!saved) {
-      core.info(`${m.spec.id}: not saved under ${key} (see above; an entry with this exact content may exist already)`)
+      log.info(`${m.spec.id}: not saved under ${key} (see above; an entry with this exact content may exist already)`)
       return { kind: 'not-saved', ms }
     }
-    core.info(`${m.spec.id}: saved ${key} (${formatBytes(summary.bytes)}, ${seconds(started)})`)
+    log.info(`${m.spec.id}: saved ${key} (${formatBytes(summary.bytes)}, ${seconds(started)})`)
     return { kind: 'saved', key, bytes: summary.bytes, ms }
   } catch (error) {
-    core.warning(`${m.spec.id}: cannot save the cache entry: ${errorMessage(error)}`)
+    log.warning(`${m.spec.id}: cannot save the cache entry: ${errorMessage(error)}`)
     return { kind: 'not-saved', reason: errorMessage(error) }
   }
 }
