@@ -6,7 +6,7 @@ import { buffer } from 'node:stream/consumers'
 
 import { afterAll, describe, expect, test } from '@jest/globals'
 
-import { buildContext, relativeEntryPath, scanMountArchive, splitExport } from '../src/archive.js'
+import { buildContext, excludeMatcher, relativeEntryPath, scanMountArchive, splitExport } from '../src/archive.js'
 import { ArchiveError } from '../src/errors.js'
 import { makeTar, readTar, type RawEntry } from './helpers/tar.js'
 
@@ -128,5 +128,36 @@ describe('scanMountArchive refuses hostile archives', () => {
     const file = join(dir, 'trunc.tar')
     writeFileSync(file, whole.subarray(0, 2048))
     await expect(scanMountArchive(file, { maxBytes: 1e9 })).rejects.toBeInstanceOf(ArchiveError)
+  })
+})
+
+describe('exclude', () => {
+  test.each([
+    [1, ['registry/src'], 'registry/src', true],
+    [2, ['registry/src'], 'registry/src/crate/lib.rs', true],
+    [3, ['registry/src'], 'registry/srcx', false],
+    [4, ['*.tmp'], 'a.tmp', true],
+    [5, ['*.tmp'], 'dir/a.tmp', false],
+    [6, ['**/*.tmp'], 'dir/deep/a.tmp', true],
+    [7, ['git/checkouts', 'x?'], 'xy/z', true],
+    [8, [], 'anything', false]
+  ])('%i: %j %s → %s', (_n, patterns, path, expected) => {
+    expect(excludeMatcher(patterns)(path)).toBe(expected)
+  })
+
+  test('excluded paths are left out of the archive and of its digest', async () => {
+    const entries: RawEntry[] = [
+      { name: '0/', type: 'directory', mtime: t },
+      { name: '0/keep', body: 'k', mtime: t },
+      { name: '0/registry/', type: 'directory', mtime: t },
+      { name: '0/registry/src/', type: 'directory', mtime: t },
+      { name: '0/registry/src/big', body: 'xxxx', mtime: t },
+      { name: '0/link-to-big', type: 'link', linkname: '0/registry/src/big', mtime: t }
+    ]
+    const withExclude = await splitExport(Readable.from([await makeTar(entries)]), [{ dir: '0', archivePath: join(dir, 'ex.tar'), exclude: ['registry/src'] }])
+    expect((await readTar(readFileSync(join(dir, 'ex.tar')))).map(e => e.header.name)).toEqual(['./', 'keep', 'registry/'])
+    const without = entries.filter(e => !e.name.includes('src') && e.name !== '0/link-to-big')
+    const plain = await splitExport(Readable.from([await makeTar(without)]), [{ dir: '0', archivePath: join(dir, 'ex2.tar') }])
+    expect(withExclude.get('0')).toEqual(plain.get('0'))
   })
 })

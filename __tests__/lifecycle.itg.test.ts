@@ -132,8 +132,11 @@ test('restore/ and save/ sub-actions hand the frozen keys over through the state
   pruneBuilder('buildx')
   const r2 = await step('restore-only', s.inputs)
   expect(r2.outputs['cache-hit']).toBe('true')
+  service.clearRequests()
   const again = await step('save-only', { state: r2.outputs.state ?? '' })
   expect(again.stdout.match(/unchanged since restore/g)).toHaveLength(2)
+  // Unchanged means no upload at all: not a single request reached the service.
+  expect(service.requests).toEqual([])
 
   // Without state, save/ plans from its own inputs; identical content maps to the existing keys.
   const plain = await step('save-only', s.inputs)
@@ -145,4 +148,44 @@ test('bad input fails the main step with a message naming the input', async () =
   const r = await runStep('main', { bundleDir: bundle.dir, inputs: { mounts: 'id=a b,target=/x' }, env: { ...service.env(), RUNNER_TEMP: join(work, 'temp') }, cwd: workspace })
   expect(r.exitCode).toBe(1)
   expect(r.errors.join('\n')).toMatch(/Input "mounts line 1": id "a b"/)
+})
+
+test('exclude leaves paths out of the saved mount; an oversize mount is skipped, the others saved', async () => {
+  const run = randomUUID().slice(0, 8)
+  const ids = { cargo: `life-cargo-${run}`, big: `life-big-${run}` }
+  const inputs = {
+    mounts: `id=${ids.cargo},target=/cargo,exclude=registry/src;git/checkouts\nid=${ids.big},target=/big,max-size=100k`,
+    'key-prefix': `life-${run}`,
+    'utility-image': UTILITY_IMAGE,
+    client: 'buildx'
+  }
+  const a = await step('main', inputs)
+  userBuild(
+    'buildx',
+    `FROM ${UTILITY_IMAGE}\nARG N\nRUN --mount=type=cache,id=${ids.cargo},target=/cargo --mount=type=cache,id=${ids.big},target=/big mkdir -p /cargo/registry/src/crate /cargo/registry/cache /cargo/git/checkouts && echo src > /cargo/registry/src/crate/lib.rs && echo crate > /cargo/registry/cache/c.crate && echo co > /cargo/git/checkouts/x && head -c 300000 /dev/urandom > /big/blob\n`,
+    join(work, `out-${run}`),
+    { N: run }
+  )
+  const post = await step('post', inputs, { state: a.state })
+  expect(post.warnings.join('\n')).toMatch(new RegExp(`${ids.big}: 293.0 KiB is over max-size 100.0 KiB, not saved`))
+  const keys = service.entries().map(e => e.key).filter(k => k.startsWith(`life-${run}-`))
+  expect(keys).toHaveLength(1)
+
+  pruneBuilder('buildx')
+  await step('main', inputs)
+  const out = join(work, `verify-${run}`)
+  userBuild('buildx', `FROM ${UTILITY_IMAGE}\nARG N\nRUN --mount=type=cache,id=${ids.cargo},target=/cargo --mount=type=cache,id=${ids.big},target=/big mkdir /out && cd /cargo && find . | sort > /out/cargo && ls -A /big > /out/big\n`, out, { N: `${run}-v` })
+  expect(readFileSync(join(out, 'out/cargo'), 'utf8').split('\n').filter(Boolean)).toEqual(['.', './git', './registry', './registry/cache', './registry/cache/c.crate'])
+  expect(readFileSync(join(out, 'out/big'), 'utf8')).toBe('')
+})
+
+test('the save sub-action under if: always() keeps what a failed build downloaded', async () => {
+  const s = scenario()
+  const r = await step('restore-only', s.inputs)
+  expect(() =>
+    userBuild('buildx', `FROM ${UTILITY_IMAGE}\nARG N\nRUN --mount=type=cache,id=${s.ids.pkgs},target=/pkgs,uid=1000 echo downloaded > /pkgs/dep.tgz && echo "compile error" && exit 1\n`, join(work, `fail-${s.run}`), { N: s.run })
+  ).toThrow(/user build failed/)
+  await step('save-only', { state: r.outputs.state ?? '' })
+  expect(s.keys()).toHaveLength(1)
+  expect(s.keys()[0]).toContain(s.ids.pkgs)
 })

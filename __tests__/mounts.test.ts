@@ -1,7 +1,7 @@
 import { describe, expect, test } from '@jest/globals'
 
 import { InputError } from '../src/errors.js'
-import { cleanTarget, parseMounts } from '../src/mounts.js'
+import { cleanTarget, parseMounts, parseSize } from '../src/mounts.js'
 
 describe('parseMounts', () => {
   test.each([
@@ -56,4 +56,15 @@ test('per-mount key files', () => {
   expect(parseMounts('id=c,target=/c,key-files=Cargo.lock; rust-toolchain.toml')[0]?.keyFiles).toEqual(['Cargo.lock', 'rust-toolchain.toml'])
   expect(parseMounts('[{"target":"/c","key-files":["a","b"]}]')[0]?.keyFiles).toEqual(['a', 'b'])
   expect(() => parseMounts('id=c,target=/c,key-files=;')).toThrow(/key-files is empty/)
+})
+
+test('exclude and max-size options', () => {
+  expect(parseMounts('id=cargo,target=/usr/local/cargo,exclude=registry/src;git/checkouts,max-size=2G')).toEqual([
+    { id: 'cargo', target: '/usr/local/cargo', exclude: ['registry/src', 'git/checkouts'], maxSize: 2 * 1024 ** 3 }
+  ])
+  expect(parseSize('500M', 'x', 'max-size')).toBe(500 * 1024 ** 2)
+  expect(parseSize('1.5g', 'x', 'max-size')).toBe(1.5 * 1024 ** 3)
+  expect(parseSize('1048576', 'x', 'max-size')).toBe(1048576)
+  expect(() => parseMounts('id=c,target=/c,exclude=../etc')).toThrow(/relative to the mount root/)
+  expect(() => parseMounts('id=c,target=/c,max-size=lots')).toThrow(/max-size must be a size/)
 })

@@ -31634,13 +31634,39 @@ async function* oneChunk(chunk) {
 function defaultRoot() {
   return { path: "", type: "directory", mode: 493, uid: 0, gid: 0, mtime: /* @__PURE__ */ new Date(0), size: 0 };
 }
+function excludeMatcher(patterns = []) {
+  if (patterns.length === 0) return () => false;
+  const regexes = patterns.map((p) => {
+    const clean2 = relativeEntryPath(p);
+    let re = "";
+    for (let i = 0; i < clean2.length; i++) {
+      const c = clean2[i] ?? "";
+      if (c === "*" && clean2[i + 1] === "*") {
+        re += ".*";
+        i++;
+      } else if (c === "*") re += "[^/]*";
+      else if (c === "?") re += "[^/]";
+      else re += c.replace(/[.+^${}()|[\]\\]/g, "\\$&");
+    }
+    return new RegExp(`^${re}$`);
+  });
+  return (path12) => {
+    if (path12 === "") return false;
+    const parts = path12.split("/");
+    for (let i = 1; i <= parts.length; i++) {
+      const prefix2 = parts.slice(0, i).join("/");
+      if (regexes.some((r) => r.test(prefix2))) return true;
+    }
+    return false;
+  };
+}
 async function splitExport(source, targets) {
   const outputs = new Map(
     targets.map((t) => {
       const pack2 = tar.pack();
       const written = (0, import_promises.pipeline)(pack2, (0, import_node_fs.createWriteStream)(t.archivePath));
       written.catch(() => void 0);
-      const state3 = { pack: pack2, written, digest: new TreeDigest(), guard: new EntryGuard(), sawRoot: false };
+      const state3 = { excluded: excludeMatcher(t.exclude), pack: pack2, written, digest: new TreeDigest(), guard: new EntryGuard(), sawRoot: false };
       return [t.dir, state3];
     })
   );
@@ -31652,6 +31678,7 @@ async function splitExport(source, targets) {
       const out = outputs.get(top);
       if (!out) return;
       const path12 = slash < 0 ? "" : full.slice(slash + 1);
+      if (out.excluded(path12)) return;
       let linkname;
       if (h.type === "link") {
         const target = relativeEntryPath(h.linkname ?? "");
@@ -31659,6 +31686,7 @@ async function splitExport(source, targets) {
           throw new ArchiveError("ARCHIVE_LINK_UNSAFE", `hardlink ${JSON.stringify(full)} crosses mounts`, full);
         }
         linkname = target.slice(top.length + 1);
+        if (out.excluded(linkname)) return;
       } else if (h.type === "symlink") {
         linkname = h.linkname ?? "";
       }
@@ -31704,6 +31732,7 @@ function saveKey(keys, digest) {
 
 // src/mounts.ts
 var MAX_ID = 2 ** 31 - 1;
+var SIZE_UNITS = { "": 1, k: 1024, m: 1024 ** 2, g: 1024 ** 3, t: 1024 ** 4 };
 function formatMode(mode) {
   return `0${mode.toString(8)}`;
 }
@@ -71773,7 +71802,7 @@ async function saveMounts(services, state3) {
   const report = { outcomes: /* @__PURE__ */ new Map() };
   try {
     const summaries = await log.group("Extract from the builder", async () => extract2(services, state3, report));
-    if (summaries) await log.group("Save cache entries", async () => saveAll(services, state3.mounts, summaries, report));
+    if (summaries) await log.group("Save cache entries", async () => saveAll(services, state3, summaries, report));
   } finally {
     await Promise.all(state3.mounts.map((m) => (0, import_promises3.rm)(m.archivePath, { force: true })));
   }
@@ -71793,7 +71822,10 @@ ${dockerfile}`);
       state3.engine,
       buildContext(dockerfile, []),
       async (out) => {
-        summaries = await splitExport(out, mounts.map((m) => ({ dir: exportDir(m.index), archivePath: m.archivePath })));
+        summaries = await splitExport(
+          out,
+          mounts.map((m) => ({ dir: exportDir(m.index), archivePath: m.archivePath, ...m.spec.exclude ? { exclude: m.spec.exclude } : {} }))
+        );
       },
       (line) => log.debug(line)
     );
@@ -71807,15 +71839,15 @@ ${dockerfile}`);
   log.info(`Extracted ${mounts.length} mount(s), ${formatBytes(bytes)} in ${seconds(started)}`);
   return summaries;
 }
-async function saveAll(services, mounts, summaries, report) {
-  for (const m of mounts) {
+async function saveAll(services, state3, summaries, report) {
+  for (const m of state3.mounts) {
     const summary2 = summaries.get(exportDir(m.index));
     if (!summary2) continue;
-    const outcome = await saveOne(services, m, summary2);
+    const outcome = await saveOne(services, m, summary2, m.spec.maxSize ?? state3.maxSize);
     report.outcomes.set(m.index, outcome);
   }
 }
-async function saveOne(services, m, summary2) {
+async function saveOne(services, m, summary2, maxSize2) {
   if (summary2.entries <= 1) {
     log.info(`${m.spec.id}: the mount is empty, nothing to save`);
     return { kind: "empty" };
@@ -71823,6 +71855,10 @@ async function saveOne(services, m, summary2) {
   if (summary2.digest === m.restoredDigest) {
     log.info(`${m.spec.id}: unchanged since restore (${m.matchedKey}), nothing to save`);
     return { kind: "unchanged", bytes: summary2.bytes };
+  }
+  if (maxSize2 !== void 0 && summary2.bytes > maxSize2) {
+    log.warning(`${m.spec.id}: ${formatBytes(summary2.bytes)} is over max-size ${formatBytes(maxSize2)}, not saved (exclude paths to make it smaller)`);
+    return { kind: "skipped", bytes: summary2.bytes, reason: "over max-size" };
   }
   const key = saveKey(m.keys, summary2.digest);
   const started = Date.now();

@@ -71789,11 +71789,11 @@ function parseFlagLine(line, where2) {
   }
   return out;
 }
-var KNOWN_FIELDS = /* @__PURE__ */ new Set(["type", "id", "target", "dst", "destination", "uid", "gid", "mode", "sharing", "key-files"]);
+var KNOWN_FIELDS = /* @__PURE__ */ new Set(["type", "id", "target", "dst", "destination", "uid", "gid", "mode", "sharing", "key-files", "exclude", "max-size"]);
 function toMountSpec(entry, where2) {
   for (const name of Object.keys(entry)) {
     if (!KNOWN_FIELDS.has(name)) {
-      throw new InputError(where2, `unknown option "${name}" (expected id, target, uid, gid, mode, sharing, key-files)`);
+      throw new InputError(where2, `unknown option "${name}" (expected id, target, uid, gid, mode, sharing, key-files, exclude, max-size)`);
     }
   }
   if (entry.type !== void 0 && entry.type !== "cache") {
@@ -71828,19 +71828,36 @@ function toMountSpec(entry, where2) {
     }
     spec.sharing = entry.sharing;
   }
-  const keyFiles = optionalPatterns(entry["key-files"], where2);
+  const keyFiles = optionalPatterns(entry["key-files"], where2, "key-files");
   if (keyFiles !== void 0) spec.keyFiles = keyFiles;
+  const exclude = optionalPatterns(entry.exclude, where2, "exclude");
+  if (exclude !== void 0) {
+    for (const p of exclude) {
+      if (p.startsWith("/") || p.split("/").includes("..")) {
+        throw new InputError(where2, `exclude pattern "${p}" must be relative to the mount root, without ".."`);
+      }
+    }
+    spec.exclude = exclude;
+  }
+  if (entry["max-size"] !== void 0) spec.maxSize = parseSize(entry["max-size"], where2, "max-size");
   return spec;
 }
-function optionalPatterns(value, where2) {
+function optionalPatterns(value, where2, name) {
   if (value === void 0) return void 0;
   const list = typeof value === "string" ? value.split(";") : value;
   if (!Array.isArray(list) || list.some((p) => typeof p !== "string")) {
-    throw new InputError(where2, 'key-files must be glob patterns (separated by ";" in the line form)');
+    throw new InputError(where2, `${name} must be glob patterns (separated by ";" in the line form)`);
   }
   const patterns = list.map((p) => p.trim()).filter((p) => p !== "");
-  if (patterns.length === 0) throw new InputError(where2, "key-files is empty");
+  if (patterns.length === 0) throw new InputError(where2, `${name} is empty`);
   return patterns;
+}
+var SIZE_UNITS = { "": 1, k: 1024, m: 1024 ** 2, g: 1024 ** 3, t: 1024 ** 4 };
+function parseSize(value, where2, name) {
+  const text = String(value).trim();
+  const match3 = /^(\d+(?:\.\d+)?)\s*([kmgt]?)i?b?$/i.exec(text);
+  if (!match3) throw new InputError(where2, `${name} must be a size like 500M or 2G, got "${truncate(text)}"`);
+  return Math.floor(Number(match3[1]) * (SIZE_UNITS[(match3[2] ?? "").toLowerCase()] ?? 1));
 }
 function optionalNumber(value, where2, name) {
   if (value === void 0) return void 0;
@@ -71875,6 +71892,7 @@ var InputName = {
   client: "client",
   platform: "platform",
   save: "save",
+  maxSize: "max-size",
   state: "state"
 };
 var CLIENTS = ["auto", "buildx", "docker"];
@@ -71917,6 +71935,8 @@ function getInputs() {
     save: booleanInput(InputName.save, true)
   };
   if (builder !== "") inputs.builder = builder;
+  const maxSize2 = getInput(InputName.maxSize).trim();
+  if (maxSize2 !== "") inputs.maxSize = parseSize(maxSize2, InputName.maxSize, "the value");
   return inputs;
 }
 function booleanInput(name, fallback) {
@@ -72104,7 +72124,9 @@ async function planMounts(services, inputs) {
     const filesHash = await hashOf(spec.keyFiles ?? inputs.keyFiles);
     mounts.push({ index, spec, keys: mountKeys(inputs.keyPrefix, spec.id, inputs.platform, filesHash), archivePath: mountArchivePath(spec.id) });
   }
-  return { version: 1, engine, utilityImage: inputs.utilityImage, save: inputs.save, mounts };
+  const state3 = { version: 1, engine, utilityImage: inputs.utilityImage, save: inputs.save, mounts };
+  if (inputs.maxSize !== void 0) state3.maxSize = inputs.maxSize;
+  return state3;
 }
 async function runMain(services = realServices, restoreOnly = false) {
   const inputs = getInputs();

@@ -31648,13 +31648,39 @@ async function* oneChunk(chunk) {
 function defaultRoot() {
   return { path: "", type: "directory", mode: 493, uid: 0, gid: 0, mtime: /* @__PURE__ */ new Date(0), size: 0 };
 }
+function excludeMatcher(patterns = []) {
+  if (patterns.length === 0) return () => false;
+  const regexes = patterns.map((p) => {
+    const clean2 = relativeEntryPath(p);
+    let re = "";
+    for (let i = 0; i < clean2.length; i++) {
+      const c = clean2[i] ?? "";
+      if (c === "*" && clean2[i + 1] === "*") {
+        re += ".*";
+        i++;
+      } else if (c === "*") re += "[^/]*";
+      else if (c === "?") re += "[^/]";
+      else re += c.replace(/[.+^${}()|[\]\\]/g, "\\$&");
+    }
+    return new RegExp(`^${re}$`);
+  });
+  return (path13) => {
+    if (path13 === "") return false;
+    const parts = path13.split("/");
+    for (let i = 1; i <= parts.length; i++) {
+      const prefix2 = parts.slice(0, i).join("/");
+      if (regexes.some((r) => r.test(prefix2))) return true;
+    }
+    return false;
+  };
+}
 async function splitExport(source, targets) {
   const outputs = new Map(
     targets.map((t) => {
       const pack2 = tar.pack();
       const written = (0, import_promises.pipeline)(pack2, (0, import_node_fs.createWriteStream)(t.archivePath));
       written.catch(() => void 0);
-      const state3 = { pack: pack2, written, digest: new TreeDigest(), guard: new EntryGuard(), sawRoot: false };
+      const state3 = { excluded: excludeMatcher(t.exclude), pack: pack2, written, digest: new TreeDigest(), guard: new EntryGuard(), sawRoot: false };
       return [t.dir, state3];
     })
   );
@@ -31666,6 +31692,7 @@ async function splitExport(source, targets) {
       const out = outputs.get(top);
       if (!out) return;
       const path13 = slash < 0 ? "" : full.slice(slash + 1);
+      if (out.excluded(path13)) return;
       let linkname;
       if (h.type === "link") {
         const target = relativeEntryPath(h.linkname ?? "");
@@ -31673,6 +31700,7 @@ async function splitExport(source, targets) {
           throw new ArchiveError("ARCHIVE_LINK_UNSAFE", `hardlink ${JSON.stringify(full)} crosses mounts`, full);
         }
         linkname = target.slice(top.length + 1);
+        if (out.excluded(linkname)) return;
       } else if (h.type === "symlink") {
         linkname = h.linkname ?? "";
       }
@@ -31792,11 +31820,11 @@ function parseFlagLine(line, where2) {
   }
   return out;
 }
-var KNOWN_FIELDS = /* @__PURE__ */ new Set(["type", "id", "target", "dst", "destination", "uid", "gid", "mode", "sharing", "key-files"]);
+var KNOWN_FIELDS = /* @__PURE__ */ new Set(["type", "id", "target", "dst", "destination", "uid", "gid", "mode", "sharing", "key-files", "exclude", "max-size"]);
 function toMountSpec(entry, where2) {
   for (const name of Object.keys(entry)) {
     if (!KNOWN_FIELDS.has(name)) {
-      throw new InputError(where2, `unknown option "${name}" (expected id, target, uid, gid, mode, sharing, key-files)`);
+      throw new InputError(where2, `unknown option "${name}" (expected id, target, uid, gid, mode, sharing, key-files, exclude, max-size)`);
     }
   }
   if (entry.type !== void 0 && entry.type !== "cache") {
@@ -31831,19 +31859,36 @@ function toMountSpec(entry, where2) {
     }
     spec.sharing = entry.sharing;
   }
-  const keyFiles = optionalPatterns(entry["key-files"], where2);
+  const keyFiles = optionalPatterns(entry["key-files"], where2, "key-files");
   if (keyFiles !== void 0) spec.keyFiles = keyFiles;
+  const exclude = optionalPatterns(entry.exclude, where2, "exclude");
+  if (exclude !== void 0) {
+    for (const p of exclude) {
+      if (p.startsWith("/") || p.split("/").includes("..")) {
+        throw new InputError(where2, `exclude pattern "${p}" must be relative to the mount root, without ".."`);
+      }
+    }
+    spec.exclude = exclude;
+  }
+  if (entry["max-size"] !== void 0) spec.maxSize = parseSize(entry["max-size"], where2, "max-size");
   return spec;
 }
-function optionalPatterns(value, where2) {
+function optionalPatterns(value, where2, name) {
   if (value === void 0) return void 0;
   const list = typeof value === "string" ? value.split(";") : value;
   if (!Array.isArray(list) || list.some((p) => typeof p !== "string")) {
-    throw new InputError(where2, 'key-files must be glob patterns (separated by ";" in the line form)');
+    throw new InputError(where2, `${name} must be glob patterns (separated by ";" in the line form)`);
   }
   const patterns = list.map((p) => p.trim()).filter((p) => p !== "");
-  if (patterns.length === 0) throw new InputError(where2, "key-files is empty");
+  if (patterns.length === 0) throw new InputError(where2, `${name} is empty`);
   return patterns;
+}
+var SIZE_UNITS = { "": 1, k: 1024, m: 1024 ** 2, g: 1024 ** 3, t: 1024 ** 4 };
+function parseSize(value, where2, name) {
+  const text = String(value).trim();
+  const match3 = /^(\d+(?:\.\d+)?)\s*([kmgt]?)i?b?$/i.exec(text);
+  if (!match3) throw new InputError(where2, `${name} must be a size like 500M or 2G, got "${truncate(text)}"`);
+  return Math.floor(Number(match3[1]) * (SIZE_UNITS[(match3[2] ?? "").toLowerCase()] ?? 1));
 }
 function optionalNumber(value, where2, name) {
   if (value === void 0) return void 0;
@@ -31878,6 +31923,7 @@ var InputName = {
   client: "client",
   platform: "platform",
   save: "save",
+  maxSize: "max-size",
   state: "state"
 };
 var CLIENTS = ["auto", "buildx", "docker"];
@@ -31920,6 +31966,8 @@ function getInputs() {
     save: booleanInput(InputName.save, true)
   };
   if (builder !== "") inputs.builder = builder;
+  const maxSize2 = getInput(InputName.maxSize).trim();
+  if (maxSize2 !== "") inputs.maxSize = parseSize(maxSize2, InputName.maxSize, "the value");
   return inputs;
 }
 function booleanInput(name, fallback) {
@@ -72112,7 +72160,9 @@ async function planMounts(services, inputs) {
     const filesHash = await hashOf(spec.keyFiles ?? inputs.keyFiles);
     mounts.push({ index, spec, keys: mountKeys(inputs.keyPrefix, spec.id, inputs.platform, filesHash), archivePath: mountArchivePath(spec.id) });
   }
-  return { version: 1, engine, utilityImage: inputs.utilityImage, save: inputs.save, mounts };
+  const state3 = { version: 1, engine, utilityImage: inputs.utilityImage, save: inputs.save, mounts };
+  if (inputs.maxSize !== void 0) state3.maxSize = inputs.maxSize;
+  return state3;
 }
 
 // src/save.ts
@@ -72141,7 +72191,7 @@ async function saveMounts(services, state3) {
   const report = { outcomes: /* @__PURE__ */ new Map() };
   try {
     const summaries = await log.group("Extract from the builder", async () => extract2(services, state3, report));
-    if (summaries) await log.group("Save cache entries", async () => saveAll(services, state3.mounts, summaries, report));
+    if (summaries) await log.group("Save cache entries", async () => saveAll(services, state3, summaries, report));
   } finally {
     await Promise.all(state3.mounts.map((m) => (0, import_promises3.rm)(m.archivePath, { force: true })));
   }
@@ -72161,7 +72211,10 @@ ${dockerfile}`);
       state3.engine,
       buildContext(dockerfile, []),
       async (out) => {
-        summaries = await splitExport(out, mounts.map((m) => ({ dir: exportDir(m.index), archivePath: m.archivePath })));
+        summaries = await splitExport(
+          out,
+          mounts.map((m) => ({ dir: exportDir(m.index), archivePath: m.archivePath, ...m.spec.exclude ? { exclude: m.spec.exclude } : {} }))
+        );
       },
       (line) => log.debug(line)
     );
@@ -72175,15 +72228,15 @@ ${dockerfile}`);
   log.info(`Extracted ${mounts.length} mount(s), ${formatBytes(bytes)} in ${seconds(started)}`);
   return summaries;
 }
-async function saveAll(services, mounts, summaries, report) {
-  for (const m of mounts) {
+async function saveAll(services, state3, summaries, report) {
+  for (const m of state3.mounts) {
     const summary2 = summaries.get(exportDir(m.index));
     if (!summary2) continue;
-    const outcome = await saveOne(services, m, summary2);
+    const outcome = await saveOne(services, m, summary2, m.spec.maxSize ?? state3.maxSize);
     report.outcomes.set(m.index, outcome);
   }
 }
-async function saveOne(services, m, summary2) {
+async function saveOne(services, m, summary2, maxSize2) {
   if (summary2.entries <= 1) {
     log.info(`${m.spec.id}: the mount is empty, nothing to save`);
     return { kind: "empty" };
@@ -72191,6 +72244,10 @@ async function saveOne(services, m, summary2) {
   if (summary2.digest === m.restoredDigest) {
     log.info(`${m.spec.id}: unchanged since restore (${m.matchedKey}), nothing to save`);
     return { kind: "unchanged", bytes: summary2.bytes };
+  }
+  if (maxSize2 !== void 0 && summary2.bytes > maxSize2) {
+    log.warning(`${m.spec.id}: ${formatBytes(summary2.bytes)} is over max-size ${formatBytes(maxSize2)}, not saved (exclude paths to make it smaller)`);
+    return { kind: "skipped", bytes: summary2.bytes, reason: "over max-size" };
   }
   const key = saveKey(m.keys, summary2.digest);
   const started = Date.now();

@@ -284,6 +284,7 @@ function defaultRoot(): EntryHeader {
 }
 
 interface SplitOutput {
+  excluded: (path: string) => boolean
   pack: tar.Pack
   written: Promise<void>
   digest: TreeDigest
@@ -295,6 +296,39 @@ export interface SplitTarget {
   /** Top-level directory of the exported tree that holds this mount. */
   dir: string
   archivePath: string
+  /** Paths or globs relative to the mount root to leave out (with everything below them). */
+  exclude?: string[]
+}
+
+/**
+ * Compiles exclude patterns: `*` and `?` stay within one path segment, `**`
+ * crosses segments; a pattern matching a directory excludes all below it.
+ */
+export function excludeMatcher(patterns: string[] = []): (path: string) => boolean {
+  if (patterns.length === 0) return () => false
+  const regexes = patterns.map(p => {
+    const clean = relativeEntryPath(p)
+    let re = ''
+    for (let i = 0; i < clean.length; i++) {
+      const c = clean[i] ?? ''
+      if (c === '*' && clean[i + 1] === '*') {
+        re += '.*'
+        i++
+      } else if (c === '*') re += '[^/]*'
+      else if (c === '?') re += '[^/]'
+      else re += c.replace(/[.+^${}()|[\]\\]/g, '\\$&')
+    }
+    return new RegExp(`^${re}$`)
+  })
+  return path => {
+    if (path === '') return false
+    const parts = path.split('/')
+    for (let i = 1; i <= parts.length; i++) {
+      const prefix = parts.slice(0, i).join('/')
+      if (regexes.some(r => r.test(prefix))) return true
+    }
+    return false
+  }
 }
 
 /**
@@ -309,7 +343,7 @@ export async function splitExport(source: Readable, targets: SplitTarget[]): Pro
       const pack = tar.pack()
       const written = pipeline(pack as unknown as Readable, createWriteStream(t.archivePath))
       written.catch(() => undefined)
-      const state = { pack, written, digest: new TreeDigest(), guard: new EntryGuard(), sawRoot: false }
+      const state = { excluded: excludeMatcher(t.exclude), pack, written, digest: new TreeDigest(), guard: new EntryGuard(), sawRoot: false }
       return [t.dir, state]
     })
   )
@@ -321,6 +355,7 @@ export async function splitExport(source: Readable, targets: SplitTarget[]): Pro
       const out = outputs.get(top)
       if (!out) return
       const path = slash < 0 ? '' : full.slice(slash + 1)
+      if (out.excluded(path)) return
       let linkname: string | undefined
       if (h.type === 'link') {
         const target = relativeEntryPath(h.linkname ?? '')
@@ -328,6 +363,8 @@ export async function splitExport(source: Readable, targets: SplitTarget[]): Pro
           throw new ArchiveError('ARCHIVE_LINK_UNSAFE', `hardlink ${JSON.stringify(full)} crosses mounts`, full)
         }
         linkname = target.slice(top.length + 1)
+        // A hardlink into an excluded path has nothing left to point to.
+        if (out.excluded(linkname)) return
       } else if (h.type === 'symlink') {
         linkname = h.linkname ?? ''
       }

@@ -6,7 +6,7 @@ import * as core from '@actions/core'
 import type { ClientChoice } from './engine.js'
 import { InputError } from './errors.js'
 import { idSegment, runnerPlatform } from './keys.js'
-import { parseMounts, type MountSpec } from './mounts.js'
+import { parseMounts, parseSize, type MountSpec } from './mounts.js'
 
 /** Input names as in action.yml. Defaults live in action.yml only. */
 export const InputName = {
@@ -18,6 +18,7 @@ export const InputName = {
   client: 'client',
   platform: 'platform',
   save: 'save',
+  maxSize: 'max-size',
   state: 'state'
 } as const
 
@@ -33,6 +34,8 @@ export interface Inputs {
   platform: string
   /** Whether the post step saves (false: restore only, e.g. for pull requests). */
   save: boolean
+  /** Bytes above which a mount is not saved (a mount's own max-size wins). */
+  maxSize?: number
 }
 
 const CLIENTS: readonly string[] = ['auto', 'buildx', 'docker']
@@ -77,6 +80,8 @@ export function getInputs(): Inputs {
     save: booleanInput(InputName.save, true)
   }
   if (builder !== '') inputs.builder = builder
+  const maxSize = core.getInput(InputName.maxSize).trim()
+  if (maxSize !== '') inputs.maxSize = parseSize(maxSize, InputName.maxSize, 'the value')
   return inputs
 }
 

@@ -14,9 +14,14 @@ import { cleanTarget, formatMode, parseMounts, type MountSpec, type Sharing } fr
  *
  * Every stage is read, because the build target is not known here; BuildKit
  * itself only runs the stages the target depends on, so a cache of an unused
- * stage is restored and saved for nothing, which is harmless.
+ * stage is restored and saved for nothing, which is harmless. The base
+ * image's ENV and WORKDIR are not visible either: a variable only it could
+ * set is unresolved (the mount is skipped with a warning), and a relative
+ * target is placed under the Dockerfile's own WORKDIRs (the target is only
+ * descriptive; the id, uid, gid and mode are what select the cache).
  */
 
+/** What discovery needs to know of the user's build: the same inputs BuildKit would get. */
 export interface DiscoverInput {
   dockerfiles: { path: string; content: string }[]
   /** Values of the build's `--build-arg`s: they override ARG defaults, as in BuildKit. */
@@ -27,6 +32,7 @@ export interface DiscoverInput {
   buildPlatform: string
 }
 
+/** Where a cache mount is used, for warnings and the job summary. */
 export interface MountLocation {
   file: string
   /** 1-based line of the RUN instruction (its first line when continued). */
@@ -35,6 +41,7 @@ export interface MountLocation {
   stage: string
 }
 
+/** One cache to persist: every use of one id with the same uid/gid/mode, over all files and platforms. */
 export interface DiscoveredMount {
   /** As parseMounts would return it: id expanded (default: the cleaned target), uid/gid/mode only when given. */
   spec: MountSpec
@@ -45,6 +52,7 @@ export interface DiscoveredMount {
   locations: MountLocation[]
 }
 
+/** Never an exception: whatever could not be followed is a warning, and its mount is left out. */
 export interface DiscoverResult {
   mounts: DiscoveredMount[]
   warnings: string[]
@@ -72,7 +80,9 @@ export function discoverMounts(input: DiscoverInput): DiscoverResult {
     warnings.add(message)
   }
   const build = parsePlatform(input.buildPlatform)
-  if (build === undefined) warn(`build platform "${input.buildPlatform}" is not a platform like linux/amd64; BUILD* args stay undefined`)
+  if (build === undefined) {
+    warn(`build platform "${input.buildPlatform}" is not a platform like linux/amd64; BUILD* args stay undefined`)
+  }
   const targets: { name: string; platform: Platform }[] = []
   for (const name of unique(input.platforms.map(p => p.trim()).filter(p => p !== ''))) {
     const platform = parsePlatform(name, build)
@@ -104,9 +114,6 @@ export function discoverMounts(input: DiscoverInput): DiscoverResult {
   }
   return result
 }
-
-// ---------------------------------------------------------------------------
-// Merging
 
 interface Use {
   spec: MountSpec
@@ -169,17 +176,19 @@ function unique<T>(items: T[]): T[] {
   return [...new Set(items)]
 }
 
-// ---------------------------------------------------------------------------
-// Platforms
-
 interface Platform {
   os: string
   arch: string
   variant: string
 }
 
-const KNOWN_OS = new Set(['aix', 'android', 'darwin', 'dragonfly', 'freebsd', 'hurd', 'illumos', 'ios', 'js', 'linux', 'nacl', 'netbsd', 'openbsd', 'plan9', 'solaris', 'wasip1', 'windows', 'zos'])
-const KNOWN_ARCH = new Set(['386', 'amd64', 'amd64p32', 'arm', 'armbe', 'arm64', 'arm64be', 'loong64', 'mips', 'mipsle', 'mips64', 'mips64le', 'mips64p32', 'mips64p32le', 'ppc', 'ppc64', 'ppc64le', 'riscv', 'riscv64', 's390', 's390x', 'sparc', 'sparc64', 'wasm'])
+const KNOWN_OS = new Set(
+  'aix android darwin dragonfly freebsd hurd illumos ios js linux nacl netbsd openbsd plan9 solaris wasip1 windows zos'.split(' ')
+)
+const KNOWN_ARCH = new Set(
+  ('386 amd64 amd64p32 arm armbe arm64 arm64be loong64 mips mipsle mips64 mips64le mips64p32 mips64p32le ' +
+    'ppc ppc64 ppc64le riscv riscv64 s390 s390x sparc sparc64 wasm').split(' ')
+)
 const PLATFORM_PART = /^[A-Za-z0-9_-]+$/
 
 /**
@@ -275,9 +284,6 @@ function automaticArgs(target: Platform, build: Platform | undefined, targetStag
     ['TARGETSTAGE', targetStage]
   ])
 }
-
-// ---------------------------------------------------------------------------
-// Evaluation: stages, ARG/ENV scopes, RUN mounts
 
 interface Stage {
   label: string
@@ -463,9 +469,6 @@ function unresolvedReason(names: string[], stage: Stage, globals: Map<string, Va
   return `cannot resolve ${list}${hint}`
 }
 
-// ---------------------------------------------------------------------------
-// --mount option parsing (instructions/commands_runmount.go parseMount)
-
 /** One `--mount` flag as BuildKit reads it, after variable expansion. */
 export interface MountOptions {
   type: string
@@ -510,7 +513,9 @@ export function parseMountFlag(value: string, expand: (word: string) => string =
     const raw = field.slice(eq + 1)
     if (key === 'from') {
       const dollar = raw.indexOf('$')
-      if (dollar >= 0 && dollar !== raw.length - 1) throw new Error("'from' doesn't support variable expansion, define alias stage instead")
+      if (dollar >= 0 && dollar !== raw.length - 1) {
+        throw new Error("'from' doesn't support variable expansion, define alias stage instead")
+      }
     }
     const v = expand(raw)
     switch (key) {
@@ -645,9 +650,6 @@ function csvFields(line: string): string[] {
     }
   }
 }
-
-// ---------------------------------------------------------------------------
-// Variable expansion (shell/lex.go ProcessWord)
 
 /** A variable's value: a string, null when set to something unknowable, undefined when unset. */
 export type Lookup = (name: string) => Value | undefined
@@ -802,8 +804,8 @@ function processDollar(s: Scanner): string {
         s.unresolved.push(name)
         return ''
       }
-      if (empty) throw new Error(`${name}: ${word === '' ? `is not allowed to be ${value === undefined ? 'unset' : 'empty'}` : word}`)
-      return value
+      if (!empty) return value
+      throw new Error(`${name}: ${word !== '' ? word : `is not allowed to be ${value === undefined ? 'unset' : 'empty'}`}`)
   }
 }
 
@@ -836,9 +838,6 @@ function valueOf(s: Scanner, name: string): string {
   }
   return value ?? ''
 }
-
-// ---------------------------------------------------------------------------
-// Dockerfile structure (parser/parser.go, parser/split_command.go)
 
 interface Instruction {
   /** Upper-cased instruction name. */
@@ -889,7 +888,9 @@ function parseDockerfile(content: string): ParsedDockerfile {
         seenDirectives.add(name)
         if (name === 'escape') {
           const value = match[2]!
-          if (value !== '`' && value !== '\\') throw new Error(`line ${line}: invalid escape token '${value}' does not match \` or \\`)
+          if (value !== '`' && value !== '\\') {
+            throw new Error(`line ${line}: invalid escape token '${value}' does not match \` or \\`)
+          }
           escape = value
           continuation = continuationPattern(escape)
         }

@@ -18,6 +18,10 @@ export interface MountSpec {
   sharing?: Sharing
   /** Glob patterns hashed into this mount's key instead of the step's key-files. */
   keyFiles?: string[]
+  /** Paths or globs, relative to the mount root, left out of the saved archive. */
+  exclude?: string[]
+  /** Bytes above which this mount is not saved. */
+  maxSize?: number
 }
 
 export type Sharing = 'shared' | 'private' | 'locked'
@@ -94,12 +98,12 @@ function parseFlagLine(line: string, where: string): Record<string, unknown> {
   return out
 }
 
-const KNOWN_FIELDS = new Set(['type', 'id', 'target', 'dst', 'destination', 'uid', 'gid', 'mode', 'sharing', 'key-files'])
+const KNOWN_FIELDS = new Set(['type', 'id', 'target', 'dst', 'destination', 'uid', 'gid', 'mode', 'sharing', 'key-files', 'exclude', 'max-size'])
 
 function toMountSpec(entry: Record<string, unknown>, where: string): MountSpec {
   for (const name of Object.keys(entry)) {
     if (!KNOWN_FIELDS.has(name)) {
-      throw new InputError(where, `unknown option "${name}" (expected id, target, uid, gid, mode, sharing, key-files)`)
+      throw new InputError(where, `unknown option "${name}" (expected id, target, uid, gid, mode, sharing, key-files, exclude, max-size)`)
     }
   }
   if (entry.type !== undefined && entry.type !== 'cache') {
@@ -134,21 +138,41 @@ function toMountSpec(entry: Record<string, unknown>, where: string): MountSpec {
     }
     spec.sharing = entry.sharing as Sharing
   }
-  const keyFiles = optionalPatterns(entry['key-files'], where)
+  const keyFiles = optionalPatterns(entry['key-files'], where, 'key-files')
   if (keyFiles !== undefined) spec.keyFiles = keyFiles
+  const exclude = optionalPatterns(entry.exclude, where, 'exclude')
+  if (exclude !== undefined) {
+    for (const p of exclude) {
+      if (p.startsWith('/') || p.split('/').includes('..')) {
+        throw new InputError(where, `exclude pattern "${p}" must be relative to the mount root, without ".."`)
+      }
+    }
+    spec.exclude = exclude
+  }
+  if (entry['max-size'] !== undefined) spec.maxSize = parseSize(entry['max-size'], where, 'max-size')
   return spec
 }
 
-/** key-files of one mount: a JSON string array, or `;`-separated patterns in the line form. */
-function optionalPatterns(value: unknown, where: string): string[] | undefined {
+/** A pattern list of one mount: a JSON string array, or `;`-separated patterns in the line form. */
+function optionalPatterns(value: unknown, where: string, name: string): string[] | undefined {
   if (value === undefined) return undefined
   const list = typeof value === 'string' ? value.split(';') : value
   if (!Array.isArray(list) || list.some(p => typeof p !== 'string')) {
-    throw new InputError(where, 'key-files must be glob patterns (separated by ";" in the line form)')
+    throw new InputError(where, `${name} must be glob patterns (separated by ";" in the line form)`)
   }
   const patterns = (list as string[]).map(p => p.trim()).filter(p => p !== '')
-  if (patterns.length === 0) throw new InputError(where, 'key-files is empty')
+  if (patterns.length === 0) throw new InputError(where, `${name} is empty`)
   return patterns
+}
+
+const SIZE_UNITS: Record<string, number> = { '': 1, k: 1024, m: 1024 ** 2, g: 1024 ** 3, t: 1024 ** 4 }
+
+/** A byte size like 500M, 2G, 1.5g or 1048576 (binary units). */
+export function parseSize(value: unknown, where: string, name: string): number {
+  const text = String(value).trim()
+  const match = /^(\d+(?:\.\d+)?)\s*([kmgt]?)i?b?$/i.exec(text)
+  if (!match) throw new InputError(where, `${name} must be a size like 500M or 2G, got "${truncate(text)}"`)
+  return Math.floor(Number(match[1]) * (SIZE_UNITS[(match[2] ?? '').toLowerCase()] ?? 1))
 }
 
 function optionalNumber(value: unknown, where: string, name: string): number | undefined {

@@ -47,7 +47,9 @@ export async function planMounts(services: Services, inputs: Inputs): Promise<Ma
     const filesHash = await hashOf(spec.keyFiles ?? inputs.keyFiles)
     mounts.push({ index, spec, keys: mountKeys(inputs.keyPrefix, spec.id, inputs.platform, filesHash), archivePath: mountArchivePath(spec.id) })
   }
-  return { version: 1, engine, utilityImage: inputs.utilityImage, save: inputs.save, mounts }
+  const state: MainState = { version: 1, engine, utilityImage: inputs.utilityImage, save: inputs.save, mounts }
+  if (inputs.maxSize !== undefined) state.maxSize = inputs.maxSize
+  return state
 }
 
 /**

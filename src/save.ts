@@ -67,7 +67,7 @@ export async function saveMounts(services: Services, state: MainState): Promise<
   const report: SaveReport = { outcomes: new Map() }
   try {
     const summaries = await log.group('Extract from the builder', async () => extract(services, state, report))
-    if (summaries) await log.group('Save cache entries', async () => saveAll(services, state.mounts, summaries, report))
+    if (summaries) await log.group('Save cache entries', async () => saveAll(services, state, summaries, report))
   } finally {
     await Promise.all(state.mounts.map(m => rm(m.archivePath, { force: true })))
   }
@@ -87,7 +87,10 @@ async function extract(services: Services, state: MainState, report: SaveReport)
       state.engine,
       buildContext(dockerfile, []),
       async out => {
-        summaries = await splitExport(out, mounts.map(m => ({ dir: exportDir(m.index), archivePath: m.archivePath })))
+        summaries = await splitExport(
+          out,
+          mounts.map(m => ({ dir: exportDir(m.index), archivePath: m.archivePath, ...(m.spec.exclude ? { exclude: m.spec.exclude } : {}) }))
+        )
       },
       line => log.debug(line)
     )
@@ -102,16 +105,16 @@ async function extract(services: Services, state: MainState, report: SaveReport)
   return summaries
 }
 
-async function saveAll(services: Services, mounts: MountState[], summaries: Map<string, ArchiveSummary>, report: SaveReport): Promise<void> {
-  for (const m of mounts) {
+async function saveAll(services: Services, state: MainState, summaries: Map<string, ArchiveSummary>, report: SaveReport): Promise<void> {
+  for (const m of state.mounts) {
     const summary = summaries.get(exportDir(m.index))
     if (!summary) continue
-    const outcome = await saveOne(services, m, summary)
+    const outcome = await saveOne(services, m, summary, m.spec.maxSize ?? state.maxSize)
     report.outcomes.set(m.index, outcome)
   }
 }
 
-async function saveOne(services: Services, m: MountState, summary: ArchiveSummary): Promise<SaveOutcome> {
+async function saveOne(services: Services, m: MountState, summary: ArchiveSummary, maxSize: number | undefined): Promise<SaveOutcome> {
   if (summary.entries <= 1) {
     log.info(`${m.spec.id}: the mount is empty, nothing to save`)
     return { kind: 'empty' }
@@ -119,6 +122,10 @@ async function saveOne(services: Services, m: MountState, summary: ArchiveSummar
   if (summary.digest === m.restoredDigest) {
     log.info(`${m.spec.id}: unchanged since restore (${m.matchedKey}), nothing to save`)
     return { kind: 'unchanged', bytes: summary.bytes }
+  }
+  if (maxSize !== undefined && summary.bytes > maxSize) {
+    log.warning(`${m.spec.id}: ${formatBytes(summary.bytes)} is over max-size ${formatBytes(maxSize)}, not saved (exclude paths to make it smaller)`)
+    return { kind: 'skipped', bytes: summary.bytes, reason: 'over max-size' }
   }
   const key = saveKey(m.keys, summary.digest)
   const started = Date.now()

@@ -11,6 +11,8 @@ export interface MainState {
   utilityImage: string
   /** false: the step only restores (input save: false). */
   save: boolean
+  /** Step-wide size cap in bytes. */
+  maxSize?: number
   mounts: MountState[]
   /** Milliseconds the inject build took, when one ran. */
   injectMs?: number

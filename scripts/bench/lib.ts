@@ -1,0 +1,148 @@
+// Small process, timing and BuildKit helpers shared by the bench scripts.
+import { spawn } from 'node:child_process'
+import { performance } from 'node:perf_hooks'
+
+export interface ShellResult {
+  code: number | null
+  stdout: string
+  stderr: string
+  seconds: number
+}
+
+/**
+ * Runs a bash script (`set -euo pipefail`) and times it from spawn to exit.
+ * stdout/stderr are kept (tails only) for progress parsing and errors; data
+ * streams of the bench always go through pipes inside the script, never
+ * through node.
+ */
+export async function sh(script: string, options: { env?: NodeJS.ProcessEnv; allowFail?: boolean } = {}): Promise<ShellResult> {
+  const started = performance.now()
+  const child = spawn('bash', ['-c', `set -euo pipefail\n${script}`], { env: { ...process.env, ...options.env }, stdio: ['ignore', 'pipe', 'pipe'] })
+  let stdout = ''
+  let stderr = ''
+  const keep = (text: string, chunk: string): string => (text + chunk).slice(-4 << 20)
+  child.stdout.setEncoding('utf8').on('data', (c: string) => (stdout = keep(stdout, c)))
+  child.stderr.setEncoding('utf8').on('data', (c: string) => (stderr = keep(stderr, c)))
+  const code = await new Promise<number | null>((resolve, reject) => {
+    child.once('error', reject)
+    child.once('close', resolve)
+  })
+  const seconds = (performance.now() - started) / 1000
+  if (code !== 0 && !options.allowFail) {
+    throw new Error(`command failed (exit ${code}):\n${script.slice(0, 2000)}\n--- stderr (tail):\n${stderr.slice(-4000)}`)
+  }
+  return { code, stdout, stderr, seconds }
+}
+
+/** Single-quotes a string for bash. */
+export function q(text: string): string {
+  return `'${text.replace(/'/g, `'\\''`)}'`
+}
+
+export async function timed<T>(fn: () => Promise<T>): Promise<{ value: T; seconds: number }> {
+  const started = performance.now()
+  const value = await fn()
+  return { value, seconds: (performance.now() - started) / 1000 }
+}
+
+export function median(values: number[]): number {
+  const sorted = [...values].sort((a, b) => a - b)
+  const mid = Math.floor(sorted.length / 2)
+  return sorted.length % 2 === 1 ? (sorted[mid] as number) : ((sorted[mid - 1] as number) + (sorted[mid] as number)) / 2
+}
+
+// ---------------------------------------------------------------------------
+// BuildKit progress (`--progress=plain`)
+
+export interface ProgressStep {
+  n: number
+  name: string
+  seconds?: number
+  cached: boolean
+}
+
+/** Steps of a plain-progress log: `#N name`, then `#N DONE 1.2s` / `#N CACHED`. */
+export function parseProgress(text: string): ProgressStep[] {
+  const steps = new Map<number, ProgressStep>()
+  for (const raw of text.split('\n')) {
+    const m = /^#(\d+) (.*)$/.exec(raw.trim())
+    if (!m) continue
+    const n = Number(m[1])
+    const rest = (m[2] ?? '').trim()
+    const step = steps.get(n)
+    if (!step) {
+      steps.set(n, { n, name: rest, cached: false })
+      continue
+    }
+    const done = /^DONE ([\d.]+)s$/.exec(rest)
+    if (done) step.seconds = Number(done[1])
+    else if (rest === 'CACHED') step.cached = true
+  }
+  return [...steps.values()]
+}
+
+export type StepKind = 'context' | 'run' | 'copy' | 'export' | 'other'
+
+export function stepKind(name: string): StepKind {
+  if (/^exporting/.test(name)) return 'export'
+  if (/load (remote )?build context|^copy \/context \/|^\[internal\] load build context/.test(name)) return 'context'
+  if (/\] RUN /.test(name)) return 'run'
+  if (/\] COPY /.test(name)) return 'copy'
+  return 'other'
+}
+
+/** Seconds per kind of step (steps of these builds run one after another). */
+export function stepSeconds(text: string): Record<StepKind, number> {
+  const out: Record<StepKind, number> = { context: 0, run: 0, copy: 0, export: 0, other: 0 }
+  for (const s of parseProgress(text)) out[stepKind(s.name)] += s.seconds ?? 0
+  return out
+}
+
+// ---------------------------------------------------------------------------
+// Build cache records (for pruning only what the bench created)
+
+export interface CacheRecord {
+  id: string
+  createdAt: number
+  description: string
+  type: string
+  inUse: boolean
+}
+
+export async function listRecords(): Promise<CacheRecord[]> {
+  const { stdout } = await sh('docker buildx du --verbose')
+  const records: CacheRecord[] = []
+  for (const block of stdout.split(/\n\s*\n/)) {
+    const field = (name: string): string => new RegExp(`^${name}:\\s*(.*)$`, 'm').exec(block)?.[1]?.trim() ?? ''
+    const id = field('ID')
+    if (!id) continue
+    const created = field('Created at').replace(/^(\S+) (\d\d:\d\d:\d\d(?:\.\d+)?) \+0000 UTC$/, '$1T$2Z')
+    records.push({
+      id: id.replace(/\*$/, ''),
+      createdAt: Date.parse(created),
+      description: field('Description'),
+      type: field('Type'),
+      inUse: field('In use') === 'true' || id.endsWith('*')
+    })
+  }
+  return records
+}
+
+/** Prunes records one by one (the prune filter takes a single id). Returns how many went. */
+export async function pruneRecords(ids: string[]): Promise<number> {
+  let pruned = 0
+  for (const id of ids) {
+    const r = await sh(`docker buildx prune --force --filter id=${q(id)}`, { allowFail: true })
+    if (r.code === 0) pruned++
+  }
+  return pruned
+}
+
+/** Other builds running on the engine right now (they make timings noisy and may prune our mounts). */
+export async function foreignBuilds(): Promise<string[]> {
+  const r = await sh(`for p in /proc/[0-9]*; do c=$(tr '\\0' ' ' < $p/cmdline 2>/dev/null || true); case "$c" in *buildx\\ build*|*buildx\\ prune*|*jest*) echo "\${p#/proc/} $c";; esac; done`, { allowFail: true })
+  return r.stdout
+    .split('\n')
+    .filter(l => l.trim() !== '' && !l.includes('for p in /proc'))
+    .map(l => l.slice(0, 160))
+}
