@@ -31737,6 +31737,16 @@ function formatMode(mode) {
   return `0${mode.toString(8)}`;
 }
 
+// src/discover.ts
+var KNOWN_OS = new Set(
+  "aix android darwin dragonfly freebsd hurd illumos ios js linux nacl netbsd openbsd plan9 solaris wasip1 windows zos".split(" ")
+);
+var KNOWN_ARCH = new Set(
+  "386 amd64 amd64p32 arm armbe arm64 arm64be loong64 mips mipsle mips64 mips64le mips64p32 mips64p32le ppc ppc64 ppc64le riscv riscv64 s390 s390x sparc sparc64 wasm".split(" ")
+);
+var MAX_UINT32 = 2 ** 32 - 1;
+var DIGIT = new RegExp("^\\p{Nd}$", "u");
+
 // src/dockerfile.ts
 var cachePath = (index) => `/bmc/c${index}`;
 var exportDir = (index) => `${index}`;
@@ -31787,16 +31797,17 @@ function extractDockerfile(image, mounts) {
 
 // src/engine.ts
 var import_node_crypto2 = require("node:crypto");
-function buildInvocation(engine, nonce = (0, import_node_crypto2.randomUUID)(), baseEnv = process.env) {
-  const common = ["--progress=plain", "--network=none", "--build-arg", `${NONCE_ARG}=${nonce}`, "--output", "type=tar,dest=-", "-"];
+function buildInvocation(engine, nonce = (0, import_node_crypto2.randomUUID)(), baseEnv = process.env, buildArgs = {}) {
+  const args = Object.entries(buildArgs).flatMap(([k, v]) => ["--build-arg", `${k}=${v}`]);
+  const common = ["--progress=plain", "--network=none", "--build-arg", `${NONCE_ARG}=${nonce}`, ...args, "--output", "type=tar,dest=-", "-"];
   if (engine.client === "buildx") {
     const builder = engine.builder ? ["--builder", engine.builder] : [];
     return { command: engine.docker, args: ["buildx", "build", ...builder, "--provenance=false", ...common], env: baseEnv };
   }
   return { command: engine.docker, args: ["build", ...common], env: { ...baseEnv, DOCKER_BUILDKIT: "1" } };
 }
-async function runBuild(run, engine, context3, output, onLine) {
-  const inv = buildInvocation(engine);
+async function runBuild(run, engine, context3, output, onLine, buildArgs = {}) {
+  const inv = buildInvocation(engine, void 0, void 0, buildArgs);
   await run(inv.command, inv.args, { env: inv.env, stdin: context3, stdout: output, ...onLine ? { onStderrLine: onLine } : {} });
 }
 
@@ -71722,6 +71733,9 @@ var runCommand = async (command, args, options = {}) => {
 
 // src/state.ts
 var STATE_KEY = "mount-cache-state";
+function generatedBuildArgs(state3) {
+  return state3.cacheNamespace ? { BUILDKIT_CACHE_MOUNT_NS: state3.cacheNamespace } : {};
+}
 function loadMainState() {
   return parseMainState(getState(STATE_KEY));
 }
@@ -71791,6 +71805,7 @@ async function runPost(services = realServices) {
   await saveMounts(services, state3);
 }
 async function saveMounts(services, state3) {
+  if (state3.mounts.length === 0) return;
   if (!services.cache.available()) {
     log.warning("The cache service is not available: cache mounts are not saved.");
     return;
@@ -71827,7 +71842,8 @@ ${dockerfile}`);
           mounts.map((m) => ({ dir: exportDir(m.index), archivePath: m.archivePath, ...m.spec.exclude ? { exclude: m.spec.exclude } : {} }))
         );
       },
-      (line) => log.debug(line)
+      (line) => log.debug(line),
+      generatedBuildArgs(state3)
     );
   } catch (error2) {
     log.warning(`Could not extract the cache mounts from the builder; nothing is saved: ${errorMessage(error2)}`);

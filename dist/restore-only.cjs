@@ -23917,16 +23917,16 @@ var require_common = __commonJS({
       createDebug.names = [];
       createDebug.skips = [];
       createDebug.formatters = {};
-      function selectColor(namespace) {
+      function selectColor(namespace2) {
         let hash = 0;
-        for (let i = 0; i < namespace.length; i++) {
-          hash = (hash << 5) - hash + namespace.charCodeAt(i);
+        for (let i = 0; i < namespace2.length; i++) {
+          hash = (hash << 5) - hash + namespace2.charCodeAt(i);
           hash |= 0;
         }
         return createDebug.colors[Math.abs(hash) % createDebug.colors.length];
       }
       createDebug.selectColor = selectColor;
-      function createDebug(namespace) {
+      function createDebug(namespace2) {
         let prevTime;
         let enableOverride = null;
         let namespacesCache;
@@ -23965,9 +23965,9 @@ var require_common = __commonJS({
           const logFn = self2.log || createDebug.log;
           logFn.apply(self2, args);
         }
-        debug2.namespace = namespace;
+        debug2.namespace = namespace2;
         debug2.useColors = createDebug.useColors();
-        debug2.color = createDebug.selectColor(namespace);
+        debug2.color = createDebug.selectColor(namespace2);
         debug2.extend = extend2;
         debug2.destroy = createDebug.destroy;
         Object.defineProperty(debug2, "enabled", {
@@ -23979,7 +23979,7 @@ var require_common = __commonJS({
             }
             if (namespacesCache !== createDebug.namespaces) {
               namespacesCache = createDebug.namespaces;
-              enabledCache = createDebug.enabled(namespace);
+              enabledCache = createDebug.enabled(namespace2);
             }
             return enabledCache;
           },
@@ -23992,8 +23992,8 @@ var require_common = __commonJS({
         }
         return debug2;
       }
-      function extend2(namespace, delimiter3) {
-        const newDebug = createDebug(this.namespace + (typeof delimiter3 === "undefined" ? ":" : delimiter3) + namespace);
+      function extend2(namespace2, delimiter3) {
+        const newDebug = createDebug(this.namespace + (typeof delimiter3 === "undefined" ? ":" : delimiter3) + namespace2);
         newDebug.log = this.log;
         return newDebug;
       }
@@ -24042,7 +24042,7 @@ var require_common = __commonJS({
       function disable2() {
         const namespaces = [
           ...createDebug.names,
-          ...createDebug.skips.map((namespace) => "-" + namespace)
+          ...createDebug.skips.map((namespace2) => "-" + namespace2)
         ].join(",");
         createDebug.enable("");
         return namespaces;
@@ -29480,7 +29480,7 @@ var require_commonjs2 = __commonJS({
 
 // src/restore.ts
 var import_promises3 = require("node:fs/promises");
-var import_node_path4 = require("node:path");
+var import_node_path6 = require("node:path");
 var import_node_stream5 = require("node:stream");
 var import_promises4 = require("node:stream/promises");
 
@@ -34739,8 +34739,8 @@ var debuggers = [];
 if (debugEnvVariable) {
   enable(debugEnvVariable);
 }
-var debugObj = Object.assign((namespace) => {
-  return createDebugger(namespace);
+var debugObj = Object.assign((namespace2) => {
+  return createDebugger(namespace2);
 }, {
   enable,
   enabled,
@@ -34763,25 +34763,25 @@ function enable(namespaces) {
     instance.enabled = enabled(instance.namespace);
   }
 }
-function enabled(namespace) {
-  if (namespace.endsWith("*")) {
+function enabled(namespace2) {
+  if (namespace2.endsWith("*")) {
     return true;
   }
   for (const skipped of skippedNamespaces) {
-    if (namespaceMatches(namespace, skipped)) {
+    if (namespaceMatches(namespace2, skipped)) {
       return false;
     }
   }
   for (const enabledNamespace of enabledNamespaces) {
-    if (namespaceMatches(namespace, enabledNamespace)) {
+    if (namespaceMatches(namespace2, enabledNamespace)) {
       return true;
     }
   }
   return false;
 }
-function namespaceMatches(namespace, patternToMatch) {
+function namespaceMatches(namespace2, patternToMatch) {
   if (patternToMatch.indexOf("*") === -1) {
-    return namespace === patternToMatch;
+    return namespace2 === patternToMatch;
   }
   let pattern = patternToMatch;
   if (patternToMatch.indexOf("**") !== -1) {
@@ -34800,7 +34800,7 @@ function namespaceMatches(namespace, patternToMatch) {
   let namespaceIndex = 0;
   let patternIndex = 0;
   const patternLength = pattern.length;
-  const namespaceLength = namespace.length;
+  const namespaceLength = namespace2.length;
   let lastWildcard = -1;
   let lastWildcardNamespace = -1;
   while (namespaceIndex < namespaceLength && patternIndex < patternLength) {
@@ -34810,7 +34810,7 @@ function namespaceMatches(namespace, patternToMatch) {
       if (patternIndex === patternLength) {
         return true;
       }
-      while (namespace[namespaceIndex] !== pattern[patternIndex]) {
+      while (namespace2[namespaceIndex] !== pattern[patternIndex]) {
         namespaceIndex++;
         if (namespaceIndex === namespaceLength) {
           return false;
@@ -34820,7 +34820,7 @@ function namespaceMatches(namespace, patternToMatch) {
       namespaceIndex++;
       patternIndex++;
       continue;
-    } else if (pattern[patternIndex] === namespace[namespaceIndex]) {
+    } else if (pattern[patternIndex] === namespace2[namespaceIndex]) {
       patternIndex++;
       namespaceIndex++;
     } else if (lastWildcard >= 0) {
@@ -34829,7 +34829,7 @@ function namespaceMatches(namespace, patternToMatch) {
       if (namespaceIndex === namespaceLength) {
         return false;
       }
-      while (namespace[namespaceIndex] !== pattern[patternIndex]) {
+      while (namespace2[namespaceIndex] !== pattern[patternIndex]) {
         namespaceIndex++;
         if (namespaceIndex === namespaceLength) {
           return false;
@@ -34843,7 +34843,7 @@ function namespaceMatches(namespace, patternToMatch) {
       return false;
     }
   }
-  const namespaceDone = namespaceIndex === namespace.length;
+  const namespaceDone = namespaceIndex === namespace2.length;
   const patternDone = patternIndex === pattern.length;
   const trailingWildCard = patternIndex === pattern.length - 1 && pattern[patternIndex] === "*";
   return namespaceDone && (patternDone || trailingWildCard);
@@ -34853,12 +34853,12 @@ function disable() {
   enable("");
   return result;
 }
-function createDebugger(namespace) {
+function createDebugger(namespace2) {
   const newDebugger = Object.assign(debug2, {
-    enabled: enabled(namespace),
+    enabled: enabled(namespace2),
     destroy,
     log: debugObj.log,
-    namespace,
+    namespace: namespace2,
     extend
   });
   function debug2(...args) {
@@ -34866,7 +34866,7 @@ function createDebugger(namespace) {
       return;
     }
     if (args.length > 0) {
-      args[0] = `${namespace} ${args[0]}`;
+      args[0] = `${namespace2} ${args[0]}`;
     }
     newDebugger.log(...args);
   }
@@ -34881,8 +34881,8 @@ function destroy() {
   }
   return false;
 }
-function extend(namespace) {
-  const newDebugger = createDebugger(`${this.namespace}:${namespace}`);
+function extend(namespace2) {
+  const newDebugger = createDebugger(`${this.namespace}:${namespace2}`);
   newDebugger.log = this.log;
   return newDebugger;
 }
@@ -34950,8 +34950,8 @@ function createLoggerContext(options) {
   function contextGetLogLevel() {
     return logLevel;
   }
-  function contextCreateClientLogger(namespace) {
-    const clientRootLogger = clientLogger.extend(namespace);
+  function contextCreateClientLogger(namespace2) {
+    const clientRootLogger = clientLogger.extend(namespace2);
     patchLogMethod(clientLogger, clientRootLogger);
     return {
       error: createLogger(clientRootLogger, "error"),
@@ -34972,8 +34972,8 @@ var context = createLoggerContext({
   namespace: "typeSpecRuntime"
 });
 var TypeSpecRuntimeLogger = context.logger;
-function createClientLogger(namespace) {
-  return context.createClientLogger(namespace);
+function createClientLogger(namespace2) {
+  return context.createClientLogger(namespace2);
 }
 
 // node_modules/@typespec/ts-http-runtime/dist/esm/httpHeaders.js
@@ -36578,8 +36578,8 @@ var context2 = createLoggerContext({
   namespace: "azure"
 });
 var AzureLogger = context2.logger;
-function createClientLogger2(namespace) {
-  return context2.createClientLogger(namespace);
+function createClientLogger2(namespace2) {
+  return context2.createClientLogger(namespace2);
 }
 
 // node_modules/@azure/core-rest-pipeline/dist/esm/log.js
@@ -36911,7 +36911,7 @@ function getInstrumenter() {
 
 // node_modules/@azure/core-tracing/dist/esm/tracingClient.js
 function createTracingClient(options) {
-  const { namespace, packageName, packageVersion } = options;
+  const { namespace: namespace2, packageName, packageVersion } = options;
   function startSpan(name, operationOptions, spanOptions) {
     const startSpanResult = getInstrumenter().startSpan(name, {
       ...spanOptions,
@@ -36922,7 +36922,7 @@ function createTracingClient(options) {
     let tracingContext = startSpanResult.tracingContext;
     const span = startSpanResult.span;
     if (!tracingContext.getValue(knownContextKeys.namespace)) {
-      tracingContext = tracingContext.setValue(knownContextKeys.namespace, namespace);
+      tracingContext = tracingContext.setValue(knownContextKeys.namespace, namespace2);
     }
     span.setAttribute("az.namespace", tracingContext.getValue(knownContextKeys.namespace));
     const updatedOptions = Object.assign({}, operationOptions, {
@@ -41413,13 +41413,13 @@ var Expression = class {
         }
       }
     }
-    let namespace = void 0;
+    let namespace2 = void 0;
     let tagAndPosition = withoutBrackets;
     if (withoutBrackets.includes("::")) {
       const nsIndex = withoutBrackets.indexOf("::");
-      namespace = withoutBrackets.substring(0, nsIndex).trim();
+      namespace2 = withoutBrackets.substring(0, nsIndex).trim();
       tagAndPosition = withoutBrackets.substring(nsIndex + 2).trim();
-      if (!namespace) {
+      if (!namespace2) {
         throw new Error(`Invalid namespace in pattern: ${part}`);
       }
     }
@@ -41443,8 +41443,8 @@ var Expression = class {
       throw new Error(`Invalid segment pattern: ${part}`);
     }
     segment.tag = tag;
-    if (namespace) {
-      segment.namespace = namespace;
+    if (namespace2) {
+      segment.namespace = namespace2;
     }
     if (bracketContent) {
       if (bracketContent.includes("=")) {
@@ -41830,7 +41830,7 @@ var Matcher = class {
    * @param {Object|null} [options=null]
    * @param {string[]} [options.keep] - Names of attributes (from attrValues)
    */
-  push(tagName, attrValues = null, namespace = null, options = null) {
+  push(tagName, attrValues = null, namespace2 = null, options = null) {
     this._pathStringCache = null;
     if (this.path.length > 0) {
       this.path[this.path.length - 1].values = void 0;
@@ -41841,7 +41841,7 @@ var Matcher = class {
       level = { counts: /* @__PURE__ */ new Map(), total: 0 };
       this.siblingStacks[currentLevel] = level;
     }
-    const siblingKey = namespace ? `${namespace}:${tagName}` : tagName;
+    const siblingKey = namespace2 ? `${namespace2}:${tagName}` : tagName;
     const counter = level.counts.get(siblingKey) || 0;
     const position = level.total;
     level.counts.set(siblingKey, counter + 1);
@@ -41851,8 +41851,8 @@ var Matcher = class {
       position,
       counter
     };
-    if (namespace !== null && namespace !== void 0) {
-      node.namespace = namespace;
+    if (namespace2 !== null && namespace2 !== void 0) {
+      node.namespace = namespace2;
     }
     if (attrValues !== null && attrValues !== void 0) {
       node.values = attrValues;
@@ -43268,10 +43268,10 @@ var parseXml = function(xmlData) {
         }
         let prefixedAttrs = null;
         let rawAttrs = {};
-        let namespace = void 0;
-        namespace = extractNamespace(rawTagName);
+        let namespace2 = void 0;
+        namespace2 = extractNamespace(rawTagName);
         if (tagName !== xmlObj.tagname) {
-          this.matcher.push(tagName, {}, namespace);
+          this.matcher.push(tagName, {}, namespace2);
         }
         if (tagName !== tagExp && attrExpPresent) {
           prefixedAttrs = this.buildAttributesMap(tagExp, this.matcher, tagName);
@@ -71712,7 +71712,7 @@ var runCommand = async (command, args, options = {}) => {
 
 // src/context.ts
 var import_node_os3 = require("node:os");
-var import_node_path3 = require("node:path");
+var import_node_path5 = require("node:path");
 
 // src/keys.ts
 var import_node_crypto5 = require("node:crypto");
@@ -71739,6 +71739,13 @@ function mountKeys(prefix2, id, platform2, filesHash) {
   return { base, restoreKeys: [`${base}-`, family] };
 }
 
+// src/mount-sources.ts
+var import_node_fs3 = require("node:fs");
+var import_node_path4 = require("node:path");
+
+// src/discover.ts
+var import_node_path3 = require("node:path");
+
 // src/mounts.ts
 var import_node_path2 = require("node:path");
 var SHARINGS = ["shared", "private", "locked"];
@@ -71749,11 +71756,11 @@ function cleanTarget(target) {
   const cleaned = import_node_path2.posix.normalize(target);
   return cleaned.length > 1 && cleaned.endsWith("/") ? cleaned.slice(0, -1) : cleaned;
 }
-function parseMounts(text, inputName = "mounts") {
+function parseMounts(text, inputName = "mounts", options = {}) {
   const trimmed = text.trim();
   if (trimmed === "") return [];
-  const raw = trimmed.startsWith("[") ? parseJsonList(trimmed, inputName).map((entry, index) => [entry, `${inputName}[${index}]`]) : trimmed.split(/\r?\n/).map((line, index) => [line.trim(), `${inputName} line ${index + 1}`]).filter(([line]) => line !== "" && !line.startsWith("#")).map(([line, where2]) => [parseFlagLine(line, where2), where2]);
-  const mounts = raw.map(([entry, where2]) => toMountSpec(entry, where2));
+  const raw = trimmed.startsWith("[") ? parseJsonList(trimmed, inputName).map((entry, index) => [entry, `${inputName}[${index}]`]) : trimmed.split(/\r?\n/).map((line, index) => [line.trim(), `${inputName} line ${index + 1}`]).filter(([line]) => line !== "" && !line.startsWith("#")).map(([line, where3]) => [parseFlagLine(line, where3), where3]);
+  const mounts = raw.map(([entry, where3]) => toMountSpec(entry, where3, options));
   const seen = /* @__PURE__ */ new Set();
   for (const m of mounts) {
     if (seen.has(m.id)) {
@@ -71775,7 +71782,7 @@ function parseJsonList(text, inputName) {
   }
   return value;
 }
-function parseFlagLine(line, where2) {
+function parseFlagLine(line, where3) {
   const body2 = line.startsWith("--mount=") ? line.slice("--mount=".length) : line;
   const out = {};
   for (const part of body2.split(",")) {
@@ -71784,94 +71791,102 @@ function parseFlagLine(line, where2) {
     const eq = field.indexOf("=");
     const name = (eq < 0 ? field : field.slice(0, eq)).trim().toLowerCase();
     const value = eq < 0 ? true : field.slice(eq + 1).trim();
-    if (name in out) throw new InputError(where2, `option "${name}" is given twice`);
+    if (name in out) throw new InputError(where3, `option "${name}" is given twice`);
     out[name] = value;
   }
   return out;
 }
 var KNOWN_FIELDS = /* @__PURE__ */ new Set(["type", "id", "target", "dst", "destination", "uid", "gid", "mode", "sharing", "key-files", "exclude", "max-size"]);
-function toMountSpec(entry, where2) {
+function toMountSpec(entry, where3, options = {}) {
   for (const name of Object.keys(entry)) {
     if (!KNOWN_FIELDS.has(name)) {
-      throw new InputError(where2, `unknown option "${name}" (expected id, target, uid, gid, mode, sharing, key-files, exclude, max-size)`);
+      throw new InputError(where3, `unknown option "${name}" (expected id, target, uid, gid, mode, sharing, key-files, exclude, max-size)`);
     }
   }
   if (entry.type !== void 0 && entry.type !== "cache") {
-    throw new InputError(where2, `type must be "cache", got "${String(entry.type)}"`);
+    throw new InputError(where3, `type must be "cache", got "${String(entry.type)}"`);
   }
   const targetRaw = entry.target ?? entry.dst ?? entry.destination;
+  if (targetRaw === void 0 && options.partial && typeof entry.id === "string") {
+    return withOptions({ id: validId(entry.id, where3), target: "" }, entry, where3);
+  }
   if (typeof targetRaw !== "string" || targetRaw === "") {
-    throw new InputError(where2, "needs a target path (target=/path as in the Dockerfile)");
+    throw new InputError(where3, "needs a target path (target=/path as in the Dockerfile)");
   }
   if (!targetRaw.startsWith("/")) {
-    throw new InputError(where2, `target must be an absolute path, got "${targetRaw}"`);
+    throw new InputError(where3, `target must be an absolute path, got "${targetRaw}"`);
   }
   const target = cleanTarget(targetRaw);
-  const id = entry.id === void 0 ? target : entry.id;
-  if (typeof id !== "string" || id === "") throw new InputError(where2, "id must be a non-empty string");
+  const id = validId(entry.id === void 0 ? target : entry.id, where3);
+  return withOptions({ id, target }, entry, where3);
+}
+function validId(id, where3) {
+  if (typeof id !== "string" || id === "") throw new InputError(where3, "id must be a non-empty string");
   if (id.length > MAX_ID_LENGTH || !ID_PATTERN.test(id)) {
     throw new InputError(
-      where2,
+      where3,
       `id "${truncate(id)}" must be at most ${MAX_ID_LENGTH} characters of letters, digits and . _ - : @ + /`
     );
   }
-  const spec = { id, target };
-  const uid = optionalNumber(entry.uid, where2, "uid");
-  const gid = optionalNumber(entry.gid, where2, "gid");
-  const mode = optionalMode(entry.mode, where2);
+  return id;
+}
+function withOptions(spec, entry, where3) {
+  const uid = optionalNumber(entry.uid, where3, "uid");
+  const gid = optionalNumber(entry.gid, where3, "gid");
+  const mode = optionalMode(entry.mode, where3);
   if (uid !== void 0) spec.uid = uid;
   if (gid !== void 0) spec.gid = gid;
   if (mode !== void 0) spec.mode = mode;
   if (entry.sharing !== void 0) {
     if (typeof entry.sharing !== "string" || !SHARINGS.includes(entry.sharing)) {
-      throw new InputError(where2, `sharing must be one of ${SHARINGS.join(", ")}, got "${String(entry.sharing)}"`);
+      throw new InputError(where3, `sharing must be one of ${SHARINGS.join(", ")}, got "${String(entry.sharing)}"`);
     }
     spec.sharing = entry.sharing;
   }
-  const keyFiles = optionalPatterns(entry["key-files"], where2, "key-files");
+  const keyFiles = optionalPatterns(entry["key-files"], where3, "key-files");
   if (keyFiles !== void 0) spec.keyFiles = keyFiles;
-  const exclude = optionalPatterns(entry.exclude, where2, "exclude");
+  const exclude = optionalPatterns(entry.exclude, where3, "exclude");
   if (exclude !== void 0) {
     for (const p of exclude) {
       if (p.startsWith("/") || p.split("/").includes("..")) {
-        throw new InputError(where2, `exclude pattern "${p}" must be relative to the mount root, without ".."`);
+        throw new InputError(where3, `exclude pattern "${p}" must be relative to the mount root, without ".."`);
       }
     }
     spec.exclude = exclude;
   }
-  if (entry["max-size"] !== void 0) spec.maxSize = parseSize(entry["max-size"], where2, "max-size");
+  if (entry["max-size"] !== void 0) spec.maxSize = parseSize(entry["max-size"], where3, "max-size");
   return spec;
 }
-function optionalPatterns(value, where2, name) {
+function optionalPatterns(value, where3, name) {
   if (value === void 0) return void 0;
   const list = typeof value === "string" ? value.split(";") : value;
   if (!Array.isArray(list) || list.some((p) => typeof p !== "string")) {
-    throw new InputError(where2, `${name} must be glob patterns (separated by ";" in the line form)`);
+    throw new InputError(where3, `${name} must be glob patterns (separated by ";" in the line form)`);
   }
   const patterns = list.map((p) => p.trim()).filter((p) => p !== "");
-  if (patterns.length === 0) throw new InputError(where2, `${name} is empty`);
+  if (patterns.length === 0) throw new InputError(where3, `${name} is empty`);
   return patterns;
 }
 var SIZE_UNITS = { "": 1, k: 1024, m: 1024 ** 2, g: 1024 ** 3, t: 1024 ** 4 };
-function parseSize(value, where2, name) {
+function parseSize(value, where3, name) {
   const text = String(value).trim();
   const match3 = /^(\d+(?:\.\d+)?)\s*([kmgt]?)i?b?$/i.exec(text);
-  if (!match3) throw new InputError(where2, `${name} must be a size like 500M or 2G, got "${truncate(text)}"`);
+  if (!match3) throw new InputError(where3, `${name} must be a size like 500M or 2G, got "${truncate(text)}"`);
   return Math.floor(Number(match3[1]) * (SIZE_UNITS[(match3[2] ?? "").toLowerCase()] ?? 1));
 }
-function optionalNumber(value, where2, name) {
+function optionalNumber(value, where3, name) {
   if (value === void 0) return void 0;
   const text = typeof value === "number" ? String(value) : value;
   if (typeof text !== "string" || !/^\d{1,10}$/.test(text) || Number(text) > MAX_ID) {
-    throw new InputError(where2, `${name} must be a non-negative integer, got "${truncate(String(value))}"`);
+    throw new InputError(where3, `${name} must be a non-negative integer, got "${truncate(String(value))}"`);
   }
   return Number(text);
 }
-function optionalMode(value, where2) {
+function optionalMode(value, where3) {
   if (value === void 0) return void 0;
   const text = typeof value === "number" ? String(value) : value;
   if (typeof text !== "string" || !/^0?[0-7]{1,4}$/.test(text)) {
-    throw new InputError(where2, `mode must be an octal number like 0755, got "${truncate(String(value))}"`);
+    throw new InputError(where3, `mode must be an octal number like 0755, got "${truncate(String(value))}"`);
   }
   return parseInt(text, 8);
 }
@@ -71880,6 +71895,946 @@ function truncate(text) {
 }
 function formatMode(mode) {
   return `0${mode.toString(8)}`;
+}
+
+// src/discover.ts
+var CACHE_NAMESPACE_ARG = "BUILDKIT_CACHE_MOUNT_NS";
+function discoverMounts(input) {
+  const warnings = /* @__PURE__ */ new Set();
+  const warn = (message) => {
+    warnings.add(message);
+  };
+  const build = parsePlatform(input.buildPlatform);
+  if (build === void 0) {
+    warn(`build platform "${input.buildPlatform}" is not a platform like linux/amd64; BUILD* args stay undefined`);
+  }
+  const targets = [];
+  for (const name of unique(input.platforms.map((p) => p.trim()).filter((p) => p !== ""))) {
+    const platform2 = parsePlatform(name, build);
+    if (platform2 === void 0) warn(`platform "${name}" is not a platform like linux/amd64; it is left out of discovery`);
+    else targets.push({ name, platform: platform2 });
+  }
+  const uses = [];
+  input.dockerfiles.forEach((file, fileIndex) => {
+    let parsed;
+    try {
+      parsed = parseDockerfile(file.content);
+    } catch (error2) {
+      warn(`${file.path}: not searched for cache mounts: ${errorMessage(error2)}`);
+      return;
+    }
+    targets.forEach((target, platformIndex) => {
+      const args = automaticArgs(target.platform, build, lastStageName(parsed));
+      for (const use of evaluate(parsed, file.path, input.buildArgs, args, warn)) {
+        uses.push({ ...use, fileIndex, platformIndex });
+      }
+    });
+  });
+  uses.sort((a, b) => a.fileIndex - b.fileIndex || a.seq - b.seq || a.platformIndex - b.platformIndex);
+  const mounts = mergeUses(uses, targets.map((t) => t.name), warn);
+  const result = { mounts, warnings: [...warnings] };
+  const namespace2 = input.buildArgs[CACHE_NAMESPACE_ARG];
+  if (Object.hasOwn(input.buildArgs, CACHE_NAMESPACE_ARG) && namespace2 !== void 0 && namespace2 !== "") {
+    result.cacheNamespace = namespace2;
+  }
+  return result;
+}
+function mergeUses(uses, platformNames, warn) {
+  const byId = /* @__PURE__ */ new Map();
+  for (const use of uses) {
+    const kept = byId.get(use.spec.id);
+    if (kept === void 0) {
+      byId.set(use.spec.id, {
+        mount: { spec: use.spec, platforms: [], readonly: use.readonly, locations: [use.location] },
+        platformIndexes: /* @__PURE__ */ new Set([use.platformIndex])
+      });
+      continue;
+    }
+    const first = kept.mount.locations[0];
+    if (!sameCacheSettings(kept.mount.spec, use.spec)) {
+      warn(
+        `${where2(use.location)}: cache id "${use.spec.id}" is used with ${cacheSettings(use.spec)}, but with ${cacheSettings(kept.mount.spec)} at ${where2(first)}; BuildKit keeps these as separate caches and only one can be persisted under this id: keeping the one at ${where2(first)}`
+      );
+      continue;
+    }
+    kept.platformIndexes.add(use.platformIndex);
+    kept.mount.readonly &&= use.readonly;
+    if (!kept.mount.locations.some((l) => where2(l) === where2(use.location))) kept.mount.locations.push(use.location);
+  }
+  return [...byId.values()].map(({ mount, platformIndexes }) => ({
+    ...mount,
+    platforms: platformNames.filter((_, index) => platformIndexes.has(index))
+  }));
+}
+function sameCacheSettings(a, b) {
+  return a.uid === b.uid && a.gid === b.gid && a.mode === b.mode;
+}
+function cacheSettings(spec) {
+  const parts = [];
+  if (spec.uid !== void 0) parts.push(`uid=${spec.uid}`);
+  if (spec.gid !== void 0) parts.push(`gid=${spec.gid}`);
+  if (spec.mode !== void 0) parts.push(`mode=${formatMode(spec.mode)}`);
+  return parts.length === 0 ? "no uid/gid/mode" : parts.join(",");
+}
+function where2(location) {
+  return `${location.file}:${location.line}`;
+}
+function unique(items) {
+  return [...new Set(items)];
+}
+var KNOWN_OS = new Set(
+  "aix android darwin dragonfly freebsd hurd illumos ios js linux nacl netbsd openbsd plan9 solaris wasip1 windows zos".split(" ")
+);
+var KNOWN_ARCH = new Set(
+  "386 amd64 amd64p32 arm armbe arm64 arm64be loong64 mips mipsle mips64 mips64le mips64p32 mips64p32le ppc ppc64 ppc64le riscv riscv64 s390 s390x sparc sparc64 wasm".split(" ")
+);
+var PLATFORM_PART = /^[A-Za-z0-9_-]+$/;
+function parsePlatform(text, build) {
+  const parts = text.trim().split("/");
+  if (parts.length > 3 || parts.some((p2) => !PLATFORM_PART.test(p2))) return void 0;
+  const [first, second, third] = parts;
+  let p;
+  if (second === void 0) {
+    const os8 = normalizeOs(first);
+    if (KNOWN_OS.has(os8)) {
+      if (build === void 0) return void 0;
+      p = { os: os8, arch: build.arch, variant: build.variant };
+    } else {
+      const [arch3, variant2] = normalizeArch(first, "");
+      if (!KNOWN_ARCH.has(arch3)) return void 0;
+      p = { os: "linux", arch: arch3, variant: arch3 === "arm" && variant2 === "v7" ? "" : variant2 };
+    }
+  } else if (third === void 0) {
+    const [arch3, variant2] = normalizeArch(second, "");
+    p = { os: normalizeOs(first), arch: arch3, variant: arch3 === "arm" && variant2 === "v7" ? "" : variant2 };
+  } else {
+    const [arch3, variant2] = normalizeArch(second, third);
+    p = { os: normalizeOs(first), arch: arch3, variant: arch3 === "arm64" && variant2 === "" ? "v8" : variant2 };
+  }
+  const [arch2, variant] = normalizeArch(p.arch, p.variant);
+  return { os: p.os, arch: arch2, variant };
+}
+function normalizeOs(os8) {
+  const lower = os8.toLowerCase();
+  return lower === "macos" ? "darwin" : lower;
+}
+function normalizeArch(archIn, variantIn) {
+  const arch2 = archIn.toLowerCase();
+  const variant = variantIn.toLowerCase();
+  switch (arch2) {
+    case "i386":
+      return ["386", ""];
+    case "x86_64":
+    case "x86-64":
+    case "amd64":
+      return ["amd64", variant === "v1" ? "" : variant];
+    case "aarch64":
+    case "arm64":
+      if (["8", "v8", "v8.0"].includes(variant)) return ["arm64", ""];
+      if (["9", "9.0", "v9.0"].includes(variant)) return ["arm64", "v9"];
+      return ["arm64", variant];
+    case "armhf":
+      return ["arm", "v7"];
+    case "armel":
+      return ["arm", "v6"];
+    case "arm":
+      if (variant === "" || variant === "7") return ["arm", "v7"];
+      if (["5", "6", "8"].includes(variant)) return ["arm", `v${variant}`];
+      return ["arm", variant];
+    default:
+      return [arch2, variant];
+  }
+}
+function formatPlatform(p) {
+  return [p.os, p.arch, p.variant].filter((s) => s !== "").join("/");
+}
+function automaticArgs(target, build, targetStage) {
+  const buildValue = (pick) => build === void 0 ? null : pick(build);
+  return /* @__PURE__ */ new Map([
+    ["BUILDPLATFORM", buildValue(formatPlatform)],
+    ["BUILDOS", buildValue((p) => p.os)],
+    ["BUILDOSVERSION", buildValue(() => "")],
+    ["BUILDARCH", buildValue((p) => p.arch)],
+    ["BUILDVARIANT", buildValue((p) => p.variant)],
+    ["TARGETPLATFORM", formatPlatform(target)],
+    ["TARGETOS", target.os],
+    ["TARGETOSVERSION", ""],
+    ["TARGETARCH", target.arch],
+    ["TARGETVARIANT", target.variant],
+    ["TARGETSTAGE", targetStage]
+  ]);
+}
+function evaluate(parsed, file, buildArgs, automatic, warn) {
+  const { escape: escape3 } = parsed;
+  const buildArg = (key) => Object.hasOwn(buildArgs, key) ? buildArgs[key] : void 0;
+  const globals = /* @__PURE__ */ new Map();
+  for (const [key, value] of automatic) globals.set(key, buildArg(key) ?? value);
+  const named = /* @__PURE__ */ new Map();
+  const found = [];
+  let stage;
+  let stageIndex = -1;
+  let seq = 0;
+  for (const ins of parsed.instructions) {
+    switch (ins.keyword) {
+      case "ARG":
+        for (const [key, raw] of argPairs(ins.args, escape3)) {
+          if (stage === void 0) {
+            const value = buildArg(key) ?? (raw === void 0 ? void 0 : tryExpand(raw, escape3, lookupIn(globals), false));
+            if (value !== void 0) globals.set(key, value);
+          } else {
+            const value = buildArg(key) ?? (raw === void 0 ? globals.get(key) : tryExpand(raw, escape3, lookupIn(stage.env), true));
+            if (value !== void 0) stage.env.set(key, value);
+          }
+        }
+        break;
+      case "FROM": {
+        stageIndex++;
+        const words = ins.args.split(/[\t\v\f\r ]+/).filter((w) => w !== "");
+        const name = words.length === 3 && words[1].toLowerCase() === "as" ? words[2].toLowerCase() : void 0;
+        const base = words[0] === void 0 ? null : tryExpand(words[0], escape3, lookupIn(globals), false);
+        const parent = base === null ? void 0 : named.get(base);
+        stage = {
+          label: name ?? `stage-${stageIndex}`,
+          env: new Map(parent?.env ?? []),
+          workdir: parent === void 0 ? "/" : parent.workdir
+        };
+        if (name !== void 0) named.set(name, stage);
+        break;
+      }
+      case "ENV":
+        if (stage !== void 0) {
+          const env = stage.env;
+          const lookup = lookupIn(env);
+          const pairs = envPairs(ins.args, escape3).map(([key, raw]) => [key, tryExpand(raw, escape3, lookup, true)]);
+          for (const [key, value] of pairs) env.set(key, value);
+        }
+        break;
+      case "WORKDIR":
+        if (stage !== void 0) {
+          const dir = tryExpand(ins.args, escape3, lookupIn(stage.env), true);
+          stage.workdir = dir === null || stage.workdir === null ? null : import_node_path3.posix.resolve(stage.workdir, dir);
+        }
+        break;
+      case "RUN":
+        if (stage !== void 0) {
+          for (const flag of ins.flags) {
+            if (flag !== "--mount" && !flag.startsWith("--mount=")) continue;
+            const location = { file, line: ins.line, stage: stage.label };
+            const use = discoverOne(flag, stage, escape3, location, globals, warn);
+            if (use !== void 0) found.push({ ...use, location, seq });
+            seq++;
+          }
+        }
+        break;
+    }
+  }
+  return found;
+}
+function lastStageName(parsed) {
+  const froms = parsed.instructions.filter((i) => i.keyword === "FROM");
+  const words = froms.at(-1)?.args.split(/[\t\v\f\r ]+/).filter((w) => w !== "") ?? [];
+  return words.length === 3 && words[1].toLowerCase() === "as" ? words[2].toLowerCase() : "default";
+}
+function lookupIn(env) {
+  return (name) => env.get(name);
+}
+function tryExpand(word, escape3, lookup, strict) {
+  try {
+    return expandWord(word, { lookup, escape: escape3, strict });
+  } catch {
+    return null;
+  }
+}
+function discoverOne(flag, stage, escape3, location, globals, warn) {
+  const skip = (reason) => {
+    warn(`${where2(location)}: cache mount skipped: ${reason}`);
+    return void 0;
+  };
+  const eq = flag.indexOf("=");
+  if (eq < 0) return skip("--mount needs a value");
+  const value = flag.slice(eq + 1);
+  const expand2 = (word) => {
+    try {
+      return expandWord(word, { lookup: lookupIn(stage.env), escape: escape3, strict: true });
+    } catch (error2) {
+      if (error2 instanceof UnresolvedVariableError) throw new Error(unresolvedReason(error2.names, stage, globals));
+      throw error2;
+    }
+  };
+  let type;
+  try {
+    type = mountType(value, expand2);
+  } catch (error2) {
+    return skip(`${errorMessage(error2)} (in --mount=${value})`);
+  }
+  if (type !== "cache") return void 0;
+  let options;
+  try {
+    options = parseMountFlag(value, expand2);
+  } catch (error2) {
+    return skip(`${errorMessage(error2)} (in --mount=${value})`);
+  }
+  if (options.from !== void 0 && options.from !== "") {
+    return skip(`it is seeded from "${options.from}" (from=), a cache this action cannot restore under the same identity`);
+  }
+  if (options.source !== void 0 && import_node_path3.posix.join("/", options.source) !== "/") {
+    return skip(`it mounts the subpath "${options.source}" (source=) of the cache, which this action cannot restore`);
+  }
+  if (options.target === void 0 || options.target === "") return skip("it has no target");
+  if (!options.target.startsWith("/") && stage.workdir === null) {
+    return skip(`its target "${options.target}" is relative to a WORKDIR that could not be expanded`);
+  }
+  const target = cleanTarget(import_node_path3.posix.resolve(stage.workdir ?? "/", options.target));
+  if (target === "/") return skip('its target is "/"');
+  const id = options.id === void 0 || options.id === "" ? cleanTarget(options.target) : options.id;
+  const entry = { id, target };
+  if (options.uid !== void 0) entry.uid = options.uid;
+  if (options.gid !== void 0) entry.gid = options.gid;
+  if (options.mode !== void 0) entry.mode = formatMode(options.mode);
+  if (options.sharing !== void 0) entry.sharing = options.sharing;
+  try {
+    const [spec] = parseMounts(JSON.stringify([entry]), where2(location));
+    return { spec, readonly: options.readonly };
+  } catch (error2) {
+    if (error2 instanceof InputError) return skip(error2.message.slice(`Input "${error2.input}": `.length));
+    return skip(errorMessage(error2));
+  }
+}
+function unresolvedReason(names, stage, globals) {
+  const list = names.map((n) => `$${n}`).join(", ");
+  const hints = [];
+  const unset = names.filter((n) => !stage.env.has(n));
+  const redeclare = unset.filter((n) => typeof globals.get(n) === "string");
+  if (redeclare.length > 0) {
+    hints.push(`a global or automatic ARG is visible in a stage only after "ARG ${redeclare.join(" ")}" in it`);
+  }
+  if (unset.length > redeclare.length) hints.push("variables set only by the base image cannot be seen here");
+  if (unset.length < names.length) hints.push("a value it depends on could not be resolved");
+  const hint = hints.length > 0 ? ` (${hints.join("; ")})` : "";
+  return `cannot resolve ${list}${hint}`;
+}
+var MOUNT_TYPES = /* @__PURE__ */ new Set(["bind", "cache", "tmpfs", "secret", "ssh"]);
+var SHARINGS2 = /* @__PURE__ */ new Set(["shared", "private", "locked"]);
+var MAX_UINT32 = 2 ** 32 - 1;
+function parseMountFlag(value, expand2 = (word) => word) {
+  const m = { type: "bind", readonly: false };
+  let readonlyGiven = false;
+  for (const field of csvFields(value)) {
+    const eq = field.indexOf("=");
+    const key = (eq < 0 ? field : field.slice(0, eq)).toLowerCase();
+    if (eq < 0) {
+      if (key === "readonly" || key === "ro" || key === "readwrite" || key === "rw") {
+        m.readonly = key === "readonly" || key === "ro";
+        readonlyGiven = true;
+        continue;
+      }
+      if (key === "required" && (m.type === "secret" || m.type === "ssh")) continue;
+      if (key === "required") throw new Error(`unexpected key 'required' for mount type '${m.type}'`);
+      throw new Error(`invalid field '${field}' must be a key=value pair`);
+    }
+    const raw = field.slice(eq + 1);
+    if (key === "from") {
+      const dollar = raw.indexOf("$");
+      if (dollar >= 0 && dollar !== raw.length - 1) {
+        throw new Error("'from' doesn't support variable expansion, define alias stage instead");
+      }
+    }
+    const v = expand2(raw);
+    switch (key) {
+      case "type": {
+        const type = v.toLowerCase();
+        if (!MOUNT_TYPES.has(type)) throw new Error(`unsupported mount type "${v}"`);
+        m.type = type;
+        break;
+      }
+      case "from":
+        m.from = v;
+        break;
+      case "source":
+      case "src":
+        m.source = v;
+        break;
+      case "target":
+      case "dst":
+      case "destination":
+        m.target = v;
+        break;
+      case "readonly":
+      case "ro":
+        m.readonly = parseBool(v, key);
+        readonlyGiven = true;
+        break;
+      case "readwrite":
+      case "rw":
+        m.readonly = !parseBool(v, key);
+        readonlyGiven = true;
+        break;
+      case "required":
+        if (m.type !== "secret" && m.type !== "ssh") throw new Error(`unexpected key 'required' for mount type '${m.type}'`);
+        parseBool(v, key);
+        break;
+      case "size":
+        if (m.type !== "tmpfs") throw new Error(`unexpected key 'size' for mount type '${m.type}'`);
+        break;
+      case "id":
+        m.id = v;
+        break;
+      case "sharing": {
+        const sharing = v.toLowerCase();
+        if (!SHARINGS2.has(sharing)) throw new Error(`unsupported sharing value "${v}"`);
+        m.sharing = sharing;
+        break;
+      }
+      case "mode":
+        m.mode = parseUint32(v, 8, "mode");
+        break;
+      case "uid":
+        m.uid = parseUint32(v, 10, "uid");
+        break;
+      case "gid":
+        m.gid = parseUint32(v, 10, "gid");
+        break;
+      case "env":
+        break;
+      default:
+        throw new Error(`unexpected key '${key}' in '${field}'`);
+    }
+  }
+  const fileInfoAllowed = m.type === "secret" || m.type === "ssh" || m.type === "cache";
+  if (!fileInfoAllowed) {
+    for (const name of ["mode", "uid", "gid"]) {
+      if (m[name] !== void 0) throw new Error(`${name} not allowed for "${m.type}" type mounts`);
+    }
+  }
+  if (!readonlyGiven) m.readonly = !(m.type === "cache" || m.type === "tmpfs");
+  if (m.sharing !== void 0 && m.type !== "cache") throw new Error(`invalid cache sharing set for ${m.type} mount`);
+  return m;
+}
+function mountType(value, expand2) {
+  let type = "bind";
+  for (const field of csvFields(value)) {
+    const eq = field.indexOf("=");
+    if (eq >= 0 && field.slice(0, eq).toLowerCase() === "type") type = expand2(field.slice(eq + 1)).toLowerCase();
+  }
+  return type;
+}
+function parseBool(text, key) {
+  if (["1", "t", "T", "TRUE", "true", "True"].includes(text)) return true;
+  if (["0", "f", "F", "FALSE", "false", "False"].includes(text)) return false;
+  throw new Error(`invalid value for ${key}: ${text}`);
+}
+function parseUint32(text, base, name) {
+  const digits = base === 8 ? /^[0-7]+$/ : /^[0-9]+$/;
+  const n = digits.test(text) ? parseInt(text, base) : NaN;
+  if (!(n <= MAX_UINT32)) throw new Error(`invalid value ${text} for ${name}`);
+  return n;
+}
+function csvFields(line) {
+  let rest = line.endsWith("\r\n") ? line.slice(0, -2) : line.endsWith("\n") ? line.slice(0, -1) : line;
+  if (rest === "") throw new Error("failed to parse csv mounts: EOF");
+  const fields = [];
+  for (; ; ) {
+    if (!rest.startsWith('"')) {
+      const comma = rest.indexOf(",");
+      const field2 = comma < 0 ? rest : rest.slice(0, comma);
+      if (field2.includes('"')) throw new Error('failed to parse csv mounts: bare " in non-quoted field');
+      fields.push(field2);
+      if (comma < 0) return fields;
+      rest = rest.slice(comma + 1);
+      continue;
+    }
+    let field = "";
+    let i = 1;
+    for (; ; ) {
+      const quote = rest.indexOf('"', i);
+      if (quote < 0) throw new Error('failed to parse csv mounts: extraneous or missing " in quoted field');
+      field += rest.slice(i, quote);
+      const next = rest[quote + 1];
+      if (next === '"') {
+        field += '"';
+        i = quote + 2;
+      } else if (next === ",") {
+        fields.push(field);
+        rest = rest.slice(quote + 2);
+        break;
+      } else if (next === void 0) {
+        fields.push(field);
+        return fields;
+      } else {
+        throw new Error('failed to parse csv mounts: extraneous or missing " in quoted field');
+      }
+    }
+  }
+}
+var UnresolvedVariableError = class extends Error {
+  constructor(names) {
+    super(`cannot resolve ${names.map((n) => `$${n}`).join(", ")}`);
+    this.names = names;
+    this.name = "UnresolvedVariableError";
+  }
+};
+function expandWord(word, options) {
+  const s = {
+    text: word,
+    pos: 0,
+    escape: options.escape ?? "\\",
+    lookup: options.lookup,
+    strict: options.strict ?? true,
+    unresolved: []
+  };
+  const out = processUntil(s, void 0);
+  if (s.unresolved.length > 0) throw new UnresolvedVariableError(unique(s.unresolved));
+  return out;
+}
+function processUntil(s, stop) {
+  let out = "";
+  while (s.pos < s.text.length) {
+    const ch = s.text[s.pos];
+    if (ch === stop) {
+      s.pos++;
+      return out;
+    }
+    if (ch === "$") out += processDollar(s);
+    else if (ch === "'") out += processSingleQuote(s);
+    else if (ch === '"') out += processDoubleQuote(s);
+    else {
+      s.pos++;
+      if (ch === s.escape) {
+        if (s.pos >= s.text.length) break;
+        out += s.text[s.pos++];
+      } else out += ch;
+    }
+  }
+  if (stop !== void 0) throw new Error(`unexpected end of statement while looking for matching ${stop}`);
+  return out;
+}
+function processSingleQuote(s) {
+  const end = s.text.indexOf("'", s.pos + 1);
+  if (end < 0) throw new Error("unexpected end of statement while looking for matching single-quote");
+  const out = s.text.slice(s.pos + 1, end);
+  s.pos = end + 1;
+  return out;
+}
+function processDoubleQuote(s) {
+  let out = "";
+  s.pos++;
+  for (; ; ) {
+    const ch = s.text[s.pos];
+    if (ch === void 0) throw new Error("unexpected end of statement while looking for matching double-quote");
+    if (ch === '"') {
+      s.pos++;
+      return out;
+    }
+    if (ch === "$") {
+      out += processDollar(s);
+      continue;
+    }
+    s.pos++;
+    if (ch === s.escape) {
+      const next = s.text[s.pos];
+      if (next === void 0) continue;
+      if (next === '"' || next === "$" || next === s.escape) {
+        out += next;
+        s.pos++;
+        continue;
+      }
+    }
+    out += ch;
+  }
+}
+function processDollar(s) {
+  s.pos++;
+  if (s.text[s.pos] !== "{") {
+    const name2 = processName(s);
+    return name2 === "" ? "$" : valueOf(s, name2);
+  }
+  s.pos++;
+  const first = s.text[s.pos];
+  if (first === void 0) throw new Error("syntax error: missing '}'");
+  if (first === "{" || first === "}" || first === ":") throw new Error("syntax error: bad substitution");
+  const name = processName(s);
+  const ch = s.text[s.pos++];
+  if (ch === "}") return valueOf(s, name);
+  if (ch === void 0) throw new Error("syntax error: missing '}'");
+  const nullIsUnset = ch === ":";
+  const op = nullIsUnset ? s.text[s.pos++] : ch;
+  if (op !== "-" && op !== "+" && op !== "?") {
+    throw new Error(`the substitution modifier "${nullIsUnset ? ":" : ""}${op ?? ""}" in \${${name}...} is not supported here`);
+  }
+  const mark = s.unresolved.length;
+  const word = processUntil(s, "}");
+  const wordUnresolved = s.unresolved.splice(mark);
+  const value = s.lookup(name);
+  if (value === null) {
+    s.unresolved.push(name);
+    return "";
+  }
+  const empty = value === void 0 || nullIsUnset && value === "";
+  switch (op) {
+    case "-":
+      if (!empty) return value;
+      s.unresolved.push(...wordUnresolved);
+      return word;
+    case "+":
+      if (empty) return "";
+      s.unresolved.push(...wordUnresolved);
+      return word;
+    default:
+      if (value === void 0 && s.strict) {
+        s.unresolved.push(name);
+        return "";
+      }
+      if (!empty) return value;
+      throw new Error(`${name}: ${word !== "" ? word : `is not allowed to be ${value === void 0 ? "unset" : "empty"}`}`);
+  }
+}
+var NAME_CHAR = /^[\p{L}\p{Nd}_]$/u;
+var DIGIT = new RegExp("^\\p{Nd}$", "u");
+var SPECIAL_PARAMS = "@*#?-$!0";
+function processName(s) {
+  const first = s.text[s.pos];
+  if (first === void 0) return "";
+  if (DIGIT.test(first)) {
+    const start2 = s.pos;
+    while (s.pos < s.text.length && DIGIT.test(s.text[s.pos])) s.pos++;
+    return s.text.slice(start2, s.pos);
+  }
+  if (SPECIAL_PARAMS.includes(first)) {
+    s.pos++;
+    return first;
+  }
+  const start = s.pos;
+  while (s.pos < s.text.length && NAME_CHAR.test(s.text[s.pos])) s.pos++;
+  return s.text.slice(start, s.pos);
+}
+function valueOf(s, name) {
+  const value = s.lookup(name);
+  if (value === null || value === void 0 && s.strict) {
+    s.unresolved.push(name);
+    return "";
+  }
+  return value ?? "";
+}
+var DIRECTIVE = /^([a-zA-Z][a-zA-Z0-9]*)\s*=\s*(.+?)\s*$/;
+var DIRECTIVES = /* @__PURE__ */ new Set(["syntax", "escape", "check"]);
+var WHITESPACE = /[\t\v\f\r ]+/;
+var HEREDOC_KEYWORDS = /* @__PURE__ */ new Set(["RUN", "COPY", "ADD"]);
+function parseDockerfile(content) {
+  const lines = content.split("\n").map((l) => l.replace(/\r$/, ""));
+  if (lines[0] !== void 0) lines[0] = lines[0].replace(/^\uFEFF/, "");
+  let escape3 = "\\";
+  let continuation = continuationPattern(escape3);
+  let directivesDone = false;
+  const seenDirectives = /* @__PURE__ */ new Set();
+  const instructions = [];
+  let i = 0;
+  while (i < lines.length) {
+    const text = lines[i].trimStart();
+    const line = ++i;
+    if (!directivesDone) {
+      const match3 = text.startsWith("#") ? DIRECTIVE.exec(text.slice(1).trimStart()) : null;
+      const name = match3?.[1]?.toLowerCase();
+      if (match3 === null || name === void 0 || !DIRECTIVES.has(name)) {
+        directivesDone = true;
+      } else {
+        if (seenDirectives.has(name)) throw new Error(`line ${line}: only one ${name} parser directive can be used`);
+        seenDirectives.add(name);
+        if (name === "escape") {
+          const value = match3[2];
+          if (value !== "`" && value !== "\\") {
+            throw new Error(`line ${line}: invalid escape token '${value}' does not match \` or \\`);
+          }
+          escape3 = value;
+          continuation = continuationPattern(escape3);
+        }
+      }
+    }
+    if (text.startsWith("#")) continue;
+    let [joined, ended] = trimContinuation(text, continuation);
+    if (ended && joined === "") continue;
+    while (!ended && i < lines.length) {
+      const next = lines[i++];
+      if (next.trimStart().startsWith("#") || next.trim() === "") continue;
+      const [body2, end] = trimContinuation(next, continuation);
+      joined += body2;
+      ended = end;
+    }
+    const instruction = splitCommand(joined, escape3, line);
+    instructions.push(instruction);
+    for (const heredoc of heredocs(instruction, joined)) {
+      let terminated = false;
+      while (i < lines.length) {
+        const candidate = lines[i++];
+        if ((heredoc.chomp ? candidate.replace(/^\t+/, "") : candidate) === heredoc.name) {
+          terminated = true;
+          break;
+        }
+      }
+      if (!terminated) throw new Error(`line ${line}: unterminated heredoc`);
+    }
+  }
+  return { escape: escape3, instructions };
+}
+function continuationPattern(escape3) {
+  const e = `\\${escape3}`;
+  return new RegExp(`([^${e}])${e}[ \\t]*$|^${e}[ \\t]*$`);
+}
+function trimContinuation(line, pattern) {
+  return pattern.test(line) ? [line.replace(pattern, "$1"), false] : [line, true];
+}
+function splitCommand(line, escape3, lineNumber) {
+  const trimmed = line.trim();
+  const space = WHITESPACE.exec(trimmed);
+  const keyword = (space === null ? trimmed : trimmed.slice(0, space.index)).toUpperCase();
+  const rest = space === null ? "" : trimmed.slice(space.index + space[0].length);
+  const { flags, args } = extractBuilderFlags(rest, escape3);
+  return { keyword, flags, args: args.trim(), line: lineNumber };
+}
+function extractBuilderFlags(line, escape3) {
+  const flags = [];
+  let word = "";
+  let phase = "spaces";
+  let quote = "";
+  let blankOk = false;
+  for (let pos = 0; pos <= line.length; pos++) {
+    const ch = line[pos];
+    if (phase === "spaces") {
+      if (ch === void 0) break;
+      if (/\s/.test(ch)) continue;
+      if (ch !== "-" || line[pos + 1] !== "-") return { flags, args: line.slice(pos) };
+      phase = "word";
+    }
+    if (ch === void 0) {
+      if (word !== "--" && (blankOk || word !== "")) flags.push(word);
+      break;
+    }
+    if (phase === "word") {
+      if (/\s/.test(ch)) {
+        if (word === "--") return { flags, args: line.slice(pos) };
+        if (blankOk || word !== "") flags.push(word);
+        phase = "spaces";
+        word = "";
+        blankOk = false;
+        continue;
+      }
+      if (ch === "'" || ch === '"') {
+        quote = ch;
+        blankOk = true;
+        phase = "quote";
+        continue;
+      }
+      if (ch === escape3) {
+        if (pos + 1 === line.length) continue;
+        word += line[++pos];
+        continue;
+      }
+      word += ch;
+      continue;
+    }
+    if (ch === quote) {
+      phase = "word";
+      continue;
+    }
+    if (ch === escape3) {
+      if (pos + 1 === line.length) {
+        phase = "word";
+        continue;
+      }
+      word += line[++pos];
+      continue;
+    }
+    word += ch;
+  }
+  return { flags, args: "" };
+}
+function heredocs(instruction, line) {
+  let keyword = instruction.keyword;
+  let args = instruction.args;
+  if (keyword === "ONBUILD") {
+    const sub = splitCommand(args, "\\", instruction.line);
+    keyword = sub.keyword;
+    args = sub.args;
+  }
+  if (!HEREDOC_KEYWORDS.has(keyword) || !line.includes("<<") || isJsonArray(args)) return [];
+  const docs = [];
+  for (const word of rawWords(line.replace(/<<(-?)[ \t]+/g, "<<$1"))) {
+    const match3 = /^\d*<<(-?)([^<]*)$/.exec(word);
+    if (match3 === null || match3[2] === "") continue;
+    const name = match3[2].replace(/\\(.)|["']/g, "$1");
+    if (name === "" || /\s/.test(name)) continue;
+    docs.push({ name, chomp: match3[1] === "-" });
+  }
+  return docs;
+}
+function isJsonArray(args) {
+  if (!args.startsWith("[")) return false;
+  try {
+    const value = JSON.parse(args);
+    return Array.isArray(value) && value.every((v) => typeof v === "string");
+  } catch {
+    return false;
+  }
+}
+function rawWords(line) {
+  const words = [];
+  let word = "";
+  let quote = "";
+  for (let i = 0; i < line.length; i++) {
+    const ch = line[i];
+    if (quote === "" && /\s/.test(ch)) {
+      if (word !== "") words.push(word);
+      word = "";
+      continue;
+    }
+    word += ch;
+    if (ch === "\\" && quote !== "'" && i + 1 < line.length) word += line[++i];
+    else if (quote === "" && (ch === '"' || ch === "'")) quote = ch;
+    else if (ch === quote) quote = "";
+  }
+  if (word !== "") words.push(word);
+  return words;
+}
+function parseWords(rest, escape3) {
+  const words = [];
+  let word = "";
+  let blankOk = false;
+  let phase = "spaces";
+  let quote = "";
+  const chars = [...rest];
+  for (let pos = 0; pos <= chars.length; pos++) {
+    let ch = chars[pos];
+    if (phase === "spaces") {
+      if (ch === void 0) break;
+      if (/\s/u.test(ch)) continue;
+      phase = "word";
+    }
+    if (ch === void 0) {
+      if (blankOk || word !== "") words.push(word);
+      break;
+    }
+    if (phase === "word") {
+      if (/\s/u.test(ch)) {
+        phase = "spaces";
+        if (blankOk || word !== "") words.push(word);
+        word = "";
+        blankOk = false;
+        continue;
+      }
+      if (ch === "'" || ch === '"') {
+        quote = ch;
+        blankOk = true;
+        phase = "quote";
+      }
+      if (ch === escape3) {
+        if (pos + 1 === chars.length) continue;
+        word += ch;
+        ch = chars[++pos];
+      }
+      word += ch;
+      continue;
+    }
+    if (ch === quote) phase = "word";
+    if (ch === escape3 && quote !== "'") {
+      if (pos + 1 === chars.length) {
+        phase = "word";
+        continue;
+      }
+      word += ch;
+      ch = chars[++pos];
+    }
+    word += ch;
+  }
+  return words;
+}
+function argPairs(args, escape3) {
+  return parseWords(args, escape3).map((word) => {
+    const eq = word.indexOf("=");
+    return eq < 0 ? [word, void 0] : [word.slice(0, eq), word.slice(eq + 1)];
+  }).filter(([key]) => key !== "");
+}
+function envPairs(args, escape3) {
+  const words = parseWords(args, escape3);
+  if (words.length === 0) return [];
+  if (!words[0].includes("=")) {
+    const space = WHITESPACE.exec(args);
+    return space === null ? [] : [[args.slice(0, space.index), args.slice(space.index + space[0].length)]];
+  }
+  if (words.some((w) => !w.includes("="))) return [];
+  return words.map((word) => {
+    const eq = word.indexOf("=");
+    return [word.slice(0, eq), word.slice(eq + 1)];
+  });
+}
+
+// src/mount-sources.ts
+function resolveMounts(sources) {
+  const explicit = parseMounts(sources.mountsText, "mounts", { partial: sources.dockerfiles.length > 0 });
+  if (sources.dockerfiles.length === 0) {
+    return { mounts: explicit, report: [], warnings: [], ...namespace(sources.buildArgs) };
+  }
+  const dockerfiles = sources.dockerfiles.map((path13) => {
+    const full = (0, import_node_path4.isAbsolute)(path13) ? path13 : (0, import_node_path4.join)(sources.workspace, path13);
+    try {
+      return { path: path13, content: (0, import_node_fs3.readFileSync)(full, "utf8") };
+    } catch (error2) {
+      throw new InputError("dockerfile", `cannot read "${path13}": ${error2.code ?? String(error2)}`);
+    }
+  });
+  const found = discoverMounts({ dockerfiles, buildArgs: sources.buildArgs, platforms: sources.platforms, buildPlatform: sources.buildPlatform });
+  const warnings = [...found.warnings];
+  const byId = new Map(explicit.map((m) => [m.id, m]));
+  const mounts = [];
+  for (const d of found.mounts) {
+    const given = byId.get(d.spec.id);
+    byId.delete(d.spec.id);
+    const keyFiles = sources.stepKeyFiles.length > 0 ? {} : { keyFiles: [...new Set(d.locations.map((l) => l.file))] };
+    mounts.push({ ...keyFiles, ...d.spec, ...given ? definedFields(given) : {} });
+    if (d.platforms.length > 1 && d.spec.sharing !== "locked") {
+      warnings.push(`cache "${d.spec.id}" is shared by ${d.platforms.join(", ")}; builds of several platforms write it concurrently: use sharing=locked in the Dockerfile`);
+    }
+  }
+  for (const rest of byId.values()) {
+    if (rest.target === "") throw new InputError("mounts", `id "${rest.id}" has no target and is not used in ${sources.dockerfiles.join(", ")}`);
+    mounts.push(rest);
+  }
+  return { mounts, report: table(found.mounts, mounts), warnings, ...namespace(sources.buildArgs, found.cacheNamespace) };
+}
+function namespace(buildArgs, found) {
+  const ns = found ?? buildArgs.BUILDKIT_CACHE_MOUNT_NS;
+  return ns ? { cacheNamespace: ns } : {};
+}
+function definedFields(spec) {
+  const out = { ...spec };
+  if (out.target === "") delete out.target;
+  return out;
+}
+function table(discovered, mounts) {
+  const where3 = new Map(discovered.map((d) => [d.spec.id, d]));
+  const rows = mounts.map((m) => {
+    const d = where3.get(m.id);
+    return [
+      m.id,
+      m.target,
+      [m.uid !== void 0 ? `uid=${m.uid}` : "", m.gid !== void 0 ? `gid=${m.gid}` : "", m.mode !== void 0 ? `mode=${formatMode(m.mode)}` : "", m.sharing ? `sharing=${m.sharing}` : ""].filter(Boolean).join(",") || "-",
+      d ? d.platforms.join(" ") : "all",
+      d ? d.locations.map((l) => `${l.file}:${l.line}`).join(" ") : "mounts input"
+    ];
+  });
+  const head = ["id", "target", "options", "platforms", "used at"];
+  const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? "").length)));
+  const line = (cells) => cells.map((c, i) => c.padEnd(widths[i] ?? 0)).join("  ").trimEnd();
+  return [line(head), ...rows.map(line)];
+}
+function parseBuildArgs(text) {
+  const out = {};
+  for (const raw of text.split(/\r?\n/)) {
+    const line = raw.trim();
+    if (line === "") continue;
+    const eq = line.indexOf("=");
+    if (eq <= 0) throw new InputError("build-args", `"${line.slice(0, 60)}" is not KEY=VALUE`);
+    out[line.slice(0, eq)] = line.slice(eq + 1);
+  }
+  return out;
 }
 
 // src/context.ts
@@ -71893,6 +72848,9 @@ var InputName = {
   platform: "platform",
   save: "save",
   maxSize: "max-size",
+  dockerfile: "dockerfile",
+  buildArgs: "build-args",
+  platforms: "platforms",
   state: "state"
 };
 var CLIENTS = ["auto", "buildx", "docker"];
@@ -71901,10 +72859,6 @@ var BUILDER_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._-]*$/;
 var PLATFORM_PATTERN = /^[a-z0-9]+\/[a-z0-9]+(\/[a-z0-9]+)?$/;
 var PREFIX_PATTERN = /^[A-Za-z0-9._-]{1,100}$/;
 function getInputs() {
-  const mounts = parseMounts(getInput(InputName.mounts), InputName.mounts);
-  if (mounts.length === 0) {
-    throw new InputError(InputName.mounts, 'list at least one cache mount, e.g. "id=npm,target=/root/.npm"');
-  }
   const keyPrefix = getInput(InputName.keyPrefix).trim() || "buildkit-mount-cache";
   if (!PREFIX_PATTERN.test(keyPrefix)) {
     throw new InputError(InputName.keyPrefix, 'must be 1-100 letters, digits, ".", "_" or "-"');
@@ -71921,23 +72875,57 @@ function getInputs() {
   if (!CLIENTS.includes(client)) {
     throw new InputError(InputName.client, `must be one of ${CLIENTS.join(", ")}, got "${client}"`);
   }
-  const platform2 = getInput(InputName.platform).trim() || runnerPlatform();
-  if (!PLATFORM_PATTERN.test(platform2)) {
+  const platform2 = getInput(InputName.platform).trim();
+  if (platform2 !== "" && !PLATFORM_PATTERN.test(platform2)) {
     throw new InputError(InputName.platform, `"${platform2}" is not a platform like linux/amd64`);
   }
+  const keyFiles = listInput(getInput(InputName.keyFiles));
+  const platforms = platformsInput();
+  const resolved = readMounts(keyFiles, platforms);
   const inputs = {
-    mounts,
-    keyFiles: listInput(getInput(InputName.keyFiles)),
+    mounts: resolved.mounts,
+    keyFiles,
     keyPrefix,
     utilityImage,
     client,
-    platform: platform2,
+    // Keys follow the build's platforms (a per-platform matrix job keys itself), else the runner's.
+    platform: platform2 || (platforms.length > 0 ? platforms.join(",") : runnerPlatform()),
     save: booleanInput(InputName.save, true)
   };
   if (builder !== "") inputs.builder = builder;
+  if (resolved.cacheNamespace !== void 0) inputs.cacheNamespace = resolved.cacheNamespace;
   const maxSize2 = getInput(InputName.maxSize).trim();
   if (maxSize2 !== "") inputs.maxSize = parseSize(maxSize2, InputName.maxSize, "the value");
   return inputs;
+}
+function readMounts(stepKeyFiles, platforms) {
+  const mountsText = getInput(InputName.mounts);
+  let dockerfiles = listInput(getInput(InputName.dockerfile));
+  if (dockerfiles.length === 0 && mountsText.trim() === "") dockerfiles = ["Dockerfile"];
+  const buildPlatform = runnerPlatform();
+  const resolved = resolveMounts({
+    mountsText,
+    dockerfiles,
+    buildArgs: parseBuildArgs(getInput(InputName.buildArgs)),
+    platforms: platforms.length > 0 ? platforms : [buildPlatform],
+    buildPlatform,
+    workspace: process.env.GITHUB_WORKSPACE || process.cwd(),
+    stepKeyFiles
+  });
+  if (resolved.report.length > 0) info(`Cache mounts:
+${resolved.report.join("\n")}`);
+  for (const w of resolved.warnings) warning(w);
+  if (resolved.mounts.length === 0) {
+    warning(`No cache mounts to persist: none in the mounts input${dockerfiles.length > 0 ? ` and none found in ${dockerfiles.join(", ")}` : ""}.`);
+  }
+  return resolved;
+}
+function platformsInput() {
+  const platforms = getInput(InputName.platforms).split(/[,\n]/).map((p) => p.trim()).filter((p) => p !== "");
+  for (const p of platforms) {
+    if (!PLATFORM_PATTERN.test(p)) throw new InputError(InputName.platforms, `"${p}" is not a platform like linux/arm64`);
+  }
+  return platforms;
 }
 function booleanInput(name, fallback) {
   const value = getInput(name).trim();
@@ -71950,7 +72938,7 @@ function listInput(text) {
   return text.split(/\r?\n/).map((s) => s.trim()).filter((s) => s !== "");
 }
 function mountArchivePath(id, env = process.env) {
-  return (0, import_node_path3.join)(env.RUNNER_TEMP || (0, import_node_os3.tmpdir)(), "buildkit-mount-cache", `${idSegment(id)}.tar`);
+  return (0, import_node_path5.join)(env.RUNNER_TEMP || (0, import_node_os3.tmpdir)(), "buildkit-mount-cache", `${idSegment(id)}.tar`);
 }
 
 // src/dockerfile.ts
@@ -72028,16 +73016,17 @@ async function resolveEngine(run, choice, builder, docker = "docker") {
   }
   return builder ? { client, builder, docker } : { client, docker };
 }
-function buildInvocation(engine, nonce = (0, import_node_crypto6.randomUUID)(), baseEnv = process.env) {
-  const common = ["--progress=plain", "--network=none", "--build-arg", `${NONCE_ARG}=${nonce}`, "--output", "type=tar,dest=-", "-"];
+function buildInvocation(engine, nonce = (0, import_node_crypto6.randomUUID)(), baseEnv = process.env, buildArgs = {}) {
+  const args = Object.entries(buildArgs).flatMap(([k, v]) => ["--build-arg", `${k}=${v}`]);
+  const common = ["--progress=plain", "--network=none", "--build-arg", `${NONCE_ARG}=${nonce}`, ...args, "--output", "type=tar,dest=-", "-"];
   if (engine.client === "buildx") {
     const builder = engine.builder ? ["--builder", engine.builder] : [];
     return { command: engine.docker, args: ["buildx", "build", ...builder, "--provenance=false", ...common], env: baseEnv };
   }
   return { command: engine.docker, args: ["build", ...common], env: { ...baseEnv, DOCKER_BUILDKIT: "1" } };
 }
-async function runBuild(run, engine, context3, output, onLine) {
-  const inv = buildInvocation(engine);
+async function runBuild(run, engine, context3, output, onLine, buildArgs = {}) {
+  const inv = buildInvocation(engine, void 0, void 0, buildArgs);
   await run(inv.command, inv.args, { env: inv.env, stdin: context3, stdout: output, ...onLine ? { onStderrLine: onLine } : {} });
 }
 
@@ -72075,6 +73064,9 @@ var log2 = {
 
 // src/state.ts
 var STATE_KEY = "mount-cache-state";
+function generatedBuildArgs(state3) {
+  return state3.cacheNamespace ? { BUILDKIT_CACHE_MOUNT_NS: state3.cacheNamespace } : {};
+}
 function saveMainState(state3) {
   saveState(STATE_KEY, JSON.stringify(state3));
 }
@@ -72122,10 +73114,12 @@ async function planMounts(services, inputs) {
   const mounts = [];
   for (const [index, spec] of inputs.mounts.entries()) {
     const filesHash = await hashOf(spec.keyFiles ?? inputs.keyFiles);
-    mounts.push({ index, spec, keys: mountKeys(inputs.keyPrefix, spec.id, inputs.platform, filesHash), archivePath: mountArchivePath(spec.id) });
+    const keyId = inputs.cacheNamespace ? `${inputs.cacheNamespace}/${spec.id}` : spec.id;
+    mounts.push({ index, spec, keys: mountKeys(inputs.keyPrefix, keyId, inputs.platform, filesHash), archivePath: mountArchivePath(keyId) });
   }
   const state3 = { version: 1, engine, utilityImage: inputs.utilityImage, save: inputs.save, mounts };
   if (inputs.maxSize !== void 0) state3.maxSize = inputs.maxSize;
+  if (inputs.cacheNamespace !== void 0) state3.cacheNamespace = inputs.cacheNamespace;
   return state3;
 }
 async function runMain(services = realServices, restoreOnly = false) {
@@ -72163,7 +73157,7 @@ async function restoreAll(cache, mounts) {
   for (const m of mounts) {
     const started = Date.now();
     try {
-      await (0, import_promises3.mkdir)((0, import_node_path4.dirname)(m.archivePath), { recursive: true });
+      await (0, import_promises3.mkdir)((0, import_node_path6.dirname)(m.archivePath), { recursive: true });
       await (0, import_promises3.rm)(m.archivePath, { force: true });
       const matched = await cache.restore(m.archivePath, m.keys.base, m.keys.restoreKeys);
       if (matched === void 0) {
@@ -72195,7 +73189,7 @@ ${dockerfile}`);
     restored.map((m) => ({ dir: contextDir(m.index), archivePath: m.archivePath }))
   );
   try {
-    await runBuild(run, state3.engine, context3, async (out) => (0, import_promises4.pipeline)(out, discard()), (line) => log2.debug(line));
+    await runBuild(run, state3.engine, context3, async (out) => (0, import_promises4.pipeline)(out, discard()), (line) => log2.debug(line), generatedBuildArgs(state3));
     const bytes = restored.reduce((sum, m) => sum + (m.restoredBytes ?? 0), 0);
     log2.info(`Injected ${restored.length} mount(s), ${formatBytes(bytes)} in ${seconds(started)}`);
   } catch (error2) {

@@ -1,5 +1,6 @@
 import { createHash, type Hash } from 'node:crypto'
-import { createReadStream, createWriteStream } from 'node:fs'
+import { constants, createWriteStream } from 'node:fs'
+import { open, type FileHandle } from 'node:fs/promises'
 import { once } from 'node:events'
 import type { Readable, Writable } from 'node:stream'
 import { pipeline } from 'node:stream/promises'
@@ -42,57 +43,110 @@ export interface ArchiveSummary {
   entries: number
 }
 
-const MAX_PATH_LENGTH = 4096
+/**
+ * Longest entry path (bytes, relative to the mount root). The generated builds
+ * put it under /bmc/out/<n>/ or /bmc/c<n>/, and the whole must stay below
+ * PATH_MAX (4096) or `cp -a` fails, and with it the build of every mount.
+ */
+const MAX_PATH_BYTES = 4000
+/** Longest path component (NAME_MAX). */
+const MAX_NAME_BYTES = 255
+/** Longest symlink target (PATH_MAX - 1). */
+const MAX_LINK_BYTES = 4095
+/** Owners must be valid Linux ids (uid_t; 2^32-1 is "no id"). */
+const MAX_OWNER_ID = 2 ** 32 - 2
+/** Largest mtime the ustar header holds (11 octal digits of seconds). */
+const MAX_MTIME_SECONDS = 8 ** 11 - 1
+/** Largest uid/gid the ustar header field of tar-stream holds; larger ones go into a pax record. */
+const MAX_USTAR_ID = 0o777777
 const SUPPORTED: ReadonlySet<string> = new Set(['file', 'contiguous-file', 'directory', 'symlink', 'link'])
 
 /**
+ * Mode bits a restored archive may not carry: setuid anywhere, setgid on
+ * anything but a directory (setgid directories, group inheritance, are
+ * common in shared caches and harmless; sticky bits are kept). A cache
+ * mount has no business holding privilege-raising executables, and an
+ * archive this action saved never has them (splitExport strips them), so
+ * an archive that does was made by someone else: it is refused.
+ */
+export function unsafeModeBits(type: EntryType, mode: number): number {
+  return mode & (type === 'directory' ? 0o4000 : 0o6000)
+}
+
+/**
  * Normalises a tar entry name to a path relative to the archive root and
- * refuses names that could land outside it: absolute paths, `..`, NUL or
- * newline characters, over-long names. Returns '' for the root.
+ * refuses names that could land outside it or break the generated builds:
+ * absolute paths, `..`, NUL, CR or newline characters, components longer
+ * than NAME_MAX, paths longer than MAX_PATH_BYTES. Returns '' for the root.
  */
 export function relativeEntryPath(name: string): string {
-  if (name.length > MAX_PATH_LENGTH || /[\0\n\r]/.test(name)) {
+  if (/[\0\n\r]/.test(name)) {
     throw new ArchiveError('ARCHIVE_PATH_UNSAFE', `unsafe entry name ${JSON.stringify(name.slice(0, 80))}`, name)
   }
   if (name.startsWith('/')) {
-    throw new ArchiveError('ARCHIVE_PATH_UNSAFE', `absolute entry name ${JSON.stringify(name)}`, name)
+    throw new ArchiveError('ARCHIVE_PATH_UNSAFE', `absolute entry name ${JSON.stringify(name.slice(0, 200))}`, name)
   }
   const parts = name.split('/').filter(p => p !== '' && p !== '.')
   if (parts.includes('..')) {
-    throw new ArchiveError('ARCHIVE_PATH_UNSAFE', `entry name with ".." ${JSON.stringify(name)}`, name)
+    throw new ArchiveError('ARCHIVE_PATH_UNSAFE', `entry name with ".." ${JSON.stringify(name.slice(0, 200))}`, name)
   }
-  return parts.join('/')
+  const path = parts.join('/')
+  if (Buffer.byteLength(path) > MAX_PATH_BYTES || parts.some(p => Buffer.byteLength(p) > MAX_NAME_BYTES)) {
+    throw new ArchiveError('ARCHIVE_PATH_UNSAFE', `entry name too long (${MAX_NAME_BYTES} bytes per component, ${MAX_PATH_BYTES} in all) ${JSON.stringify(name.slice(0, 80))}...`, name)
+  }
+  return path
 }
 
 /**
  * Tracks what an archive has defined so far and refuses entries that would
- * be written through a symlink or hardlink to something outside the archive.
+ * escape the mount or make the extraction in the builder fail (which would
+ * take every other mount of the build down with it): a path defined twice
+ * (the root excepted: callers keep the first), an entry below a symlink or
+ * below anything that is not a directory, a hardlink to anything but an
+ * earlier regular file of the archive, an empty or over-long symlink target,
+ * privilege-raising mode bits (see unsafeModeBits).
  */
 export class EntryGuard {
-  private readonly symlinks = new Set<string>()
-  private readonly files = new Set<string>()
+  private readonly seen = new Map<string, EntryType>()
 
   check(header: EntryHeader): void {
-    const parts = header.path.split('/')
+    const { path, type } = header
+    const quoted = JSON.stringify(path)
+    if (path === '' && type !== 'directory') {
+      throw new ArchiveError('ARCHIVE_ENTRY_TYPE', 'the archive root is not a directory', path)
+    }
+    if (path !== '' && this.seen.has(path)) {
+      throw new ArchiveError('ARCHIVE_PATH_UNSAFE', `entry ${quoted} is defined twice`, path)
+    }
+    const parts = path === '' ? [] : path.split('/')
     for (let i = 1; i < parts.length; i++) {
       const parent = parts.slice(0, i).join('/')
-      if (this.symlinks.has(parent)) {
-        throw new ArchiveError('ARCHIVE_PATH_ESCAPE', `entry ${JSON.stringify(header.path)} goes through symlink ${JSON.stringify(parent)}`, header.path)
+      const parentType = this.seen.get(parent)
+      if (parentType === 'symlink') {
+        throw new ArchiveError('ARCHIVE_PATH_ESCAPE', `entry ${quoted} goes through symlink ${JSON.stringify(parent)}`, path)
+      }
+      if (parentType !== undefined && parentType !== 'directory') {
+        throw new ArchiveError('ARCHIVE_ENTRY_TYPE', `entry ${quoted} is below ${JSON.stringify(parent)}, which is not a directory`, path)
       }
     }
-    if (header.path === '' && header.type !== 'directory') {
-      throw new ArchiveError('ARCHIVE_ENTRY_TYPE', 'the archive root is not a directory', header.path)
-    }
-    if (header.type === 'link') {
+    if (type === 'link') {
       const target = header.linkname ?? ''
-      if (!this.files.has(target)) {
-        throw new ArchiveError('ARCHIVE_LINK_UNSAFE', `hardlink ${JSON.stringify(header.path)} points to ${JSON.stringify(target)}, not an earlier file of the archive`, header.path)
+      if (target === path || this.seen.get(target) !== 'file') {
+        throw new ArchiveError('ARCHIVE_LINK_UNSAFE', `hardlink ${quoted} points to ${JSON.stringify(target)}, not an earlier file of the archive`, path)
       }
     }
-    this.symlinks.delete(header.path)
-    this.files.delete(header.path)
-    if (header.type === 'symlink') this.symlinks.add(header.path)
-    if (header.type === 'file') this.files.add(header.path)
+    if (type === 'symlink') {
+      const target = header.linkname ?? ''
+      if (target === '' || target.includes('\0') || Buffer.byteLength(target) > MAX_LINK_BYTES) {
+        throw new ArchiveError('ARCHIVE_LINK_UNSAFE', `symlink ${quoted} has an ${target === '' ? 'empty' : 'unusable'} target`, path)
+      }
+    }
+    const unsafe = unsafeModeBits(type, header.mode)
+    if (unsafe !== 0) {
+      const bits = [unsafe & 0o4000 ? 'setuid' : '', unsafe & 0o2000 ? 'setgid' : ''].filter(Boolean).join(' and ')
+      throw new ArchiveError('ARCHIVE_MODE_UNSAFE', `entry ${quoted} has the ${bits} bit (mode ${(header.mode & 0o7777).toString(8).padStart(4, '0')})`, path)
+    }
+    this.seen.set(path, type)
   }
 }
 
@@ -133,13 +187,32 @@ function toEntryHeader(h: TarHeader, path: string, linkname: string | undefined)
     path,
     type: type as EntryType,
     mode: (h.mode ?? 0) & 0o7777,
-    uid: h.uid ?? 0,
-    gid: h.gid ?? 0,
-    mtime: h.mtime ?? new Date(0),
+    uid: ownerId(h, 'uid', path),
+    gid: ownerId(h, 'gid', path),
+    mtime: entryTime(h.mtime, path),
     size: type === 'file' ? (h.size ?? 0) : 0
   }
   if (linkname !== undefined) out.linkname = linkname
   return out
+}
+
+/** uid or gid of an entry: a pax record wins over the header field (large ids); garbage is refused. */
+function ownerId(h: TarHeader, field: 'uid' | 'gid', path: string): number {
+  const pax = (h.pax as Record<string, string> | undefined)?.[field]
+  const value = pax !== undefined && /^\d{1,10}$/.test(pax) ? Number(pax) : (h[field] ?? 0)
+  if (!Number.isSafeInteger(value) || value < 0 || value > MAX_OWNER_ID) {
+    throw new ArchiveError('ARCHIVE_HEADER_INVALID', `entry ${JSON.stringify(path)} has an invalid ${field} (${String(value)})`, path)
+  }
+  return value
+}
+
+/** Modification time in whole seconds the ustar field can hold (before 1970 becomes 1970). */
+function entryTime(mtime: Date | undefined, path: string): Date {
+  const seconds = mtime === undefined ? 0 : Math.floor(mtime.getTime() / 1000)
+  if (!Number.isFinite(seconds) || seconds > MAX_MTIME_SECONDS) {
+    throw new ArchiveError('ARCHIVE_HEADER_INVALID', `entry ${JSON.stringify(path)} has an invalid modification time`, path)
+  }
+  return new Date(Math.max(0, seconds) * 1000)
 }
 
 const TYPE_BITS: Record<EntryType, number> = { file: 0o100000, directory: 0o040000, symlink: 0o120000, link: 0o100000 }
@@ -156,6 +229,8 @@ function toTarHeader(h: EntryHeader, name: string, linkname?: string): TarHeader
     size: h.size
   }
   if (linkname !== undefined) out.linkname = linkname
+  // tar-stream writes ids in 6 octal digits and silently clamps larger ones: use pax records.
+  if (h.uid > MAX_USTAR_ID || h.gid > MAX_USTAR_ID) out.pax = { uid: String(h.uid), gid: String(h.gid) }
   return out
 }
 
@@ -170,11 +245,28 @@ async function writeEntry(pack: tar.Pack, header: TarHeader, body?: AsyncIterabl
   if (body) {
     for await (const chunk of body) {
       onChunk?.(chunk)
-      if (!sink.write(chunk)) await once(sink, 'drain')
+      if (!sink.write(chunk)) await drained(sink)
     }
   }
   sink.end()
   await finished
+}
+
+/**
+ * Waits for 'drain', or for the stream to end another way: a pack destroyed
+ * by a failed destination (disk full, the build's stdin gone) never drains,
+ * and waiting for it alone would hang the step.
+ */
+async function drained(stream: Writable): Promise<void> {
+  if (stream.destroyed) throw new Error('the archive stream was closed')
+  const ac = new AbortController()
+  try {
+    await Promise.race([once(stream, 'drain', { signal: ac.signal }), once(stream, 'close', { signal: ac.signal }).then(() => {
+      throw new Error('the archive stream was closed')
+    })])
+  } finally {
+    ac.abort()
+  }
 }
 
 /**
@@ -209,14 +301,24 @@ export async function forEachEntry(source: Readable, onEntry: (header: TarHeader
 /**
  * Validates a mount archive and returns its digest. Any unsafe or unreadable
  * entry rejects the whole archive (ArchiveError), so callers treat the mount
- * as a cache miss.
+ * as a cache miss. `maxBytes` bounds the archive file (headers included, so
+ * it also bounds the number of entries) and the content it holds.
  */
 export async function scanMountArchive(archivePath: string, limits: { maxBytes: number }): Promise<ArchiveSummary> {
+  const source = await openArchive(archivePath, limits.maxBytes)
   const guard = new EntryGuard()
   const digest = new TreeDigest()
-  await forEachEntry(createReadStream(archivePath), async (h, body) => {
+  let sawRoot = false
+  await forEachEntry(source, async (h, body) => {
     const entry = readMountEntry(h)
     guard.check(entry)
+    // The same tree buildContext injects: the first root only, a default root when none comes first.
+    if (entry.path === '') {
+      if (sawRoot) return
+    } else if (!sawRoot) {
+      digest.header(defaultRoot())
+    }
+    sawRoot = true
     digest.header(entry)
     for await (const chunk of body) {
       digest.content(chunk)
@@ -227,6 +329,33 @@ export async function scanMountArchive(archivePath: string, limits: { maxBytes: 
   })
   if (digest.entries === 0) throw new ArchiveError('ARCHIVE_UNEXPECTED', 'archive has no entries')
   return { digest: digest.digest(), bytes: digest.bytes, entries: digest.entries }
+}
+
+/**
+ * Opens a mount archive for reading: a regular file, never through a
+ * symlink (a restored entry could plant one pointing at any file of the
+ * runner), never blocking on a FIFO or device node.
+ */
+async function openArchive(archivePath: string, maxBytes?: number): Promise<Readable> {
+  let handle: FileHandle
+  try {
+    handle = await open(archivePath, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK)
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code
+    if (code === 'ELOOP') throw new ArchiveError('ARCHIVE_NOT_FILE', `not a mount archive: ${archivePath} is a symlink`)
+    throw new ArchiveError('ARCHIVE_UNEXPECTED', `cannot read archive: ${(error as Error).message}`)
+  }
+  try {
+    const stat = await handle.stat()
+    if (!stat.isFile()) throw new ArchiveError('ARCHIVE_NOT_FILE', `not a mount archive: ${archivePath} is not a regular file`)
+    if (maxBytes !== undefined && stat.size > maxBytes) {
+      throw new ArchiveError('ARCHIVE_TOO_LARGE', `archive is ${stat.size} bytes, over the ${maxBytes}-byte limit`)
+    }
+  } catch (error) {
+    await handle.close()
+    throw error
+  }
+  return handle.createReadStream()
 }
 
 function readMountEntry(h: TarHeader): EntryHeader {
@@ -253,7 +382,7 @@ export function buildContext(dockerfile: string, mounts: ContextMount[]): Readab
     for (const m of mounts) {
       const guard = new EntryGuard()
       let sawRoot = false
-      await forEachEntry(createReadStream(m.archivePath), async (h, body) => {
+      await forEachEntry(await openArchive(m.archivePath), async (h, body) => {
         const entry = readMountEntry(h)
         guard.check(entry)
         if (entry.path === '') {
@@ -369,6 +498,8 @@ export async function splitExport(source: Readable, targets: SplitTarget[]): Pro
         linkname = h.linkname ?? ''
       }
       const entry = toEntryHeader(h, path, linkname)
+      // Never stored, so a restore never meets them (see unsafeModeBits).
+      entry.mode &= ~unsafeModeBits(entry.type, entry.mode)
       if (path !== '' && !out.sawRoot) {
         // The exporter always sends a directory before its contents; keep the invariant anyway.
         const root = defaultRoot()

@@ -6,7 +6,8 @@ import * as core from '@actions/core'
 import type { ClientChoice } from './engine.js'
 import { InputError } from './errors.js'
 import { idSegment, runnerPlatform } from './keys.js'
-import { parseMounts, parseSize, type MountSpec } from './mounts.js'
+import { parseBuildArgs, resolveMounts, type ResolvedMounts } from './mount-sources.js'
+import { parseSize, type MountSpec } from './mounts.js'
 
 /** Input names as in action.yml. Defaults live in action.yml only. */
 export const InputName = {
@@ -19,11 +20,16 @@ export const InputName = {
   platform: 'platform',
   save: 'save',
   maxSize: 'max-size',
+  dockerfile: 'dockerfile',
+  buildArgs: 'build-args',
+  platforms: 'platforms',
   state: 'state'
 } as const
 
 export interface Inputs {
   mounts: MountSpec[]
+  /** BUILDKIT_CACHE_MOUNT_NS of the user's build, passed on to the generated builds. */
+  cacheNamespace?: string
   /** Glob patterns, one per entry. */
   keyFiles: string[]
   keyPrefix: string
@@ -46,10 +52,6 @@ const PREFIX_PATTERN = /^[A-Za-z0-9._-]{1,100}$/
 
 /** Reads and validates every input once. Throws InputError naming the input. */
 export function getInputs(): Inputs {
-  const mounts = parseMounts(core.getInput(InputName.mounts), InputName.mounts)
-  if (mounts.length === 0) {
-    throw new InputError(InputName.mounts, 'list at least one cache mount, e.g. "id=npm,target=/root/.npm"')
-  }
   const keyPrefix = core.getInput(InputName.keyPrefix).trim() || 'buildkit-mount-cache'
   if (!PREFIX_PATTERN.test(keyPrefix)) {
     throw new InputError(InputName.keyPrefix, 'must be 1-100 letters, digits, ".", "_" or "-"')
@@ -66,23 +68,68 @@ export function getInputs(): Inputs {
   if (!CLIENTS.includes(client)) {
     throw new InputError(InputName.client, `must be one of ${CLIENTS.join(', ')}, got "${client}"`)
   }
-  const platform = core.getInput(InputName.platform).trim() || runnerPlatform()
-  if (!PLATFORM_PATTERN.test(platform)) {
+  const platform = core.getInput(InputName.platform).trim()
+  if (platform !== '' && !PLATFORM_PATTERN.test(platform)) {
     throw new InputError(InputName.platform, `"${platform}" is not a platform like linux/amd64`)
   }
+  const keyFiles = listInput(core.getInput(InputName.keyFiles))
+  const platforms = platformsInput()
+  const resolved = readMounts(keyFiles, platforms)
   const inputs: Inputs = {
-    mounts,
-    keyFiles: listInput(core.getInput(InputName.keyFiles)),
+    mounts: resolved.mounts,
+    keyFiles,
     keyPrefix,
     utilityImage,
     client: client as ClientChoice,
-    platform,
+    // Keys follow the build's platforms (a per-platform matrix job keys itself), else the runner's.
+    platform: platform || (platforms.length > 0 ? platforms.join(',') : runnerPlatform()),
     save: booleanInput(InputName.save, true)
   }
   if (builder !== '') inputs.builder = builder
+  if (resolved.cacheNamespace !== undefined) inputs.cacheNamespace = resolved.cacheNamespace
   const maxSize = core.getInput(InputName.maxSize).trim()
   if (maxSize !== '') inputs.maxSize = parseSize(maxSize, InputName.maxSize, 'the value')
   return inputs
+}
+
+/**
+ * The mounts to persist: the `mounts` input, plus those found in the
+ * `dockerfile`s (default `Dockerfile` when `mounts` is empty). Logs the table
+ * and discovery warnings.
+ */
+function readMounts(stepKeyFiles: string[], platforms: string[]): ResolvedMounts {
+  const mountsText = core.getInput(InputName.mounts)
+  let dockerfiles = listInput(core.getInput(InputName.dockerfile))
+  if (dockerfiles.length === 0 && mountsText.trim() === '') dockerfiles = ['Dockerfile']
+  const buildPlatform = runnerPlatform()
+  const resolved = resolveMounts({
+    mountsText,
+    dockerfiles,
+    buildArgs: parseBuildArgs(core.getInput(InputName.buildArgs)),
+    platforms: platforms.length > 0 ? platforms : [buildPlatform],
+    buildPlatform,
+    workspace: process.env.GITHUB_WORKSPACE || process.cwd(),
+    stepKeyFiles
+  })
+  if (resolved.report.length > 0) core.info(`Cache mounts:\n${resolved.report.join('\n')}`)
+  for (const w of resolved.warnings) core.warning(w)
+  if (resolved.mounts.length === 0) {
+    core.warning(`No cache mounts to persist: none in the mounts input${dockerfiles.length > 0 ? ` and none found in ${dockerfiles.join(', ')}` : ''}.`)
+  }
+  return resolved
+}
+
+/** The `platforms` input: comma or newline separated; empty when not given. */
+function platformsInput(): string[] {
+  const platforms = core
+    .getInput(InputName.platforms)
+    .split(/[,\n]/)
+    .map(p => p.trim())
+    .filter(p => p !== '')
+  for (const p of platforms) {
+    if (!PLATFORM_PATTERN.test(p)) throw new InputError(InputName.platforms, `"${p}" is not a platform like linux/arm64`)
+  }
+  return platforms
 }
 
 /** A YAML 1.2 core-schema boolean, like core.getBooleanInput, with a default for an empty input. */

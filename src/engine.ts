@@ -59,8 +59,14 @@ export interface BuildInvocation {
  * The nonce build argument makes each build unique so no step is skipped as
  * cached.
  */
-export function buildInvocation(engine: Engine, nonce: string = randomUUID(), baseEnv: NodeJS.ProcessEnv = process.env): BuildInvocation {
-  const common = ['--progress=plain', '--network=none', '--build-arg', `${NONCE_ARG}=${nonce}`, '--output', 'type=tar,dest=-', '-']
+export function buildInvocation(
+  engine: Engine,
+  nonce: string = randomUUID(),
+  baseEnv: NodeJS.ProcessEnv = process.env,
+  buildArgs: Record<string, string> = {}
+): BuildInvocation {
+  const args = Object.entries(buildArgs).flatMap(([k, v]) => ['--build-arg', `${k}=${v}`])
+  const common = ['--progress=plain', '--network=none', '--build-arg', `${NONCE_ARG}=${nonce}`, ...args, '--output', 'type=tar,dest=-', '-']
   if (engine.client === 'buildx') {
     const builder = engine.builder ? ['--builder', engine.builder] : []
     return { command: engine.docker, args: ['buildx', 'build', ...builder, '--provenance=false', ...common], env: baseEnv }
@@ -74,8 +80,9 @@ export async function runBuild(
   engine: Engine,
   context: Readable,
   output: (tar: Readable) => Promise<unknown>,
-  onLine?: (line: string) => void
+  onLine?: (line: string) => void,
+  buildArgs: Record<string, string> = {}
 ): Promise<void> {
-  const inv = buildInvocation(engine)
+  const inv = buildInvocation(engine, undefined, undefined, buildArgs)
   await run(inv.command, inv.args, { env: inv.env, stdin: context, stdout: output, ...(onLine ? { onStderrLine: onLine } : {}) })
 }

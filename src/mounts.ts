@@ -49,7 +49,7 @@ export function cleanTarget(target: string): string {
  * line in the same `key=value,key=value` form as a Dockerfile `--mount` flag
  * (`type=cache` may be given and is then required to be `cache`).
  */
-export function parseMounts(text: string, inputName = 'mounts'): MountSpec[] {
+export function parseMounts(text: string, inputName = 'mounts', options: ParseOptions = {}): MountSpec[] {
   const trimmed = text.trim()
   if (trimmed === '') return []
   const raw: [Record<string, unknown>, string][] = trimmed.startsWith('[')
@@ -59,7 +59,7 @@ export function parseMounts(text: string, inputName = 'mounts'): MountSpec[] {
         .map((line, index) => [line.trim(), `${inputName} line ${index + 1}`] as const)
         .filter(([line]) => line !== '' && !line.startsWith('#'))
         .map(([line, where]) => [parseFlagLine(line, where), where])
-  const mounts = raw.map(([entry, where]) => toMountSpec(entry, where))
+  const mounts = raw.map(([entry, where]) => toMountSpec(entry, where, options))
   const seen = new Set<string>()
   for (const m of mounts) {
     if (seen.has(m.id)) {
@@ -100,7 +100,15 @@ function parseFlagLine(line: string, where: string): Record<string, unknown> {
 
 const KNOWN_FIELDS = new Set(['type', 'id', 'target', 'dst', 'destination', 'uid', 'gid', 'mode', 'sharing', 'key-files', 'exclude', 'max-size'])
 
-function toMountSpec(entry: Record<string, unknown>, where: string): MountSpec {
+export interface ParseOptions {
+  /**
+   * Allow entries with an id but no target: they add options (key-files,
+   * exclude, max-size) to a mount found in the Dockerfile. Their target is ''.
+   */
+  partial?: boolean
+}
+
+function toMountSpec(entry: Record<string, unknown>, where: string, options: ParseOptions = {}): MountSpec {
   for (const name of Object.keys(entry)) {
     if (!KNOWN_FIELDS.has(name)) {
       throw new InputError(where, `unknown option "${name}" (expected id, target, uid, gid, mode, sharing, key-files, exclude, max-size)`)
@@ -110,6 +118,9 @@ function toMountSpec(entry: Record<string, unknown>, where: string): MountSpec {
     throw new InputError(where, `type must be "cache", got "${String(entry.type)}"`)
   }
   const targetRaw = entry.target ?? entry.dst ?? entry.destination
+  if (targetRaw === undefined && options.partial && typeof entry.id === 'string') {
+    return withOptions({ id: validId(entry.id, where), target: '' }, entry, where)
+  }
   if (typeof targetRaw !== 'string' || targetRaw === '') {
     throw new InputError(where, 'needs a target path (target=/path as in the Dockerfile)')
   }
@@ -117,7 +128,11 @@ function toMountSpec(entry: Record<string, unknown>, where: string): MountSpec {
     throw new InputError(where, `target must be an absolute path, got "${targetRaw}"`)
   }
   const target = cleanTarget(targetRaw)
-  const id = entry.id === undefined ? target : entry.id
+  const id = validId(entry.id === undefined ? target : entry.id, where)
+  return withOptions({ id, target }, entry, where)
+}
+
+function validId(id: unknown, where: string): string {
   if (typeof id !== 'string' || id === '') throw new InputError(where, 'id must be a non-empty string')
   if (id.length > MAX_ID_LENGTH || !ID_PATTERN.test(id)) {
     throw new InputError(
@@ -125,7 +140,11 @@ function toMountSpec(entry: Record<string, unknown>, where: string): MountSpec {
       `id "${truncate(id)}" must be at most ${MAX_ID_LENGTH} characters of letters, digits and . _ - : @ + /`
     )
   }
-  const spec: MountSpec = { id, target }
+  return id
+}
+
+/** Adds the optional fields of `entry` to `spec`. */
+function withOptions(spec: MountSpec, entry: Record<string, unknown>, where: string): MountSpec {
   const uid = optionalNumber(entry.uid, where, 'uid')
   const gid = optionalNumber(entry.gid, where, 'gid')
   const mode = optionalMode(entry.mode, where)

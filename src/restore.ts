@@ -16,7 +16,7 @@ import { errorMessage } from './errors.js'
 import { formatBytes, seconds } from './format.js'
 import { mountKeys } from './keys.js'
 import { log } from './log.js'
-import { saveMainState, type MainState, type MountState } from './state.js'
+import { generatedBuildArgs, saveMainState, type MainState, type MountState } from './state.js'
 import { writeSummary } from './summary.js'
 
 /** Largest tree a restored archive may expand to (guards against archive bombs). */
@@ -45,10 +45,13 @@ export async function planMounts(services: Services, inputs: Inputs): Promise<Ma
   const mounts: MountState[] = []
   for (const [index, spec] of inputs.mounts.entries()) {
     const filesHash = await hashOf(spec.keyFiles ?? inputs.keyFiles)
-    mounts.push({ index, spec, keys: mountKeys(inputs.keyPrefix, spec.id, inputs.platform, filesHash), archivePath: mountArchivePath(spec.id) })
+    // The namespace is part of the cache's name in BuildKit, so it is part of its key here.
+    const keyId = inputs.cacheNamespace ? `${inputs.cacheNamespace}/${spec.id}` : spec.id
+    mounts.push({ index, spec, keys: mountKeys(inputs.keyPrefix, keyId, inputs.platform, filesHash), archivePath: mountArchivePath(keyId) })
   }
   const state: MainState = { version: 1, engine, utilityImage: inputs.utilityImage, save: inputs.save, mounts }
   if (inputs.maxSize !== undefined) state.maxSize = inputs.maxSize
+  if (inputs.cacheNamespace !== undefined) state.cacheNamespace = inputs.cacheNamespace
   return state
 }
 
@@ -134,7 +137,7 @@ async function inject(run: CommandRunner, state: MainState, restored: MountState
     restored.map(m => ({ dir: contextDir(m.index), archivePath: m.archivePath }))
   )
   try {
-    await runBuild(run, state.engine, context, async out => pipeline(out, discard()), line => log.debug(line))
+    await runBuild(run, state.engine, context, async out => pipeline(out, discard()), line => log.debug(line), generatedBuildArgs(state))
     const bytes = restored.reduce((sum, m) => sum + (m.restoredBytes ?? 0), 0)
     log.info(`Injected ${restored.length} mount(s), ${formatBytes(bytes)} in ${seconds(started)}`)
   } catch (error) {

@@ -12,7 +12,7 @@ import { formatBytes, seconds } from './format.js'
 import { saveKey } from './keys.js'
 import { log } from './log.js'
 import { planMounts, realServices, type Services } from './restore.js'
-import { loadMainState, parseMainState, type MainState, type MountState } from './state.js'
+import { generatedBuildArgs, loadMainState, parseMainState, type MainState, type MountState } from './state.js'
 import { writeSummary, type SaveOutcome, type SaveReport } from './summary.js'
 
 /** Post step of the combined action: saves what main planned. Never fails the job. */
@@ -56,6 +56,7 @@ export async function runSaveOnly(services: Services = realServices): Promise<vo
 
 /** Extracts every mount in one build, splits the output per mount, saves the changed ones. */
 export async function saveMounts(services: Services, state: MainState): Promise<void> {
+  if (state.mounts.length === 0) return
   if (!services.cache.available()) {
     log.warning('The cache service is not available: cache mounts are not saved.')
     return
@@ -92,7 +93,8 @@ async function extract(services: Services, state: MainState, report: SaveReport)
           mounts.map(m => ({ dir: exportDir(m.index), archivePath: m.archivePath, ...(m.spec.exclude ? { exclude: m.spec.exclude } : {}) }))
         )
       },
-      line => log.debug(line)
+      line => log.debug(line),
+      generatedBuildArgs(state)
     )
   } catch (error) {
     log.warning(`Could not extract the cache mounts from the builder; nothing is saved: ${errorMessage(error)}`)

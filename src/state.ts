@@ -11,6 +11,8 @@ export interface MainState {
   utilityImage: string
   /** false: the step only restores (input save: false). */
   save: boolean
+  /** BUILDKIT_CACHE_MOUNT_NS: the generated builds pass it too, to select the same caches. */
+  cacheNamespace?: string
   /** Step-wide size cap in bytes. */
   maxSize?: number
   mounts: MountState[]
@@ -32,6 +34,11 @@ export interface MountState {
 }
 
 const STATE_KEY = 'mount-cache-state'
+
+/** Build arguments every generated build of this step passes. */
+export function generatedBuildArgs(state: MainState): Record<string, string> {
+  return state.cacheNamespace ? { BUILDKIT_CACHE_MOUNT_NS: state.cacheNamespace } : {}
+}
 
 export function saveMainState(state: MainState): void {
   core.saveState(STATE_KEY, JSON.stringify(state))

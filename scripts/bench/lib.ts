@@ -146,3 +146,42 @@ export async function foreignBuilds(): Promise<string[]> {
     .filter(l => l.trim() !== '' && !l.includes('for p in /proc'))
     .map(l => l.slice(0, 160))
 }
+
+// ---------------------------------------------------------------------------
+// Host-side tree signature (to compare two host trees, e.g. a per-mount
+// extract against the reference tree)
+
+export interface TreeSignature {
+  entries: number
+  /** Digest of name, type, size, owner, mode, link count (symlinks: target) of every non-root entry. */
+  meta: string
+  /** Digest of the mtimes (seconds) of every non-root entry but symlinks. */
+  mtimes: string
+}
+
+export async function hostTreeSignature(root: string): Promise<TreeSignature> {
+  const { lstat, readdir, readlink } = await import('node:fs/promises')
+  const { createHash } = await import('node:crypto')
+  const meta: string[] = []
+  const mtimes: string[] = []
+  let entries = 1
+  const walk = async (rel: string): Promise<void> => {
+    const names = (await readdir(rel === '' ? root : `${root}/${rel}`)).sort()
+    for (const name of names) {
+      const path = rel === '' ? name : `${rel}/${name}`
+      const st = await lstat(`${root}/${path}`)
+      entries++
+      const type = st.isSymbolicLink() ? 'l' : st.isDirectory() ? 'd' : st.isFile() ? 'f' : 'o'
+      if (type === 'l') {
+        meta.push(`${path}|l|${st.uid}|${st.gid}|${await readlink(`${root}/${path}`)}`)
+      } else {
+        meta.push(`${path}|${type}|${type === 'f' ? st.size : 0}|${st.uid}|${st.gid}|${(st.mode & 0o7777).toString(8)}|${type === 'f' ? st.nlink : 0}`)
+        mtimes.push(`${path}|${Math.floor(st.mtimeMs / 1000)}`)
+      }
+      if (type === 'd') await walk(path)
+    }
+  }
+  await walk('')
+  const digest = (lines: string[]): string => createHash('sha256').update(lines.sort().join('\n')).digest('hex').slice(0, 12)
+  return { entries, meta: digest(meta), mtimes: digest(mtimes) }
+}

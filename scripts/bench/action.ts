@@ -1,0 +1,92 @@
+// Runs the action's real (bundled) entry points against the bench's local
+// cache service and reads the phase times out of their logs.
+import { readFileSync, existsSync } from 'node:fs'
+import { join } from 'node:path'
+import { performance } from 'node:perf_hooks'
+
+import { runStep, type StepResult } from '../../test-support/action-runner.js'
+import { stepSeconds, type StepKind } from './lib.js'
+
+export interface ActionStep {
+  entry: 'main' | 'post'
+  seconds: number
+  result: StepResult
+  /** Peak RSS of the step's node process (KiB), when the probe reported it. */
+  maxRssKiB?: number
+  /** From "Extracted N mount(s), X in Y s". */
+  extractSeconds?: number
+  /** From "Injected N mount(s), X in Y s". */
+  injectSeconds?: number
+  /** From "<id>: restored <key> (<size>, N entries, Z s)". */
+  restored: Array<{ id: string; seconds: number; entries: number }>
+  /** From "<id>: saved <key> (<size>, Z s)". */
+  saved: Array<{ id: string; seconds: number }>
+  unchanged: string[]
+  /** BuildKit step seconds of the step's generated build (its progress comes as debug lines). */
+  buildSteps: Record<StepKind, number>
+}
+
+export interface ActionRunner {
+  bundleDir: string
+  workspace: string
+  env: NodeJS.ProcessEnv
+  inputs: Record<string, string>
+  rssDir: string
+}
+
+let counter = 0
+
+export async function runActionStep(runner: ActionRunner, entry: 'main' | 'post', keyPrefix: string, state?: Record<string, string>): Promise<ActionStep> {
+  const rssFile = join(runner.rssDir, `rss-${++counter}.jsonl`)
+  const probe = new URL('./rss-probe.cjs', import.meta.url).pathname
+  const env = {
+    ...runner.env,
+    NODE_OPTIONS: `${process.env.NODE_OPTIONS ?? ''} --require ${probe}`.trim(),
+    BMC_BENCH_RSS_FILE: rssFile
+  }
+  const started = performance.now()
+  const result = await runStep(entry, {
+    bundleDir: runner.bundleDir,
+    inputs: { ...runner.inputs, 'key-prefix': keyPrefix },
+    env,
+    cwd: runner.workspace,
+    ...(state ? { state } : {})
+  })
+  const seconds = (performance.now() - started) / 1000
+  if (result.exitCode !== 0 || result.errors.length > 0) {
+    throw new Error(`${entry} step failed (exit ${result.exitCode}):\n${result.stdout.slice(-4000)}\n${result.stderr.slice(-2000)}`)
+  }
+  const step: ActionStep = { entry, seconds, result, ...parseActionLog(result.stdout) }
+  if (existsSync(rssFile)) {
+    const peaks = readFileSync(rssFile, 'utf8')
+      .split('\n')
+      .filter(l => l.trim() !== '')
+      .map(l => (JSON.parse(l) as { maxRssKiB: number }).maxRssKiB)
+    if (peaks.length > 0) step.maxRssKiB = Math.max(...peaks)
+  }
+  return step
+}
+
+export function parseActionLog(stdout: string): Omit<ActionStep, 'entry' | 'seconds' | 'result' | 'maxRssKiB'> {
+  const lines = stdout.split('\n').map(l => l.replace(/\r$/, ''))
+  const out: Omit<ActionStep, 'entry' | 'seconds' | 'result' | 'maxRssKiB'> = { restored: [], saved: [], unchanged: [], buildSteps: stepSeconds('') }
+  const debug: string[] = []
+  for (const line of lines) {
+    if (line.startsWith('::debug::')) {
+      debug.push(line.slice('::debug::'.length).replace(/%0D/g, '\r').replace(/%0A/g, '\n').replace(/%25/g, '%'))
+      continue
+    }
+    let m = /^Extracted \d+ mount\(s\), .* in ([\d.]+) s$/.exec(line)
+    if (m) out.extractSeconds = Number(m[1])
+    m = /^Injected \d+ mount\(s\), .* in ([\d.]+) s$/.exec(line)
+    if (m) out.injectSeconds = Number(m[1])
+    m = /^(.+): restored \S+ \(.*, (\d+) entries, ([\d.]+) s\)$/.exec(line)
+    if (m) out.restored.push({ id: m[1] as string, entries: Number(m[2]), seconds: Number(m[3]) })
+    m = /^(.+): saved \S+ \(.*, ([\d.]+) s\)$/.exec(line)
+    if (m) out.saved.push({ id: m[1] as string, seconds: Number(m[2]) })
+    m = /^(.+): unchanged since restore/.exec(line)
+    if (m) out.unchanged.push(m[1] as string)
+  }
+  out.buildSteps = stepSeconds(debug.join('\n'))
+  return out
+}

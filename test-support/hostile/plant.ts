@@ -1,0 +1,112 @@
+// Plants crafted cache entries in the local cache service the way an attacker
+// with write access to the cache scope would: through the real @actions/cache
+// client, under the path and key the action restores, so the action's own
+// restore finds them. Also corrupts stored blobs and crafts raw tar bytes.
+import { randomBytes } from 'node:crypto'
+import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { dirname, join } from 'node:path'
+
+import * as cache from '@actions/cache'
+
+import { mountArchivePath } from '../../src/context.js'
+import { mountKeys } from '../../src/keys.js'
+import { applyEnv } from '../cache-service/env.js'
+import type { CacheService } from '../cache-service/server.js'
+
+export interface PlantTarget {
+  service: CacheService
+  /** RUNNER_TEMP of the steps that will restore (the archive path must match byte for byte). */
+  runnerTemp: string
+  workspace: string
+}
+
+/** The key a save of this mount would use (no key-files: `nofiles`), with a random digest. */
+export function plantedKey(prefix: string, id: string, platform: string): string {
+  return `${mountKeys(prefix, id, platform, '').base}-${randomBytes(8).toString('hex')}`
+}
+
+/** Runs `fn` with the cache client pointed at the service and @actions/core's stdout captured. */
+export async function withCacheClient<T>(target: PlantTarget, fn: () => Promise<T>): Promise<{ value: T; log: string }> {
+  const restoreEnv = applyEnv({
+    ...target.service.env(),
+    RUNNER_TEMP: target.runnerTemp,
+    GITHUB_WORKSPACE: target.workspace,
+    ACTIONS_CACHE_MODE: undefined,
+    RUNNER_DEBUG: undefined
+  })
+  const write = process.stdout.write.bind(process.stdout)
+  let log = ''
+  process.stdout.write = ((chunk: string | Uint8Array): boolean => {
+    log += typeof chunk === 'string' ? chunk : Buffer.from(chunk).toString('utf8')
+    return true
+  }) as typeof process.stdout.write
+  try {
+    return { value: await fn(), log }
+  } finally {
+    process.stdout.write = write
+    restoreEnv()
+  }
+}
+
+/**
+ * Stores whatever `make` puts at the mount's archive path (a file, a
+ * directory, a symlink...) as a cache entry under `key`, then removes it.
+ */
+export async function plant(target: PlantTarget, id: string, key: string, make: (archivePath: string) => void): Promise<void> {
+  const archivePath = mountArchivePath(id, { RUNNER_TEMP: target.runnerTemp })
+  mkdirSync(dirname(archivePath), { recursive: true })
+  rmSync(archivePath, { recursive: true, force: true })
+  make(archivePath)
+  try {
+    const { value, log } = await withCacheClient(target, () => cache.saveCache([archivePath], key))
+    if (value === -1) throw new Error(`planting ${key} failed:\n${log}`)
+  } finally {
+    rmSync(archivePath, { recursive: true, force: true })
+  }
+}
+
+export const plantBytes = (target: PlantTarget, id: string, key: string, data: Buffer): Promise<void> =>
+  plant(target, id, key, p => writeFileSync(p, data))
+
+/** Path of the stored blob (the compressed outer archive) of the committed entry `key`. */
+export function blobPath(service: CacheService, key: string): string {
+  const index = JSON.parse(readFileSync(join(service.dataDir, 'index.json'), 'utf8')) as { entries: { key: string; blobId: string; state: string }[] }
+  const entry = index.entries.find(e => e.key === key && e.state === 'committed')
+  if (!entry) throw new Error(`no committed entry ${key}`)
+  return join(service.dataDir, 'blobs', entry.blobId)
+}
+
+/** Flips bytes in the middle of a stored blob (keeps its size, so the download itself succeeds). */
+export function corruptBlob(service: CacheService, key: string): void {
+  const file = blobPath(service, key)
+  const data = readFileSync(file)
+  const at = Math.floor(data.length / 2)
+  for (let i = at; i < Math.min(data.length, at + 64); i++) data[i] = (data[i] ?? 0) ^ 0x5a
+  writeFileSync(file, data)
+}
+
+// ---- raw tar bytes ---------------------------------------------------------
+
+/** Recomputes the checksum of the 512-byte header at `offset`. */
+export function fixChecksum(tar: Buffer, offset: number): void {
+  tar.fill(0x20, offset + 148, offset + 156)
+  let sum = 0
+  for (let i = offset; i < offset + 512; i++) sum += tar[i] ?? 0
+  tar.write(`${sum.toString(8).padStart(6, '0')}\0 `, offset + 148, 'latin1')
+}
+
+/** Offset of the header whose name field starts with `name`. */
+export function headerOffset(tar: Buffer, name: string): number {
+  for (let off = 0; off + 512 <= tar.length; off += 512) {
+    if (tar.toString('latin1', off, off + name.length) === name && tar[off + name.length] === 0) return off
+  }
+  throw new Error(`no header named ${name}`)
+}
+
+/** Rewrites an octal numeric field of a header (keeping the checksum valid unless told otherwise). */
+export function patchOctal(tar: Buffer, offset: number, field: 'mode' | 'uid' | 'gid' | 'size' | 'mtime', value: number, fix = true): void {
+  const at = { mode: [100, 8], uid: [108, 8], gid: [116, 8], size: [124, 12], mtime: [136, 12] }[field]
+  const [pos = 0, len = 0] = at
+  tar.write(`${value.toString(8).padStart(len - 1, '0')}\0`, offset + pos, 'latin1')
+  if (fix) fixChecksum(tar, offset)
+}
