@@ -6,7 +6,7 @@ import { buffer } from 'node:stream/consumers'
 
 import { afterAll, describe, expect, test } from '@jest/globals'
 
-import { buildContext, excludeMatcher, relativeEntryPath, scanMountArchive, splitExport } from '../src/archive.js'
+import { buildContext, excludeMatcher, relativeEntryPath, scanMountArchive, splitExport, TreeDigest } from '../src/archive.js'
 import { ArchiveError } from '../src/errors.js'
 import { makeTar, readTar, type RawEntry } from './helpers/tar.js'
 
@@ -159,5 +159,45 @@ describe('exclude', () => {
     const without = entries.filter(e => !e.name.includes('src') && e.name !== '0/link-to-big')
     const plain = await splitExport(Readable.from([await makeTar(without)]), [{ dir: '0', archivePath: join(dir, 'ex2.tar') }])
     expect(withExclude.get('0')).toEqual(plain.get('0'))
+  })
+})
+
+describe('TreeDigest', () => {
+  const at = new Date('2024-01-01T00:00:00Z')
+  const entry = (path: string, type: 'file' | 'link' | 'directory', linkname?: string) => ({
+    path,
+    type,
+    mode: 0o644,
+    uid: 1,
+    gid: 2,
+    mtime: at,
+    size: type === 'file' ? 3 : 0,
+    ...(linkname ? { linkname } : {})
+  })
+  const digestOf = (entries: ReturnType<typeof entry>[]): string => {
+    const d = new TreeDigest()
+    for (const e of entries) {
+      d.header(e)
+      if (e.type === 'file') d.content(Buffer.from('abc'))
+    }
+    return d.digest()
+  }
+
+  test('does not depend on entry order or on which hardlinked name comes first', () => {
+    const a = digestOf([entry('', 'directory'), entry('x', 'file'), entry('y', 'link', 'x'), entry('d', 'directory')])
+    const b = digestOf([entry('', 'directory'), entry('d', 'directory'), entry('y', 'file'), entry('x', 'link', 'y')])
+    expect(a).toBe(b)
+    expect(a).toMatch(/^[0-9a-f]{64}$/)
+  })
+
+  test('changes with a path, an owner or the content', () => {
+    const base = digestOf([entry('', 'directory'), entry('x', 'file')])
+    expect(digestOf([entry('', 'directory'), entry('z', 'file')])).not.toBe(base)
+    expect(digestOf([entry('', 'directory'), { ...entry('x', 'file'), uid: 9 }])).not.toBe(base)
+    const d = new TreeDigest()
+    d.header(entry('', 'directory'))
+    d.header(entry('x', 'file'))
+    d.content(Buffer.from('abd'))
+    expect(d.digest()).not.toBe(base)
   })
 })

@@ -103,9 +103,14 @@ function listings(dir: string): Record<string, string[]> {
   return Object.fromEntries(['a', 'b', 'c'].map(m => [m, normalizeListing(readFileSync(join(dir, 'out', m), 'utf8'))]))
 }
 
-describe.each(['buildx', 'docker'] as ClientName[])('full cycle through %s', client => {
+// auto = the loopback stream on this engine; export = the fallback through the build's exporter.
+describe.each([
+  ['buildx', 'auto'],
+  ['docker', 'auto'],
+  ['buildx', 'export']
+] as [ClientName, string][])('full cycle through %s, extract via %s', (client, extractVia) => {
   const run = randomUUID().slice(0, 8)
-  const ids = ['a', 'b', 'c'].map(m => `bmc-cycle-${client}-${run}-${m}`)
+  const ids = ['a', 'b', 'c'].map(m => `bmc-cycle-${client}-${extractVia}-${run}-${m}`)
   const mounts = [
     `id=${ids[0]},target=/cache/a,uid=1000,gid=1000,mode=0750`,
     `id=${ids[1]},target=/cache/b`,
@@ -113,14 +118,15 @@ describe.each(['buildx', 'docker'] as ClientName[])('full cycle through %s', cli
   ].join('\n')
   let path: ReturnType<typeof clientPathDir>
   let env: NodeJS.ProcessEnv
-  const workspace = join(work, `ws-${client}`)
-  const inputs = { mounts, 'key-files': 'Dockerfile', 'key-prefix': `cycle-${run}`, 'utility-image': UTILITY_IMAGE, client }
+  const label = `${client}-${extractVia}`
+  const workspace = join(work, `ws-${label}`)
+  const inputs = { mounts, 'key-files': 'Dockerfile', 'key-prefix': `cycle-${run}`, 'utility-image': UTILITY_IMAGE, client, 'extract-via': extractVia }
 
   beforeAll(() => {
     path = clientPathDir(client)
     spawnSync('mkdir', ['-p', workspace])
     writeFileSync(join(workspace, 'Dockerfile'), writerDockerfile(ids))
-    env = { ...service.env(), PATH: `${path.dir}:${process.env.PATH}`, RUNNER_TEMP: join(work, `temp-${client}`), GITHUB_WORKSPACE: workspace }
+    env = { ...service.env(), PATH: `${path.dir}:${process.env.PATH}`, RUNNER_TEMP: join(work, `temp-${label}`), GITHUB_WORKSPACE: workspace }
   })
   afterAll(() => path?.cleanup())
 
@@ -135,12 +141,13 @@ describe.each(['buildx', 'docker'] as ClientName[])('full cycle through %s', cli
     expect(first.outputs['cache-hit']).toBe('false')
     expect(first.warnings).toEqual([])
 
-    userBuild(client, writerDockerfile(ids), join(work, `written-${client}`), { RUN_ID: run })
-    const written = listings(join(work, `written-${client}`))
+    userBuild(client, writerDockerfile(ids), join(work, `written-${label}`), { RUN_ID: run })
+    const written = listings(join(work, `written-${label}`))
     expect(written.a).toEqual(expect.arrayContaining([expect.stringMatching(/^\.\/plain\.txt\|regular file\|6\|1000\|1000\|640\|1577934245\|2\|/)]))
 
     const saved = await step('post', first.state)
     expect(saved.warnings).toEqual([])
+    expect(saved.stdout).toContain(extractVia === 'export' ? '(build exporter)' : '(loopback stream)')
     expect(service.entries().map(e => e.key).filter(k => k.startsWith(`cycle-${run}-`))).toHaveLength(3)
 
     pruneBuilder(client)
@@ -152,8 +159,8 @@ describe.each(['buildx', 'docker'] as ClientName[])('full cycle through %s', cli
     expect(report.map(m => m.hit)).toEqual([true, true, true])
     expect(report[0]?.['restored-bytes']).toBeGreaterThan(200000)
 
-    userBuild(client, readerDockerfile(ids), join(work, `read-${client}`), { RUN_ID: `${run}-read` })
-    expect(listings(join(work, `read-${client}`))).toEqual(written)
+    userBuild(client, readerDockerfile(ids), join(work, `read-${label}`), { RUN_ID: `${run}-read` })
+    expect(listings(join(work, `read-${label}`))).toEqual(written)
 
     const unchanged = await step('post', second.state)
     expect(unchanged.warnings).toEqual([])

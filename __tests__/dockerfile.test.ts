@@ -1,6 +1,6 @@
 import { describe, expect, test } from '@jest/globals'
 
-import { cacheMountFlag, extractDockerfile, injectDockerfile } from '../src/dockerfile.js'
+import { cacheMountFlag, extractDockerfile, injectDockerfile, type ExtractMode } from '../src/dockerfile.js'
 
 describe('cacheMountFlag', () => {
   test.each([
@@ -28,10 +28,14 @@ test('inject Dockerfile copies every restored mount in one RUN and exports a mar
   expect(text).toMatch(/FROM scratch\nCOPY --from=inject \/bmc\/out \/\n$/)
 })
 
-test('extract Dockerfile mounts read-only and exports one directory per mount', () => {
-  const text = extractDockerfile('img', [{ index: 1, spec: { id: 'a', target: '/a' } }])
+test.each([
+  ['loopback', /\{ echo "\$BMC_TOKEN"; tar -c -C \/bmc c1 c3; \} \| nc 127\.0\.0\.1 "\$BMC_PORT"/],
+  ['export', /tar -c -C \/bmc c1 c3 > \/bmc\/out\/mounts\.tar/]
+] as [ExtractMode, RegExp][])('extract Dockerfile (%s) mounts read-only and tars every mount in one RUN', (mode, command) => {
+  const text = extractDockerfile('img', [{ index: 1, spec: { id: 'a', target: '/a' } }, { index: 3, spec: { id: 'b', target: '/b' } }], mode)
   expect(text).toContain('--mount=type=cache,id=a,target=/bmc/c1,sharing=locked,readonly')
-  expect(text).toContain('cp -a /bmc/c1/. /bmc/out/1/')
+  expect(text).toMatch(command)
+  expect(text.split('\n').filter(l => l.startsWith('RUN'))).toHaveLength(1)
 })
 
 test('an unsafe image never reaches the text', () => {

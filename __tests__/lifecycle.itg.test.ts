@@ -189,3 +189,24 @@ test('the save sub-action under if: always() keeps what a failed build downloade
   expect(s.keys()).toHaveLength(1)
   expect(s.keys()[0]).toContain(s.ids.pkgs)
 })
+
+test('extract falls back to the build exporter, and says so, when host networking is refused', async () => {
+  // A docker-container builder without the network.host entitlement refuses the loopback build;
+  // this docker wrapper answers the way buildx does and passes every other command through.
+  const bin = join(work, 'no-host-net')
+  mkdirSync(bin, { recursive: true })
+  const real = spawnSync('sh', ['-c', 'command -v docker'], { encoding: 'utf8' }).stdout.trim()
+  writeFileSync(
+    join(bin, 'docker'),
+    `#!/bin/sh\nfor a in "$@"; do [ "$a" = "--network=host" ] && { echo 'ERROR: failed to solve: granting entitlement network.host is not allowed by build daemon configuration' >&2; exit 1; }; done\nexec ${real} "$@"\n`,
+    { mode: 0o755 }
+  )
+  const s = scenario()
+  const env = { PATH: `${bin}:${process.env.PATH}` }
+  const a = await step('main', s.inputs, { env })
+  s.write({ tools: 'fb', pkgs: 'fb' })
+  const post = await step('post', s.inputs, { state: a.state, env })
+  expect(post.stdout).toMatch(/Loopback stream not available \(.*network\.host is not allowed.*\); extracting through the build's exporter instead/)
+  expect(post.stdout).toContain('(build exporter)')
+  expect(s.keys()).toHaveLength(2)
+})

@@ -5780,7 +5780,7 @@ var require_client_h1 = __commonJS({
       kResume,
       kHTTPContext
     } = require_symbols();
-    var constants4 = require_constants2();
+    var constants5 = require_constants2();
     var EMPTY_BUF = Buffer.alloc(0);
     var FastBuffer = Buffer[Symbol.species];
     var addListener = util5.addListener;
@@ -5855,7 +5855,7 @@ var require_client_h1 = __commonJS({
       constructor(client, socket, { exports: exports3 }) {
         assert4(Number.isFinite(client[kMaxHeadersSize]) && client[kMaxHeadersSize] > 0);
         this.llhttp = exports3;
-        this.ptr = this.llhttp.llhttp_alloc(constants4.TYPE.RESPONSE);
+        this.ptr = this.llhttp.llhttp_alloc(constants5.TYPE.RESPONSE);
         this.client = client;
         this.socket = socket;
         this.timeout = null;
@@ -5950,11 +5950,11 @@ var require_client_h1 = __commonJS({
             currentBufferRef = null;
           }
           const offset = llhttp.llhttp_get_error_pos(this.ptr) - currentBufferPtr;
-          if (ret !== constants4.ERROR.OK) {
+          if (ret !== constants5.ERROR.OK) {
             const body2 = data.subarray(offset);
-            if (ret === constants4.ERROR.PAUSED_UPGRADE) {
+            if (ret === constants5.ERROR.PAUSED_UPGRADE) {
               this.onUpgrade(body2);
-            } else if (ret === constants4.ERROR.PAUSED) {
+            } else if (ret === constants5.ERROR.PAUSED) {
               this.paused = true;
               socket.unshift(body2);
             } else {
@@ -5977,10 +5977,10 @@ var require_client_h1 = __commonJS({
         } finally {
           currentParser = null;
         }
-        if (ret === constants4.ERROR.OK) {
+        if (ret === constants5.ERROR.OK) {
           return null;
         }
-        if (ret === constants4.ERROR.PAUSED || ret === constants4.ERROR.PAUSED_UPGRADE) {
+        if (ret === constants5.ERROR.PAUSED || ret === constants5.ERROR.PAUSED_UPGRADE) {
           this.paused = true;
           return null;
         }
@@ -5997,7 +5997,7 @@ var require_client_h1 = __commonJS({
           const len = new Uint8Array(llhttp.memory.buffer, ptr).indexOf(0);
           message = "Response does not match the HTTP/1.1 protocol (" + Buffer.from(llhttp.memory.buffer, ptr, len).toString() + ")";
         }
-        return new HTTPParserError(message, constants4.ERROR[ret], data);
+        return new HTTPParserError(message, constants5.ERROR[ret], data);
       }
       destroy() {
         assert4(this.ptr != null);
@@ -6177,7 +6177,7 @@ var require_client_h1 = __commonJS({
           socket[kBlocking] = false;
           client[kResume]();
         }
-        return pause ? constants4.ERROR.PAUSED : 0;
+        return pause ? constants5.ERROR.PAUSED : 0;
       }
       onBody(buf) {
         const { client, socket, statusCode, maxResponseSize } = this;
@@ -6199,7 +6199,7 @@ var require_client_h1 = __commonJS({
         }
         this.bytesRead += buf.length;
         if (request.onData(buf) === false) {
-          return constants4.ERROR.PAUSED;
+          return constants5.ERROR.PAUSED;
         }
       }
       onMessageComplete() {
@@ -6235,13 +6235,13 @@ var require_client_h1 = __commonJS({
         if (socket[kWriting]) {
           assert4(client[kRunning] === 0);
           util5.destroy(socket, new InformationalError("reset"));
-          return constants4.ERROR.PAUSED;
+          return constants5.ERROR.PAUSED;
         } else if (!shouldKeepAlive) {
           util5.destroy(socket, new InformationalError("reset"));
-          return constants4.ERROR.PAUSED;
+          return constants5.ERROR.PAUSED;
         } else if (socket[kReset] && client[kRunning] === 0) {
           util5.destroy(socket, new InformationalError("reset"));
-          return constants4.ERROR.PAUSED;
+          return constants5.ERROR.PAUSED;
         } else if (client[kPipelining] == null || client[kPipelining] === 1) {
           setImmediate(() => client[kResume]());
         } else {
@@ -6862,7 +6862,7 @@ var require_client_h2 = __commonJS({
     "use strict";
     var assert4 = require("node:assert");
     var { errorMonitor } = require("node:events");
-    var { pipeline: pipeline4 } = require("node:stream");
+    var { pipeline: pipeline5 } = require("node:stream");
     var util5 = require_util();
     var {
       RequestContentLengthMismatchError,
@@ -7341,7 +7341,7 @@ var require_client_h2 = __commonJS({
     }
     function writeStream(abort, socket, expectsPayload, h2stream, body2, client, request, contentLength2) {
       assert4(contentLength2 !== 0 || client[kRunning] === 0, "stream body cannot be pipelined");
-      const pipe = pipeline4(
+      const pipe = pipeline5(
         body2,
         h2stream,
         (err) => {
@@ -9440,7 +9440,7 @@ var require_readable = __commonJS({
   "node_modules/undici/lib/api/readable.js"(exports2, module2) {
     "use strict";
     var assert4 = require("node:assert");
-    var { Readable: Readable5 } = require("node:stream");
+    var { Readable: Readable6 } = require("node:stream");
     var { RequestAbortedError, NotSupportedError, InvalidArgumentError, AbortError: AbortError3 } = require_errors();
     var util5 = require_util();
     var { ReadableStreamFrom } = require_util();
@@ -9452,7 +9452,7 @@ var require_readable = __commonJS({
     var kContentLength = Symbol("kContentLength");
     var noop = () => {
     };
-    var BodyReadable = class extends Readable5 {
+    var BodyReadable = class extends Readable6 {
       constructor({
         resume,
         abort,
@@ -9794,7 +9794,7 @@ var require_api_request = __commonJS({
   "node_modules/undici/lib/api/api-request.js"(exports2, module2) {
     "use strict";
     var assert4 = require("node:assert");
-    var { Readable: Readable5 } = require_readable();
+    var { Readable: Readable6 } = require_readable();
     var { InvalidArgumentError, RequestAbortedError } = require_errors();
     var util5 = require_util();
     var { getResolveErrorBodyCallback } = require_util3();
@@ -9889,7 +9889,7 @@ var require_api_request = __commonJS({
         const parsedHeaders = responseHeaders === "raw" ? util5.parseHeaders(rawHeaders) : headers;
         const contentType2 = parsedHeaders["content-type"];
         const contentLength2 = parsedHeaders["content-length"];
-        const res = new Readable5({
+        const res = new Readable6({
           resume,
           abort,
           contentType: contentType2,
@@ -10204,7 +10204,7 @@ var require_api_pipeline = __commonJS({
   "node_modules/undici/lib/api/api-pipeline.js"(exports2, module2) {
     "use strict";
     var {
-      Readable: Readable5,
+      Readable: Readable6,
       Duplex,
       PassThrough
     } = require("node:stream");
@@ -10218,7 +10218,7 @@ var require_api_pipeline = __commonJS({
     var { addSignal, removeSignal } = require_abort_signal();
     var assert4 = require("node:assert");
     var kResume = Symbol("resume");
-    var PipelineRequest = class extends Readable5 {
+    var PipelineRequest = class extends Readable6 {
       constructor() {
         super({ autoDestroy: true });
         this[kResume] = null;
@@ -10235,7 +10235,7 @@ var require_api_pipeline = __commonJS({
         callback(err);
       }
     };
-    var PipelineResponse = class extends Readable5 {
+    var PipelineResponse = class extends Readable6 {
       constructor(resume) {
         super({ autoDestroy: true });
         this[kResume] = resume;
@@ -10386,7 +10386,7 @@ var require_api_pipeline = __commonJS({
         util5.destroy(ret, err);
       }
     };
-    function pipeline4(opts, handler) {
+    function pipeline5(opts, handler) {
       try {
         const pipelineHandler = new PipelineHandler(opts, handler);
         this.dispatch({ ...opts, body: pipelineHandler.req }, pipelineHandler);
@@ -10395,7 +10395,7 @@ var require_api_pipeline = __commonJS({
         return new PassThrough().destroy(err);
       }
     }
-    module2.exports = pipeline4;
+    module2.exports = pipeline5;
   }
 });
 
@@ -13560,7 +13560,7 @@ var require_fetch = __commonJS({
       subresourceSet
     } = require_constants3();
     var EE = require("node:events");
-    var { Readable: Readable5, pipeline: pipeline4, finished } = require("node:stream");
+    var { Readable: Readable6, pipeline: pipeline5, finished } = require("node:stream");
     var { addAbortListener, isErrored, isReadable, bufferToLowerCasedHeaderName } = require_util();
     var { dataURLProcessor, serializeAMimeType, minimizeSupportedMimeType } = require_data_url();
     var { getGlobalDispatcher } = require_global2();
@@ -14499,13 +14499,13 @@ var require_fetch = __commonJS({
                   }
                 }
               }
-              this.body = new Readable5({ read: resume });
+              this.body = new Readable6({ read: resume });
               const onError = this.onError.bind(this);
               resolve3({
                 status,
                 statusText,
                 headersList,
-                body: decoders.length ? pipeline4(this.body, ...decoders, (err) => {
+                body: decoders.length ? pipeline5(this.body, ...decoders, (err) => {
                   if (err) {
                     this.onError(err);
                   }
@@ -17420,7 +17420,7 @@ var require_permessage_deflate = __commonJS({
 var require_receiver = __commonJS({
   "node_modules/undici/lib/web/websocket/receiver.js"(exports2, module2) {
     "use strict";
-    var { Writable } = require("node:stream");
+    var { Writable: Writable2 } = require("node:stream");
     var assert4 = require("node:assert");
     var { parserStates, opcodes, states, emptyBuffer, sentCloseFrameState } = require_constants5();
     var { kReadyState, kSentClose, kResponse, kReceivedClose } = require_symbols5();
@@ -17443,7 +17443,7 @@ var require_receiver = __commonJS({
       closeWebSocketConnection(ws, code, reason, Buffer.byteLength(reason));
       failWebsocketConnection(ws, reason);
     }
-    var ByteParser = class extends Writable {
+    var ByteParser = class extends Writable2 {
       #buffers = [];
       #fragmentsBytes = 0;
       #byteOffset = 0;
@@ -18706,7 +18706,7 @@ ${value}`;
 var require_eventsource = __commonJS({
   "node_modules/undici/lib/web/eventsource/eventsource.js"(exports2, module2) {
     "use strict";
-    var { pipeline: pipeline4 } = require("node:stream");
+    var { pipeline: pipeline5 } = require("node:stream");
     var { fetching } = require_fetch();
     var { makeRequest } = require_request2();
     var { webidl } = require_webidl();
@@ -18866,7 +18866,7 @@ var require_eventsource = __commonJS({
               ));
             }
           });
-          pipeline4(
+          pipeline5(
             response.body.stream,
             eventSourceStream,
             (error2) => {
@@ -20273,7 +20273,7 @@ var require_streamx = __commonJS({
         }
       }
     };
-    var Readable5 = class _Readable extends Stream {
+    var Readable6 = class _Readable extends Stream {
       constructor(opts) {
         super(opts);
         this._duplexState |= OPENING | WRITE_DONE | READ_READ_AHEAD;
@@ -20290,7 +20290,7 @@ var require_streamx = __commonJS({
         fn().then((src) => {
           if (src === null) return out.end();
           if (out.destroying) return;
-          pipeline4(src, out, noop);
+          pipeline5(src, out, noop);
         }).catch((err) => out.destroy(err));
         return out;
       }
@@ -20432,7 +20432,7 @@ var require_streamx = __commonJS({
         }
       }
     };
-    var Writable = class extends Stream {
+    var Writable2 = class extends Stream {
       constructor(opts) {
         super(opts);
         this._duplexState |= OPENING | READ_DONE;
@@ -20484,7 +20484,7 @@ var require_streamx = __commonJS({
         return this;
       }
     };
-    var Duplex = class extends Readable5 {
+    var Duplex = class extends Readable6 {
       // and Writable
       constructor(opts) {
         super(opts);
@@ -20577,13 +20577,13 @@ var require_streamx = __commonJS({
     }
     function pipelinePromise(...streams) {
       return new Promise((resolve3, reject) => {
-        return pipeline4(...streams, (err) => {
+        return pipeline5(...streams, (err) => {
           if (err) return reject(err);
           resolve3();
         });
       });
     }
-    function pipeline4(stream2, ...streams) {
+    function pipeline5(stream2, ...streams) {
       const all = Array.isArray(stream2) ? [...stream2, ...streams] : [stream2, ...streams];
       const done = all.length && typeof all[all.length - 1] === "function" ? all.pop() : null;
       if (all.length < 2) throw StreamError.BAD_ARGUMENT("Pipeline requires at least 2 streams");
@@ -20678,10 +20678,10 @@ var require_streamx = __commonJS({
       this.destroy(StreamError.ABORTED());
     }
     function isWritev(s) {
-      return s._writev !== Writable.prototype._writev && s._writev !== Duplex.prototype._writev;
+      return s._writev !== Writable2.prototype._writev && s._writev !== Duplex.prototype._writev;
     }
     module2.exports = {
-      pipeline: pipeline4,
+      pipeline: pipeline5,
       pipelinePromise,
       isStream,
       isStreamx,
@@ -20692,8 +20692,8 @@ var require_streamx = __commonJS({
       isDisturbed,
       getStreamError,
       Stream,
-      Writable,
-      Readable: Readable5,
+      Writable: Writable2,
+      Readable: Readable6,
       Duplex,
       Transform: Transform2,
       // Export PassThrough for compatibility with Node.js core's stream module
@@ -20967,7 +20967,7 @@ var require_headers2 = __commonJS({
 // node_modules/tar-stream/extract.js
 var require_extract = __commonJS({
   "node_modules/tar-stream/extract.js"(exports2, module2) {
-    var { Writable, Readable: Readable5, getStreamError } = require_streamx();
+    var { Writable: Writable2, Readable: Readable6, getStreamError } = require_streamx();
     var FIFO = require_fast_fifo();
     var b4a = require_b4a();
     var headers = require_headers2();
@@ -21015,7 +21015,7 @@ var require_extract = __commonJS({
         return buf.subarray(this._offset, this._offset += size);
       }
     };
-    var Source = class extends Readable5 {
+    var Source = class extends Readable6 {
       constructor(self2, header, offset) {
         super();
         this.header = header;
@@ -21046,7 +21046,7 @@ var require_extract = __commonJS({
         cb(null);
       }
     };
-    var Extract = class extends Writable {
+    var Extract = class extends Writable2 {
       constructor(opts) {
         super(opts);
         if (!opts) opts = {};
@@ -21164,13 +21164,13 @@ var require_extract = __commonJS({
         const buf = this._buffer.shiftFirst(this._missing);
         if (buf === null) return false;
         this._missing -= buf.byteLength;
-        const drained = this._stream.push(buf);
+        const drained2 = this._stream.push(buf);
         if (this._missing === 0) {
           this._stream.push(null);
-          if (drained) this._stream._detach();
-          return drained && this._locked === false;
+          if (drained2) this._stream._detach();
+          return drained2 && this._locked === false;
         }
-        return drained;
+        return drained2;
       }
       _createStream() {
         return new Source(this, this._header, this._offset);
@@ -21311,7 +21311,7 @@ var require_extract = __commonJS({
 // node_modules/tar-stream/constants.js
 var require_constants6 = __commonJS({
   "node_modules/tar-stream/constants.js"(exports2, module2) {
-    var constants4 = {
+    var constants5 = {
       // just for envs without fs
       S_IFMT: 61440,
       S_IFDIR: 16384,
@@ -21321,9 +21321,9 @@ var require_constants6 = __commonJS({
       S_IFLNK: 40960
     };
     try {
-      module2.exports = require("fs").constants || constants4;
+      module2.exports = require("fs").constants || constants5;
     } catch {
-      module2.exports = constants4;
+      module2.exports = constants5;
     }
   }
 });
@@ -21331,14 +21331,14 @@ var require_constants6 = __commonJS({
 // node_modules/tar-stream/pack.js
 var require_pack = __commonJS({
   "node_modules/tar-stream/pack.js"(exports2, module2) {
-    var { Readable: Readable5, Writable, getStreamError } = require_streamx();
+    var { Readable: Readable6, Writable: Writable2, getStreamError } = require_streamx();
     var b4a = require_b4a();
-    var constants4 = require_constants6();
+    var constants5 = require_constants6();
     var headers = require_headers2();
     var DMODE = 493;
     var FMODE = 420;
     var END_OF_TAR = b4a.alloc(1024);
-    var Sink = class extends Writable {
+    var Sink = class extends Writable2 {
       constructor(pack2, header, callback) {
         super({ mapWritable, eagerOpen: true });
         this.written = 0;
@@ -21424,7 +21424,7 @@ var require_pack = __commonJS({
         cb();
       }
     };
-    var Pack = class extends Readable5 {
+    var Pack = class extends Readable6 {
       constructor(opts) {
         super(opts);
         this._drain = noop;
@@ -21536,16 +21536,16 @@ var require_pack = __commonJS({
       return new Pack(opts);
     };
     function modeToType(mode) {
-      switch (mode & constants4.S_IFMT) {
-        case constants4.S_IFBLK:
+      switch (mode & constants5.S_IFMT) {
+        case constants5.S_IFBLK:
           return "block-device";
-        case constants4.S_IFCHR:
+        case constants5.S_IFCHR:
           return "character-device";
-        case constants4.S_IFDIR:
+        case constants5.S_IFDIR:
           return "directory";
-        case constants4.S_IFIFO:
+        case constants5.S_IFIFO:
           return "fifo";
-        case constants4.S_IFLNK:
+        case constants5.S_IFLNK:
           return "symlink";
       }
       return "file";
@@ -22448,10 +22448,10 @@ var require_truncate = __commonJS({
   "node_modules/semver/functions/truncate.js"(exports2, module2) {
     "use strict";
     var parse2 = require_parse2();
-    var constants4 = require_constants7();
+    var constants5 = require_constants7();
     var SemVer = require_semver();
     var truncate = (version3, truncation, options) => {
-      if (!constants4.RELEASE_TYPES.includes(truncation)) {
+      if (!constants5.RELEASE_TYPES.includes(truncation)) {
         return null;
       }
       const clonedVersion = cloneInputVersion(version3, options);
@@ -23691,7 +23691,7 @@ var require_semver2 = __commonJS({
   "node_modules/semver/index.js"(exports2, module2) {
     "use strict";
     var internalRe = require_re();
-    var constants4 = require_constants7();
+    var constants5 = require_constants7();
     var SemVer = require_semver();
     var identifiers = require_identifiers();
     var parse2 = require_parse2();
@@ -23775,8 +23775,8 @@ var require_semver2 = __commonJS({
       re: internalRe.re,
       src: internalRe.src,
       tokens: internalRe.t,
-      SEMVER_SPEC_VERSION: constants4.SEMVER_SPEC_VERSION,
-      RELEASE_TYPES: constants4.RELEASE_TYPES,
+      SEMVER_SPEC_VERSION: constants5.SEMVER_SPEC_VERSION,
+      RELEASE_TYPES: constants5.RELEASE_TYPES,
       compareIdentifiers: identifiers.compareIdentifiers,
       rcompareIdentifiers: identifiers.rcompareIdentifiers
     };
@@ -29479,7 +29479,7 @@ var require_commonjs2 = __commonJS({
 });
 
 // src/save.ts
-var import_promises3 = require("node:fs/promises");
+var import_promises6 = require("node:fs/promises");
 var import_node_path2 = require("node:path");
 
 // node_modules/@actions/core/lib/command.js
@@ -31431,13 +31431,6 @@ function getState(name) {
   return process.env[`STATE_${name}`] || "";
 }
 
-// src/archive.ts
-var import_node_crypto = require("node:crypto");
-var import_node_fs = require("node:fs");
-var import_node_events = require("node:events");
-var import_promises = require("node:stream/promises");
-var tar = __toESM(require_tar_stream(), 1);
-
 // src/errors.ts
 var CommandError = class extends Error {
   constructor(argv, exitCode, stderrTail, cause) {
@@ -31465,65 +31458,197 @@ function errorMessage(error2) {
   return error2 instanceof Error ? error2.message : String(error2);
 }
 
+// src/keys.ts
+var DIGEST_LENGTH = 16;
+function saveKey(keys, digest) {
+  return `${keys.base}-${digest.slice(0, DIGEST_LENGTH)}`;
+}
+
+// src/mounts.ts
+var MAX_ID = 2 ** 31 - 1;
+var SIZE_UNITS = { "": 1, k: 1024, m: 1024 ** 2, g: 1024 ** 3, t: 1024 ** 4 };
+function formatMode(mode) {
+  return `0${mode.toString(8)}`;
+}
+
+// src/discover.ts
+var KNOWN_OS = new Set(
+  "aix android darwin dragonfly freebsd hurd illumos ios js linux nacl netbsd openbsd plan9 solaris wasip1 windows zos".split(" ")
+);
+var KNOWN_ARCH = new Set(
+  "386 amd64 amd64p32 arm armbe arm64 arm64be loong64 mips mipsle mips64 mips64le mips64p32 mips64p32le ppc ppc64 ppc64le riscv riscv64 s390 s390x sparc sparc64 wasm".split(" ")
+);
+var MAX_UINT32 = 2 ** 32 - 1;
+var DIGIT = new RegExp("^\\p{Nd}$", "u");
+
+// src/context.ts
+var DEFAULT_MAX_RESTORE_BYTES = 64 * 1024 ** 3;
+
+// src/dockerfile.ts
+var cachePath = (index) => `/bmc/c${index}`;
+var exportDir = (index) => `c${index}`;
+var EXPORT_FILE = "mounts.tar";
+var PORT_ARG = "BMC_PORT";
+var TOKEN_ARG = "BMC_TOKEN";
+var NONCE_ARG = "BMC_NONCE";
+var SAFE_ID = /^[A-Za-z0-9_./][A-Za-z0-9_.:@+/-]*$/;
+var SAFE_IMAGE = /^[a-z0-9][a-z0-9._/:@-]*$/;
+function cacheMountFlag(mount, extra = []) {
+  const { spec, index } = mount;
+  if (!SAFE_ID.test(spec.id)) throw new Error(`unsafe cache id reached the Dockerfile generator: ${JSON.stringify(spec.id)}`);
+  const opts = [`type=cache`, `id=${spec.id}`, `target=${cachePath(index)}`];
+  if (spec.uid !== void 0) opts.push(`uid=${integer(spec.uid)}`);
+  if (spec.gid !== void 0) opts.push(`gid=${integer(spec.gid)}`);
+  if (spec.mode !== void 0) opts.push(`mode=${formatMode(integer(spec.mode) & 4095)}`);
+  opts.push("sharing=locked", ...extra);
+  return `--mount=${opts.join(",")}`;
+}
+function integer(n) {
+  if (!Number.isSafeInteger(n) || n < 0) throw new Error(`not a non-negative integer: ${n}`);
+  return n;
+}
+function fromLine(image, stage) {
+  if (!SAFE_IMAGE.test(image)) throw new Error(`unsafe image reference reached the Dockerfile generator: ${JSON.stringify(image)}`);
+  return `FROM ${image} AS ${stage}`;
+}
+function runLines(flags, commands) {
+  return ["RUN \\", ...flags.map((f) => `    ${f} \\`), `    ${commands.join(" \\\n    && ")}`];
+}
+function extractDockerfile(image, mounts, mode) {
+  if (mounts.length === 0) throw new Error("extract needs at least one mount");
+  const flags = mounts.map((m) => cacheMountFlag(m, ["readonly"]));
+  const dirs = mounts.map((m) => exportDir(m.index)).join(" ");
+  const commands = mode === "loopback" ? [
+    "set -o pipefail",
+    `{ echo "$${TOKEN_ARG}"; tar -c -C /bmc ${dirs}; } | nc 127.0.0.1 "$${PORT_ARG}"`,
+    "mkdir -p /bmc/out",
+    "echo streamed > /bmc/out/extracted"
+  ] : ["mkdir -p /bmc/out", `tar -c -C /bmc ${dirs} > /bmc/out/${EXPORT_FILE}`];
+  const args = mode === "loopback" ? [`ARG ${PORT_ARG}`, `ARG ${TOKEN_ARG}`] : [];
+  return [fromLine(image, "extract"), `ARG ${NONCE_ARG}`, ...args, ...runLines(flags, commands), "FROM scratch", "COPY --from=extract /bmc/out /", ""].join("\n");
+}
+
+// src/extract.ts
+var import_node_stream = require("node:stream");
+var import_node_stream2 = require("node:stream");
+var import_promises3 = require("node:stream/promises");
+
 // src/archive.ts
-var MAX_PATH_LENGTH = 4096;
+var import_node_crypto = require("node:crypto");
+var import_node_fs = require("node:fs");
+var import_promises = require("node:fs/promises");
+var import_node_events = require("node:events");
+var import_promises2 = require("node:stream/promises");
+var tar = __toESM(require_tar_stream(), 1);
+var MAX_PATH_BYTES = 4e3;
+var MAX_NAME_BYTES = 255;
+var MAX_LINK_BYTES = 4095;
+var MAX_OWNER_ID = 2 ** 32 - 2;
+var MAX_MTIME_SECONDS = 8 ** 11 - 1;
+var MAX_USTAR_ID = 262143;
 var SUPPORTED = /* @__PURE__ */ new Set(["file", "contiguous-file", "directory", "symlink", "link"]);
+function unsafeModeBits(type, mode) {
+  return mode & (type === "directory" ? 2048 : 3072);
+}
 function relativeEntryPath(name) {
-  if (name.length > MAX_PATH_LENGTH || /[\0\n\r]/.test(name)) {
+  if (/[\0\n\r]/.test(name)) {
     throw new ArchiveError("ARCHIVE_PATH_UNSAFE", `unsafe entry name ${JSON.stringify(name.slice(0, 80))}`, name);
   }
   if (name.startsWith("/")) {
-    throw new ArchiveError("ARCHIVE_PATH_UNSAFE", `absolute entry name ${JSON.stringify(name)}`, name);
+    throw new ArchiveError("ARCHIVE_PATH_UNSAFE", `absolute entry name ${JSON.stringify(name.slice(0, 200))}`, name);
   }
   const parts = name.split("/").filter((p) => p !== "" && p !== ".");
   if (parts.includes("..")) {
-    throw new ArchiveError("ARCHIVE_PATH_UNSAFE", `entry name with ".." ${JSON.stringify(name)}`, name);
+    throw new ArchiveError("ARCHIVE_PATH_UNSAFE", `entry name with ".." ${JSON.stringify(name.slice(0, 200))}`, name);
   }
-  return parts.join("/");
+  const path12 = parts.join("/");
+  if (Buffer.byteLength(path12) > MAX_PATH_BYTES || parts.some((p) => Buffer.byteLength(p) > MAX_NAME_BYTES)) {
+    throw new ArchiveError("ARCHIVE_PATH_UNSAFE", `entry name too long (${MAX_NAME_BYTES} bytes per component, ${MAX_PATH_BYTES} in all) ${JSON.stringify(name.slice(0, 80))}...`, name);
+  }
+  return path12;
 }
 var EntryGuard = class {
-  symlinks = /* @__PURE__ */ new Set();
-  files = /* @__PURE__ */ new Set();
+  seen = /* @__PURE__ */ new Map();
   check(header) {
-    const parts = header.path.split("/");
+    const { path: path12, type } = header;
+    const quoted = JSON.stringify(path12);
+    if (path12 === "" && type !== "directory") {
+      throw new ArchiveError("ARCHIVE_ENTRY_TYPE", "the archive root is not a directory", path12);
+    }
+    if (path12 !== "" && this.seen.has(path12)) {
+      throw new ArchiveError("ARCHIVE_PATH_UNSAFE", `entry ${quoted} is defined twice`, path12);
+    }
+    const parts = path12 === "" ? [] : path12.split("/");
     for (let i = 1; i < parts.length; i++) {
       const parent = parts.slice(0, i).join("/");
-      if (this.symlinks.has(parent)) {
-        throw new ArchiveError("ARCHIVE_PATH_ESCAPE", `entry ${JSON.stringify(header.path)} goes through symlink ${JSON.stringify(parent)}`, header.path);
+      const parentType = this.seen.get(parent);
+      if (parentType === "symlink") {
+        throw new ArchiveError("ARCHIVE_PATH_ESCAPE", `entry ${quoted} goes through symlink ${JSON.stringify(parent)}`, path12);
+      }
+      if (parentType !== void 0 && parentType !== "directory") {
+        throw new ArchiveError("ARCHIVE_ENTRY_TYPE", `entry ${quoted} is below ${JSON.stringify(parent)}, which is not a directory`, path12);
       }
     }
-    if (header.path === "" && header.type !== "directory") {
-      throw new ArchiveError("ARCHIVE_ENTRY_TYPE", "the archive root is not a directory", header.path);
-    }
-    if (header.type === "link") {
+    if (type === "link") {
       const target = header.linkname ?? "";
-      if (!this.files.has(target)) {
-        throw new ArchiveError("ARCHIVE_LINK_UNSAFE", `hardlink ${JSON.stringify(header.path)} points to ${JSON.stringify(target)}, not an earlier file of the archive`, header.path);
+      if (target === path12 || this.seen.get(target) !== "file") {
+        throw new ArchiveError("ARCHIVE_LINK_UNSAFE", `hardlink ${quoted} points to ${JSON.stringify(target)}, not an earlier file of the archive`, path12);
       }
     }
-    this.symlinks.delete(header.path);
-    this.files.delete(header.path);
-    if (header.type === "symlink") this.symlinks.add(header.path);
-    if (header.type === "file") this.files.add(header.path);
+    if (type === "symlink") {
+      const target = header.linkname ?? "";
+      if (target === "" || target.includes("\0") || Buffer.byteLength(target) > MAX_LINK_BYTES) {
+        throw new ArchiveError("ARCHIVE_LINK_UNSAFE", `symlink ${quoted} has an ${target === "" ? "empty" : "unusable"} target`, path12);
+      }
+    }
+    const unsafe = unsafeModeBits(type, header.mode);
+    if (unsafe !== 0) {
+      const bits = [unsafe & 2048 ? "setuid" : "", unsafe & 1024 ? "setgid" : ""].filter(Boolean).join(" and ");
+      throw new ArchiveError("ARCHIVE_MODE_UNSAFE", `entry ${quoted} has the ${bits} bit (mode ${(header.mode & 4095).toString(8).padStart(4, "0")})`, path12);
+    }
+    this.seen.set(path12, type);
   }
 };
 var TreeDigest = class {
-  hash = (0, import_node_crypto.createHash)("sha256");
+  sum = 0n;
+  pending;
+  files = /* @__PURE__ */ new Map();
   bytes = 0;
   entries = 0;
   header(h) {
+    this.finish();
     const mtime = h.path === "" ? 0 : Math.floor(h.mtime.getTime() / 1e3);
-    const fields = [h.type, h.path, (h.mode & 4095).toString(8), h.uid, h.gid, mtime, h.size, h.linkname ?? ""];
-    this.hash.update(`${fields.join("\0")}
-`);
+    const linked = h.type === "link" ? this.files.get(h.linkname ?? "") : void 0;
+    const type = h.type === "link" ? "file" : h.type;
+    const size = linked ? linked.size : h.size;
+    const fields = [type, h.path, (h.mode & 4095).toString(8), h.uid, h.gid, mtime, size, h.type === "symlink" ? h.linkname ?? "" : ""];
+    const record = fields.join("\0");
     this.entries++;
+    if (h.type === "file") {
+      this.pending = { record, content: (0, import_node_crypto.createHash)("sha256"), path: h.path, size };
+    } else {
+      this.add(record, linked?.hash ?? "");
+    }
   }
   content(chunk) {
-    this.hash.update(chunk);
+    this.pending?.content.update(chunk);
     this.bytes += chunk.length;
   }
   digest() {
-    return this.hash.digest("hex");
+    this.finish();
+    return this.sum.toString(16).padStart(64, "0");
+  }
+  finish() {
+    if (!this.pending) return;
+    const { record, content, path: path12, size } = this.pending;
+    this.pending = void 0;
+    const hash = content.digest("hex");
+    this.files.set(path12, { hash, size });
+    this.add(record, hash);
+  }
+  add(record, contentHash) {
+    const entry = (0, import_node_crypto.createHash)("sha256").update(record).update("\n").update(contentHash).digest("hex");
+    this.sum = this.sum + BigInt(`0x${entry}`) & (1n << 256n) - 1n;
   }
 };
 function toEntryHeader(h, path12, linkname) {
@@ -31535,13 +31660,28 @@ function toEntryHeader(h, path12, linkname) {
     path: path12,
     type,
     mode: (h.mode ?? 0) & 4095,
-    uid: h.uid ?? 0,
-    gid: h.gid ?? 0,
-    mtime: h.mtime ?? /* @__PURE__ */ new Date(0),
+    uid: ownerId(h, "uid", path12),
+    gid: ownerId(h, "gid", path12),
+    mtime: entryTime(h.mtime, path12),
     size: type === "file" ? h.size ?? 0 : 0
   };
   if (linkname !== void 0) out.linkname = linkname;
   return out;
+}
+function ownerId(h, field, path12) {
+  const pax = h.pax?.[field];
+  const value = pax !== void 0 && /^\d{1,10}$/.test(pax) ? Number(pax) : h[field] ?? 0;
+  if (!Number.isSafeInteger(value) || value < 0 || value > MAX_OWNER_ID) {
+    throw new ArchiveError("ARCHIVE_HEADER_INVALID", `entry ${JSON.stringify(path12)} has an invalid ${field} (${String(value)})`, path12);
+  }
+  return value;
+}
+function entryTime(mtime, path12) {
+  const seconds2 = mtime === void 0 ? 0 : Math.floor(mtime.getTime() / 1e3);
+  if (!Number.isFinite(seconds2) || seconds2 > MAX_MTIME_SECONDS) {
+    throw new ArchiveError("ARCHIVE_HEADER_INVALID", `entry ${JSON.stringify(path12)} has an invalid modification time`, path12);
+  }
+  return new Date(Math.max(0, seconds2) * 1e3);
 }
 var TYPE_BITS = { file: 32768, directory: 16384, symlink: 40960, link: 32768 };
 function toTarHeader(h, name, linkname) {
@@ -31555,6 +31695,7 @@ function toTarHeader(h, name, linkname) {
     size: h.size
   };
   if (linkname !== void 0) out.linkname = linkname;
+  if (h.uid > MAX_USTAR_ID || h.gid > MAX_USTAR_ID) out.pax = { uid: String(h.uid), gid: String(h.gid) };
   return out;
 }
 async function writeEntry(pack2, header, body2, onChunk) {
@@ -31567,15 +31708,26 @@ async function writeEntry(pack2, header, body2, onChunk) {
   if (body2) {
     for await (const chunk of body2) {
       onChunk?.(chunk);
-      if (!sink.write(chunk)) await (0, import_node_events.once)(sink, "drain");
+      if (!sink.write(chunk)) await drained(sink);
     }
   }
   sink.end();
   await finished;
 }
+async function drained(stream2) {
+  if (stream2.destroyed) throw new Error("the archive stream was closed");
+  const ac = new AbortController();
+  try {
+    await Promise.race([(0, import_node_events.once)(stream2, "drain", { signal: ac.signal }), (0, import_node_events.once)(stream2, "close", { signal: ac.signal }).then(() => {
+      throw new Error("the archive stream was closed");
+    })]);
+  } finally {
+    ac.abort();
+  }
+}
 async function forEachEntry(source, onEntry) {
   const extract3 = tar.extract();
-  const feeding = (0, import_promises.pipeline)(source, extract3);
+  const feeding = (0, import_promises2.pipeline)(source, extract3);
   let failure;
   feeding.catch((error2) => {
     failure ??= error2;
@@ -31596,6 +31748,29 @@ async function forEachEntry(source, onEntry) {
     throw new ArchiveError("ARCHIVE_UNEXPECTED", `cannot read archive: ${failure.message ?? String(failure)}`);
   }
 }
+var HEADER_BYTES = 512;
+function tooLarge(maxBytes) {
+  return new ArchiveError("ARCHIVE_TOO_LARGE", `archive expands past the ${maxBytes}-byte limit (content plus ${HEADER_BYTES} bytes per entry)`);
+}
+async function openArchive(archivePath, maxBytes) {
+  let handle;
+  try {
+    handle = await (0, import_promises.open)(archivePath, import_node_fs.constants.O_RDONLY | import_node_fs.constants.O_NOFOLLOW | import_node_fs.constants.O_NONBLOCK);
+  } catch (error2) {
+    const code = error2.code;
+    if (code === "ELOOP") throw new ArchiveError("ARCHIVE_NOT_FILE", `not a mount archive: ${archivePath} is a symlink`);
+    throw new ArchiveError("ARCHIVE_UNEXPECTED", `cannot read archive: ${error2.message}`);
+  }
+  try {
+    const stat2 = await handle.stat();
+    if (!stat2.isFile()) throw new ArchiveError("ARCHIVE_NOT_FILE", `not a mount archive: ${archivePath} is not a regular file`);
+    if (maxBytes !== void 0 && stat2.size > 2 * maxBytes + 1024 ** 2) throw tooLarge(maxBytes);
+  } catch (error2) {
+    await handle.close();
+    throw error2;
+  }
+  return handle.createReadStream();
+}
 function readMountEntry(h) {
   const path12 = relativeEntryPath(h.name);
   const linkname = h.type === "link" ? relativeEntryPath(h.linkname ?? "") : h.type === "symlink" ? h.linkname ?? "" : void 0;
@@ -31608,7 +31783,7 @@ function buildContext(dockerfile, mounts) {
     for (const m of mounts) {
       const guard = new EntryGuard();
       let sawRoot = false;
-      await forEachEntry((0, import_node_fs.createReadStream)(m.archivePath), async (h, body2) => {
+      await forEachEntry(await openArchive(m.archivePath), async (h, body2) => {
         const entry = readMountEntry(h);
         guard.check(entry);
         if (entry.path === "") {
@@ -31664,7 +31839,7 @@ async function splitExport(source, targets) {
   const outputs = new Map(
     targets.map((t) => {
       const pack2 = tar.pack();
-      const written = (0, import_promises.pipeline)(pack2, (0, import_node_fs.createWriteStream)(t.archivePath));
+      const written = (0, import_promises2.pipeline)(pack2, (0, import_node_fs.createWriteStream)(t.archivePath));
       written.catch(() => void 0);
       const state3 = { excluded: excludeMatcher(t.exclude), pack: pack2, written, digest: new TreeDigest(), guard: new EntryGuard(), sawRoot: false };
       return [t.dir, state3];
@@ -31691,6 +31866,7 @@ async function splitExport(source, targets) {
         linkname = h.linkname ?? "";
       }
       const entry = toEntryHeader(h, path12, linkname);
+      entry.mode &= ~unsafeModeBits(entry.type, entry.mode);
       if (path12 !== "" && !out.sawRoot) {
         const root = defaultRoot();
         out.guard.check(root);
@@ -31724,106 +31900,20 @@ async function splitExport(source, targets) {
   return result;
 }
 
-// src/keys.ts
-var DIGEST_LENGTH = 16;
-function saveKey(keys, digest) {
-  return `${keys.base}-${digest.slice(0, DIGEST_LENGTH)}`;
-}
-
-// src/mounts.ts
-var MAX_ID = 2 ** 31 - 1;
-var SIZE_UNITS = { "": 1, k: 1024, m: 1024 ** 2, g: 1024 ** 3, t: 1024 ** 4 };
-function formatMode(mode) {
-  return `0${mode.toString(8)}`;
-}
-
-// src/discover.ts
-var KNOWN_OS = new Set(
-  "aix android darwin dragonfly freebsd hurd illumos ios js linux nacl netbsd openbsd plan9 solaris wasip1 windows zos".split(" ")
-);
-var KNOWN_ARCH = new Set(
-  "386 amd64 amd64p32 arm armbe arm64 arm64be loong64 mips mipsle mips64 mips64le mips64p32 mips64p32le ppc ppc64 ppc64le riscv riscv64 s390 s390x sparc sparc64 wasm".split(" ")
-);
-var MAX_UINT32 = 2 ** 32 - 1;
-var DIGIT = new RegExp("^\\p{Nd}$", "u");
-
-// src/dockerfile.ts
-var cachePath = (index) => `/bmc/c${index}`;
-var exportDir = (index) => `${index}`;
-var NONCE_ARG = "BMC_NONCE";
-var SAFE_ID = /^[A-Za-z0-9_./][A-Za-z0-9_.:@+/-]*$/;
-var SAFE_IMAGE = /^[a-z0-9][a-z0-9._/:@-]*$/;
-function cacheMountFlag(mount, extra = []) {
-  const { spec, index } = mount;
-  if (!SAFE_ID.test(spec.id)) throw new Error(`unsafe cache id reached the Dockerfile generator: ${JSON.stringify(spec.id)}`);
-  const opts = [`type=cache`, `id=${spec.id}`, `target=${cachePath(index)}`];
-  if (spec.uid !== void 0) opts.push(`uid=${integer(spec.uid)}`);
-  if (spec.gid !== void 0) opts.push(`gid=${integer(spec.gid)}`);
-  if (spec.mode !== void 0) opts.push(`mode=${formatMode(integer(spec.mode) & 4095)}`);
-  opts.push("sharing=locked", ...extra);
-  return `--mount=${opts.join(",")}`;
-}
-function integer(n) {
-  if (!Number.isSafeInteger(n) || n < 0) throw new Error(`not a non-negative integer: ${n}`);
-  return n;
-}
-function fromLine(image, stage) {
-  if (!SAFE_IMAGE.test(image)) throw new Error(`unsafe image reference reached the Dockerfile generator: ${JSON.stringify(image)}`);
-  return `FROM ${image} AS ${stage}`;
-}
-function keepSymlinkTimes(src, dst) {
-  return `(cd ${src} && find . -type l) | while IFS= read -r p; do touch -h -d "@$(stat -c %Y "${src}/$p")" "${dst}/$p"; done`;
-}
-function runLines(flags, commands) {
-  return ["RUN \\", ...flags.map((f) => `    ${f} \\`), `    ${commands.join(" \\\n    && ")}`];
-}
-function extractDockerfile(image, mounts) {
-  if (mounts.length === 0) throw new Error("extract needs at least one mount");
-  const flags = mounts.map((m) => cacheMountFlag(m, ["readonly"]));
-  const commands = mounts.flatMap((m) => [
-    `mkdir -p /bmc/out/${exportDir(m.index)}`,
-    `cp -a ${cachePath(m.index)}/. /bmc/out/${exportDir(m.index)}/`,
-    keepSymlinkTimes(cachePath(m.index), `/bmc/out/${exportDir(m.index)}`)
-  ]);
-  return [
-    fromLine(image, "extract"),
-    `ARG ${NONCE_ARG}`,
-    ...runLines(flags, commands),
-    "FROM scratch",
-    "COPY --from=extract /bmc/out /",
-    ""
-  ].join("\n");
-}
-
 // src/engine.ts
 var import_node_crypto2 = require("node:crypto");
-function buildInvocation(engine, nonce = (0, import_node_crypto2.randomUUID)(), baseEnv = process.env, buildArgs = {}) {
+function buildInvocation(engine, nonce = (0, import_node_crypto2.randomUUID)(), baseEnv = process.env, buildArgs = {}, network = "none") {
   const args = Object.entries(buildArgs).flatMap(([k, v]) => ["--build-arg", `${k}=${v}`]);
-  const common = ["--progress=plain", "--network=none", "--build-arg", `${NONCE_ARG}=${nonce}`, ...args, "--output", "type=tar,dest=-", "-"];
+  const common = ["--progress=plain", `--network=${network}`, "--build-arg", `${NONCE_ARG}=${nonce}`, ...args, "--output", "type=tar,dest=-", "-"];
   if (engine.client === "buildx") {
     const builder = engine.builder ? ["--builder", engine.builder] : [];
     return { command: engine.docker, args: ["buildx", "build", ...builder, "--provenance=false", ...common], env: baseEnv };
   }
   return { command: engine.docker, args: ["build", ...common], env: { ...baseEnv, DOCKER_BUILDKIT: "1" } };
 }
-async function runBuild(run, engine, context3, output, onLine, buildArgs = {}) {
-  const inv = buildInvocation(engine, void 0, void 0, buildArgs);
-  await run(inv.command, inv.args, { env: inv.env, stdin: context3, stdout: output, ...onLine ? { onStderrLine: onLine } : {} });
-}
-
-// src/format.ts
-function formatBytes(bytes) {
-  const units = ["B", "KiB", "MiB", "GiB", "TiB"];
-  let value = bytes;
-  let unit = 0;
-  while (value >= 1024 && unit < units.length - 1) {
-    value /= 1024;
-    unit++;
-  }
-  return `${unit === 0 ? value : value.toFixed(1)} ${units[unit]}`;
-}
-function seconds(startedMs, now = Date.now()) {
-  return `${((now - startedMs) / 1e3).toFixed(1)} s`;
+async function runBuild(run, engine, build) {
+  const inv = buildInvocation(engine, void 0, void 0, build.buildArgs ?? {}, build.network ?? "none");
+  await run(inv.command, inv.args, { env: inv.env, stdin: build.context, stdout: build.output, ...build.onLine ? { onStderrLine: build.onLine } : {} });
 }
 
 // src/log.ts
@@ -31842,6 +31932,146 @@ var log = {
   debug: (m) => current.debug(m),
   group: (name, fn) => current.group(name, fn)
 };
+
+// src/loopback.ts
+var import_node_crypto3 = require("node:crypto");
+var import_node_net = require("node:net");
+var TOKEN_BYTES = 24;
+async function listenOnce(options = {}) {
+  const token = (0, import_node_crypto3.randomBytes)(TOKEN_BYTES).toString("hex");
+  const expected = Buffer.from(`${token}
+`);
+  let rejected = 0;
+  let done = false;
+  let resolveAccepted;
+  let rejectAccepted;
+  const accepted = new Promise((resolve3, reject) => {
+    resolveAccepted = resolve3;
+    rejectAccepted = reject;
+  });
+  accepted.catch(() => void 0);
+  const server = (0, import_node_net.createServer)((socket) => {
+    if (done) {
+      socket.destroy();
+      return;
+    }
+    let head = Buffer.alloc(0);
+    const drop = () => {
+      rejected++;
+      socket.destroy();
+    };
+    socket.setTimeout(options.tokenTimeoutMs ?? 1e4, drop);
+    socket.on("error", () => void 0);
+    const onData = (chunk) => {
+      head = Buffer.concat([head, chunk]);
+      if (head.length < expected.length) {
+        if (!expected.subarray(0, head.length).equals(head)) drop();
+        return;
+      }
+      socket.off("data", onData);
+      socket.pause();
+      if (done || !(0, import_node_crypto3.timingSafeEqual)(head.subarray(0, expected.length), expected)) {
+        drop();
+        return;
+      }
+      done = true;
+      server.close();
+      socket.setTimeout(options.idleTimeoutMs ?? 3e5, () => socket.destroy(new Error("loopback stream idle for too long")));
+      const rest = head.subarray(expected.length);
+      if (rest.length > 0) socket.unshift(rest);
+      resolveAccepted(socket);
+    };
+    socket.on("data", onData);
+  });
+  await new Promise((resolve3, reject) => {
+    server.once("error", reject);
+    server.listen(0, "127.0.0.1", () => resolve3());
+  });
+  const address = server.address();
+  if (address === null || typeof address === "string") throw new Error("loopback listener has no port");
+  return {
+    port: address.port,
+    token,
+    accepted,
+    rejected: () => rejected,
+    close: (reason = "the build ended without connecting") => {
+      if (!done) {
+        done = true;
+        rejectAccepted(new Error(reason));
+      }
+      server.close();
+    }
+  };
+}
+
+// src/extract.ts
+async function extractMounts(run, request) {
+  if (request.choice !== "export") {
+    try {
+      return { summaries: await viaLoopback(run, request), mode: "loopback" };
+    } catch (error2) {
+      if (request.choice === "loopback") throw error2;
+      log.info(`Loopback stream not available (${errorMessage(error2)}); extracting through the build's exporter instead.`);
+    }
+  }
+  return { summaries: await viaExport(run, request), mode: "export" };
+}
+async function viaLoopback(run, request) {
+  const listener = await listenOnce();
+  const splitting = listener.accepted.then((socket) => splitExport(socket, request.targets));
+  splitting.catch(() => void 0);
+  const dockerfile = extractDockerfile(request.image, request.mounts, "loopback");
+  log.debug(`Extract Dockerfile:
+${dockerfile}`);
+  try {
+    await runBuild(run, request.engine, {
+      context: buildContext(dockerfile, []),
+      output: async (out) => (0, import_promises3.pipeline)(out, discard()),
+      onLine: (line) => log.debug(line),
+      buildArgs: { ...request.buildArgs, [PORT_ARG]: String(listener.port), [TOKEN_ARG]: listener.token },
+      network: "host"
+    });
+  } finally {
+    listener.close();
+    if (listener.rejected() > 0) log.warning(`The extract listener dropped ${listener.rejected()} connection(s) without the token.`);
+  }
+  return await splitting;
+}
+async function viaExport(run, request) {
+  const dockerfile = extractDockerfile(request.image, request.mounts, "export");
+  log.debug(`Extract Dockerfile:
+${dockerfile}`);
+  let summaries;
+  await runBuild(run, request.engine, {
+    context: buildContext(dockerfile, []),
+    output: async (out) => forEachEntry(out, async (header, body2) => {
+      if (header.name.replace(/^\.?\//, "") !== EXPORT_FILE || summaries) return;
+      summaries = await splitExport(import_node_stream.Readable.from(body2), request.targets);
+    }),
+    onLine: (line) => log.debug(line),
+    buildArgs: request.buildArgs
+  });
+  if (!summaries) throw new ArchiveError("ARCHIVE_UNEXPECTED", `the extract build's output has no ${EXPORT_FILE}`);
+  return summaries;
+}
+function discard() {
+  return new import_node_stream2.Writable({ write: (_chunk, _enc, cb) => cb() });
+}
+
+// src/format.ts
+function formatBytes(bytes) {
+  const units = ["B", "KiB", "MiB", "GiB", "TiB"];
+  let value = bytes;
+  let unit = 0;
+  while (value >= 1024 && unit < units.length - 1) {
+    value /= 1024;
+    unit++;
+  }
+  return `${unit === 0 ? value : value.toFixed(1)} ${units[unit]}`;
+}
+function seconds(startedMs, now = Date.now()) {
+  return `${((now - startedMs) / 1e3).toFixed(1)} s`;
+}
 
 // node_modules/@actions/glob/lib/internal-globber.js
 var fs2 = __toESM(require("fs"), 1);
@@ -32130,19 +32360,19 @@ function balancedWithBudget(str, masked, budget) {
 }
 function maskUnmatchedOpens(masked, budget) {
   budget.remaining -= masked.length;
-  const open2 = [];
+  const open3 = [];
   for (let i = 0; i < masked.length; i++) {
     const c = masked.charCodeAt(i);
     if (c === 123) {
-      open2.push(i);
-    } else if (c === 125 && open2.length) {
-      open2.pop();
+      open3.push(i);
+    } else if (c === 125 && open3.length) {
+      open3.pop();
     }
   }
   let out = "";
   let last = 0;
-  for (let i = 0; i < open2.length; i++) {
-    const at = open2[i];
+  for (let i = 0; i < open3.length; i++) {
+    const at = open3[i];
     out += masked.slice(last, at) + "\0";
     last = at + 1;
   }
@@ -33926,10 +34156,10 @@ var Minimatch = class {
       }
       return filtered.join("/");
     }).join("|");
-    const [open2, close] = set.length > 1 ? ["(?:", ")"] : ["", ""];
-    re = "^" + open2 + re + close + "$";
+    const [open3, close] = set.length > 1 ? ["(?:", ")"] : ["", ""];
+    re = "^" + open3 + re + close + "$";
     if (this.partial) {
-      re = "^(?:\\/|" + open2 + re.slice(1, -1) + close + ")$";
+      re = "^(?:\\/|" + open3 + re.slice(1, -1) + close + ")$";
     }
     if (this.negate)
       re = "^(?!" + re + ").+$";
@@ -34501,6 +34731,9 @@ function create(patterns, options) {
     return yield DefaultGlobber.create(patterns, options);
   });
 }
+
+// src/cache.ts
+var import_promises4 = require("node:fs/promises");
 
 // node_modules/@actions/cache/lib/cache.js
 var path11 = __toESM(require("path"), 1);
@@ -35175,12 +35408,12 @@ var HttpPipeline = class _HttpPipeline {
   }
   sendRequest(httpClient, request) {
     const policies = this.getOrderedPolicies();
-    const pipeline4 = policies.reduceRight((next, policy) => {
+    const pipeline5 = policies.reduceRight((next, policy) => {
       return (req) => {
         return policy.sendRequest(req, next);
       };
     }, (req) => httpClient.sendRequest(req));
-    return pipeline4(request);
+    return pipeline5(request);
   }
   getOrderedPolicies() {
     if (!this._orderedPolicies) {
@@ -35551,7 +35784,7 @@ function stringToUint8Array(value, format) {
 var import_node_http = __toESM(require("node:http"), 1);
 var import_node_https = __toESM(require("node:https"), 1);
 var import_node_zlib = __toESM(require("node:zlib"), 1);
-var import_node_stream = require("node:stream");
+var import_node_stream3 = require("node:stream");
 
 // node_modules/@typespec/ts-http-runtime/dist/esm/log.js
 var logger = createClientLogger("ts-http-runtime");
@@ -35580,7 +35813,7 @@ function isStreamComplete(stream2) {
 function isArrayBuffer(body2) {
   return body2 && typeof body2.byteLength === "number";
 }
-var ReportTransform = class extends import_node_stream.Transform {
+var ReportTransform = class extends import_node_stream3.Transform {
   loadedBytes = 0;
   progressCallback;
   // eslint-disable-next-line @typescript-eslint/no-unsafe-function-type
@@ -37140,31 +37373,31 @@ function wrapAbortSignalLikePolicy() {
 
 // node_modules/@azure/core-rest-pipeline/dist/esm/createPipelineFromOptions.js
 function createPipelineFromOptions2(options) {
-  const pipeline4 = createEmptyPipeline2();
+  const pipeline5 = createEmptyPipeline2();
   if (isNodeLike2) {
     if (options.agent) {
-      pipeline4.addPolicy(agentPolicy2(options.agent));
+      pipeline5.addPolicy(agentPolicy2(options.agent));
     }
     if (options.tlsOptions) {
-      pipeline4.addPolicy(tlsPolicy2(options.tlsOptions));
+      pipeline5.addPolicy(tlsPolicy2(options.tlsOptions));
     }
-    pipeline4.addPolicy(proxyPolicy2(options.proxyOptions));
-    pipeline4.addPolicy(decompressResponsePolicy2());
+    pipeline5.addPolicy(proxyPolicy2(options.proxyOptions));
+    pipeline5.addPolicy(decompressResponsePolicy2());
   }
-  pipeline4.addPolicy(wrapAbortSignalLikePolicy());
-  pipeline4.addPolicy(formDataPolicy2(), { beforePolicies: [multipartPolicyName2] });
-  pipeline4.addPolicy(userAgentPolicy2(options.userAgentOptions));
-  pipeline4.addPolicy(setClientRequestIdPolicy(options.telemetryOptions?.clientRequestIdHeaderName));
-  pipeline4.addPolicy(multipartPolicy2(), { afterPhase: "Deserialize" });
-  pipeline4.addPolicy(defaultRetryPolicy2(options.retryOptions), { phase: "Retry" });
-  pipeline4.addPolicy(tracingPolicy({ ...options.userAgentOptions, ...options.loggingOptions }), {
+  pipeline5.addPolicy(wrapAbortSignalLikePolicy());
+  pipeline5.addPolicy(formDataPolicy2(), { beforePolicies: [multipartPolicyName2] });
+  pipeline5.addPolicy(userAgentPolicy2(options.userAgentOptions));
+  pipeline5.addPolicy(setClientRequestIdPolicy(options.telemetryOptions?.clientRequestIdHeaderName));
+  pipeline5.addPolicy(multipartPolicy2(), { afterPhase: "Deserialize" });
+  pipeline5.addPolicy(defaultRetryPolicy2(options.retryOptions), { phase: "Retry" });
+  pipeline5.addPolicy(tracingPolicy({ ...options.userAgentOptions, ...options.loggingOptions }), {
     afterPhase: "Retry"
   });
   if (isNodeLike2) {
-    pipeline4.addPolicy(redirectPolicy2(options.redirectOptions), { afterPhase: "Retry" });
+    pipeline5.addPolicy(redirectPolicy2(options.redirectOptions), { afterPhase: "Retry" });
   }
-  pipeline4.addPolicy(logPolicy2(options.loggingOptions), { afterPhase: "Sign" });
-  return pipeline4;
+  pipeline5.addPolicy(logPolicy2(options.loggingOptions), { afterPhase: "Sign" });
+  return pipeline5;
 }
 
 // node_modules/@azure/core-rest-pipeline/dist/esm/defaultHttpClient.js
@@ -37488,8 +37721,8 @@ function createDisableKeepAlivePolicy() {
     }
   };
 }
-function pipelineContainsDisableKeepAlivePolicy(pipeline4) {
-  return pipeline4.getOrderedPolicies().some((policy) => policy.name === disableKeepAlivePolicyName);
+function pipelineContainsDisableKeepAlivePolicy(pipeline5) {
+  return pipeline5.getOrderedPolicies().some((policy) => policy.name === disableKeepAlivePolicyName);
 }
 
 // node_modules/@azure/core-client/dist/esm/base64.js
@@ -38744,18 +38977,18 @@ function prepareXMLRootList(obj, elementName, xmlNamespaceKey, xmlNamespace) {
 
 // node_modules/@azure/core-client/dist/esm/pipeline.js
 function createClientPipeline(options = {}) {
-  const pipeline4 = createPipelineFromOptions2(options ?? {});
+  const pipeline5 = createPipelineFromOptions2(options ?? {});
   if (options.credentialOptions) {
-    pipeline4.addPolicy(bearerTokenAuthenticationPolicy({
+    pipeline5.addPolicy(bearerTokenAuthenticationPolicy({
       credential: options.credentialOptions.credential,
       scopes: options.credentialOptions.credentialScopes
     }));
   }
-  pipeline4.addPolicy(serializationPolicy(options.serializationOptions), { phase: "Serialize" });
-  pipeline4.addPolicy(deserializationPolicy(options.deserializationOptions), {
+  pipeline5.addPolicy(serializationPolicy(options.serializationOptions), { phase: "Serialize" });
+  pipeline5.addPolicy(deserializationPolicy(options.deserializationOptions), {
     phase: "Deserialize"
   });
-  return pipeline4;
+  return pipeline5;
 }
 
 // node_modules/@azure/core-client/dist/esm/httpClientCache.js
@@ -44587,8 +44820,8 @@ var logger4 = createClientLogger2("storage-blob");
 var import_events = require("events");
 
 // node_modules/@azure/storage-common/dist/esm/BuffersStream.js
-var import_node_stream2 = require("node:stream");
-var BuffersStream = class extends import_node_stream2.Readable {
+var import_node_stream4 = require("node:stream");
+var BuffersStream = class extends import_node_stream4.Readable {
   buffers;
   byteLength;
   /**
@@ -47493,7 +47726,7 @@ var AnonymousCredential = class extends Credential {
 };
 
 // node_modules/@azure/storage-common/dist/esm/credentials/StorageSharedKeyCredential.js
-var import_node_crypto3 = require("node:crypto");
+var import_node_crypto4 = require("node:crypto");
 
 // node_modules/@azure/storage-common/dist/esm/utils/constants.js
 var URLConstants = {
@@ -48194,7 +48427,7 @@ var StorageSharedKeyCredential = class extends Credential {
    * @param stringToSign -
    */
   computeHMACSHA256(stringToSign) {
-    return (0, import_node_crypto3.createHmac)("sha256", this.accountKey).update(stringToSign, "utf8").digest("base64");
+    return (0, import_node_crypto4.createHmac)("sha256", this.accountKey).update(stringToSign, "utf8").digest("base64");
   }
 };
 
@@ -48560,7 +48793,7 @@ function storageRetryPolicy(options = {}) {
 }
 
 // node_modules/@azure/storage-common/dist/esm/policies/StorageSharedKeyCredentialPolicyV2.js
-var import_node_crypto4 = require("node:crypto");
+var import_node_crypto5 = require("node:crypto");
 var storageSharedKeyCredentialPolicyName = "storageSharedKeyCredentialPolicy";
 function storageSharedKeyCredentialPolicy(options) {
   function signRequest(request) {
@@ -48582,7 +48815,7 @@ function storageSharedKeyCredentialPolicy(options) {
       getHeaderValueToSign(request, HeaderConstants.IF_UNMODIFIED_SINCE),
       getHeaderValueToSign(request, HeaderConstants.RANGE)
     ].join("\n") + "\n" + getCanonicalizedHeadersString(request) + getCanonicalizedResourceString(request);
-    const signature = (0, import_node_crypto4.createHmac)("sha256", options.accountKey).update(stringToSign, "utf8").digest("base64");
+    const signature = (0, import_node_crypto5.createHmac)("sha256", options.accountKey).update(stringToSign, "utf8").digest("base64");
     request.headers.set(HeaderConstants.AUTHORIZATION, `SharedKey ${options.accountName}:${signature}`);
   }
   function getHeaderValueToSign(request, headerName) {
@@ -48672,7 +48905,7 @@ function storageRequestFailureDetailsParserPolicy() {
 }
 
 // node_modules/@azure/storage-common/dist/esm/credentials/UserDelegationKeyCredential.js
-var import_node_crypto5 = require("node:crypto");
+var import_node_crypto6 = require("node:crypto");
 var UserDelegationKeyCredential = class {
   /**
    * Azure Storage account name; readonly.
@@ -48702,7 +48935,7 @@ var UserDelegationKeyCredential = class {
    * @param stringToSign -
    */
   computeHMACSHA256(stringToSign) {
-    return (0, import_node_crypto5.createHmac)("sha256", this.key).update(stringToSign, "utf8").digest("base64");
+    return (0, import_node_crypto6.createHmac)("sha256", this.key).update(stringToSign, "utf8").digest("base64");
   }
 };
 
@@ -48891,11 +49124,11 @@ var PathStylePorts2 = [
 ];
 
 // node_modules/@azure/storage-blob/dist/esm/Pipeline.js
-function isPipelineLike(pipeline4) {
-  if (!pipeline4 || typeof pipeline4 !== "object") {
+function isPipelineLike(pipeline5) {
+  if (!pipeline5 || typeof pipeline5 !== "object") {
     return false;
   }
-  const castPipeline = pipeline4;
+  const castPipeline = pipeline5;
   return Array.isArray(castPipeline.factories) && typeof castPipeline.options === "object" && typeof castPipeline.toServiceClientOptions === "function";
 }
 var Pipeline = class {
@@ -48934,11 +49167,11 @@ function newPipeline(credential, pipelineOptions = {}) {
   if (!credential) {
     credential = new AnonymousCredential();
   }
-  const pipeline4 = new Pipeline([], pipelineOptions);
-  pipeline4._credential = credential;
-  return pipeline4;
+  const pipeline5 = new Pipeline([], pipelineOptions);
+  pipeline5._credential = credential;
+  return pipeline5;
 }
-function processDownlevelPipeline(pipeline4) {
+function processDownlevelPipeline(pipeline5) {
   const knownFactoryFunctions = [
     isAnonymousCredential,
     isStorageSharedKeyCredential,
@@ -48948,8 +49181,8 @@ function processDownlevelPipeline(pipeline4) {
     isStorageTelemetryPolicyFactory,
     isCoreHttpPolicyFactory
   ];
-  if (pipeline4.factories.length) {
-    const novelFactories = pipeline4.factories.filter((factory) => {
+  if (pipeline5.factories.length) {
+    const novelFactories = pipeline5.factories.filter((factory) => {
       return !knownFactoryFunctions.some((knownFactory) => knownFactory(factory));
     });
     if (novelFactories.length) {
@@ -48962,14 +49195,14 @@ function processDownlevelPipeline(pipeline4) {
   }
   return void 0;
 }
-function getCoreClientOptions(pipeline4) {
-  const { httpClient: v1Client, ...restOptions } = pipeline4.options;
-  let httpClient = pipeline4._coreHttpClient;
+function getCoreClientOptions(pipeline5) {
+  const { httpClient: v1Client, ...restOptions } = pipeline5.options;
+  let httpClient = pipeline5._coreHttpClient;
   if (!httpClient) {
     httpClient = v1Client ? convertHttpClient(v1Client) : getCachedDefaultHttpClient2();
-    pipeline4._coreHttpClient = httpClient;
+    pipeline5._coreHttpClient = httpClient;
   }
-  let corePipeline = pipeline4._corePipeline;
+  let corePipeline = pipeline5._corePipeline;
   if (!corePipeline) {
     const packageDetails = `azsdk-js-azure-storage-blob/${SDK_VERSION4}`;
     const userAgentPrefix = restOptions.userAgentOptions && restOptions.userAgentOptions.userAgentPrefix ? `${restOptions.userAgentOptions.userAgentPrefix} ${packageDetails}` : `${packageDetails}`;
@@ -49010,11 +49243,11 @@ function getCoreClientOptions(pipeline4) {
     corePipeline.addPolicy(storageRetryPolicy(restOptions.retryOptions), { phase: "Retry" });
     corePipeline.addPolicy(storageRequestFailureDetailsParserPolicy());
     corePipeline.addPolicy(storageBrowserPolicy());
-    const downlevelResults = processDownlevelPipeline(pipeline4);
+    const downlevelResults = processDownlevelPipeline(pipeline5);
     if (downlevelResults) {
       corePipeline.addPolicy(downlevelResults.wrappedPolicies, downlevelResults.afterRetry ? { afterPhase: "Retry" } : void 0);
     }
-    const credential = getCredentialFromPipeline(pipeline4);
+    const credential = getCredentialFromPipeline(pipeline5);
     if (isTokenCredential(credential)) {
       corePipeline.addPolicy(bearerTokenAuthenticationPolicy({
         credential,
@@ -49027,7 +49260,7 @@ function getCoreClientOptions(pipeline4) {
         accountKey: credential.accountKey
       }), { phase: "Sign" });
     }
-    pipeline4._corePipeline = corePipeline;
+    pipeline5._corePipeline = corePipeline;
   }
   return {
     ...restOptions,
@@ -49036,12 +49269,12 @@ function getCoreClientOptions(pipeline4) {
     pipeline: corePipeline
   };
 }
-function getCredentialFromPipeline(pipeline4) {
-  if (pipeline4._credential) {
-    return pipeline4._credential;
+function getCredentialFromPipeline(pipeline5) {
+  if (pipeline5._credential) {
+    return pipeline5._credential;
   }
   let credential = new AnonymousCredential();
-  for (const factory of pipeline4.factories) {
+  for (const factory of pipeline5.factories) {
     if (isTokenCredential(factory.credential)) {
       credential = factory.credential;
     } else if (isStorageSharedKeyCredential(factory)) {
@@ -62951,13 +63184,13 @@ var StorageClient2 = class {
    * @param url - url to resource
    * @param pipeline - request policy pipeline.
    */
-  constructor(url2, pipeline4) {
+  constructor(url2, pipeline5) {
     this.url = escapeURLPath(url2);
     this.accountName = getAccountNameFromUrl(url2);
-    this.pipeline = pipeline4;
-    this.storageClientContext = new StorageContextClient(this.url, getCoreClientOptions(pipeline4));
+    this.pipeline = pipeline5;
+    this.storageClientContext = new StorageContextClient(this.url, getCoreClientOptions(pipeline5));
     this.isHttps = iEqual(getURLScheme(this.url) || "", "https");
-    this.credential = getCredentialFromPipeline(pipeline4);
+    this.credential = getCredentialFromPipeline(pipeline5);
     const storageClientContext = this.storageClientContext;
     storageClientContext.requestContentType = void 0;
   }
@@ -64346,8 +64579,8 @@ var BlobLeaseClient = class {
 };
 
 // node_modules/@azure/storage-blob/dist/esm/utils/RetriableReadableStream.js
-var import_node_stream3 = require("node:stream");
-var RetriableReadableStream = class extends import_node_stream3.Readable {
+var import_node_stream5 = require("node:stream");
+var RetriableReadableStream = class extends import_node_stream5.Readable {
   start;
   offset;
   end;
@@ -64899,7 +65132,7 @@ var BlobDownloadResponse = class {
 };
 
 // node_modules/@azure/storage-blob/dist/esm/utils/BlobQuickQueryStream.js
-var import_node_stream4 = require("node:stream");
+var import_node_stream6 = require("node:stream");
 
 // node_modules/@azure/storage-blob/dist/esm/internal-avro/AvroConstants.js
 var AVRO_SYNC_MARKER_SIZE = 16;
@@ -65415,7 +65648,7 @@ var AvroReadableFromStream = class extends AvroReadable {
 };
 
 // node_modules/@azure/storage-blob/dist/esm/utils/BlobQuickQueryStream.js
-var BlobQuickQueryStream = class extends import_node_stream4.Readable {
+var BlobQuickQueryStream = class extends import_node_stream6.Readable {
   source;
   avroReader;
   avroIter;
@@ -66563,21 +66796,21 @@ var BlobClient = class _BlobClient extends StorageClient2 {
   }
   constructor(urlOrConnectionString, credentialOrPipelineOrContainerName, blobNameOrOptions, options) {
     options = options || {};
-    let pipeline4;
+    let pipeline5;
     let url2;
     if (isPipelineLike(credentialOrPipelineOrContainerName)) {
       url2 = urlOrConnectionString;
-      pipeline4 = credentialOrPipelineOrContainerName;
+      pipeline5 = credentialOrPipelineOrContainerName;
     } else if (isNodeLike2 && credentialOrPipelineOrContainerName instanceof StorageSharedKeyCredential || credentialOrPipelineOrContainerName instanceof AnonymousCredential || isTokenCredential(credentialOrPipelineOrContainerName)) {
       url2 = urlOrConnectionString;
       options = blobNameOrOptions;
-      pipeline4 = newPipeline(credentialOrPipelineOrContainerName, options);
+      pipeline5 = newPipeline(credentialOrPipelineOrContainerName, options);
     } else if (!credentialOrPipelineOrContainerName && typeof credentialOrPipelineOrContainerName !== "string") {
       url2 = urlOrConnectionString;
       if (blobNameOrOptions && typeof blobNameOrOptions !== "string") {
         options = blobNameOrOptions;
       }
-      pipeline4 = newPipeline(new AnonymousCredential(), options);
+      pipeline5 = newPipeline(new AnonymousCredential(), options);
     } else if (credentialOrPipelineOrContainerName && typeof credentialOrPipelineOrContainerName === "string" && blobNameOrOptions && typeof blobNameOrOptions === "string") {
       const containerName = credentialOrPipelineOrContainerName;
       const blobName = blobNameOrOptions;
@@ -66589,20 +66822,20 @@ var BlobClient = class _BlobClient extends StorageClient2 {
           if (!options.proxyOptions) {
             options.proxyOptions = getDefaultProxySettings2(extractedCreds.proxyUri);
           }
-          pipeline4 = newPipeline(sharedKeyCredential, options);
+          pipeline5 = newPipeline(sharedKeyCredential, options);
         } else {
           throw new Error("Account connection string is only supported in Node.js environment");
         }
       } else if (extractedCreds.kind === "SASConnString") {
         url2 = appendToURLPath(appendToURLPath(extractedCreds.url, encodeURIComponent(containerName)), encodeURIComponent(blobName)) + "?" + extractedCreds.accountSas;
-        pipeline4 = newPipeline(new AnonymousCredential(), options);
+        pipeline5 = newPipeline(new AnonymousCredential(), options);
       } else {
         throw new Error("Connection string must be either an Account connection string or a SAS connection string");
       }
     } else {
       throw new Error("Expecting non-empty strings for containerName and blobName parameters");
     }
-    super(url2, pipeline4);
+    super(url2, pipeline5);
     ({ blobName: this._name, containerName: this._containerName } = this.getBlobAndContainerNamesFromUrl());
     this.blobContext = this.storageClientContext.blob;
     this._snapshot = getURLParameter(this.url, URLConstants2.Parameters.SNAPSHOT);
@@ -67589,19 +67822,19 @@ var AppendBlobClient = class _AppendBlobClient extends BlobClient {
    */
   appendBlobContext;
   constructor(urlOrConnectionString, credentialOrPipelineOrContainerName, blobNameOrOptions, options) {
-    let pipeline4;
+    let pipeline5;
     let url2;
     options = options || {};
     if (isPipelineLike(credentialOrPipelineOrContainerName)) {
       url2 = urlOrConnectionString;
-      pipeline4 = credentialOrPipelineOrContainerName;
+      pipeline5 = credentialOrPipelineOrContainerName;
     } else if (isNodeLike2 && credentialOrPipelineOrContainerName instanceof StorageSharedKeyCredential || credentialOrPipelineOrContainerName instanceof AnonymousCredential || isTokenCredential(credentialOrPipelineOrContainerName)) {
       url2 = urlOrConnectionString;
       options = blobNameOrOptions;
-      pipeline4 = newPipeline(credentialOrPipelineOrContainerName, options);
+      pipeline5 = newPipeline(credentialOrPipelineOrContainerName, options);
     } else if (!credentialOrPipelineOrContainerName && typeof credentialOrPipelineOrContainerName !== "string") {
       url2 = urlOrConnectionString;
-      pipeline4 = newPipeline(new AnonymousCredential(), options);
+      pipeline5 = newPipeline(new AnonymousCredential(), options);
     } else if (credentialOrPipelineOrContainerName && typeof credentialOrPipelineOrContainerName === "string" && blobNameOrOptions && typeof blobNameOrOptions === "string") {
       const containerName = credentialOrPipelineOrContainerName;
       const blobName = blobNameOrOptions;
@@ -67613,20 +67846,20 @@ var AppendBlobClient = class _AppendBlobClient extends BlobClient {
           if (!options.proxyOptions) {
             options.proxyOptions = getDefaultProxySettings2(extractedCreds.proxyUri);
           }
-          pipeline4 = newPipeline(sharedKeyCredential, options);
+          pipeline5 = newPipeline(sharedKeyCredential, options);
         } else {
           throw new Error("Account connection string is only supported in Node.js environment");
         }
       } else if (extractedCreds.kind === "SASConnString") {
         url2 = appendToURLPath(appendToURLPath(extractedCreds.url, encodeURIComponent(containerName)), encodeURIComponent(blobName)) + "?" + extractedCreds.accountSas;
-        pipeline4 = newPipeline(new AnonymousCredential(), options);
+        pipeline5 = newPipeline(new AnonymousCredential(), options);
       } else {
         throw new Error("Connection string must be either an Account connection string or a SAS connection string");
       }
     } else {
       throw new Error("Expecting non-empty strings for containerName and blobName parameters");
     }
-    super(url2, pipeline4);
+    super(url2, pipeline5);
     this.appendBlobContext = this.storageClientContext.appendBlob;
   }
   /**
@@ -67861,22 +68094,22 @@ var BlockBlobClient = class _BlockBlobClient extends BlobClient {
    */
   blockBlobContext;
   constructor(urlOrConnectionString, credentialOrPipelineOrContainerName, blobNameOrOptions, options) {
-    let pipeline4;
+    let pipeline5;
     let url2;
     options = options || {};
     if (isPipelineLike(credentialOrPipelineOrContainerName)) {
       url2 = urlOrConnectionString;
-      pipeline4 = credentialOrPipelineOrContainerName;
+      pipeline5 = credentialOrPipelineOrContainerName;
     } else if (isNodeLike2 && credentialOrPipelineOrContainerName instanceof StorageSharedKeyCredential || credentialOrPipelineOrContainerName instanceof AnonymousCredential || isTokenCredential(credentialOrPipelineOrContainerName)) {
       url2 = urlOrConnectionString;
       options = blobNameOrOptions;
-      pipeline4 = newPipeline(credentialOrPipelineOrContainerName, options);
+      pipeline5 = newPipeline(credentialOrPipelineOrContainerName, options);
     } else if (!credentialOrPipelineOrContainerName && typeof credentialOrPipelineOrContainerName !== "string") {
       url2 = urlOrConnectionString;
       if (blobNameOrOptions && typeof blobNameOrOptions !== "string") {
         options = blobNameOrOptions;
       }
-      pipeline4 = newPipeline(new AnonymousCredential(), options);
+      pipeline5 = newPipeline(new AnonymousCredential(), options);
     } else if (credentialOrPipelineOrContainerName && typeof credentialOrPipelineOrContainerName === "string" && blobNameOrOptions && typeof blobNameOrOptions === "string") {
       const containerName = credentialOrPipelineOrContainerName;
       const blobName = blobNameOrOptions;
@@ -67888,20 +68121,20 @@ var BlockBlobClient = class _BlockBlobClient extends BlobClient {
           if (!options.proxyOptions) {
             options.proxyOptions = getDefaultProxySettings2(extractedCreds.proxyUri);
           }
-          pipeline4 = newPipeline(sharedKeyCredential, options);
+          pipeline5 = newPipeline(sharedKeyCredential, options);
         } else {
           throw new Error("Account connection string is only supported in Node.js environment");
         }
       } else if (extractedCreds.kind === "SASConnString") {
         url2 = appendToURLPath(appendToURLPath(extractedCreds.url, encodeURIComponent(containerName)), encodeURIComponent(blobName)) + "?" + extractedCreds.accountSas;
-        pipeline4 = newPipeline(new AnonymousCredential(), options);
+        pipeline5 = newPipeline(new AnonymousCredential(), options);
       } else {
         throw new Error("Connection string must be either an Account connection string or a SAS connection string");
       }
     } else {
       throw new Error("Expecting non-empty strings for containerName and blobName parameters");
     }
-    super(url2, pipeline4);
+    super(url2, pipeline5);
     this.blockBlobContext = this.storageClientContext.blockBlob;
     this._blobContext = this.storageClientContext.blob;
   }
@@ -68472,19 +68705,19 @@ var PageBlobClient = class _PageBlobClient extends BlobClient {
    */
   pageBlobContext;
   constructor(urlOrConnectionString, credentialOrPipelineOrContainerName, blobNameOrOptions, options) {
-    let pipeline4;
+    let pipeline5;
     let url2;
     options = options || {};
     if (isPipelineLike(credentialOrPipelineOrContainerName)) {
       url2 = urlOrConnectionString;
-      pipeline4 = credentialOrPipelineOrContainerName;
+      pipeline5 = credentialOrPipelineOrContainerName;
     } else if (isNodeLike2 && credentialOrPipelineOrContainerName instanceof StorageSharedKeyCredential || credentialOrPipelineOrContainerName instanceof AnonymousCredential || isTokenCredential(credentialOrPipelineOrContainerName)) {
       url2 = urlOrConnectionString;
       options = blobNameOrOptions;
-      pipeline4 = newPipeline(credentialOrPipelineOrContainerName, options);
+      pipeline5 = newPipeline(credentialOrPipelineOrContainerName, options);
     } else if (!credentialOrPipelineOrContainerName && typeof credentialOrPipelineOrContainerName !== "string") {
       url2 = urlOrConnectionString;
-      pipeline4 = newPipeline(new AnonymousCredential(), options);
+      pipeline5 = newPipeline(new AnonymousCredential(), options);
     } else if (credentialOrPipelineOrContainerName && typeof credentialOrPipelineOrContainerName === "string" && blobNameOrOptions && typeof blobNameOrOptions === "string") {
       const containerName = credentialOrPipelineOrContainerName;
       const blobName = blobNameOrOptions;
@@ -68496,20 +68729,20 @@ var PageBlobClient = class _PageBlobClient extends BlobClient {
           if (!options.proxyOptions) {
             options.proxyOptions = getDefaultProxySettings2(extractedCreds.proxyUri);
           }
-          pipeline4 = newPipeline(sharedKeyCredential, options);
+          pipeline5 = newPipeline(sharedKeyCredential, options);
         } else {
           throw new Error("Account connection string is only supported in Node.js environment");
         }
       } else if (extractedCreds.kind === "SASConnString") {
         url2 = appendToURLPath(appendToURLPath(extractedCreds.url, encodeURIComponent(containerName)), encodeURIComponent(blobName)) + "?" + extractedCreds.accountSas;
-        pipeline4 = newPipeline(new AnonymousCredential(), options);
+        pipeline5 = newPipeline(new AnonymousCredential(), options);
       } else {
         throw new Error("Connection string must be either an Account connection string or a SAS connection string");
       }
     } else {
       throw new Error("Expecting non-empty strings for containerName and blobName parameters");
     }
-    super(url2, pipeline4);
+    super(url2, pipeline5);
     this.pageBlobContext = this.storageClientContext.pageBlob;
   }
   /**
@@ -69555,8 +69788,8 @@ var __awaiter14 = function(thisArg, _arguments, P, generator) {
 };
 function pipeResponseToStream(response, output) {
   return __awaiter14(this, void 0, void 0, function* () {
-    const pipeline4 = util4.promisify(stream.pipeline);
-    yield pipeline4(response.message, output);
+    const pipeline5 = util4.promisify(stream.pipeline);
+    yield pipeline5(response.message, output);
   });
 }
 var DownloadProgress = class {
@@ -71682,14 +71915,40 @@ var actionsCache = {
   available: () => isFeatureAvailable(),
   readable: () => cacheModeAllows("read"),
   writable: () => cacheModeAllows("write"),
-  restore: async (archivePath, primaryKey, restoreKeys) => restoreCache([archivePath], primaryKey, restoreKeys),
+  restore: restoreArchive,
   exists: async (archivePath, key) => await restoreCache([archivePath], key, [], { lookupOnly: true }) === key,
   save: async (archivePath, key) => await saveCache2([archivePath], key) !== -1
 };
+async function restoreArchive(archivePath, primaryKey, restoreKeys) {
+  const found = await restoreCache([archivePath], primaryKey, restoreKeys, { lookupOnly: true });
+  if (found === void 0) return void 0;
+  const matched = await restoreCache([archivePath], primaryKey, restoreKeys);
+  if (matched === void 0) {
+    await (0, import_promises4.rm)(archivePath, { recursive: true, force: true });
+    throw new Error(`${found} was found but could not be downloaded or unpacked (see the cache warning above)`);
+  }
+  const kind = await fileKind(archivePath);
+  if (kind !== "file") {
+    await (0, import_promises4.rm)(archivePath, { recursive: true, force: true });
+    throw new Error(`${matched} does not hold a mount archive (${kind} at the archive path)`);
+  }
+  return matched;
+}
+async function fileKind(path12) {
+  try {
+    const st = await (0, import_promises4.lstat)(path12);
+    if (st.isFile()) return "file";
+    if (st.isDirectory()) return "a directory";
+    if (st.isSymbolicLink()) return "a symlink";
+    return "a special file";
+  } catch {
+    return "nothing";
+  }
+}
 
 // src/command.ts
 var import_node_child_process = require("node:child_process");
-var import_promises2 = require("node:stream/promises");
+var import_promises5 = require("node:stream/promises");
 var STDERR_TAIL = 64 * 1024;
 var runCommand = async (command, args, options = {}) => {
   const argv = [command, ...args];
@@ -71713,7 +71972,7 @@ var runCommand = async (command, args, options = {}) => {
     child2.once("error", reject);
     child2.once("close", (code) => resolve3(code));
   });
-  const feeding = options.stdin && child2.stdin ? (0, import_promises2.pipeline)(options.stdin, child2.stdin) : Promise.resolve();
+  const feeding = options.stdin && child2.stdin ? (0, import_promises5.pipeline)(options.stdin, child2.stdin) : Promise.resolve();
   let stdoutText = "";
   const consuming = options.stdout ? options.stdout(out) : (async () => {
     out.setEncoding("utf8");
@@ -71819,41 +72078,32 @@ async function saveMounts(services, state3) {
     const summaries = await log.group("Extract from the builder", async () => extract2(services, state3, report));
     if (summaries) await log.group("Save cache entries", async () => saveAll(services, state3, summaries, report));
   } finally {
-    await Promise.all(state3.mounts.map((m) => (0, import_promises3.rm)(m.archivePath, { force: true })));
+    await Promise.all(state3.mounts.map((m) => (0, import_promises6.rm)(m.archivePath, { force: true })));
   }
   await writeSummary(state3, report);
 }
 async function extract2(services, state3, report) {
   const { mounts } = state3;
   const started = Date.now();
-  const dockerfile = extractDockerfile(state3.utilityImage, mounts.map((m) => ({ index: m.index, spec: m.spec })));
-  log.debug(`Extract Dockerfile:
-${dockerfile}`);
-  let summaries;
   try {
-    await Promise.all(mounts.map((m) => (0, import_promises3.mkdir)((0, import_node_path2.dirname)(m.archivePath), { recursive: true })));
-    await runBuild(
-      services.run,
-      state3.engine,
-      buildContext(dockerfile, []),
-      async (out) => {
-        summaries = await splitExport(
-          out,
-          mounts.map((m) => ({ dir: exportDir(m.index), archivePath: m.archivePath, ...m.spec.exclude ? { exclude: m.spec.exclude } : {} }))
-        );
-      },
-      (line) => log.debug(line),
-      generatedBuildArgs(state3)
-    );
+    await Promise.all(mounts.map((m) => (0, import_promises6.mkdir)((0, import_node_path2.dirname)(m.archivePath), { recursive: true })));
+    const result = await extractMounts(services.run, {
+      engine: state3.engine,
+      image: state3.utilityImage,
+      mounts: mounts.map((m) => ({ index: m.index, spec: m.spec })),
+      targets: mounts.map((m) => ({ dir: exportDir(m.index), archivePath: m.archivePath, ...m.spec.exclude ? { exclude: m.spec.exclude } : {} })),
+      buildArgs: generatedBuildArgs(state3),
+      choice: state3.extractVia ?? "auto"
+    });
+    const bytes = [...result.summaries.values()].reduce((sum, s) => sum + s.bytes, 0);
+    log.info(`Extracted ${mounts.length} mount(s), ${formatBytes(bytes)} in ${seconds(started)} (${result.mode === "loopback" ? "loopback stream" : "build exporter"})`);
+    return result.summaries;
   } catch (error2) {
     log.warning(`Could not extract the cache mounts from the builder; nothing is saved: ${errorMessage(error2)}`);
     return void 0;
   } finally {
     report.extractMs = Date.now() - started;
   }
-  const bytes = [...summaries?.values() ?? []].reduce((sum, s) => sum + s.bytes, 0);
-  log.info(`Extracted ${mounts.length} mount(s), ${formatBytes(bytes)} in ${seconds(started)}`);
-  return summaries;
 }
 async function saveAll(services, state3, summaries, report) {
   for (const m of state3.mounts) {

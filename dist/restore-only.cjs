@@ -5780,7 +5780,7 @@ var require_client_h1 = __commonJS({
       kResume,
       kHTTPContext
     } = require_symbols();
-    var constants4 = require_constants2();
+    var constants5 = require_constants2();
     var EMPTY_BUF = Buffer.alloc(0);
     var FastBuffer = Buffer[Symbol.species];
     var addListener = util6.addListener;
@@ -5855,7 +5855,7 @@ var require_client_h1 = __commonJS({
       constructor(client, socket, { exports: exports3 }) {
         assert4(Number.isFinite(client[kMaxHeadersSize]) && client[kMaxHeadersSize] > 0);
         this.llhttp = exports3;
-        this.ptr = this.llhttp.llhttp_alloc(constants4.TYPE.RESPONSE);
+        this.ptr = this.llhttp.llhttp_alloc(constants5.TYPE.RESPONSE);
         this.client = client;
         this.socket = socket;
         this.timeout = null;
@@ -5950,11 +5950,11 @@ var require_client_h1 = __commonJS({
             currentBufferRef = null;
           }
           const offset = llhttp.llhttp_get_error_pos(this.ptr) - currentBufferPtr;
-          if (ret !== constants4.ERROR.OK) {
+          if (ret !== constants5.ERROR.OK) {
             const body2 = data.subarray(offset);
-            if (ret === constants4.ERROR.PAUSED_UPGRADE) {
+            if (ret === constants5.ERROR.PAUSED_UPGRADE) {
               this.onUpgrade(body2);
-            } else if (ret === constants4.ERROR.PAUSED) {
+            } else if (ret === constants5.ERROR.PAUSED) {
               this.paused = true;
               socket.unshift(body2);
             } else {
@@ -5977,10 +5977,10 @@ var require_client_h1 = __commonJS({
         } finally {
           currentParser = null;
         }
-        if (ret === constants4.ERROR.OK) {
+        if (ret === constants5.ERROR.OK) {
           return null;
         }
-        if (ret === constants4.ERROR.PAUSED || ret === constants4.ERROR.PAUSED_UPGRADE) {
+        if (ret === constants5.ERROR.PAUSED || ret === constants5.ERROR.PAUSED_UPGRADE) {
           this.paused = true;
           return null;
         }
@@ -5997,7 +5997,7 @@ var require_client_h1 = __commonJS({
           const len = new Uint8Array(llhttp.memory.buffer, ptr).indexOf(0);
           message = "Response does not match the HTTP/1.1 protocol (" + Buffer.from(llhttp.memory.buffer, ptr, len).toString() + ")";
         }
-        return new HTTPParserError(message, constants4.ERROR[ret], data);
+        return new HTTPParserError(message, constants5.ERROR[ret], data);
       }
       destroy() {
         assert4(this.ptr != null);
@@ -6177,7 +6177,7 @@ var require_client_h1 = __commonJS({
           socket[kBlocking] = false;
           client[kResume]();
         }
-        return pause ? constants4.ERROR.PAUSED : 0;
+        return pause ? constants5.ERROR.PAUSED : 0;
       }
       onBody(buf) {
         const { client, socket, statusCode, maxResponseSize } = this;
@@ -6199,7 +6199,7 @@ var require_client_h1 = __commonJS({
         }
         this.bytesRead += buf.length;
         if (request.onData(buf) === false) {
-          return constants4.ERROR.PAUSED;
+          return constants5.ERROR.PAUSED;
         }
       }
       onMessageComplete() {
@@ -6235,13 +6235,13 @@ var require_client_h1 = __commonJS({
         if (socket[kWriting]) {
           assert4(client[kRunning] === 0);
           util6.destroy(socket, new InformationalError("reset"));
-          return constants4.ERROR.PAUSED;
+          return constants5.ERROR.PAUSED;
         } else if (!shouldKeepAlive) {
           util6.destroy(socket, new InformationalError("reset"));
-          return constants4.ERROR.PAUSED;
+          return constants5.ERROR.PAUSED;
         } else if (socket[kReset] && client[kRunning] === 0) {
           util6.destroy(socket, new InformationalError("reset"));
-          return constants4.ERROR.PAUSED;
+          return constants5.ERROR.PAUSED;
         } else if (client[kPipelining] == null || client[kPipelining] === 1) {
           setImmediate(() => client[kResume]());
         } else {
@@ -21164,13 +21164,13 @@ var require_extract = __commonJS({
         const buf = this._buffer.shiftFirst(this._missing);
         if (buf === null) return false;
         this._missing -= buf.byteLength;
-        const drained = this._stream.push(buf);
+        const drained2 = this._stream.push(buf);
         if (this._missing === 0) {
           this._stream.push(null);
-          if (drained) this._stream._detach();
-          return drained && this._locked === false;
+          if (drained2) this._stream._detach();
+          return drained2 && this._locked === false;
         }
-        return drained;
+        return drained2;
       }
       _createStream() {
         return new Source(this, this._header, this._offset);
@@ -21311,7 +21311,7 @@ var require_extract = __commonJS({
 // node_modules/tar-stream/constants.js
 var require_constants6 = __commonJS({
   "node_modules/tar-stream/constants.js"(exports2, module2) {
-    var constants4 = {
+    var constants5 = {
       // just for envs without fs
       S_IFMT: 61440,
       S_IFDIR: 16384,
@@ -21321,9 +21321,9 @@ var require_constants6 = __commonJS({
       S_IFLNK: 40960
     };
     try {
-      module2.exports = require("fs").constants || constants4;
+      module2.exports = require("fs").constants || constants5;
     } catch {
-      module2.exports = constants4;
+      module2.exports = constants5;
     }
   }
 });
@@ -21333,7 +21333,7 @@ var require_pack = __commonJS({
   "node_modules/tar-stream/pack.js"(exports2, module2) {
     var { Readable: Readable5, Writable: Writable2, getStreamError } = require_streamx();
     var b4a = require_b4a();
-    var constants4 = require_constants6();
+    var constants5 = require_constants6();
     var headers = require_headers2();
     var DMODE = 493;
     var FMODE = 420;
@@ -21536,16 +21536,16 @@ var require_pack = __commonJS({
       return new Pack(opts);
     };
     function modeToType(mode) {
-      switch (mode & constants4.S_IFMT) {
-        case constants4.S_IFBLK:
+      switch (mode & constants5.S_IFMT) {
+        case constants5.S_IFBLK:
           return "block-device";
-        case constants4.S_IFCHR:
+        case constants5.S_IFCHR:
           return "character-device";
-        case constants4.S_IFDIR:
+        case constants5.S_IFDIR:
           return "directory";
-        case constants4.S_IFIFO:
+        case constants5.S_IFIFO:
           return "fifo";
-        case constants4.S_IFLNK:
+        case constants5.S_IFLNK:
           return "symlink";
       }
       return "file";
@@ -22448,10 +22448,10 @@ var require_truncate = __commonJS({
   "node_modules/semver/functions/truncate.js"(exports2, module2) {
     "use strict";
     var parse2 = require_parse2();
-    var constants4 = require_constants7();
+    var constants5 = require_constants7();
     var SemVer = require_semver();
     var truncate2 = (version3, truncation, options) => {
-      if (!constants4.RELEASE_TYPES.includes(truncation)) {
+      if (!constants5.RELEASE_TYPES.includes(truncation)) {
         return null;
       }
       const clonedVersion = cloneInputVersion(version3, options);
@@ -23691,7 +23691,7 @@ var require_semver2 = __commonJS({
   "node_modules/semver/index.js"(exports2, module2) {
     "use strict";
     var internalRe = require_re();
-    var constants4 = require_constants7();
+    var constants5 = require_constants7();
     var SemVer = require_semver();
     var identifiers = require_identifiers();
     var parse2 = require_parse2();
@@ -23775,8 +23775,8 @@ var require_semver2 = __commonJS({
       re: internalRe.re,
       src: internalRe.src,
       tokens: internalRe.t,
-      SEMVER_SPEC_VERSION: constants4.SEMVER_SPEC_VERSION,
-      RELEASE_TYPES: constants4.RELEASE_TYPES,
+      SEMVER_SPEC_VERSION: constants5.SEMVER_SPEC_VERSION,
+      RELEASE_TYPES: constants5.RELEASE_TYPES,
       compareIdentifiers: identifiers.compareIdentifiers,
       rcompareIdentifiers: identifiers.rcompareIdentifiers
     };
@@ -29479,10 +29479,10 @@ var require_commonjs2 = __commonJS({
 });
 
 // src/restore.ts
-var import_promises3 = require("node:fs/promises");
+var import_promises5 = require("node:fs/promises");
 var import_node_path6 = require("node:path");
 var import_node_stream5 = require("node:stream");
-var import_promises4 = require("node:stream/promises");
+var import_promises6 = require("node:stream/promises");
 
 // node_modules/@actions/core/lib/command.js
 var os = __toESM(require("os"), 1);
@@ -31770,19 +31770,19 @@ function balancedWithBudget(str, masked, budget) {
 }
 function maskUnmatchedOpens(masked, budget) {
   budget.remaining -= masked.length;
-  const open2 = [];
+  const open3 = [];
   for (let i = 0; i < masked.length; i++) {
     const c = masked.charCodeAt(i);
     if (c === 123) {
-      open2.push(i);
-    } else if (c === 125 && open2.length) {
-      open2.pop();
+      open3.push(i);
+    } else if (c === 125 && open3.length) {
+      open3.pop();
     }
   }
   let out = "";
   let last = 0;
-  for (let i = 0; i < open2.length; i++) {
-    const at = open2[i];
+  for (let i = 0; i < open3.length; i++) {
+    const at = open3[i];
     out += masked.slice(last, at) + "\0";
     last = at + 1;
   }
@@ -33566,10 +33566,10 @@ var Minimatch = class {
       }
       return filtered.join("/");
     }).join("|");
-    const [open2, close] = set.length > 1 ? ["(?:", ")"] : ["", ""];
-    re = "^" + open2 + re + close + "$";
+    const [open3, close] = set.length > 1 ? ["(?:", ")"] : ["", ""];
+    re = "^" + open3 + re + close + "$";
     if (this.partial) {
-      re = "^(?:\\/|" + open2 + re.slice(1, -1) + close + ")$";
+      re = "^(?:\\/|" + open3 + re.slice(1, -1) + close + ")$";
     }
     if (this.negate)
       re = "^(?!" + re + ").+$";
@@ -34259,8 +34259,9 @@ function hashFiles2(patterns_1) {
 // src/archive.ts
 var import_node_crypto = require("node:crypto");
 var import_node_fs = require("node:fs");
+var import_promises = require("node:fs/promises");
 var import_node_events = require("node:events");
-var import_promises = require("node:stream/promises");
+var import_promises2 = require("node:stream/promises");
 var tar = __toESM(require_tar_stream(), 1);
 
 // src/errors.ts
@@ -34298,64 +34299,115 @@ function errorMessage(error2) {
 }
 
 // src/archive.ts
-var MAX_PATH_LENGTH = 4096;
+var MAX_PATH_BYTES = 4e3;
+var MAX_NAME_BYTES = 255;
+var MAX_LINK_BYTES = 4095;
+var MAX_OWNER_ID = 2 ** 32 - 2;
+var MAX_MTIME_SECONDS = 8 ** 11 - 1;
+var MAX_USTAR_ID = 262143;
 var SUPPORTED = /* @__PURE__ */ new Set(["file", "contiguous-file", "directory", "symlink", "link"]);
+function unsafeModeBits(type, mode) {
+  return mode & (type === "directory" ? 2048 : 3072);
+}
 function relativeEntryPath(name) {
-  if (name.length > MAX_PATH_LENGTH || /[\0\n\r]/.test(name)) {
+  if (/[\0\n\r]/.test(name)) {
     throw new ArchiveError("ARCHIVE_PATH_UNSAFE", `unsafe entry name ${JSON.stringify(name.slice(0, 80))}`, name);
   }
   if (name.startsWith("/")) {
-    throw new ArchiveError("ARCHIVE_PATH_UNSAFE", `absolute entry name ${JSON.stringify(name)}`, name);
+    throw new ArchiveError("ARCHIVE_PATH_UNSAFE", `absolute entry name ${JSON.stringify(name.slice(0, 200))}`, name);
   }
   const parts = name.split("/").filter((p) => p !== "" && p !== ".");
   if (parts.includes("..")) {
-    throw new ArchiveError("ARCHIVE_PATH_UNSAFE", `entry name with ".." ${JSON.stringify(name)}`, name);
+    throw new ArchiveError("ARCHIVE_PATH_UNSAFE", `entry name with ".." ${JSON.stringify(name.slice(0, 200))}`, name);
   }
-  return parts.join("/");
+  const path13 = parts.join("/");
+  if (Buffer.byteLength(path13) > MAX_PATH_BYTES || parts.some((p) => Buffer.byteLength(p) > MAX_NAME_BYTES)) {
+    throw new ArchiveError("ARCHIVE_PATH_UNSAFE", `entry name too long (${MAX_NAME_BYTES} bytes per component, ${MAX_PATH_BYTES} in all) ${JSON.stringify(name.slice(0, 80))}...`, name);
+  }
+  return path13;
 }
 var EntryGuard = class {
-  symlinks = /* @__PURE__ */ new Set();
-  files = /* @__PURE__ */ new Set();
+  seen = /* @__PURE__ */ new Map();
   check(header) {
-    const parts = header.path.split("/");
+    const { path: path13, type } = header;
+    const quoted2 = JSON.stringify(path13);
+    if (path13 === "" && type !== "directory") {
+      throw new ArchiveError("ARCHIVE_ENTRY_TYPE", "the archive root is not a directory", path13);
+    }
+    if (path13 !== "" && this.seen.has(path13)) {
+      throw new ArchiveError("ARCHIVE_PATH_UNSAFE", `entry ${quoted2} is defined twice`, path13);
+    }
+    const parts = path13 === "" ? [] : path13.split("/");
     for (let i = 1; i < parts.length; i++) {
       const parent = parts.slice(0, i).join("/");
-      if (this.symlinks.has(parent)) {
-        throw new ArchiveError("ARCHIVE_PATH_ESCAPE", `entry ${JSON.stringify(header.path)} goes through symlink ${JSON.stringify(parent)}`, header.path);
+      const parentType = this.seen.get(parent);
+      if (parentType === "symlink") {
+        throw new ArchiveError("ARCHIVE_PATH_ESCAPE", `entry ${quoted2} goes through symlink ${JSON.stringify(parent)}`, path13);
+      }
+      if (parentType !== void 0 && parentType !== "directory") {
+        throw new ArchiveError("ARCHIVE_ENTRY_TYPE", `entry ${quoted2} is below ${JSON.stringify(parent)}, which is not a directory`, path13);
       }
     }
-    if (header.path === "" && header.type !== "directory") {
-      throw new ArchiveError("ARCHIVE_ENTRY_TYPE", "the archive root is not a directory", header.path);
-    }
-    if (header.type === "link") {
+    if (type === "link") {
       const target = header.linkname ?? "";
-      if (!this.files.has(target)) {
-        throw new ArchiveError("ARCHIVE_LINK_UNSAFE", `hardlink ${JSON.stringify(header.path)} points to ${JSON.stringify(target)}, not an earlier file of the archive`, header.path);
+      if (target === path13 || this.seen.get(target) !== "file") {
+        throw new ArchiveError("ARCHIVE_LINK_UNSAFE", `hardlink ${quoted2} points to ${JSON.stringify(target)}, not an earlier file of the archive`, path13);
       }
     }
-    this.symlinks.delete(header.path);
-    this.files.delete(header.path);
-    if (header.type === "symlink") this.symlinks.add(header.path);
-    if (header.type === "file") this.files.add(header.path);
+    if (type === "symlink") {
+      const target = header.linkname ?? "";
+      if (target === "" || target.includes("\0") || Buffer.byteLength(target) > MAX_LINK_BYTES) {
+        throw new ArchiveError("ARCHIVE_LINK_UNSAFE", `symlink ${quoted2} has an ${target === "" ? "empty" : "unusable"} target`, path13);
+      }
+    }
+    const unsafe = unsafeModeBits(type, header.mode);
+    if (unsafe !== 0) {
+      const bits = [unsafe & 2048 ? "setuid" : "", unsafe & 1024 ? "setgid" : ""].filter(Boolean).join(" and ");
+      throw new ArchiveError("ARCHIVE_MODE_UNSAFE", `entry ${quoted2} has the ${bits} bit (mode ${(header.mode & 4095).toString(8).padStart(4, "0")})`, path13);
+    }
+    this.seen.set(path13, type);
   }
 };
 var TreeDigest = class {
-  hash = (0, import_node_crypto.createHash)("sha256");
+  sum = 0n;
+  pending;
+  files = /* @__PURE__ */ new Map();
   bytes = 0;
   entries = 0;
   header(h) {
+    this.finish();
     const mtime = h.path === "" ? 0 : Math.floor(h.mtime.getTime() / 1e3);
-    const fields = [h.type, h.path, (h.mode & 4095).toString(8), h.uid, h.gid, mtime, h.size, h.linkname ?? ""];
-    this.hash.update(`${fields.join("\0")}
-`);
+    const linked = h.type === "link" ? this.files.get(h.linkname ?? "") : void 0;
+    const type = h.type === "link" ? "file" : h.type;
+    const size = linked ? linked.size : h.size;
+    const fields = [type, h.path, (h.mode & 4095).toString(8), h.uid, h.gid, mtime, size, h.type === "symlink" ? h.linkname ?? "" : ""];
+    const record = fields.join("\0");
     this.entries++;
+    if (h.type === "file") {
+      this.pending = { record, content: (0, import_node_crypto.createHash)("sha256"), path: h.path, size };
+    } else {
+      this.add(record, linked?.hash ?? "");
+    }
   }
   content(chunk) {
-    this.hash.update(chunk);
+    this.pending?.content.update(chunk);
     this.bytes += chunk.length;
   }
   digest() {
-    return this.hash.digest("hex");
+    this.finish();
+    return this.sum.toString(16).padStart(64, "0");
+  }
+  finish() {
+    if (!this.pending) return;
+    const { record, content, path: path13, size } = this.pending;
+    this.pending = void 0;
+    const hash = content.digest("hex");
+    this.files.set(path13, { hash, size });
+    this.add(record, hash);
+  }
+  add(record, contentHash) {
+    const entry = (0, import_node_crypto.createHash)("sha256").update(record).update("\n").update(contentHash).digest("hex");
+    this.sum = this.sum + BigInt(`0x${entry}`) & (1n << 256n) - 1n;
   }
 };
 function toEntryHeader(h, path13, linkname) {
@@ -34367,13 +34419,28 @@ function toEntryHeader(h, path13, linkname) {
     path: path13,
     type,
     mode: (h.mode ?? 0) & 4095,
-    uid: h.uid ?? 0,
-    gid: h.gid ?? 0,
-    mtime: h.mtime ?? /* @__PURE__ */ new Date(0),
+    uid: ownerId(h, "uid", path13),
+    gid: ownerId(h, "gid", path13),
+    mtime: entryTime(h.mtime, path13),
     size: type === "file" ? h.size ?? 0 : 0
   };
   if (linkname !== void 0) out.linkname = linkname;
   return out;
+}
+function ownerId(h, field, path13) {
+  const pax = h.pax?.[field];
+  const value = pax !== void 0 && /^\d{1,10}$/.test(pax) ? Number(pax) : h[field] ?? 0;
+  if (!Number.isSafeInteger(value) || value < 0 || value > MAX_OWNER_ID) {
+    throw new ArchiveError("ARCHIVE_HEADER_INVALID", `entry ${JSON.stringify(path13)} has an invalid ${field} (${String(value)})`, path13);
+  }
+  return value;
+}
+function entryTime(mtime, path13) {
+  const seconds2 = mtime === void 0 ? 0 : Math.floor(mtime.getTime() / 1e3);
+  if (!Number.isFinite(seconds2) || seconds2 > MAX_MTIME_SECONDS) {
+    throw new ArchiveError("ARCHIVE_HEADER_INVALID", `entry ${JSON.stringify(path13)} has an invalid modification time`, path13);
+  }
+  return new Date(Math.max(0, seconds2) * 1e3);
 }
 var TYPE_BITS = { file: 32768, directory: 16384, symlink: 40960, link: 32768 };
 function toTarHeader(h, name, linkname) {
@@ -34387,6 +34454,7 @@ function toTarHeader(h, name, linkname) {
     size: h.size
   };
   if (linkname !== void 0) out.linkname = linkname;
+  if (h.uid > MAX_USTAR_ID || h.gid > MAX_USTAR_ID) out.pax = { uid: String(h.uid), gid: String(h.gid) };
   return out;
 }
 async function writeEntry(pack2, header, body2, onChunk) {
@@ -34399,15 +34467,26 @@ async function writeEntry(pack2, header, body2, onChunk) {
   if (body2) {
     for await (const chunk of body2) {
       onChunk?.(chunk);
-      if (!sink.write(chunk)) await (0, import_node_events.once)(sink, "drain");
+      if (!sink.write(chunk)) await drained(sink);
     }
   }
   sink.end();
   await finished;
 }
+async function drained(stream3) {
+  if (stream3.destroyed) throw new Error("the archive stream was closed");
+  const ac = new AbortController();
+  try {
+    await Promise.race([(0, import_node_events.once)(stream3, "drain", { signal: ac.signal }), (0, import_node_events.once)(stream3, "close", { signal: ac.signal }).then(() => {
+      throw new Error("the archive stream was closed");
+    })]);
+  } finally {
+    ac.abort();
+  }
+}
 async function forEachEntry(source, onEntry) {
   const extract2 = tar.extract();
-  const feeding = (0, import_promises.pipeline)(source, extract2);
+  const feeding = (0, import_promises2.pipeline)(source, extract2);
   let failure;
   feeding.catch((error2) => {
     failure ??= error2;
@@ -34429,21 +34508,52 @@ async function forEachEntry(source, onEntry) {
   }
 }
 async function scanMountArchive(archivePath, limits) {
+  const source = await openArchive(archivePath, limits.maxBytes);
   const guard = new EntryGuard();
   const digest = new TreeDigest();
-  await forEachEntry((0, import_node_fs.createReadStream)(archivePath), async (h, body2) => {
+  let sawRoot = false;
+  await forEachEntry(source, async (h, body2) => {
     const entry = readMountEntry(h);
     guard.check(entry);
+    if (entry.path === "") {
+      if (sawRoot) return;
+    } else if (!sawRoot) {
+      digest.header(defaultRoot());
+    }
+    sawRoot = true;
     digest.header(entry);
+    const overLimit = () => digest.bytes + digest.entries * HEADER_BYTES > limits.maxBytes;
+    if (overLimit()) throw tooLarge(limits.maxBytes);
     for await (const chunk of body2) {
       digest.content(chunk);
-      if (digest.bytes > limits.maxBytes) {
-        throw new ArchiveError("ARCHIVE_TOO_LARGE", `archive expands past the ${limits.maxBytes}-byte limit`);
-      }
+      if (overLimit()) throw tooLarge(limits.maxBytes);
     }
   });
   if (digest.entries === 0) throw new ArchiveError("ARCHIVE_UNEXPECTED", "archive has no entries");
   return { digest: digest.digest(), bytes: digest.bytes, entries: digest.entries };
+}
+var HEADER_BYTES = 512;
+function tooLarge(maxBytes) {
+  return new ArchiveError("ARCHIVE_TOO_LARGE", `archive expands past the ${maxBytes}-byte limit (content plus ${HEADER_BYTES} bytes per entry)`);
+}
+async function openArchive(archivePath, maxBytes) {
+  let handle;
+  try {
+    handle = await (0, import_promises.open)(archivePath, import_node_fs.constants.O_RDONLY | import_node_fs.constants.O_NOFOLLOW | import_node_fs.constants.O_NONBLOCK);
+  } catch (error2) {
+    const code = error2.code;
+    if (code === "ELOOP") throw new ArchiveError("ARCHIVE_NOT_FILE", `not a mount archive: ${archivePath} is a symlink`);
+    throw new ArchiveError("ARCHIVE_UNEXPECTED", `cannot read archive: ${error2.message}`);
+  }
+  try {
+    const stat2 = await handle.stat();
+    if (!stat2.isFile()) throw new ArchiveError("ARCHIVE_NOT_FILE", `not a mount archive: ${archivePath} is not a regular file`);
+    if (maxBytes !== void 0 && stat2.size > 2 * maxBytes + 1024 ** 2) throw tooLarge(maxBytes);
+  } catch (error2) {
+    await handle.close();
+    throw error2;
+  }
+  return handle.createReadStream();
 }
 function readMountEntry(h) {
   const path13 = relativeEntryPath(h.name);
@@ -34457,7 +34567,7 @@ function buildContext(dockerfile, mounts) {
     for (const m of mounts) {
       const guard = new EntryGuard();
       let sawRoot = false;
-      await forEachEntry((0, import_node_fs.createReadStream)(m.archivePath), async (h, body2) => {
+      await forEachEntry(await openArchive(m.archivePath), async (h, body2) => {
         const entry = readMountEntry(h);
         guard.check(entry);
         if (entry.path === "") {
@@ -34480,6 +34590,12 @@ function buildContext(dockerfile, mounts) {
 async function* oneChunk(chunk) {
   yield chunk;
 }
+function defaultRoot() {
+  return { path: "", type: "directory", mode: 493, uid: 0, gid: 0, mtime: /* @__PURE__ */ new Date(0), size: 0 };
+}
+
+// src/cache.ts
+var import_promises3 = require("node:fs/promises");
 
 // node_modules/@actions/cache/lib/cache.js
 var path12 = __toESM(require("path"), 1);
@@ -45533,15 +45649,15 @@ var NativeCRC64 = (() => {
               runDependencyWatcher = null;
               return;
             }
-            var shown = false;
+            var shown2 = false;
             for (var dep in runDependencyTracking) {
-              if (!shown) {
-                shown = true;
+              if (!shown2) {
+                shown2 = true;
                 err("still waiting on run dependencies:");
               }
               err("dependency: " + dep);
             }
-            if (shown) {
+            if (shown2) {
               err("(end of list)");
             }
           }, 1e4);
@@ -71661,14 +71777,40 @@ var actionsCache = {
   available: () => isFeatureAvailable(),
   readable: () => cacheModeAllows("read"),
   writable: () => cacheModeAllows("write"),
-  restore: async (archivePath, primaryKey, restoreKeys) => restoreCache([archivePath], primaryKey, restoreKeys),
+  restore: restoreArchive,
   exists: async (archivePath, key) => await restoreCache([archivePath], key, [], { lookupOnly: true }) === key,
   save: async (archivePath, key) => await saveCache2([archivePath], key) !== -1
 };
+async function restoreArchive(archivePath, primaryKey, restoreKeys) {
+  const found = await restoreCache([archivePath], primaryKey, restoreKeys, { lookupOnly: true });
+  if (found === void 0) return void 0;
+  const matched = await restoreCache([archivePath], primaryKey, restoreKeys);
+  if (matched === void 0) {
+    await (0, import_promises3.rm)(archivePath, { recursive: true, force: true });
+    throw new Error(`${found} was found but could not be downloaded or unpacked (see the cache warning above)`);
+  }
+  const kind = await fileKind(archivePath);
+  if (kind !== "file") {
+    await (0, import_promises3.rm)(archivePath, { recursive: true, force: true });
+    throw new Error(`${matched} does not hold a mount archive (${kind} at the archive path)`);
+  }
+  return matched;
+}
+async function fileKind(path13) {
+  try {
+    const st = await (0, import_promises3.lstat)(path13);
+    if (st.isFile()) return "file";
+    if (st.isDirectory()) return "a directory";
+    if (st.isSymbolicLink()) return "a symlink";
+    return "a special file";
+  } catch {
+    return "nothing";
+  }
+}
 
 // src/command.ts
 var import_node_child_process = require("node:child_process");
-var import_promises2 = require("node:stream/promises");
+var import_promises4 = require("node:stream/promises");
 var STDERR_TAIL = 64 * 1024;
 var runCommand = async (command, args, options = {}) => {
   const argv = [command, ...args];
@@ -71692,7 +71834,7 @@ var runCommand = async (command, args, options = {}) => {
     child2.once("error", reject);
     child2.once("close", (code) => resolve3(code));
   });
-  const feeding = options.stdin && child2.stdin ? (0, import_promises2.pipeline)(options.stdin, child2.stdin) : Promise.resolve();
+  const feeding = options.stdin && child2.stdin ? (0, import_promises4.pipeline)(options.stdin, child2.stdin) : Promise.resolve();
   let stdoutText = "";
   const consuming = options.stdout ? options.stdout(out) : (async () => {
     out.setEncoding("utf8");
@@ -71751,6 +71893,9 @@ var import_node_path2 = require("node:path");
 var SHARINGS = ["shared", "private", "locked"];
 var ID_PATTERN = /^[A-Za-z0-9_./][A-Za-z0-9_.:@+/-]*$/;
 var MAX_ID_LENGTH = 200;
+var TARGET_PATTERN = /^\/[A-Za-z0-9_.:@+~%/-]*$/;
+var MAX_TARGET_LENGTH = 1024;
+var MAX_PATTERN_LENGTH2 = 1024;
 var MAX_ID = 2 ** 31 - 1;
 function cleanTarget(target) {
   const cleaned = import_node_path2.posix.normalize(target);
@@ -71775,7 +71920,8 @@ function parseJsonList(text, inputName) {
   try {
     value = JSON.parse(text);
   } catch (error2) {
-    throw new InputError(inputName, `is not valid JSON: ${error2.message}`);
+    const reason = error2.message.replace(/[\u0000-\u001f\u007f\u2028\u2029]+/g, " ");
+    throw new InputError(inputName, `is not valid JSON: ${truncate(reason)}`);
   }
   if (!Array.isArray(value) || value.some((v) => typeof v !== "object" || v === null || Array.isArray(v))) {
     throw new InputError(inputName, 'must be a JSON array of objects like {"id": "npm", "target": "/root/.npm"}');
@@ -71784,14 +71930,14 @@ function parseJsonList(text, inputName) {
 }
 function parseFlagLine(line, where3) {
   const body2 = line.startsWith("--mount=") ? line.slice("--mount=".length) : line;
-  const out = {};
+  const out = /* @__PURE__ */ Object.create(null);
   for (const part of body2.split(",")) {
     const field = part.trim();
     if (field === "") continue;
     const eq = field.indexOf("=");
     const name = (eq < 0 ? field : field.slice(0, eq)).trim().toLowerCase();
     const value = eq < 0 ? true : field.slice(eq + 1).trim();
-    if (name in out) throw new InputError(where3, `option "${name}" is given twice`);
+    if (Object.hasOwn(out, name)) throw new InputError(where3, `option ${quoted(name)} is given twice`);
     out[name] = value;
   }
   return out;
@@ -71800,11 +71946,11 @@ var KNOWN_FIELDS = /* @__PURE__ */ new Set(["type", "id", "target", "dst", "dest
 function toMountSpec(entry, where3, options = {}) {
   for (const name of Object.keys(entry)) {
     if (!KNOWN_FIELDS.has(name)) {
-      throw new InputError(where3, `unknown option "${name}" (expected id, target, uid, gid, mode, sharing, key-files, exclude, max-size)`);
+      throw new InputError(where3, `unknown option ${quoted(name)} (expected id, target, uid, gid, mode, sharing, key-files, exclude, max-size)`);
     }
   }
   if (entry.type !== void 0 && entry.type !== "cache") {
-    throw new InputError(where3, `type must be "cache", got "${String(entry.type)}"`);
+    throw new InputError(where3, `type must be "cache", got ${quoted(String(entry.type))}`);
   }
   const targetRaw = entry.target ?? entry.dst ?? entry.destination;
   if (targetRaw === void 0 && options.partial && typeof entry.id === "string") {
@@ -71814,10 +71960,13 @@ function toMountSpec(entry, where3, options = {}) {
     throw new InputError(where3, "needs a target path (target=/path as in the Dockerfile)");
   }
   if (!targetRaw.startsWith("/")) {
-    throw new InputError(where3, `target must be an absolute path, got "${targetRaw}"`);
+    throw new InputError(where3, `target must be an absolute path, got ${quoted(targetRaw)}`);
   }
   const target = cleanTarget(targetRaw);
   const id = validId(entry.id === void 0 ? target : entry.id, where3);
+  if (target.length > MAX_TARGET_LENGTH || !TARGET_PATTERN.test(target)) {
+    throw new InputError(where3, `target ${quoted(targetRaw)} must be an absolute path of at most ${MAX_TARGET_LENGTH} letters, digits and . _ - : @ + ~ % /`);
+  }
   return withOptions({ id, target }, entry, where3);
 }
 function validId(id, where3) {
@@ -71825,7 +71974,7 @@ function validId(id, where3) {
   if (id.length > MAX_ID_LENGTH || !ID_PATTERN.test(id)) {
     throw new InputError(
       where3,
-      `id "${truncate(id)}" must be at most ${MAX_ID_LENGTH} characters of letters, digits and . _ - : @ + /`
+      `id ${quoted(id)} must be at most ${MAX_ID_LENGTH} characters of letters, digits and . _ - : @ + /`
     );
   }
   return id;
@@ -71839,7 +71988,7 @@ function withOptions(spec, entry, where3) {
   if (mode !== void 0) spec.mode = mode;
   if (entry.sharing !== void 0) {
     if (typeof entry.sharing !== "string" || !SHARINGS.includes(entry.sharing)) {
-      throw new InputError(where3, `sharing must be one of ${SHARINGS.join(", ")}, got "${String(entry.sharing)}"`);
+      throw new InputError(where3, `sharing must be one of ${SHARINGS.join(", ")}, got ${quoted(String(entry.sharing))}`);
     }
     spec.sharing = entry.sharing;
   }
@@ -71849,7 +71998,7 @@ function withOptions(spec, entry, where3) {
   if (exclude !== void 0) {
     for (const p of exclude) {
       if (p.startsWith("/") || p.split("/").includes("..")) {
-        throw new InputError(where3, `exclude pattern "${p}" must be relative to the mount root, without ".."`);
+        throw new InputError(where3, `exclude pattern ${quoted(p)} must be relative to the mount root, without ".."`);
       }
     }
     spec.exclude = exclude;
@@ -71865,20 +72014,25 @@ function optionalPatterns(value, where3, name) {
   }
   const patterns = list.map((p) => p.trim()).filter((p) => p !== "");
   if (patterns.length === 0) throw new InputError(where3, `${name} is empty`);
+  for (const p of patterns) {
+    if (p.length > MAX_PATTERN_LENGTH2 || /[\u0000-\u001f\u007f]/.test(p)) {
+      throw new InputError(where3, `${name} pattern ${quoted(p)} has control characters or is too long`);
+    }
+  }
   return patterns;
 }
 var SIZE_UNITS = { "": 1, k: 1024, m: 1024 ** 2, g: 1024 ** 3, t: 1024 ** 4 };
 function parseSize(value, where3, name) {
   const text = String(value).trim();
   const match3 = /^(\d+(?:\.\d+)?)\s*([kmgt]?)i?b?$/i.exec(text);
-  if (!match3) throw new InputError(where3, `${name} must be a size like 500M or 2G, got "${truncate(text)}"`);
+  if (!match3) throw new InputError(where3, `${name} must be a size like 500M or 2G, got ${quoted(text)}`);
   return Math.floor(Number(match3[1]) * (SIZE_UNITS[(match3[2] ?? "").toLowerCase()] ?? 1));
 }
 function optionalNumber(value, where3, name) {
   if (value === void 0) return void 0;
   const text = typeof value === "number" ? String(value) : value;
   if (typeof text !== "string" || !/^\d{1,10}$/.test(text) || Number(text) > MAX_ID) {
-    throw new InputError(where3, `${name} must be a non-negative integer, got "${truncate(String(value))}"`);
+    throw new InputError(where3, `${name} must be a non-negative integer, got ${quoted(String(value))}`);
   }
   return Number(text);
 }
@@ -71886,12 +72040,15 @@ function optionalMode(value, where3) {
   if (value === void 0) return void 0;
   const text = typeof value === "number" ? String(value) : value;
   if (typeof text !== "string" || !/^0?[0-7]{1,4}$/.test(text)) {
-    throw new InputError(where3, `mode must be an octal number like 0755, got "${truncate(String(value))}"`);
+    throw new InputError(where3, `mode must be an octal number like 0755, got ${quoted(String(value))}`);
   }
   return parseInt(text, 8);
 }
 function truncate(text) {
   return text.length > 60 ? `${text.slice(0, 57)}...` : text;
+}
+function quoted(text) {
+  return JSON.stringify(truncate(text));
 }
 function formatMode(mode) {
   return `0${mode.toString(8)}`;
@@ -72848,36 +73005,45 @@ var InputName = {
   platform: "platform",
   save: "save",
   maxSize: "max-size",
+  extractVia: "extract-via",
+  maxRestoreSize: "max-restore-size",
   dockerfile: "dockerfile",
   buildArgs: "build-args",
   platforms: "platforms",
   state: "state"
 };
+var DEFAULT_MAX_RESTORE_BYTES = 64 * 1024 ** 3;
 var CLIENTS = ["auto", "buildx", "docker"];
 var IMAGE_PATTERN = /^[a-z0-9][a-z0-9._/:@-]*$/;
 var BUILDER_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._-]*$/;
 var PLATFORM_PATTERN = /^[a-z0-9]+\/[a-z0-9]+(\/[a-z0-9]+)?$/;
 var PREFIX_PATTERN = /^[A-Za-z0-9._-]{1,100}$/;
+var MAX_IMAGE_LENGTH = 512;
+var MAX_BUILDER_LENGTH = 128;
+var MAX_PLATFORM_LENGTH = 64;
+function shown(value) {
+  return JSON.stringify(value.length > 80 ? `${value.slice(0, 77)}...` : value);
+}
 function getInputs() {
   const keyPrefix = getInput(InputName.keyPrefix).trim() || "buildkit-mount-cache";
   if (!PREFIX_PATTERN.test(keyPrefix)) {
     throw new InputError(InputName.keyPrefix, 'must be 1-100 letters, digits, ".", "_" or "-"');
   }
   const utilityImage = getInput(InputName.utilityImage).trim() || "busybox:1.36";
-  if (!IMAGE_PATTERN.test(utilityImage)) {
-    throw new InputError(InputName.utilityImage, `"${utilityImage}" is not an image reference (lowercase name[:tag][@digest])`);
+  if (utilityImage.length > MAX_IMAGE_LENGTH || !IMAGE_PATTERN.test(utilityImage)) {
+    throw new InputError(InputName.utilityImage, `${shown(utilityImage)} is not an image reference (lowercase name[:tag][@digest])`);
   }
   const builder = getInput(InputName.builder).trim();
-  if (builder !== "" && !BUILDER_PATTERN.test(builder)) {
-    throw new InputError(InputName.builder, `"${builder}" is not a builder name`);
+  if (builder !== "" && (builder.length > MAX_BUILDER_LENGTH || !BUILDER_PATTERN.test(builder))) {
+    throw new InputError(InputName.builder, `${shown(builder)} is not a builder name (letters, digits, ".", "_", "-")`);
   }
   const client = getInput(InputName.client).trim() || "auto";
   if (!CLIENTS.includes(client)) {
-    throw new InputError(InputName.client, `must be one of ${CLIENTS.join(", ")}, got "${client}"`);
+    throw new InputError(InputName.client, `must be one of ${CLIENTS.join(", ")}, got ${shown(client)}`);
   }
   const platform2 = getInput(InputName.platform).trim();
-  if (platform2 !== "" && !PLATFORM_PATTERN.test(platform2)) {
-    throw new InputError(InputName.platform, `"${platform2}" is not a platform like linux/amd64`);
+  if (platform2 !== "" && !validPlatform(platform2)) {
+    throw new InputError(InputName.platform, `${shown(platform2)} is not a platform like linux/amd64`);
   }
   const keyFiles = listInput(getInput(InputName.keyFiles));
   const platforms = platformsInput();
@@ -72890,13 +73056,27 @@ function getInputs() {
     client,
     // Keys follow the build's platforms (a per-platform matrix job keys itself), else the runner's.
     platform: platform2 || (platforms.length > 0 ? platforms.join(",") : runnerPlatform()),
-    save: booleanInput(InputName.save, true)
+    save: booleanInput(InputName.save, true),
+    extractVia: extractViaInput()
   };
   if (builder !== "") inputs.builder = builder;
   if (resolved.cacheNamespace !== void 0) inputs.cacheNamespace = resolved.cacheNamespace;
   const maxSize2 = getInput(InputName.maxSize).trim();
   if (maxSize2 !== "") inputs.maxSize = parseSize(maxSize2, InputName.maxSize, "the value");
+  inputs.maxRestoreBytes = maxRestoreInput();
   return inputs;
+}
+function maxRestoreInput() {
+  const text = getInput(InputName.maxRestoreSize).trim();
+  if (text === "") return DEFAULT_MAX_RESTORE_BYTES;
+  const bytes = parseSize(text, InputName.maxRestoreSize, "the value");
+  if (!Number.isSafeInteger(bytes) || bytes < 1024) {
+    throw new InputError(InputName.maxRestoreSize, `must be a size of at least 1K, like 500M or 10G, got ${shown(text)}`);
+  }
+  return bytes;
+}
+function validPlatform(p) {
+  return p.length <= MAX_PLATFORM_LENGTH && PLATFORM_PATTERN.test(p);
 }
 function readMounts(stepKeyFiles, platforms) {
   const mountsText = getInput(InputName.mounts);
@@ -72920,10 +73100,18 @@ ${resolved.report.join("\n")}`);
   }
   return resolved;
 }
+function extractViaInput() {
+  const value = getInput(InputName.extractVia).trim() || "auto";
+  if (!EXTRACT_CHOICES.includes(value)) {
+    throw new InputError(InputName.extractVia, `must be one of ${EXTRACT_CHOICES.join(", ")}, got ${shown(value)}`);
+  }
+  return value;
+}
+var EXTRACT_CHOICES = ["auto", "loopback", "export"];
 function platformsInput() {
   const platforms = getInput(InputName.platforms).split(/[,\n]/).map((p) => p.trim()).filter((p) => p !== "");
   for (const p of platforms) {
-    if (!PLATFORM_PATTERN.test(p)) throw new InputError(InputName.platforms, `"${p}" is not a platform like linux/arm64`);
+    if (!validPlatform(p)) throw new InputError(InputName.platforms, `${shown(p)} is not a platform like linux/arm64`);
   }
   return platforms;
 }
@@ -72932,7 +73120,7 @@ function booleanInput(name, fallback) {
   if (value === "") return fallback;
   if (["true", "True", "TRUE"].includes(value)) return true;
   if (["false", "False", "FALSE"].includes(value)) return false;
-  throw new InputError(name, `must be true or false, got "${value}"`);
+  throw new InputError(name, `must be true or false, got ${shown(value)}`);
 }
 function listInput(text) {
   return text.split(/\r?\n/).map((s) => s.trim()).filter((s) => s !== "");
@@ -73016,18 +73204,18 @@ async function resolveEngine(run, choice, builder, docker = "docker") {
   }
   return builder ? { client, builder, docker } : { client, docker };
 }
-function buildInvocation(engine, nonce = (0, import_node_crypto6.randomUUID)(), baseEnv = process.env, buildArgs = {}) {
+function buildInvocation(engine, nonce = (0, import_node_crypto6.randomUUID)(), baseEnv = process.env, buildArgs = {}, network = "none") {
   const args = Object.entries(buildArgs).flatMap(([k, v]) => ["--build-arg", `${k}=${v}`]);
-  const common = ["--progress=plain", "--network=none", "--build-arg", `${NONCE_ARG}=${nonce}`, ...args, "--output", "type=tar,dest=-", "-"];
+  const common = ["--progress=plain", `--network=${network}`, "--build-arg", `${NONCE_ARG}=${nonce}`, ...args, "--output", "type=tar,dest=-", "-"];
   if (engine.client === "buildx") {
     const builder = engine.builder ? ["--builder", engine.builder] : [];
     return { command: engine.docker, args: ["buildx", "build", ...builder, "--provenance=false", ...common], env: baseEnv };
   }
   return { command: engine.docker, args: ["build", ...common], env: { ...baseEnv, DOCKER_BUILDKIT: "1" } };
 }
-async function runBuild(run, engine, context3, output, onLine, buildArgs = {}) {
-  const inv = buildInvocation(engine, void 0, void 0, buildArgs);
-  await run(inv.command, inv.args, { env: inv.env, stdin: context3, stdout: output, ...onLine ? { onStderrLine: onLine } : {} });
+async function runBuild(run, engine, build) {
+  const inv = buildInvocation(engine, void 0, void 0, build.buildArgs ?? {}, build.network ?? "none");
+  await run(inv.command, inv.args, { env: inv.env, stdin: build.context, stdout: build.output, ...build.onLine ? { onStderrLine: build.onLine } : {} });
 }
 
 // src/format.ts
@@ -73117,7 +73305,7 @@ async function planMounts(services, inputs) {
     const keyId = inputs.cacheNamespace ? `${inputs.cacheNamespace}/${spec.id}` : spec.id;
     mounts.push({ index, spec, keys: mountKeys(inputs.keyPrefix, keyId, inputs.platform, filesHash), archivePath: mountArchivePath(keyId) });
   }
-  const state3 = { version: 1, engine, utilityImage: inputs.utilityImage, save: inputs.save, mounts };
+  const state3 = { version: 1, engine, utilityImage: inputs.utilityImage, save: inputs.save, extractVia: inputs.extractVia, mounts };
   if (inputs.maxSize !== void 0) state3.maxSize = inputs.maxSize;
   if (inputs.cacheNamespace !== void 0) state3.cacheNamespace = inputs.cacheNamespace;
   return state3;
@@ -73142,7 +73330,7 @@ async function restoreMounts(services, state3) {
       await log2.group("Inject into the builder", async () => inject(services.run, state3, restored));
     }
   } finally {
-    await Promise.all(mounts.map((m) => (0, import_promises3.rm)(m.archivePath, { force: true })));
+    await Promise.all(mounts.map((m) => (0, import_promises5.rm)(m.archivePath, { force: true })));
   }
 }
 async function restoreAll(cache, mounts) {
@@ -73157,8 +73345,8 @@ async function restoreAll(cache, mounts) {
   for (const m of mounts) {
     const started = Date.now();
     try {
-      await (0, import_promises3.mkdir)((0, import_node_path6.dirname)(m.archivePath), { recursive: true });
-      await (0, import_promises3.rm)(m.archivePath, { force: true });
+      await (0, import_promises5.mkdir)((0, import_node_path6.dirname)(m.archivePath), { recursive: true });
+      await (0, import_promises5.rm)(m.archivePath, { force: true });
       const matched = await cache.restore(m.archivePath, m.keys.base, m.keys.restoreKeys);
       if (matched === void 0) {
         log2.info(`${m.spec.id}: miss (looked for ${m.keys.base})`);
@@ -73189,7 +73377,7 @@ ${dockerfile}`);
     restored.map((m) => ({ dir: contextDir(m.index), archivePath: m.archivePath }))
   );
   try {
-    await runBuild(run, state3.engine, context3, async (out) => (0, import_promises4.pipeline)(out, discard()), (line) => log2.debug(line), generatedBuildArgs(state3));
+    await runBuild(run, state3.engine, { context: context3, output: async (out) => (0, import_promises6.pipeline)(out, discard()), onLine: (line) => log2.debug(line), buildArgs: generatedBuildArgs(state3) });
     const bytes = restored.reduce((sum, m) => sum + (m.restoredBytes ?? 0), 0);
     log2.info(`Injected ${restored.length} mount(s), ${formatBytes(bytes)} in ${seconds(started)}`);
   } catch (error2) {

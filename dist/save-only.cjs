@@ -5780,7 +5780,7 @@ var require_client_h1 = __commonJS({
       kResume,
       kHTTPContext
     } = require_symbols();
-    var constants4 = require_constants2();
+    var constants5 = require_constants2();
     var EMPTY_BUF = Buffer.alloc(0);
     var FastBuffer = Buffer[Symbol.species];
     var addListener = util6.addListener;
@@ -5855,7 +5855,7 @@ var require_client_h1 = __commonJS({
       constructor(client, socket, { exports: exports3 }) {
         assert4(Number.isFinite(client[kMaxHeadersSize]) && client[kMaxHeadersSize] > 0);
         this.llhttp = exports3;
-        this.ptr = this.llhttp.llhttp_alloc(constants4.TYPE.RESPONSE);
+        this.ptr = this.llhttp.llhttp_alloc(constants5.TYPE.RESPONSE);
         this.client = client;
         this.socket = socket;
         this.timeout = null;
@@ -5950,11 +5950,11 @@ var require_client_h1 = __commonJS({
             currentBufferRef = null;
           }
           const offset = llhttp.llhttp_get_error_pos(this.ptr) - currentBufferPtr;
-          if (ret !== constants4.ERROR.OK) {
+          if (ret !== constants5.ERROR.OK) {
             const body2 = data.subarray(offset);
-            if (ret === constants4.ERROR.PAUSED_UPGRADE) {
+            if (ret === constants5.ERROR.PAUSED_UPGRADE) {
               this.onUpgrade(body2);
-            } else if (ret === constants4.ERROR.PAUSED) {
+            } else if (ret === constants5.ERROR.PAUSED) {
               this.paused = true;
               socket.unshift(body2);
             } else {
@@ -5977,10 +5977,10 @@ var require_client_h1 = __commonJS({
         } finally {
           currentParser = null;
         }
-        if (ret === constants4.ERROR.OK) {
+        if (ret === constants5.ERROR.OK) {
           return null;
         }
-        if (ret === constants4.ERROR.PAUSED || ret === constants4.ERROR.PAUSED_UPGRADE) {
+        if (ret === constants5.ERROR.PAUSED || ret === constants5.ERROR.PAUSED_UPGRADE) {
           this.paused = true;
           return null;
         }
@@ -5997,7 +5997,7 @@ var require_client_h1 = __commonJS({
           const len = new Uint8Array(llhttp.memory.buffer, ptr).indexOf(0);
           message = "Response does not match the HTTP/1.1 protocol (" + Buffer.from(llhttp.memory.buffer, ptr, len).toString() + ")";
         }
-        return new HTTPParserError(message, constants4.ERROR[ret], data);
+        return new HTTPParserError(message, constants5.ERROR[ret], data);
       }
       destroy() {
         assert4(this.ptr != null);
@@ -6177,7 +6177,7 @@ var require_client_h1 = __commonJS({
           socket[kBlocking] = false;
           client[kResume]();
         }
-        return pause ? constants4.ERROR.PAUSED : 0;
+        return pause ? constants5.ERROR.PAUSED : 0;
       }
       onBody(buf) {
         const { client, socket, statusCode, maxResponseSize } = this;
@@ -6199,7 +6199,7 @@ var require_client_h1 = __commonJS({
         }
         this.bytesRead += buf.length;
         if (request.onData(buf) === false) {
-          return constants4.ERROR.PAUSED;
+          return constants5.ERROR.PAUSED;
         }
       }
       onMessageComplete() {
@@ -6235,13 +6235,13 @@ var require_client_h1 = __commonJS({
         if (socket[kWriting]) {
           assert4(client[kRunning] === 0);
           util6.destroy(socket, new InformationalError("reset"));
-          return constants4.ERROR.PAUSED;
+          return constants5.ERROR.PAUSED;
         } else if (!shouldKeepAlive) {
           util6.destroy(socket, new InformationalError("reset"));
-          return constants4.ERROR.PAUSED;
+          return constants5.ERROR.PAUSED;
         } else if (socket[kReset] && client[kRunning] === 0) {
           util6.destroy(socket, new InformationalError("reset"));
-          return constants4.ERROR.PAUSED;
+          return constants5.ERROR.PAUSED;
         } else if (client[kPipelining] == null || client[kPipelining] === 1) {
           setImmediate(() => client[kResume]());
         } else {
@@ -6862,7 +6862,7 @@ var require_client_h2 = __commonJS({
     "use strict";
     var assert4 = require("node:assert");
     var { errorMonitor } = require("node:events");
-    var { pipeline: pipeline5 } = require("node:stream");
+    var { pipeline: pipeline6 } = require("node:stream");
     var util6 = require_util();
     var {
       RequestContentLengthMismatchError,
@@ -7341,7 +7341,7 @@ var require_client_h2 = __commonJS({
     }
     function writeStream(abort, socket, expectsPayload, h2stream, body2, client, request, contentLength2) {
       assert4(contentLength2 !== 0 || client[kRunning] === 0, "stream body cannot be pipelined");
-      const pipe = pipeline5(
+      const pipe = pipeline6(
         body2,
         h2stream,
         (err) => {
@@ -9440,7 +9440,7 @@ var require_readable = __commonJS({
   "node_modules/undici/lib/api/readable.js"(exports2, module2) {
     "use strict";
     var assert4 = require("node:assert");
-    var { Readable: Readable5 } = require("node:stream");
+    var { Readable: Readable6 } = require("node:stream");
     var { RequestAbortedError, NotSupportedError, InvalidArgumentError, AbortError: AbortError3 } = require_errors();
     var util6 = require_util();
     var { ReadableStreamFrom } = require_util();
@@ -9452,7 +9452,7 @@ var require_readable = __commonJS({
     var kContentLength = Symbol("kContentLength");
     var noop = () => {
     };
-    var BodyReadable = class extends Readable5 {
+    var BodyReadable = class extends Readable6 {
       constructor({
         resume,
         abort,
@@ -9794,7 +9794,7 @@ var require_api_request = __commonJS({
   "node_modules/undici/lib/api/api-request.js"(exports2, module2) {
     "use strict";
     var assert4 = require("node:assert");
-    var { Readable: Readable5 } = require_readable();
+    var { Readable: Readable6 } = require_readable();
     var { InvalidArgumentError, RequestAbortedError } = require_errors();
     var util6 = require_util();
     var { getResolveErrorBodyCallback } = require_util3();
@@ -9889,7 +9889,7 @@ var require_api_request = __commonJS({
         const parsedHeaders = responseHeaders === "raw" ? util6.parseHeaders(rawHeaders) : headers;
         const contentType2 = parsedHeaders["content-type"];
         const contentLength2 = parsedHeaders["content-length"];
-        const res = new Readable5({
+        const res = new Readable6({
           resume,
           abort,
           contentType: contentType2,
@@ -10204,7 +10204,7 @@ var require_api_pipeline = __commonJS({
   "node_modules/undici/lib/api/api-pipeline.js"(exports2, module2) {
     "use strict";
     var {
-      Readable: Readable5,
+      Readable: Readable6,
       Duplex,
       PassThrough
     } = require("node:stream");
@@ -10218,7 +10218,7 @@ var require_api_pipeline = __commonJS({
     var { addSignal, removeSignal } = require_abort_signal();
     var assert4 = require("node:assert");
     var kResume = Symbol("resume");
-    var PipelineRequest = class extends Readable5 {
+    var PipelineRequest = class extends Readable6 {
       constructor() {
         super({ autoDestroy: true });
         this[kResume] = null;
@@ -10235,7 +10235,7 @@ var require_api_pipeline = __commonJS({
         callback(err);
       }
     };
-    var PipelineResponse = class extends Readable5 {
+    var PipelineResponse = class extends Readable6 {
       constructor(resume) {
         super({ autoDestroy: true });
         this[kResume] = resume;
@@ -10386,7 +10386,7 @@ var require_api_pipeline = __commonJS({
         util6.destroy(ret, err);
       }
     };
-    function pipeline5(opts, handler) {
+    function pipeline6(opts, handler) {
       try {
         const pipelineHandler = new PipelineHandler(opts, handler);
         this.dispatch({ ...opts, body: pipelineHandler.req }, pipelineHandler);
@@ -10395,7 +10395,7 @@ var require_api_pipeline = __commonJS({
         return new PassThrough().destroy(err);
       }
     }
-    module2.exports = pipeline5;
+    module2.exports = pipeline6;
   }
 });
 
@@ -13560,7 +13560,7 @@ var require_fetch = __commonJS({
       subresourceSet
     } = require_constants3();
     var EE = require("node:events");
-    var { Readable: Readable5, pipeline: pipeline5, finished } = require("node:stream");
+    var { Readable: Readable6, pipeline: pipeline6, finished } = require("node:stream");
     var { addAbortListener, isErrored, isReadable, bufferToLowerCasedHeaderName } = require_util();
     var { dataURLProcessor, serializeAMimeType, minimizeSupportedMimeType } = require_data_url();
     var { getGlobalDispatcher } = require_global2();
@@ -14499,13 +14499,13 @@ var require_fetch = __commonJS({
                   }
                 }
               }
-              this.body = new Readable5({ read: resume });
+              this.body = new Readable6({ read: resume });
               const onError = this.onError.bind(this);
               resolve3({
                 status,
                 statusText,
                 headersList,
-                body: decoders.length ? pipeline5(this.body, ...decoders, (err) => {
+                body: decoders.length ? pipeline6(this.body, ...decoders, (err) => {
                   if (err) {
                     this.onError(err);
                   }
@@ -17420,7 +17420,7 @@ var require_permessage_deflate = __commonJS({
 var require_receiver = __commonJS({
   "node_modules/undici/lib/web/websocket/receiver.js"(exports2, module2) {
     "use strict";
-    var { Writable } = require("node:stream");
+    var { Writable: Writable2 } = require("node:stream");
     var assert4 = require("node:assert");
     var { parserStates, opcodes, states, emptyBuffer, sentCloseFrameState } = require_constants5();
     var { kReadyState, kSentClose, kResponse, kReceivedClose } = require_symbols5();
@@ -17443,7 +17443,7 @@ var require_receiver = __commonJS({
       closeWebSocketConnection(ws, code, reason, Buffer.byteLength(reason));
       failWebsocketConnection(ws, reason);
     }
-    var ByteParser = class extends Writable {
+    var ByteParser = class extends Writable2 {
       #buffers = [];
       #fragmentsBytes = 0;
       #byteOffset = 0;
@@ -18706,7 +18706,7 @@ ${value}`;
 var require_eventsource = __commonJS({
   "node_modules/undici/lib/web/eventsource/eventsource.js"(exports2, module2) {
     "use strict";
-    var { pipeline: pipeline5 } = require("node:stream");
+    var { pipeline: pipeline6 } = require("node:stream");
     var { fetching } = require_fetch();
     var { makeRequest } = require_request2();
     var { webidl } = require_webidl();
@@ -18866,7 +18866,7 @@ var require_eventsource = __commonJS({
               ));
             }
           });
-          pipeline5(
+          pipeline6(
             response.body.stream,
             eventSourceStream,
             (error2) => {
@@ -20273,7 +20273,7 @@ var require_streamx = __commonJS({
         }
       }
     };
-    var Readable5 = class _Readable extends Stream {
+    var Readable6 = class _Readable extends Stream {
       constructor(opts) {
         super(opts);
         this._duplexState |= OPENING | WRITE_DONE | READ_READ_AHEAD;
@@ -20290,7 +20290,7 @@ var require_streamx = __commonJS({
         fn().then((src) => {
           if (src === null) return out.end();
           if (out.destroying) return;
-          pipeline5(src, out, noop);
+          pipeline6(src, out, noop);
         }).catch((err) => out.destroy(err));
         return out;
       }
@@ -20432,7 +20432,7 @@ var require_streamx = __commonJS({
         }
       }
     };
-    var Writable = class extends Stream {
+    var Writable2 = class extends Stream {
       constructor(opts) {
         super(opts);
         this._duplexState |= OPENING | READ_DONE;
@@ -20484,7 +20484,7 @@ var require_streamx = __commonJS({
         return this;
       }
     };
-    var Duplex = class extends Readable5 {
+    var Duplex = class extends Readable6 {
       // and Writable
       constructor(opts) {
         super(opts);
@@ -20577,13 +20577,13 @@ var require_streamx = __commonJS({
     }
     function pipelinePromise(...streams) {
       return new Promise((resolve3, reject) => {
-        return pipeline5(...streams, (err) => {
+        return pipeline6(...streams, (err) => {
           if (err) return reject(err);
           resolve3();
         });
       });
     }
-    function pipeline5(stream3, ...streams) {
+    function pipeline6(stream3, ...streams) {
       const all = Array.isArray(stream3) ? [...stream3, ...streams] : [stream3, ...streams];
       const done = all.length && typeof all[all.length - 1] === "function" ? all.pop() : null;
       if (all.length < 2) throw StreamError.BAD_ARGUMENT("Pipeline requires at least 2 streams");
@@ -20678,10 +20678,10 @@ var require_streamx = __commonJS({
       this.destroy(StreamError.ABORTED());
     }
     function isWritev(s) {
-      return s._writev !== Writable.prototype._writev && s._writev !== Duplex.prototype._writev;
+      return s._writev !== Writable2.prototype._writev && s._writev !== Duplex.prototype._writev;
     }
     module2.exports = {
-      pipeline: pipeline5,
+      pipeline: pipeline6,
       pipelinePromise,
       isStream,
       isStreamx,
@@ -20692,8 +20692,8 @@ var require_streamx = __commonJS({
       isDisturbed,
       getStreamError,
       Stream,
-      Writable,
-      Readable: Readable5,
+      Writable: Writable2,
+      Readable: Readable6,
       Duplex,
       Transform: Transform2,
       // Export PassThrough for compatibility with Node.js core's stream module
@@ -20967,7 +20967,7 @@ var require_headers2 = __commonJS({
 // node_modules/tar-stream/extract.js
 var require_extract = __commonJS({
   "node_modules/tar-stream/extract.js"(exports2, module2) {
-    var { Writable, Readable: Readable5, getStreamError } = require_streamx();
+    var { Writable: Writable2, Readable: Readable6, getStreamError } = require_streamx();
     var FIFO = require_fast_fifo();
     var b4a = require_b4a();
     var headers = require_headers2();
@@ -21015,7 +21015,7 @@ var require_extract = __commonJS({
         return buf.subarray(this._offset, this._offset += size);
       }
     };
-    var Source = class extends Readable5 {
+    var Source = class extends Readable6 {
       constructor(self2, header, offset) {
         super();
         this.header = header;
@@ -21046,7 +21046,7 @@ var require_extract = __commonJS({
         cb(null);
       }
     };
-    var Extract = class extends Writable {
+    var Extract = class extends Writable2 {
       constructor(opts) {
         super(opts);
         if (!opts) opts = {};
@@ -21164,13 +21164,13 @@ var require_extract = __commonJS({
         const buf = this._buffer.shiftFirst(this._missing);
         if (buf === null) return false;
         this._missing -= buf.byteLength;
-        const drained = this._stream.push(buf);
+        const drained2 = this._stream.push(buf);
         if (this._missing === 0) {
           this._stream.push(null);
-          if (drained) this._stream._detach();
-          return drained && this._locked === false;
+          if (drained2) this._stream._detach();
+          return drained2 && this._locked === false;
         }
-        return drained;
+        return drained2;
       }
       _createStream() {
         return new Source(this, this._header, this._offset);
@@ -21311,7 +21311,7 @@ var require_extract = __commonJS({
 // node_modules/tar-stream/constants.js
 var require_constants6 = __commonJS({
   "node_modules/tar-stream/constants.js"(exports2, module2) {
-    var constants4 = {
+    var constants5 = {
       // just for envs without fs
       S_IFMT: 61440,
       S_IFDIR: 16384,
@@ -21321,9 +21321,9 @@ var require_constants6 = __commonJS({
       S_IFLNK: 40960
     };
     try {
-      module2.exports = require("fs").constants || constants4;
+      module2.exports = require("fs").constants || constants5;
     } catch {
-      module2.exports = constants4;
+      module2.exports = constants5;
     }
   }
 });
@@ -21331,14 +21331,14 @@ var require_constants6 = __commonJS({
 // node_modules/tar-stream/pack.js
 var require_pack = __commonJS({
   "node_modules/tar-stream/pack.js"(exports2, module2) {
-    var { Readable: Readable5, Writable, getStreamError } = require_streamx();
+    var { Readable: Readable6, Writable: Writable2, getStreamError } = require_streamx();
     var b4a = require_b4a();
-    var constants4 = require_constants6();
+    var constants5 = require_constants6();
     var headers = require_headers2();
     var DMODE = 493;
     var FMODE = 420;
     var END_OF_TAR = b4a.alloc(1024);
-    var Sink = class extends Writable {
+    var Sink = class extends Writable2 {
       constructor(pack2, header, callback) {
         super({ mapWritable, eagerOpen: true });
         this.written = 0;
@@ -21424,7 +21424,7 @@ var require_pack = __commonJS({
         cb();
       }
     };
-    var Pack = class extends Readable5 {
+    var Pack = class extends Readable6 {
       constructor(opts) {
         super(opts);
         this._drain = noop;
@@ -21536,16 +21536,16 @@ var require_pack = __commonJS({
       return new Pack(opts);
     };
     function modeToType(mode) {
-      switch (mode & constants4.S_IFMT) {
-        case constants4.S_IFBLK:
+      switch (mode & constants5.S_IFMT) {
+        case constants5.S_IFBLK:
           return "block-device";
-        case constants4.S_IFCHR:
+        case constants5.S_IFCHR:
           return "character-device";
-        case constants4.S_IFDIR:
+        case constants5.S_IFDIR:
           return "directory";
-        case constants4.S_IFIFO:
+        case constants5.S_IFIFO:
           return "fifo";
-        case constants4.S_IFLNK:
+        case constants5.S_IFLNK:
           return "symlink";
       }
       return "file";
@@ -22448,10 +22448,10 @@ var require_truncate = __commonJS({
   "node_modules/semver/functions/truncate.js"(exports2, module2) {
     "use strict";
     var parse2 = require_parse2();
-    var constants4 = require_constants7();
+    var constants5 = require_constants7();
     var SemVer = require_semver();
     var truncate2 = (version3, truncation, options) => {
-      if (!constants4.RELEASE_TYPES.includes(truncation)) {
+      if (!constants5.RELEASE_TYPES.includes(truncation)) {
         return null;
       }
       const clonedVersion = cloneInputVersion(version3, options);
@@ -23691,7 +23691,7 @@ var require_semver2 = __commonJS({
   "node_modules/semver/index.js"(exports2, module2) {
     "use strict";
     var internalRe = require_re();
-    var constants4 = require_constants7();
+    var constants5 = require_constants7();
     var SemVer = require_semver();
     var identifiers = require_identifiers();
     var parse2 = require_parse2();
@@ -23775,8 +23775,8 @@ var require_semver2 = __commonJS({
       re: internalRe.re,
       src: internalRe.src,
       tokens: internalRe.t,
-      SEMVER_SPEC_VERSION: constants4.SEMVER_SPEC_VERSION,
-      RELEASE_TYPES: constants4.RELEASE_TYPES,
+      SEMVER_SPEC_VERSION: constants5.SEMVER_SPEC_VERSION,
+      RELEASE_TYPES: constants5.RELEASE_TYPES,
       compareIdentifiers: identifiers.compareIdentifiers,
       rcompareIdentifiers: identifiers.rcompareIdentifiers
     };
@@ -29479,7 +29479,7 @@ var require_commonjs2 = __commonJS({
 });
 
 // src/save.ts
-var import_promises3 = require("node:fs/promises");
+var import_promises6 = require("node:fs/promises");
 var import_node_path6 = require("node:path");
 
 // node_modules/@actions/core/lib/command.js
@@ -31438,12 +31438,9 @@ function group(name, fn) {
   });
 }
 
-// src/archive.ts
-var import_node_crypto = require("node:crypto");
-var import_node_fs = require("node:fs");
-var import_node_events = require("node:events");
-var import_promises = require("node:stream/promises");
-var tar = __toESM(require_tar_stream(), 1);
+// src/context.ts
+var import_node_os = require("node:os");
+var import_node_path4 = require("node:path");
 
 // src/errors.ts
 var InputError = class extends Error {
@@ -31479,277 +31476,14 @@ function errorMessage(error2) {
   return error2 instanceof Error ? error2.message : String(error2);
 }
 
-// src/archive.ts
-var MAX_PATH_LENGTH = 4096;
-var SUPPORTED = /* @__PURE__ */ new Set(["file", "contiguous-file", "directory", "symlink", "link"]);
-function relativeEntryPath(name) {
-  if (name.length > MAX_PATH_LENGTH || /[\0\n\r]/.test(name)) {
-    throw new ArchiveError("ARCHIVE_PATH_UNSAFE", `unsafe entry name ${JSON.stringify(name.slice(0, 80))}`, name);
-  }
-  if (name.startsWith("/")) {
-    throw new ArchiveError("ARCHIVE_PATH_UNSAFE", `absolute entry name ${JSON.stringify(name)}`, name);
-  }
-  const parts = name.split("/").filter((p) => p !== "" && p !== ".");
-  if (parts.includes("..")) {
-    throw new ArchiveError("ARCHIVE_PATH_UNSAFE", `entry name with ".." ${JSON.stringify(name)}`, name);
-  }
-  return parts.join("/");
-}
-var EntryGuard = class {
-  symlinks = /* @__PURE__ */ new Set();
-  files = /* @__PURE__ */ new Set();
-  check(header) {
-    const parts = header.path.split("/");
-    for (let i = 1; i < parts.length; i++) {
-      const parent = parts.slice(0, i).join("/");
-      if (this.symlinks.has(parent)) {
-        throw new ArchiveError("ARCHIVE_PATH_ESCAPE", `entry ${JSON.stringify(header.path)} goes through symlink ${JSON.stringify(parent)}`, header.path);
-      }
-    }
-    if (header.path === "" && header.type !== "directory") {
-      throw new ArchiveError("ARCHIVE_ENTRY_TYPE", "the archive root is not a directory", header.path);
-    }
-    if (header.type === "link") {
-      const target = header.linkname ?? "";
-      if (!this.files.has(target)) {
-        throw new ArchiveError("ARCHIVE_LINK_UNSAFE", `hardlink ${JSON.stringify(header.path)} points to ${JSON.stringify(target)}, not an earlier file of the archive`, header.path);
-      }
-    }
-    this.symlinks.delete(header.path);
-    this.files.delete(header.path);
-    if (header.type === "symlink") this.symlinks.add(header.path);
-    if (header.type === "file") this.files.add(header.path);
-  }
-};
-var TreeDigest = class {
-  hash = (0, import_node_crypto.createHash)("sha256");
-  bytes = 0;
-  entries = 0;
-  header(h) {
-    const mtime = h.path === "" ? 0 : Math.floor(h.mtime.getTime() / 1e3);
-    const fields = [h.type, h.path, (h.mode & 4095).toString(8), h.uid, h.gid, mtime, h.size, h.linkname ?? ""];
-    this.hash.update(`${fields.join("\0")}
-`);
-    this.entries++;
-  }
-  content(chunk) {
-    this.hash.update(chunk);
-    this.bytes += chunk.length;
-  }
-  digest() {
-    return this.hash.digest("hex");
-  }
-};
-function toEntryHeader(h, path13, linkname) {
-  const type = h.type === "contiguous-file" ? "file" : h.type;
-  if (!type || !SUPPORTED.has(type)) {
-    throw new ArchiveError("ARCHIVE_ENTRY_TYPE", `entry ${JSON.stringify(path13)} has unsupported type ${String(h.type)}`, path13);
-  }
-  const out = {
-    path: path13,
-    type,
-    mode: (h.mode ?? 0) & 4095,
-    uid: h.uid ?? 0,
-    gid: h.gid ?? 0,
-    mtime: h.mtime ?? /* @__PURE__ */ new Date(0),
-    size: type === "file" ? h.size ?? 0 : 0
-  };
-  if (linkname !== void 0) out.linkname = linkname;
-  return out;
-}
-var TYPE_BITS = { file: 32768, directory: 16384, symlink: 40960, link: 32768 };
-function toTarHeader(h, name, linkname) {
-  const out = {
-    name: h.type === "directory" && !name.endsWith("/") ? `${name}/` : name,
-    type: h.type,
-    mode: h.mode & 4095 | TYPE_BITS[h.type],
-    uid: h.uid,
-    gid: h.gid,
-    mtime: h.mtime,
-    size: h.size
-  };
-  if (linkname !== void 0) out.linkname = linkname;
-  return out;
-}
-async function writeEntry(pack2, header, body2, onChunk) {
-  const sink = pack2.entry(header);
-  const finished = new Promise((resolve3, reject) => {
-    sink.once("error", reject);
-    sink.once("finish", () => resolve3());
-    sink.once("close", () => resolve3());
-  });
-  if (body2) {
-    for await (const chunk of body2) {
-      onChunk?.(chunk);
-      if (!sink.write(chunk)) await (0, import_node_events.once)(sink, "drain");
-    }
-  }
-  sink.end();
-  await finished;
-}
-async function forEachEntry(source, onEntry) {
-  const extract3 = tar.extract();
-  const feeding = (0, import_promises.pipeline)(source, extract3);
-  let failure;
-  feeding.catch((error2) => {
-    failure ??= error2;
-  });
-  try {
-    for await (const entry of extract3) {
-      await onEntry(entry.header, entry);
-      entry.resume();
-    }
-  } catch (error2) {
-    failure ??= error2;
-    extract3.destroy();
-    source.destroy();
-  }
-  await feeding.catch(() => void 0);
-  if (failure !== void 0) {
-    if (failure instanceof ArchiveError) throw failure;
-    throw new ArchiveError("ARCHIVE_UNEXPECTED", `cannot read archive: ${failure.message ?? String(failure)}`);
-  }
-}
-function readMountEntry(h) {
-  const path13 = relativeEntryPath(h.name);
-  const linkname = h.type === "link" ? relativeEntryPath(h.linkname ?? "") : h.type === "symlink" ? h.linkname ?? "" : void 0;
-  return toEntryHeader(h, path13, linkname);
-}
-function buildContext(dockerfile, mounts) {
-  const pack2 = tar.pack();
-  const fill = async () => {
-    await writeEntry(pack2, { name: "Dockerfile", type: "file", mode: 33188, size: Buffer.byteLength(dockerfile), mtime: /* @__PURE__ */ new Date(0) }, oneChunk(Buffer.from(dockerfile)));
-    for (const m of mounts) {
-      const guard = new EntryGuard();
-      let sawRoot = false;
-      await forEachEntry((0, import_node_fs.createReadStream)(m.archivePath), async (h, body2) => {
-        const entry = readMountEntry(h);
-        guard.check(entry);
-        if (entry.path === "") {
-          if (sawRoot) return;
-          sawRoot = true;
-        } else if (!sawRoot) {
-          await writeEntry(pack2, { name: `${m.dir}/`, type: "directory", mode: 16877, mtime: /* @__PURE__ */ new Date(0) });
-          sawRoot = true;
-        }
-        const name = entry.path === "" ? `${m.dir}/` : `${m.dir}/${entry.path}`;
-        const link = entry.type === "link" ? `${m.dir}/${entry.linkname}` : entry.linkname;
-        await writeEntry(pack2, toTarHeader(entry, name, link), entry.type === "file" ? body2 : void 0);
-      });
-    }
-    pack2.finalize();
-  };
-  fill().catch((error2) => pack2.destroy(error2));
-  return pack2;
-}
-async function* oneChunk(chunk) {
-  yield chunk;
-}
-function defaultRoot() {
-  return { path: "", type: "directory", mode: 493, uid: 0, gid: 0, mtime: /* @__PURE__ */ new Date(0), size: 0 };
-}
-function excludeMatcher(patterns = []) {
-  if (patterns.length === 0) return () => false;
-  const regexes = patterns.map((p) => {
-    const clean2 = relativeEntryPath(p);
-    let re = "";
-    for (let i = 0; i < clean2.length; i++) {
-      const c = clean2[i] ?? "";
-      if (c === "*" && clean2[i + 1] === "*") {
-        re += ".*";
-        i++;
-      } else if (c === "*") re += "[^/]*";
-      else if (c === "?") re += "[^/]";
-      else re += c.replace(/[.+^${}()|[\]\\]/g, "\\$&");
-    }
-    return new RegExp(`^${re}$`);
-  });
-  return (path13) => {
-    if (path13 === "") return false;
-    const parts = path13.split("/");
-    for (let i = 1; i <= parts.length; i++) {
-      const prefix2 = parts.slice(0, i).join("/");
-      if (regexes.some((r) => r.test(prefix2))) return true;
-    }
-    return false;
-  };
-}
-async function splitExport(source, targets) {
-  const outputs = new Map(
-    targets.map((t) => {
-      const pack2 = tar.pack();
-      const written = (0, import_promises.pipeline)(pack2, (0, import_node_fs.createWriteStream)(t.archivePath));
-      written.catch(() => void 0);
-      const state3 = { excluded: excludeMatcher(t.exclude), pack: pack2, written, digest: new TreeDigest(), guard: new EntryGuard(), sawRoot: false };
-      return [t.dir, state3];
-    })
-  );
-  try {
-    await forEachEntry(source, async (h, body2) => {
-      const full = relativeEntryPath(h.name);
-      const slash = full.indexOf("/");
-      const top = slash < 0 ? full : full.slice(0, slash);
-      const out = outputs.get(top);
-      if (!out) return;
-      const path13 = slash < 0 ? "" : full.slice(slash + 1);
-      if (out.excluded(path13)) return;
-      let linkname;
-      if (h.type === "link") {
-        const target = relativeEntryPath(h.linkname ?? "");
-        if (!target.startsWith(`${top}/`)) {
-          throw new ArchiveError("ARCHIVE_LINK_UNSAFE", `hardlink ${JSON.stringify(full)} crosses mounts`, full);
-        }
-        linkname = target.slice(top.length + 1);
-        if (out.excluded(linkname)) return;
-      } else if (h.type === "symlink") {
-        linkname = h.linkname ?? "";
-      }
-      const entry = toEntryHeader(h, path13, linkname);
-      if (path13 !== "" && !out.sawRoot) {
-        const root = defaultRoot();
-        out.guard.check(root);
-        out.digest.header(root);
-        await writeEntry(out.pack, toTarHeader(root, "./"));
-      }
-      if (path13 === "") {
-        if (out.sawRoot) return;
-      }
-      out.sawRoot = true;
-      out.guard.check(entry);
-      out.digest.header(entry);
-      await writeEntry(out.pack, toTarHeader(entry, path13 === "" ? "./" : path13, linkname), entry.type === "file" ? body2 : void 0, (c) => out.digest.content(c));
-    });
-  } catch (error2) {
-    for (const out of outputs.values()) out.pack.destroy(error2);
-    await Promise.allSettled([...outputs.values()].map((o) => o.written));
-    throw error2;
-  }
-  const result = /* @__PURE__ */ new Map();
-  for (const [dir, out] of outputs) {
-    if (!out.sawRoot) {
-      const root = defaultRoot();
-      out.digest.header(root);
-      await writeEntry(out.pack, toTarHeader(root, "./"));
-    }
-    out.pack.finalize();
-    await out.written;
-    result.set(dir, { digest: out.digest.digest(), bytes: out.digest.bytes, entries: out.digest.entries });
-  }
-  return result;
-}
-
-// src/context.ts
-var import_node_os = require("node:os");
-var import_node_path4 = require("node:path");
-
 // src/keys.ts
-var import_node_crypto2 = require("node:crypto");
+var import_node_crypto = require("node:crypto");
 var MAX_KEY_LENGTH = 512;
 var DIGEST_LENGTH = 16;
 function idSegment(id) {
   const slug = id.replace(/^\/+/, "").replace(/[^A-Za-z0-9._-]+/g, "_") || "root";
   if (slug === id) return slug;
-  return `${slug}_${(0, import_node_crypto2.createHash)("sha256").update(id).digest("hex").slice(0, 8)}`;
+  return `${slug}_${(0, import_node_crypto.createHash)("sha256").update(id).digest("hex").slice(0, 8)}`;
 }
 function platformSegment(platform2) {
   return platform2.replace(/[^A-Za-z0-9._]+/g, "-");
@@ -31771,7 +31505,7 @@ function saveKey(keys, digest) {
 }
 
 // src/mount-sources.ts
-var import_node_fs2 = require("node:fs");
+var import_node_fs = require("node:fs");
 var import_node_path3 = require("node:path");
 
 // src/discover.ts
@@ -31782,6 +31516,9 @@ var import_node_path = require("node:path");
 var SHARINGS = ["shared", "private", "locked"];
 var ID_PATTERN = /^[A-Za-z0-9_./][A-Za-z0-9_.:@+/-]*$/;
 var MAX_ID_LENGTH = 200;
+var TARGET_PATTERN = /^\/[A-Za-z0-9_.:@+~%/-]*$/;
+var MAX_TARGET_LENGTH = 1024;
+var MAX_PATTERN_LENGTH = 1024;
 var MAX_ID = 2 ** 31 - 1;
 function cleanTarget(target) {
   const cleaned = import_node_path.posix.normalize(target);
@@ -31806,7 +31543,8 @@ function parseJsonList(text, inputName) {
   try {
     value = JSON.parse(text);
   } catch (error2) {
-    throw new InputError(inputName, `is not valid JSON: ${error2.message}`);
+    const reason = error2.message.replace(/[\u0000-\u001f\u007f\u2028\u2029]+/g, " ");
+    throw new InputError(inputName, `is not valid JSON: ${truncate(reason)}`);
   }
   if (!Array.isArray(value) || value.some((v) => typeof v !== "object" || v === null || Array.isArray(v))) {
     throw new InputError(inputName, 'must be a JSON array of objects like {"id": "npm", "target": "/root/.npm"}');
@@ -31815,14 +31553,14 @@ function parseJsonList(text, inputName) {
 }
 function parseFlagLine(line, where3) {
   const body2 = line.startsWith("--mount=") ? line.slice("--mount=".length) : line;
-  const out = {};
+  const out = /* @__PURE__ */ Object.create(null);
   for (const part of body2.split(",")) {
     const field = part.trim();
     if (field === "") continue;
     const eq = field.indexOf("=");
     const name = (eq < 0 ? field : field.slice(0, eq)).trim().toLowerCase();
     const value = eq < 0 ? true : field.slice(eq + 1).trim();
-    if (name in out) throw new InputError(where3, `option "${name}" is given twice`);
+    if (Object.hasOwn(out, name)) throw new InputError(where3, `option ${quoted(name)} is given twice`);
     out[name] = value;
   }
   return out;
@@ -31831,11 +31569,11 @@ var KNOWN_FIELDS = /* @__PURE__ */ new Set(["type", "id", "target", "dst", "dest
 function toMountSpec(entry, where3, options = {}) {
   for (const name of Object.keys(entry)) {
     if (!KNOWN_FIELDS.has(name)) {
-      throw new InputError(where3, `unknown option "${name}" (expected id, target, uid, gid, mode, sharing, key-files, exclude, max-size)`);
+      throw new InputError(where3, `unknown option ${quoted(name)} (expected id, target, uid, gid, mode, sharing, key-files, exclude, max-size)`);
     }
   }
   if (entry.type !== void 0 && entry.type !== "cache") {
-    throw new InputError(where3, `type must be "cache", got "${String(entry.type)}"`);
+    throw new InputError(where3, `type must be "cache", got ${quoted(String(entry.type))}`);
   }
   const targetRaw = entry.target ?? entry.dst ?? entry.destination;
   if (targetRaw === void 0 && options.partial && typeof entry.id === "string") {
@@ -31845,10 +31583,13 @@ function toMountSpec(entry, where3, options = {}) {
     throw new InputError(where3, "needs a target path (target=/path as in the Dockerfile)");
   }
   if (!targetRaw.startsWith("/")) {
-    throw new InputError(where3, `target must be an absolute path, got "${targetRaw}"`);
+    throw new InputError(where3, `target must be an absolute path, got ${quoted(targetRaw)}`);
   }
   const target = cleanTarget(targetRaw);
   const id = validId(entry.id === void 0 ? target : entry.id, where3);
+  if (target.length > MAX_TARGET_LENGTH || !TARGET_PATTERN.test(target)) {
+    throw new InputError(where3, `target ${quoted(targetRaw)} must be an absolute path of at most ${MAX_TARGET_LENGTH} letters, digits and . _ - : @ + ~ % /`);
+  }
   return withOptions({ id, target }, entry, where3);
 }
 function validId(id, where3) {
@@ -31856,7 +31597,7 @@ function validId(id, where3) {
   if (id.length > MAX_ID_LENGTH || !ID_PATTERN.test(id)) {
     throw new InputError(
       where3,
-      `id "${truncate(id)}" must be at most ${MAX_ID_LENGTH} characters of letters, digits and . _ - : @ + /`
+      `id ${quoted(id)} must be at most ${MAX_ID_LENGTH} characters of letters, digits and . _ - : @ + /`
     );
   }
   return id;
@@ -31870,7 +31611,7 @@ function withOptions(spec, entry, where3) {
   if (mode !== void 0) spec.mode = mode;
   if (entry.sharing !== void 0) {
     if (typeof entry.sharing !== "string" || !SHARINGS.includes(entry.sharing)) {
-      throw new InputError(where3, `sharing must be one of ${SHARINGS.join(", ")}, got "${String(entry.sharing)}"`);
+      throw new InputError(where3, `sharing must be one of ${SHARINGS.join(", ")}, got ${quoted(String(entry.sharing))}`);
     }
     spec.sharing = entry.sharing;
   }
@@ -31880,7 +31621,7 @@ function withOptions(spec, entry, where3) {
   if (exclude !== void 0) {
     for (const p of exclude) {
       if (p.startsWith("/") || p.split("/").includes("..")) {
-        throw new InputError(where3, `exclude pattern "${p}" must be relative to the mount root, without ".."`);
+        throw new InputError(where3, `exclude pattern ${quoted(p)} must be relative to the mount root, without ".."`);
       }
     }
     spec.exclude = exclude;
@@ -31896,20 +31637,25 @@ function optionalPatterns(value, where3, name) {
   }
   const patterns = list.map((p) => p.trim()).filter((p) => p !== "");
   if (patterns.length === 0) throw new InputError(where3, `${name} is empty`);
+  for (const p of patterns) {
+    if (p.length > MAX_PATTERN_LENGTH || /[\u0000-\u001f\u007f]/.test(p)) {
+      throw new InputError(where3, `${name} pattern ${quoted(p)} has control characters or is too long`);
+    }
+  }
   return patterns;
 }
 var SIZE_UNITS = { "": 1, k: 1024, m: 1024 ** 2, g: 1024 ** 3, t: 1024 ** 4 };
 function parseSize(value, where3, name) {
   const text = String(value).trim();
   const match3 = /^(\d+(?:\.\d+)?)\s*([kmgt]?)i?b?$/i.exec(text);
-  if (!match3) throw new InputError(where3, `${name} must be a size like 500M or 2G, got "${truncate(text)}"`);
+  if (!match3) throw new InputError(where3, `${name} must be a size like 500M or 2G, got ${quoted(text)}`);
   return Math.floor(Number(match3[1]) * (SIZE_UNITS[(match3[2] ?? "").toLowerCase()] ?? 1));
 }
 function optionalNumber(value, where3, name) {
   if (value === void 0) return void 0;
   const text = typeof value === "number" ? String(value) : value;
   if (typeof text !== "string" || !/^\d{1,10}$/.test(text) || Number(text) > MAX_ID) {
-    throw new InputError(where3, `${name} must be a non-negative integer, got "${truncate(String(value))}"`);
+    throw new InputError(where3, `${name} must be a non-negative integer, got ${quoted(String(value))}`);
   }
   return Number(text);
 }
@@ -31917,12 +31663,15 @@ function optionalMode(value, where3) {
   if (value === void 0) return void 0;
   const text = typeof value === "number" ? String(value) : value;
   if (typeof text !== "string" || !/^0?[0-7]{1,4}$/.test(text)) {
-    throw new InputError(where3, `mode must be an octal number like 0755, got "${truncate(String(value))}"`);
+    throw new InputError(where3, `mode must be an octal number like 0755, got ${quoted(String(value))}`);
   }
   return parseInt(text, 8);
 }
 function truncate(text) {
   return text.length > 60 ? `${text.slice(0, 57)}...` : text;
+}
+function quoted(text) {
+  return JSON.stringify(truncate(text));
 }
 function formatMode(mode) {
   return `0${mode.toString(8)}`;
@@ -32806,7 +32555,7 @@ function resolveMounts(sources) {
   const dockerfiles = sources.dockerfiles.map((path13) => {
     const full = (0, import_node_path3.isAbsolute)(path13) ? path13 : (0, import_node_path3.join)(sources.workspace, path13);
     try {
-      return { path: path13, content: (0, import_node_fs2.readFileSync)(full, "utf8") };
+      return { path: path13, content: (0, import_node_fs.readFileSync)(full, "utf8") };
     } catch (error2) {
       throw new InputError("dockerfile", `cannot read "${path13}": ${error2.code ?? String(error2)}`);
     }
@@ -32879,36 +32628,45 @@ var InputName = {
   platform: "platform",
   save: "save",
   maxSize: "max-size",
+  extractVia: "extract-via",
+  maxRestoreSize: "max-restore-size",
   dockerfile: "dockerfile",
   buildArgs: "build-args",
   platforms: "platforms",
   state: "state"
 };
+var DEFAULT_MAX_RESTORE_BYTES = 64 * 1024 ** 3;
 var CLIENTS = ["auto", "buildx", "docker"];
 var IMAGE_PATTERN = /^[a-z0-9][a-z0-9._/:@-]*$/;
 var BUILDER_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._-]*$/;
 var PLATFORM_PATTERN = /^[a-z0-9]+\/[a-z0-9]+(\/[a-z0-9]+)?$/;
 var PREFIX_PATTERN = /^[A-Za-z0-9._-]{1,100}$/;
+var MAX_IMAGE_LENGTH = 512;
+var MAX_BUILDER_LENGTH = 128;
+var MAX_PLATFORM_LENGTH = 64;
+function shown(value) {
+  return JSON.stringify(value.length > 80 ? `${value.slice(0, 77)}...` : value);
+}
 function getInputs() {
   const keyPrefix = getInput(InputName.keyPrefix).trim() || "buildkit-mount-cache";
   if (!PREFIX_PATTERN.test(keyPrefix)) {
     throw new InputError(InputName.keyPrefix, 'must be 1-100 letters, digits, ".", "_" or "-"');
   }
   const utilityImage = getInput(InputName.utilityImage).trim() || "busybox:1.36";
-  if (!IMAGE_PATTERN.test(utilityImage)) {
-    throw new InputError(InputName.utilityImage, `"${utilityImage}" is not an image reference (lowercase name[:tag][@digest])`);
+  if (utilityImage.length > MAX_IMAGE_LENGTH || !IMAGE_PATTERN.test(utilityImage)) {
+    throw new InputError(InputName.utilityImage, `${shown(utilityImage)} is not an image reference (lowercase name[:tag][@digest])`);
   }
   const builder = getInput(InputName.builder).trim();
-  if (builder !== "" && !BUILDER_PATTERN.test(builder)) {
-    throw new InputError(InputName.builder, `"${builder}" is not a builder name`);
+  if (builder !== "" && (builder.length > MAX_BUILDER_LENGTH || !BUILDER_PATTERN.test(builder))) {
+    throw new InputError(InputName.builder, `${shown(builder)} is not a builder name (letters, digits, ".", "_", "-")`);
   }
   const client = getInput(InputName.client).trim() || "auto";
   if (!CLIENTS.includes(client)) {
-    throw new InputError(InputName.client, `must be one of ${CLIENTS.join(", ")}, got "${client}"`);
+    throw new InputError(InputName.client, `must be one of ${CLIENTS.join(", ")}, got ${shown(client)}`);
   }
   const platform2 = getInput(InputName.platform).trim();
-  if (platform2 !== "" && !PLATFORM_PATTERN.test(platform2)) {
-    throw new InputError(InputName.platform, `"${platform2}" is not a platform like linux/amd64`);
+  if (platform2 !== "" && !validPlatform(platform2)) {
+    throw new InputError(InputName.platform, `${shown(platform2)} is not a platform like linux/amd64`);
   }
   const keyFiles = listInput(getInput(InputName.keyFiles));
   const platforms = platformsInput();
@@ -32921,13 +32679,27 @@ function getInputs() {
     client,
     // Keys follow the build's platforms (a per-platform matrix job keys itself), else the runner's.
     platform: platform2 || (platforms.length > 0 ? platforms.join(",") : runnerPlatform()),
-    save: booleanInput(InputName.save, true)
+    save: booleanInput(InputName.save, true),
+    extractVia: extractViaInput()
   };
   if (builder !== "") inputs.builder = builder;
   if (resolved.cacheNamespace !== void 0) inputs.cacheNamespace = resolved.cacheNamespace;
   const maxSize2 = getInput(InputName.maxSize).trim();
   if (maxSize2 !== "") inputs.maxSize = parseSize(maxSize2, InputName.maxSize, "the value");
+  inputs.maxRestoreBytes = maxRestoreInput();
   return inputs;
+}
+function maxRestoreInput() {
+  const text = getInput(InputName.maxRestoreSize).trim();
+  if (text === "") return DEFAULT_MAX_RESTORE_BYTES;
+  const bytes = parseSize(text, InputName.maxRestoreSize, "the value");
+  if (!Number.isSafeInteger(bytes) || bytes < 1024) {
+    throw new InputError(InputName.maxRestoreSize, `must be a size of at least 1K, like 500M or 10G, got ${shown(text)}`);
+  }
+  return bytes;
+}
+function validPlatform(p) {
+  return p.length <= MAX_PLATFORM_LENGTH && PLATFORM_PATTERN.test(p);
 }
 function readMounts(stepKeyFiles, platforms) {
   const mountsText = getInput(InputName.mounts);
@@ -32951,10 +32723,18 @@ ${resolved.report.join("\n")}`);
   }
   return resolved;
 }
+function extractViaInput() {
+  const value = getInput(InputName.extractVia).trim() || "auto";
+  if (!EXTRACT_CHOICES.includes(value)) {
+    throw new InputError(InputName.extractVia, `must be one of ${EXTRACT_CHOICES.join(", ")}, got ${shown(value)}`);
+  }
+  return value;
+}
+var EXTRACT_CHOICES = ["auto", "loopback", "export"];
 function platformsInput() {
   const platforms = getInput(InputName.platforms).split(/[,\n]/).map((p) => p.trim()).filter((p) => p !== "");
   for (const p of platforms) {
-    if (!PLATFORM_PATTERN.test(p)) throw new InputError(InputName.platforms, `"${p}" is not a platform like linux/arm64`);
+    if (!validPlatform(p)) throw new InputError(InputName.platforms, `${shown(p)} is not a platform like linux/arm64`);
   }
   return platforms;
 }
@@ -32963,7 +32743,7 @@ function booleanInput(name, fallback) {
   if (value === "") return fallback;
   if (["true", "True", "TRUE"].includes(value)) return true;
   if (["false", "False", "FALSE"].includes(value)) return false;
-  throw new InputError(name, `must be true or false, got "${value}"`);
+  throw new InputError(name, `must be true or false, got ${shown(value)}`);
 }
 function listInput(text) {
   return text.split(/\r?\n/).map((s) => s.trim()).filter((s) => s !== "");
@@ -32974,7 +32754,10 @@ function mountArchivePath(id, env = process.env) {
 
 // src/dockerfile.ts
 var cachePath = (index) => `/bmc/c${index}`;
-var exportDir = (index) => `${index}`;
+var exportDir = (index) => `c${index}`;
+var EXPORT_FILE = "mounts.tar";
+var PORT_ARG = "BMC_PORT";
+var TOKEN_ARG = "BMC_TOKEN";
 var NONCE_ARG = "BMC_NONCE";
 var SAFE_ID = /^[A-Za-z0-9_./][A-Za-z0-9_.:@+/-]*$/;
 var SAFE_IMAGE = /^[a-z0-9][a-z0-9._/:@-]*$/;
@@ -32996,28 +32779,393 @@ function fromLine(image, stage) {
   if (!SAFE_IMAGE.test(image)) throw new Error(`unsafe image reference reached the Dockerfile generator: ${JSON.stringify(image)}`);
   return `FROM ${image} AS ${stage}`;
 }
-function keepSymlinkTimes(src, dst) {
-  return `(cd ${src} && find . -type l) | while IFS= read -r p; do touch -h -d "@$(stat -c %Y "${src}/$p")" "${dst}/$p"; done`;
-}
 function runLines(flags, commands) {
   return ["RUN \\", ...flags.map((f) => `    ${f} \\`), `    ${commands.join(" \\\n    && ")}`];
 }
-function extractDockerfile(image, mounts) {
+function extractDockerfile(image, mounts, mode) {
   if (mounts.length === 0) throw new Error("extract needs at least one mount");
   const flags = mounts.map((m) => cacheMountFlag(m, ["readonly"]));
-  const commands = mounts.flatMap((m) => [
-    `mkdir -p /bmc/out/${exportDir(m.index)}`,
-    `cp -a ${cachePath(m.index)}/. /bmc/out/${exportDir(m.index)}/`,
-    keepSymlinkTimes(cachePath(m.index), `/bmc/out/${exportDir(m.index)}`)
-  ]);
-  return [
-    fromLine(image, "extract"),
-    `ARG ${NONCE_ARG}`,
-    ...runLines(flags, commands),
-    "FROM scratch",
-    "COPY --from=extract /bmc/out /",
-    ""
-  ].join("\n");
+  const dirs = mounts.map((m) => exportDir(m.index)).join(" ");
+  const commands = mode === "loopback" ? [
+    "set -o pipefail",
+    `{ echo "$${TOKEN_ARG}"; tar -c -C /bmc ${dirs}; } | nc 127.0.0.1 "$${PORT_ARG}"`,
+    "mkdir -p /bmc/out",
+    "echo streamed > /bmc/out/extracted"
+  ] : ["mkdir -p /bmc/out", `tar -c -C /bmc ${dirs} > /bmc/out/${EXPORT_FILE}`];
+  const args = mode === "loopback" ? [`ARG ${PORT_ARG}`, `ARG ${TOKEN_ARG}`] : [];
+  return [fromLine(image, "extract"), `ARG ${NONCE_ARG}`, ...args, ...runLines(flags, commands), "FROM scratch", "COPY --from=extract /bmc/out /", ""].join("\n");
+}
+
+// src/extract.ts
+var import_node_stream = require("node:stream");
+var import_node_stream2 = require("node:stream");
+var import_promises3 = require("node:stream/promises");
+
+// src/archive.ts
+var import_node_crypto2 = require("node:crypto");
+var import_node_fs2 = require("node:fs");
+var import_promises = require("node:fs/promises");
+var import_node_events = require("node:events");
+var import_promises2 = require("node:stream/promises");
+var tar = __toESM(require_tar_stream(), 1);
+var MAX_PATH_BYTES = 4e3;
+var MAX_NAME_BYTES = 255;
+var MAX_LINK_BYTES = 4095;
+var MAX_OWNER_ID = 2 ** 32 - 2;
+var MAX_MTIME_SECONDS = 8 ** 11 - 1;
+var MAX_USTAR_ID = 262143;
+var SUPPORTED = /* @__PURE__ */ new Set(["file", "contiguous-file", "directory", "symlink", "link"]);
+function unsafeModeBits(type, mode) {
+  return mode & (type === "directory" ? 2048 : 3072);
+}
+function relativeEntryPath(name) {
+  if (/[\0\n\r]/.test(name)) {
+    throw new ArchiveError("ARCHIVE_PATH_UNSAFE", `unsafe entry name ${JSON.stringify(name.slice(0, 80))}`, name);
+  }
+  if (name.startsWith("/")) {
+    throw new ArchiveError("ARCHIVE_PATH_UNSAFE", `absolute entry name ${JSON.stringify(name.slice(0, 200))}`, name);
+  }
+  const parts = name.split("/").filter((p) => p !== "" && p !== ".");
+  if (parts.includes("..")) {
+    throw new ArchiveError("ARCHIVE_PATH_UNSAFE", `entry name with ".." ${JSON.stringify(name.slice(0, 200))}`, name);
+  }
+  const path13 = parts.join("/");
+  if (Buffer.byteLength(path13) > MAX_PATH_BYTES || parts.some((p) => Buffer.byteLength(p) > MAX_NAME_BYTES)) {
+    throw new ArchiveError("ARCHIVE_PATH_UNSAFE", `entry name too long (${MAX_NAME_BYTES} bytes per component, ${MAX_PATH_BYTES} in all) ${JSON.stringify(name.slice(0, 80))}...`, name);
+  }
+  return path13;
+}
+var EntryGuard = class {
+  seen = /* @__PURE__ */ new Map();
+  check(header) {
+    const { path: path13, type } = header;
+    const quoted2 = JSON.stringify(path13);
+    if (path13 === "" && type !== "directory") {
+      throw new ArchiveError("ARCHIVE_ENTRY_TYPE", "the archive root is not a directory", path13);
+    }
+    if (path13 !== "" && this.seen.has(path13)) {
+      throw new ArchiveError("ARCHIVE_PATH_UNSAFE", `entry ${quoted2} is defined twice`, path13);
+    }
+    const parts = path13 === "" ? [] : path13.split("/");
+    for (let i = 1; i < parts.length; i++) {
+      const parent = parts.slice(0, i).join("/");
+      const parentType = this.seen.get(parent);
+      if (parentType === "symlink") {
+        throw new ArchiveError("ARCHIVE_PATH_ESCAPE", `entry ${quoted2} goes through symlink ${JSON.stringify(parent)}`, path13);
+      }
+      if (parentType !== void 0 && parentType !== "directory") {
+        throw new ArchiveError("ARCHIVE_ENTRY_TYPE", `entry ${quoted2} is below ${JSON.stringify(parent)}, which is not a directory`, path13);
+      }
+    }
+    if (type === "link") {
+      const target = header.linkname ?? "";
+      if (target === path13 || this.seen.get(target) !== "file") {
+        throw new ArchiveError("ARCHIVE_LINK_UNSAFE", `hardlink ${quoted2} points to ${JSON.stringify(target)}, not an earlier file of the archive`, path13);
+      }
+    }
+    if (type === "symlink") {
+      const target = header.linkname ?? "";
+      if (target === "" || target.includes("\0") || Buffer.byteLength(target) > MAX_LINK_BYTES) {
+        throw new ArchiveError("ARCHIVE_LINK_UNSAFE", `symlink ${quoted2} has an ${target === "" ? "empty" : "unusable"} target`, path13);
+      }
+    }
+    const unsafe = unsafeModeBits(type, header.mode);
+    if (unsafe !== 0) {
+      const bits = [unsafe & 2048 ? "setuid" : "", unsafe & 1024 ? "setgid" : ""].filter(Boolean).join(" and ");
+      throw new ArchiveError("ARCHIVE_MODE_UNSAFE", `entry ${quoted2} has the ${bits} bit (mode ${(header.mode & 4095).toString(8).padStart(4, "0")})`, path13);
+    }
+    this.seen.set(path13, type);
+  }
+};
+var TreeDigest = class {
+  sum = 0n;
+  pending;
+  files = /* @__PURE__ */ new Map();
+  bytes = 0;
+  entries = 0;
+  header(h) {
+    this.finish();
+    const mtime = h.path === "" ? 0 : Math.floor(h.mtime.getTime() / 1e3);
+    const linked = h.type === "link" ? this.files.get(h.linkname ?? "") : void 0;
+    const type = h.type === "link" ? "file" : h.type;
+    const size = linked ? linked.size : h.size;
+    const fields = [type, h.path, (h.mode & 4095).toString(8), h.uid, h.gid, mtime, size, h.type === "symlink" ? h.linkname ?? "" : ""];
+    const record = fields.join("\0");
+    this.entries++;
+    if (h.type === "file") {
+      this.pending = { record, content: (0, import_node_crypto2.createHash)("sha256"), path: h.path, size };
+    } else {
+      this.add(record, linked?.hash ?? "");
+    }
+  }
+  content(chunk) {
+    this.pending?.content.update(chunk);
+    this.bytes += chunk.length;
+  }
+  digest() {
+    this.finish();
+    return this.sum.toString(16).padStart(64, "0");
+  }
+  finish() {
+    if (!this.pending) return;
+    const { record, content, path: path13, size } = this.pending;
+    this.pending = void 0;
+    const hash = content.digest("hex");
+    this.files.set(path13, { hash, size });
+    this.add(record, hash);
+  }
+  add(record, contentHash) {
+    const entry = (0, import_node_crypto2.createHash)("sha256").update(record).update("\n").update(contentHash).digest("hex");
+    this.sum = this.sum + BigInt(`0x${entry}`) & (1n << 256n) - 1n;
+  }
+};
+function toEntryHeader(h, path13, linkname) {
+  const type = h.type === "contiguous-file" ? "file" : h.type;
+  if (!type || !SUPPORTED.has(type)) {
+    throw new ArchiveError("ARCHIVE_ENTRY_TYPE", `entry ${JSON.stringify(path13)} has unsupported type ${String(h.type)}`, path13);
+  }
+  const out = {
+    path: path13,
+    type,
+    mode: (h.mode ?? 0) & 4095,
+    uid: ownerId(h, "uid", path13),
+    gid: ownerId(h, "gid", path13),
+    mtime: entryTime(h.mtime, path13),
+    size: type === "file" ? h.size ?? 0 : 0
+  };
+  if (linkname !== void 0) out.linkname = linkname;
+  return out;
+}
+function ownerId(h, field, path13) {
+  const pax = h.pax?.[field];
+  const value = pax !== void 0 && /^\d{1,10}$/.test(pax) ? Number(pax) : h[field] ?? 0;
+  if (!Number.isSafeInteger(value) || value < 0 || value > MAX_OWNER_ID) {
+    throw new ArchiveError("ARCHIVE_HEADER_INVALID", `entry ${JSON.stringify(path13)} has an invalid ${field} (${String(value)})`, path13);
+  }
+  return value;
+}
+function entryTime(mtime, path13) {
+  const seconds2 = mtime === void 0 ? 0 : Math.floor(mtime.getTime() / 1e3);
+  if (!Number.isFinite(seconds2) || seconds2 > MAX_MTIME_SECONDS) {
+    throw new ArchiveError("ARCHIVE_HEADER_INVALID", `entry ${JSON.stringify(path13)} has an invalid modification time`, path13);
+  }
+  return new Date(Math.max(0, seconds2) * 1e3);
+}
+var TYPE_BITS = { file: 32768, directory: 16384, symlink: 40960, link: 32768 };
+function toTarHeader(h, name, linkname) {
+  const out = {
+    name: h.type === "directory" && !name.endsWith("/") ? `${name}/` : name,
+    type: h.type,
+    mode: h.mode & 4095 | TYPE_BITS[h.type],
+    uid: h.uid,
+    gid: h.gid,
+    mtime: h.mtime,
+    size: h.size
+  };
+  if (linkname !== void 0) out.linkname = linkname;
+  if (h.uid > MAX_USTAR_ID || h.gid > MAX_USTAR_ID) out.pax = { uid: String(h.uid), gid: String(h.gid) };
+  return out;
+}
+async function writeEntry(pack2, header, body2, onChunk) {
+  const sink = pack2.entry(header);
+  const finished = new Promise((resolve3, reject) => {
+    sink.once("error", reject);
+    sink.once("finish", () => resolve3());
+    sink.once("close", () => resolve3());
+  });
+  if (body2) {
+    for await (const chunk of body2) {
+      onChunk?.(chunk);
+      if (!sink.write(chunk)) await drained(sink);
+    }
+  }
+  sink.end();
+  await finished;
+}
+async function drained(stream3) {
+  if (stream3.destroyed) throw new Error("the archive stream was closed");
+  const ac = new AbortController();
+  try {
+    await Promise.race([(0, import_node_events.once)(stream3, "drain", { signal: ac.signal }), (0, import_node_events.once)(stream3, "close", { signal: ac.signal }).then(() => {
+      throw new Error("the archive stream was closed");
+    })]);
+  } finally {
+    ac.abort();
+  }
+}
+async function forEachEntry(source, onEntry) {
+  const extract3 = tar.extract();
+  const feeding = (0, import_promises2.pipeline)(source, extract3);
+  let failure;
+  feeding.catch((error2) => {
+    failure ??= error2;
+  });
+  try {
+    for await (const entry of extract3) {
+      await onEntry(entry.header, entry);
+      entry.resume();
+    }
+  } catch (error2) {
+    failure ??= error2;
+    extract3.destroy();
+    source.destroy();
+  }
+  await feeding.catch(() => void 0);
+  if (failure !== void 0) {
+    if (failure instanceof ArchiveError) throw failure;
+    throw new ArchiveError("ARCHIVE_UNEXPECTED", `cannot read archive: ${failure.message ?? String(failure)}`);
+  }
+}
+var HEADER_BYTES = 512;
+function tooLarge(maxBytes) {
+  return new ArchiveError("ARCHIVE_TOO_LARGE", `archive expands past the ${maxBytes}-byte limit (content plus ${HEADER_BYTES} bytes per entry)`);
+}
+async function openArchive(archivePath, maxBytes) {
+  let handle;
+  try {
+    handle = await (0, import_promises.open)(archivePath, import_node_fs2.constants.O_RDONLY | import_node_fs2.constants.O_NOFOLLOW | import_node_fs2.constants.O_NONBLOCK);
+  } catch (error2) {
+    const code = error2.code;
+    if (code === "ELOOP") throw new ArchiveError("ARCHIVE_NOT_FILE", `not a mount archive: ${archivePath} is a symlink`);
+    throw new ArchiveError("ARCHIVE_UNEXPECTED", `cannot read archive: ${error2.message}`);
+  }
+  try {
+    const stat2 = await handle.stat();
+    if (!stat2.isFile()) throw new ArchiveError("ARCHIVE_NOT_FILE", `not a mount archive: ${archivePath} is not a regular file`);
+    if (maxBytes !== void 0 && stat2.size > 2 * maxBytes + 1024 ** 2) throw tooLarge(maxBytes);
+  } catch (error2) {
+    await handle.close();
+    throw error2;
+  }
+  return handle.createReadStream();
+}
+function readMountEntry(h) {
+  const path13 = relativeEntryPath(h.name);
+  const linkname = h.type === "link" ? relativeEntryPath(h.linkname ?? "") : h.type === "symlink" ? h.linkname ?? "" : void 0;
+  return toEntryHeader(h, path13, linkname);
+}
+function buildContext(dockerfile, mounts) {
+  const pack2 = tar.pack();
+  const fill = async () => {
+    await writeEntry(pack2, { name: "Dockerfile", type: "file", mode: 33188, size: Buffer.byteLength(dockerfile), mtime: /* @__PURE__ */ new Date(0) }, oneChunk(Buffer.from(dockerfile)));
+    for (const m of mounts) {
+      const guard = new EntryGuard();
+      let sawRoot = false;
+      await forEachEntry(await openArchive(m.archivePath), async (h, body2) => {
+        const entry = readMountEntry(h);
+        guard.check(entry);
+        if (entry.path === "") {
+          if (sawRoot) return;
+          sawRoot = true;
+        } else if (!sawRoot) {
+          await writeEntry(pack2, { name: `${m.dir}/`, type: "directory", mode: 16877, mtime: /* @__PURE__ */ new Date(0) });
+          sawRoot = true;
+        }
+        const name = entry.path === "" ? `${m.dir}/` : `${m.dir}/${entry.path}`;
+        const link = entry.type === "link" ? `${m.dir}/${entry.linkname}` : entry.linkname;
+        await writeEntry(pack2, toTarHeader(entry, name, link), entry.type === "file" ? body2 : void 0);
+      });
+    }
+    pack2.finalize();
+  };
+  fill().catch((error2) => pack2.destroy(error2));
+  return pack2;
+}
+async function* oneChunk(chunk) {
+  yield chunk;
+}
+function defaultRoot() {
+  return { path: "", type: "directory", mode: 493, uid: 0, gid: 0, mtime: /* @__PURE__ */ new Date(0), size: 0 };
+}
+function excludeMatcher(patterns = []) {
+  if (patterns.length === 0) return () => false;
+  const regexes = patterns.map((p) => {
+    const clean2 = relativeEntryPath(p);
+    let re = "";
+    for (let i = 0; i < clean2.length; i++) {
+      const c = clean2[i] ?? "";
+      if (c === "*" && clean2[i + 1] === "*") {
+        re += ".*";
+        i++;
+      } else if (c === "*") re += "[^/]*";
+      else if (c === "?") re += "[^/]";
+      else re += c.replace(/[.+^${}()|[\]\\]/g, "\\$&");
+    }
+    return new RegExp(`^${re}$`);
+  });
+  return (path13) => {
+    if (path13 === "") return false;
+    const parts = path13.split("/");
+    for (let i = 1; i <= parts.length; i++) {
+      const prefix2 = parts.slice(0, i).join("/");
+      if (regexes.some((r) => r.test(prefix2))) return true;
+    }
+    return false;
+  };
+}
+async function splitExport(source, targets) {
+  const outputs = new Map(
+    targets.map((t) => {
+      const pack2 = tar.pack();
+      const written = (0, import_promises2.pipeline)(pack2, (0, import_node_fs2.createWriteStream)(t.archivePath));
+      written.catch(() => void 0);
+      const state3 = { excluded: excludeMatcher(t.exclude), pack: pack2, written, digest: new TreeDigest(), guard: new EntryGuard(), sawRoot: false };
+      return [t.dir, state3];
+    })
+  );
+  try {
+    await forEachEntry(source, async (h, body2) => {
+      const full = relativeEntryPath(h.name);
+      const slash = full.indexOf("/");
+      const top = slash < 0 ? full : full.slice(0, slash);
+      const out = outputs.get(top);
+      if (!out) return;
+      const path13 = slash < 0 ? "" : full.slice(slash + 1);
+      if (out.excluded(path13)) return;
+      let linkname;
+      if (h.type === "link") {
+        const target = relativeEntryPath(h.linkname ?? "");
+        if (!target.startsWith(`${top}/`)) {
+          throw new ArchiveError("ARCHIVE_LINK_UNSAFE", `hardlink ${JSON.stringify(full)} crosses mounts`, full);
+        }
+        linkname = target.slice(top.length + 1);
+        if (out.excluded(linkname)) return;
+      } else if (h.type === "symlink") {
+        linkname = h.linkname ?? "";
+      }
+      const entry = toEntryHeader(h, path13, linkname);
+      entry.mode &= ~unsafeModeBits(entry.type, entry.mode);
+      if (path13 !== "" && !out.sawRoot) {
+        const root = defaultRoot();
+        out.guard.check(root);
+        out.digest.header(root);
+        await writeEntry(out.pack, toTarHeader(root, "./"));
+      }
+      if (path13 === "") {
+        if (out.sawRoot) return;
+      }
+      out.sawRoot = true;
+      out.guard.check(entry);
+      out.digest.header(entry);
+      await writeEntry(out.pack, toTarHeader(entry, path13 === "" ? "./" : path13, linkname), entry.type === "file" ? body2 : void 0, (c) => out.digest.content(c));
+    });
+  } catch (error2) {
+    for (const out of outputs.values()) out.pack.destroy(error2);
+    await Promise.allSettled([...outputs.values()].map((o) => o.written));
+    throw error2;
+  }
+  const result = /* @__PURE__ */ new Map();
+  for (const [dir, out] of outputs) {
+    if (!out.sawRoot) {
+      const root = defaultRoot();
+      out.digest.header(root);
+      await writeEntry(out.pack, toTarHeader(root, "./"));
+    }
+    out.pack.finalize();
+    await out.written;
+    result.set(dir, { digest: out.digest.digest(), bytes: out.digest.bytes, entries: out.digest.entries });
+  }
+  return result;
 }
 
 // src/engine.ts
@@ -33041,33 +33189,18 @@ async function resolveEngine(run, choice, builder, docker = "docker") {
   }
   return builder ? { client, builder, docker } : { client, docker };
 }
-function buildInvocation(engine, nonce = (0, import_node_crypto3.randomUUID)(), baseEnv = process.env, buildArgs = {}) {
+function buildInvocation(engine, nonce = (0, import_node_crypto3.randomUUID)(), baseEnv = process.env, buildArgs = {}, network = "none") {
   const args = Object.entries(buildArgs).flatMap(([k, v]) => ["--build-arg", `${k}=${v}`]);
-  const common = ["--progress=plain", "--network=none", "--build-arg", `${NONCE_ARG}=${nonce}`, ...args, "--output", "type=tar,dest=-", "-"];
+  const common = ["--progress=plain", `--network=${network}`, "--build-arg", `${NONCE_ARG}=${nonce}`, ...args, "--output", "type=tar,dest=-", "-"];
   if (engine.client === "buildx") {
     const builder = engine.builder ? ["--builder", engine.builder] : [];
     return { command: engine.docker, args: ["buildx", "build", ...builder, "--provenance=false", ...common], env: baseEnv };
   }
   return { command: engine.docker, args: ["build", ...common], env: { ...baseEnv, DOCKER_BUILDKIT: "1" } };
 }
-async function runBuild(run, engine, context3, output, onLine, buildArgs = {}) {
-  const inv = buildInvocation(engine, void 0, void 0, buildArgs);
-  await run(inv.command, inv.args, { env: inv.env, stdin: context3, stdout: output, ...onLine ? { onStderrLine: onLine } : {} });
-}
-
-// src/format.ts
-function formatBytes(bytes) {
-  const units = ["B", "KiB", "MiB", "GiB", "TiB"];
-  let value = bytes;
-  let unit = 0;
-  while (value >= 1024 && unit < units.length - 1) {
-    value /= 1024;
-    unit++;
-  }
-  return `${unit === 0 ? value : value.toFixed(1)} ${units[unit]}`;
-}
-function seconds(startedMs, now = Date.now()) {
-  return `${((now - startedMs) / 1e3).toFixed(1)} s`;
+async function runBuild(run, engine, build) {
+  const inv = buildInvocation(engine, void 0, void 0, build.buildArgs ?? {}, build.network ?? "none");
+  await run(inv.command, inv.args, { env: inv.env, stdin: build.context, stdout: build.output, ...build.onLine ? { onStderrLine: build.onLine } : {} });
 }
 
 // src/log.ts
@@ -33086,6 +33219,146 @@ var log = {
   debug: (m) => current.debug(m),
   group: (name, fn) => current.group(name, fn)
 };
+
+// src/loopback.ts
+var import_node_crypto4 = require("node:crypto");
+var import_node_net = require("node:net");
+var TOKEN_BYTES = 24;
+async function listenOnce(options = {}) {
+  const token = (0, import_node_crypto4.randomBytes)(TOKEN_BYTES).toString("hex");
+  const expected = Buffer.from(`${token}
+`);
+  let rejected = 0;
+  let done = false;
+  let resolveAccepted;
+  let rejectAccepted;
+  const accepted = new Promise((resolve3, reject) => {
+    resolveAccepted = resolve3;
+    rejectAccepted = reject;
+  });
+  accepted.catch(() => void 0);
+  const server = (0, import_node_net.createServer)((socket) => {
+    if (done) {
+      socket.destroy();
+      return;
+    }
+    let head = Buffer.alloc(0);
+    const drop = () => {
+      rejected++;
+      socket.destroy();
+    };
+    socket.setTimeout(options.tokenTimeoutMs ?? 1e4, drop);
+    socket.on("error", () => void 0);
+    const onData = (chunk) => {
+      head = Buffer.concat([head, chunk]);
+      if (head.length < expected.length) {
+        if (!expected.subarray(0, head.length).equals(head)) drop();
+        return;
+      }
+      socket.off("data", onData);
+      socket.pause();
+      if (done || !(0, import_node_crypto4.timingSafeEqual)(head.subarray(0, expected.length), expected)) {
+        drop();
+        return;
+      }
+      done = true;
+      server.close();
+      socket.setTimeout(options.idleTimeoutMs ?? 3e5, () => socket.destroy(new Error("loopback stream idle for too long")));
+      const rest = head.subarray(expected.length);
+      if (rest.length > 0) socket.unshift(rest);
+      resolveAccepted(socket);
+    };
+    socket.on("data", onData);
+  });
+  await new Promise((resolve3, reject) => {
+    server.once("error", reject);
+    server.listen(0, "127.0.0.1", () => resolve3());
+  });
+  const address = server.address();
+  if (address === null || typeof address === "string") throw new Error("loopback listener has no port");
+  return {
+    port: address.port,
+    token,
+    accepted,
+    rejected: () => rejected,
+    close: (reason = "the build ended without connecting") => {
+      if (!done) {
+        done = true;
+        rejectAccepted(new Error(reason));
+      }
+      server.close();
+    }
+  };
+}
+
+// src/extract.ts
+async function extractMounts(run, request) {
+  if (request.choice !== "export") {
+    try {
+      return { summaries: await viaLoopback(run, request), mode: "loopback" };
+    } catch (error2) {
+      if (request.choice === "loopback") throw error2;
+      log.info(`Loopback stream not available (${errorMessage(error2)}); extracting through the build's exporter instead.`);
+    }
+  }
+  return { summaries: await viaExport(run, request), mode: "export" };
+}
+async function viaLoopback(run, request) {
+  const listener = await listenOnce();
+  const splitting = listener.accepted.then((socket) => splitExport(socket, request.targets));
+  splitting.catch(() => void 0);
+  const dockerfile = extractDockerfile(request.image, request.mounts, "loopback");
+  log.debug(`Extract Dockerfile:
+${dockerfile}`);
+  try {
+    await runBuild(run, request.engine, {
+      context: buildContext(dockerfile, []),
+      output: async (out) => (0, import_promises3.pipeline)(out, discard()),
+      onLine: (line) => log.debug(line),
+      buildArgs: { ...request.buildArgs, [PORT_ARG]: String(listener.port), [TOKEN_ARG]: listener.token },
+      network: "host"
+    });
+  } finally {
+    listener.close();
+    if (listener.rejected() > 0) log.warning(`The extract listener dropped ${listener.rejected()} connection(s) without the token.`);
+  }
+  return await splitting;
+}
+async function viaExport(run, request) {
+  const dockerfile = extractDockerfile(request.image, request.mounts, "export");
+  log.debug(`Extract Dockerfile:
+${dockerfile}`);
+  let summaries;
+  await runBuild(run, request.engine, {
+    context: buildContext(dockerfile, []),
+    output: async (out) => forEachEntry(out, async (header, body2) => {
+      if (header.name.replace(/^\.?\//, "") !== EXPORT_FILE || summaries) return;
+      summaries = await splitExport(import_node_stream.Readable.from(body2), request.targets);
+    }),
+    onLine: (line) => log.debug(line),
+    buildArgs: request.buildArgs
+  });
+  if (!summaries) throw new ArchiveError("ARCHIVE_UNEXPECTED", `the extract build's output has no ${EXPORT_FILE}`);
+  return summaries;
+}
+function discard() {
+  return new import_node_stream2.Writable({ write: (_chunk, _enc, cb) => cb() });
+}
+
+// src/format.ts
+function formatBytes(bytes) {
+  const units = ["B", "KiB", "MiB", "GiB", "TiB"];
+  let value = bytes;
+  let unit = 0;
+  while (value >= 1024 && unit < units.length - 1) {
+    value /= 1024;
+    unit++;
+  }
+  return `${unit === 0 ? value : value.toFixed(1)} ${units[unit]}`;
+}
+function seconds(startedMs, now = Date.now()) {
+  return `${((now - startedMs) / 1e3).toFixed(1)} s`;
+}
 
 // node_modules/@actions/glob/lib/internal-globber.js
 var fs2 = __toESM(require("fs"), 1);
@@ -33374,19 +33647,19 @@ function balancedWithBudget(str, masked, budget) {
 }
 function maskUnmatchedOpens(masked, budget) {
   budget.remaining -= masked.length;
-  const open2 = [];
+  const open3 = [];
   for (let i = 0; i < masked.length; i++) {
     const c = masked.charCodeAt(i);
     if (c === 123) {
-      open2.push(i);
-    } else if (c === 125 && open2.length) {
-      open2.pop();
+      open3.push(i);
+    } else if (c === 125 && open3.length) {
+      open3.pop();
     }
   }
   let out = "";
   let last = 0;
-  for (let i = 0; i < open2.length; i++) {
-    const at = open2[i];
+  for (let i = 0; i < open3.length; i++) {
+    const at = open3[i];
     out += masked.slice(last, at) + "\0";
     last = at + 1;
   }
@@ -33657,12 +33930,12 @@ function expand_(str, max, maxLength, maxDepth, depth, maxRewrites, budget, isTo
 }
 
 // node_modules/minimatch/dist/esm/assert-valid-pattern.js
-var MAX_PATTERN_LENGTH = 1024 * 64;
+var MAX_PATTERN_LENGTH2 = 1024 * 64;
 var assertValidPattern = (pattern) => {
   if (typeof pattern !== "string") {
     throw new TypeError("invalid pattern");
   }
-  if (pattern.length > MAX_PATTERN_LENGTH) {
+  if (pattern.length > MAX_PATTERN_LENGTH2) {
     throw new TypeError("pattern is too long");
   }
 };
@@ -35170,10 +35443,10 @@ var Minimatch = class {
       }
       return filtered.join("/");
     }).join("|");
-    const [open2, close] = set.length > 1 ? ["(?:", ")"] : ["", ""];
-    re = "^" + open2 + re + close + "$";
+    const [open3, close] = set.length > 1 ? ["(?:", ")"] : ["", ""];
+    re = "^" + open3 + re + close + "$";
     if (this.partial) {
-      re = "^(?:\\/|" + open2 + re.slice(1, -1) + close + ")$";
+      re = "^(?:\\/|" + open3 + re.slice(1, -1) + close + ")$";
     }
     if (this.negate)
       re = "^(?!" + re + ").+$";
@@ -35788,8 +36061,8 @@ function hashFiles(globber_1, currentWorkspace_1) {
           continue;
         }
         const hash = crypto2.createHash("sha256");
-        const pipeline5 = util.promisify(stream.pipeline);
-        yield pipeline5(fs3.createReadStream(file), hash);
+        const pipeline6 = util.promisify(stream.pipeline);
+        yield pipeline6(fs3.createReadStream(file), hash);
         result.write(hash.digest());
         count++;
         if (!hasMatch) {
@@ -35859,6 +36132,9 @@ function hashFiles2(patterns_1) {
     return hashFiles(globber, currentWorkspace, verbose);
   });
 }
+
+// src/cache.ts
+var import_promises4 = require("node:fs/promises");
 
 // node_modules/@actions/cache/lib/cache.js
 var path12 = __toESM(require("path"), 1);
@@ -36533,12 +36809,12 @@ var HttpPipeline = class _HttpPipeline {
   }
   sendRequest(httpClient, request) {
     const policies = this.getOrderedPolicies();
-    const pipeline5 = policies.reduceRight((next, policy) => {
+    const pipeline6 = policies.reduceRight((next, policy) => {
       return (req) => {
         return policy.sendRequest(req, next);
       };
     }, (req) => httpClient.sendRequest(req));
-    return pipeline5(request);
+    return pipeline6(request);
   }
   getOrderedPolicies() {
     if (!this._orderedPolicies) {
@@ -36909,7 +37185,7 @@ function stringToUint8Array(value, format) {
 var import_node_http = __toESM(require("node:http"), 1);
 var import_node_https = __toESM(require("node:https"), 1);
 var import_node_zlib = __toESM(require("node:zlib"), 1);
-var import_node_stream = require("node:stream");
+var import_node_stream3 = require("node:stream");
 
 // node_modules/@typespec/ts-http-runtime/dist/esm/log.js
 var logger = createClientLogger("ts-http-runtime");
@@ -36938,7 +37214,7 @@ function isStreamComplete(stream3) {
 function isArrayBuffer(body2) {
   return body2 && typeof body2.byteLength === "number";
 }
-var ReportTransform = class extends import_node_stream.Transform {
+var ReportTransform = class extends import_node_stream3.Transform {
   loadedBytes = 0;
   progressCallback;
   // eslint-disable-next-line @typescript-eslint/no-unsafe-function-type
@@ -38498,31 +38774,31 @@ function wrapAbortSignalLikePolicy() {
 
 // node_modules/@azure/core-rest-pipeline/dist/esm/createPipelineFromOptions.js
 function createPipelineFromOptions2(options) {
-  const pipeline5 = createEmptyPipeline2();
+  const pipeline6 = createEmptyPipeline2();
   if (isNodeLike2) {
     if (options.agent) {
-      pipeline5.addPolicy(agentPolicy2(options.agent));
+      pipeline6.addPolicy(agentPolicy2(options.agent));
     }
     if (options.tlsOptions) {
-      pipeline5.addPolicy(tlsPolicy2(options.tlsOptions));
+      pipeline6.addPolicy(tlsPolicy2(options.tlsOptions));
     }
-    pipeline5.addPolicy(proxyPolicy2(options.proxyOptions));
-    pipeline5.addPolicy(decompressResponsePolicy2());
+    pipeline6.addPolicy(proxyPolicy2(options.proxyOptions));
+    pipeline6.addPolicy(decompressResponsePolicy2());
   }
-  pipeline5.addPolicy(wrapAbortSignalLikePolicy());
-  pipeline5.addPolicy(formDataPolicy2(), { beforePolicies: [multipartPolicyName2] });
-  pipeline5.addPolicy(userAgentPolicy2(options.userAgentOptions));
-  pipeline5.addPolicy(setClientRequestIdPolicy(options.telemetryOptions?.clientRequestIdHeaderName));
-  pipeline5.addPolicy(multipartPolicy2(), { afterPhase: "Deserialize" });
-  pipeline5.addPolicy(defaultRetryPolicy2(options.retryOptions), { phase: "Retry" });
-  pipeline5.addPolicy(tracingPolicy({ ...options.userAgentOptions, ...options.loggingOptions }), {
+  pipeline6.addPolicy(wrapAbortSignalLikePolicy());
+  pipeline6.addPolicy(formDataPolicy2(), { beforePolicies: [multipartPolicyName2] });
+  pipeline6.addPolicy(userAgentPolicy2(options.userAgentOptions));
+  pipeline6.addPolicy(setClientRequestIdPolicy(options.telemetryOptions?.clientRequestIdHeaderName));
+  pipeline6.addPolicy(multipartPolicy2(), { afterPhase: "Deserialize" });
+  pipeline6.addPolicy(defaultRetryPolicy2(options.retryOptions), { phase: "Retry" });
+  pipeline6.addPolicy(tracingPolicy({ ...options.userAgentOptions, ...options.loggingOptions }), {
     afterPhase: "Retry"
   });
   if (isNodeLike2) {
-    pipeline5.addPolicy(redirectPolicy2(options.redirectOptions), { afterPhase: "Retry" });
+    pipeline6.addPolicy(redirectPolicy2(options.redirectOptions), { afterPhase: "Retry" });
   }
-  pipeline5.addPolicy(logPolicy2(options.loggingOptions), { afterPhase: "Sign" });
-  return pipeline5;
+  pipeline6.addPolicy(logPolicy2(options.loggingOptions), { afterPhase: "Sign" });
+  return pipeline6;
 }
 
 // node_modules/@azure/core-rest-pipeline/dist/esm/defaultHttpClient.js
@@ -38846,8 +39122,8 @@ function createDisableKeepAlivePolicy() {
     }
   };
 }
-function pipelineContainsDisableKeepAlivePolicy(pipeline5) {
-  return pipeline5.getOrderedPolicies().some((policy) => policy.name === disableKeepAlivePolicyName);
+function pipelineContainsDisableKeepAlivePolicy(pipeline6) {
+  return pipeline6.getOrderedPolicies().some((policy) => policy.name === disableKeepAlivePolicyName);
 }
 
 // node_modules/@azure/core-client/dist/esm/base64.js
@@ -40102,18 +40378,18 @@ function prepareXMLRootList(obj, elementName, xmlNamespaceKey, xmlNamespace) {
 
 // node_modules/@azure/core-client/dist/esm/pipeline.js
 function createClientPipeline(options = {}) {
-  const pipeline5 = createPipelineFromOptions2(options ?? {});
+  const pipeline6 = createPipelineFromOptions2(options ?? {});
   if (options.credentialOptions) {
-    pipeline5.addPolicy(bearerTokenAuthenticationPolicy({
+    pipeline6.addPolicy(bearerTokenAuthenticationPolicy({
       credential: options.credentialOptions.credential,
       scopes: options.credentialOptions.credentialScopes
     }));
   }
-  pipeline5.addPolicy(serializationPolicy(options.serializationOptions), { phase: "Serialize" });
-  pipeline5.addPolicy(deserializationPolicy(options.deserializationOptions), {
+  pipeline6.addPolicy(serializationPolicy(options.serializationOptions), { phase: "Serialize" });
+  pipeline6.addPolicy(deserializationPolicy(options.deserializationOptions), {
     phase: "Deserialize"
   });
-  return pipeline5;
+  return pipeline6;
 }
 
 // node_modules/@azure/core-client/dist/esm/httpClientCache.js
@@ -45945,8 +46221,8 @@ var logger4 = createClientLogger2("storage-blob");
 var import_events = require("events");
 
 // node_modules/@azure/storage-common/dist/esm/BuffersStream.js
-var import_node_stream2 = require("node:stream");
-var BuffersStream = class extends import_node_stream2.Readable {
+var import_node_stream4 = require("node:stream");
+var BuffersStream = class extends import_node_stream4.Readable {
   buffers;
   byteLength;
   /**
@@ -46912,15 +47188,15 @@ var NativeCRC64 = (() => {
               runDependencyWatcher = null;
               return;
             }
-            var shown = false;
+            var shown2 = false;
             for (var dep in runDependencyTracking) {
-              if (!shown) {
-                shown = true;
+              if (!shown2) {
+                shown2 = true;
                 err("still waiting on run dependencies:");
               }
               err("dependency: " + dep);
             }
-            if (shown) {
+            if (shown2) {
               err("(end of list)");
             }
           }, 1e4);
@@ -48851,7 +49127,7 @@ var AnonymousCredential = class extends Credential {
 };
 
 // node_modules/@azure/storage-common/dist/esm/credentials/StorageSharedKeyCredential.js
-var import_node_crypto4 = require("node:crypto");
+var import_node_crypto5 = require("node:crypto");
 
 // node_modules/@azure/storage-common/dist/esm/utils/constants.js
 var URLConstants = {
@@ -49552,7 +49828,7 @@ var StorageSharedKeyCredential = class extends Credential {
    * @param stringToSign -
    */
   computeHMACSHA256(stringToSign) {
-    return (0, import_node_crypto4.createHmac)("sha256", this.accountKey).update(stringToSign, "utf8").digest("base64");
+    return (0, import_node_crypto5.createHmac)("sha256", this.accountKey).update(stringToSign, "utf8").digest("base64");
   }
 };
 
@@ -49918,7 +50194,7 @@ function storageRetryPolicy(options = {}) {
 }
 
 // node_modules/@azure/storage-common/dist/esm/policies/StorageSharedKeyCredentialPolicyV2.js
-var import_node_crypto5 = require("node:crypto");
+var import_node_crypto6 = require("node:crypto");
 var storageSharedKeyCredentialPolicyName = "storageSharedKeyCredentialPolicy";
 function storageSharedKeyCredentialPolicy(options) {
   function signRequest(request) {
@@ -49940,7 +50216,7 @@ function storageSharedKeyCredentialPolicy(options) {
       getHeaderValueToSign(request, HeaderConstants.IF_UNMODIFIED_SINCE),
       getHeaderValueToSign(request, HeaderConstants.RANGE)
     ].join("\n") + "\n" + getCanonicalizedHeadersString(request) + getCanonicalizedResourceString(request);
-    const signature = (0, import_node_crypto5.createHmac)("sha256", options.accountKey).update(stringToSign, "utf8").digest("base64");
+    const signature = (0, import_node_crypto6.createHmac)("sha256", options.accountKey).update(stringToSign, "utf8").digest("base64");
     request.headers.set(HeaderConstants.AUTHORIZATION, `SharedKey ${options.accountName}:${signature}`);
   }
   function getHeaderValueToSign(request, headerName) {
@@ -50030,7 +50306,7 @@ function storageRequestFailureDetailsParserPolicy() {
 }
 
 // node_modules/@azure/storage-common/dist/esm/credentials/UserDelegationKeyCredential.js
-var import_node_crypto6 = require("node:crypto");
+var import_node_crypto7 = require("node:crypto");
 var UserDelegationKeyCredential = class {
   /**
    * Azure Storage account name; readonly.
@@ -50060,7 +50336,7 @@ var UserDelegationKeyCredential = class {
    * @param stringToSign -
    */
   computeHMACSHA256(stringToSign) {
-    return (0, import_node_crypto6.createHmac)("sha256", this.key).update(stringToSign, "utf8").digest("base64");
+    return (0, import_node_crypto7.createHmac)("sha256", this.key).update(stringToSign, "utf8").digest("base64");
   }
 };
 
@@ -50249,11 +50525,11 @@ var PathStylePorts2 = [
 ];
 
 // node_modules/@azure/storage-blob/dist/esm/Pipeline.js
-function isPipelineLike(pipeline5) {
-  if (!pipeline5 || typeof pipeline5 !== "object") {
+function isPipelineLike(pipeline6) {
+  if (!pipeline6 || typeof pipeline6 !== "object") {
     return false;
   }
-  const castPipeline = pipeline5;
+  const castPipeline = pipeline6;
   return Array.isArray(castPipeline.factories) && typeof castPipeline.options === "object" && typeof castPipeline.toServiceClientOptions === "function";
 }
 var Pipeline = class {
@@ -50292,11 +50568,11 @@ function newPipeline(credential, pipelineOptions = {}) {
   if (!credential) {
     credential = new AnonymousCredential();
   }
-  const pipeline5 = new Pipeline([], pipelineOptions);
-  pipeline5._credential = credential;
-  return pipeline5;
+  const pipeline6 = new Pipeline([], pipelineOptions);
+  pipeline6._credential = credential;
+  return pipeline6;
 }
-function processDownlevelPipeline(pipeline5) {
+function processDownlevelPipeline(pipeline6) {
   const knownFactoryFunctions = [
     isAnonymousCredential,
     isStorageSharedKeyCredential,
@@ -50306,8 +50582,8 @@ function processDownlevelPipeline(pipeline5) {
     isStorageTelemetryPolicyFactory,
     isCoreHttpPolicyFactory
   ];
-  if (pipeline5.factories.length) {
-    const novelFactories = pipeline5.factories.filter((factory) => {
+  if (pipeline6.factories.length) {
+    const novelFactories = pipeline6.factories.filter((factory) => {
       return !knownFactoryFunctions.some((knownFactory) => knownFactory(factory));
     });
     if (novelFactories.length) {
@@ -50320,14 +50596,14 @@ function processDownlevelPipeline(pipeline5) {
   }
   return void 0;
 }
-function getCoreClientOptions(pipeline5) {
-  const { httpClient: v1Client, ...restOptions } = pipeline5.options;
-  let httpClient = pipeline5._coreHttpClient;
+function getCoreClientOptions(pipeline6) {
+  const { httpClient: v1Client, ...restOptions } = pipeline6.options;
+  let httpClient = pipeline6._coreHttpClient;
   if (!httpClient) {
     httpClient = v1Client ? convertHttpClient(v1Client) : getCachedDefaultHttpClient2();
-    pipeline5._coreHttpClient = httpClient;
+    pipeline6._coreHttpClient = httpClient;
   }
-  let corePipeline = pipeline5._corePipeline;
+  let corePipeline = pipeline6._corePipeline;
   if (!corePipeline) {
     const packageDetails = `azsdk-js-azure-storage-blob/${SDK_VERSION4}`;
     const userAgentPrefix = restOptions.userAgentOptions && restOptions.userAgentOptions.userAgentPrefix ? `${restOptions.userAgentOptions.userAgentPrefix} ${packageDetails}` : `${packageDetails}`;
@@ -50368,11 +50644,11 @@ function getCoreClientOptions(pipeline5) {
     corePipeline.addPolicy(storageRetryPolicy(restOptions.retryOptions), { phase: "Retry" });
     corePipeline.addPolicy(storageRequestFailureDetailsParserPolicy());
     corePipeline.addPolicy(storageBrowserPolicy());
-    const downlevelResults = processDownlevelPipeline(pipeline5);
+    const downlevelResults = processDownlevelPipeline(pipeline6);
     if (downlevelResults) {
       corePipeline.addPolicy(downlevelResults.wrappedPolicies, downlevelResults.afterRetry ? { afterPhase: "Retry" } : void 0);
     }
-    const credential = getCredentialFromPipeline(pipeline5);
+    const credential = getCredentialFromPipeline(pipeline6);
     if (isTokenCredential(credential)) {
       corePipeline.addPolicy(bearerTokenAuthenticationPolicy({
         credential,
@@ -50385,7 +50661,7 @@ function getCoreClientOptions(pipeline5) {
         accountKey: credential.accountKey
       }), { phase: "Sign" });
     }
-    pipeline5._corePipeline = corePipeline;
+    pipeline6._corePipeline = corePipeline;
   }
   return {
     ...restOptions,
@@ -50394,12 +50670,12 @@ function getCoreClientOptions(pipeline5) {
     pipeline: corePipeline
   };
 }
-function getCredentialFromPipeline(pipeline5) {
-  if (pipeline5._credential) {
-    return pipeline5._credential;
+function getCredentialFromPipeline(pipeline6) {
+  if (pipeline6._credential) {
+    return pipeline6._credential;
   }
   let credential = new AnonymousCredential();
-  for (const factory of pipeline5.factories) {
+  for (const factory of pipeline6.factories) {
     if (isTokenCredential(factory.credential)) {
       credential = factory.credential;
     } else if (isStorageSharedKeyCredential(factory)) {
@@ -64309,13 +64585,13 @@ var StorageClient2 = class {
    * @param url - url to resource
    * @param pipeline - request policy pipeline.
    */
-  constructor(url2, pipeline5) {
+  constructor(url2, pipeline6) {
     this.url = escapeURLPath(url2);
     this.accountName = getAccountNameFromUrl(url2);
-    this.pipeline = pipeline5;
-    this.storageClientContext = new StorageContextClient(this.url, getCoreClientOptions(pipeline5));
+    this.pipeline = pipeline6;
+    this.storageClientContext = new StorageContextClient(this.url, getCoreClientOptions(pipeline6));
     this.isHttps = iEqual(getURLScheme(this.url) || "", "https");
-    this.credential = getCredentialFromPipeline(pipeline5);
+    this.credential = getCredentialFromPipeline(pipeline6);
     const storageClientContext = this.storageClientContext;
     storageClientContext.requestContentType = void 0;
   }
@@ -65704,8 +65980,8 @@ var BlobLeaseClient = class {
 };
 
 // node_modules/@azure/storage-blob/dist/esm/utils/RetriableReadableStream.js
-var import_node_stream3 = require("node:stream");
-var RetriableReadableStream = class extends import_node_stream3.Readable {
+var import_node_stream5 = require("node:stream");
+var RetriableReadableStream = class extends import_node_stream5.Readable {
   start;
   offset;
   end;
@@ -66257,7 +66533,7 @@ var BlobDownloadResponse = class {
 };
 
 // node_modules/@azure/storage-blob/dist/esm/utils/BlobQuickQueryStream.js
-var import_node_stream4 = require("node:stream");
+var import_node_stream6 = require("node:stream");
 
 // node_modules/@azure/storage-blob/dist/esm/internal-avro/AvroConstants.js
 var AVRO_SYNC_MARKER_SIZE = 16;
@@ -66773,7 +67049,7 @@ var AvroReadableFromStream = class extends AvroReadable {
 };
 
 // node_modules/@azure/storage-blob/dist/esm/utils/BlobQuickQueryStream.js
-var BlobQuickQueryStream = class extends import_node_stream4.Readable {
+var BlobQuickQueryStream = class extends import_node_stream6.Readable {
   source;
   avroReader;
   avroIter;
@@ -67921,21 +68197,21 @@ var BlobClient = class _BlobClient extends StorageClient2 {
   }
   constructor(urlOrConnectionString, credentialOrPipelineOrContainerName, blobNameOrOptions, options) {
     options = options || {};
-    let pipeline5;
+    let pipeline6;
     let url2;
     if (isPipelineLike(credentialOrPipelineOrContainerName)) {
       url2 = urlOrConnectionString;
-      pipeline5 = credentialOrPipelineOrContainerName;
+      pipeline6 = credentialOrPipelineOrContainerName;
     } else if (isNodeLike2 && credentialOrPipelineOrContainerName instanceof StorageSharedKeyCredential || credentialOrPipelineOrContainerName instanceof AnonymousCredential || isTokenCredential(credentialOrPipelineOrContainerName)) {
       url2 = urlOrConnectionString;
       options = blobNameOrOptions;
-      pipeline5 = newPipeline(credentialOrPipelineOrContainerName, options);
+      pipeline6 = newPipeline(credentialOrPipelineOrContainerName, options);
     } else if (!credentialOrPipelineOrContainerName && typeof credentialOrPipelineOrContainerName !== "string") {
       url2 = urlOrConnectionString;
       if (blobNameOrOptions && typeof blobNameOrOptions !== "string") {
         options = blobNameOrOptions;
       }
-      pipeline5 = newPipeline(new AnonymousCredential(), options);
+      pipeline6 = newPipeline(new AnonymousCredential(), options);
     } else if (credentialOrPipelineOrContainerName && typeof credentialOrPipelineOrContainerName === "string" && blobNameOrOptions && typeof blobNameOrOptions === "string") {
       const containerName = credentialOrPipelineOrContainerName;
       const blobName = blobNameOrOptions;
@@ -67947,20 +68223,20 @@ var BlobClient = class _BlobClient extends StorageClient2 {
           if (!options.proxyOptions) {
             options.proxyOptions = getDefaultProxySettings2(extractedCreds.proxyUri);
           }
-          pipeline5 = newPipeline(sharedKeyCredential, options);
+          pipeline6 = newPipeline(sharedKeyCredential, options);
         } else {
           throw new Error("Account connection string is only supported in Node.js environment");
         }
       } else if (extractedCreds.kind === "SASConnString") {
         url2 = appendToURLPath(appendToURLPath(extractedCreds.url, encodeURIComponent(containerName)), encodeURIComponent(blobName)) + "?" + extractedCreds.accountSas;
-        pipeline5 = newPipeline(new AnonymousCredential(), options);
+        pipeline6 = newPipeline(new AnonymousCredential(), options);
       } else {
         throw new Error("Connection string must be either an Account connection string or a SAS connection string");
       }
     } else {
       throw new Error("Expecting non-empty strings for containerName and blobName parameters");
     }
-    super(url2, pipeline5);
+    super(url2, pipeline6);
     ({ blobName: this._name, containerName: this._containerName } = this.getBlobAndContainerNamesFromUrl());
     this.blobContext = this.storageClientContext.blob;
     this._snapshot = getURLParameter(this.url, URLConstants2.Parameters.SNAPSHOT);
@@ -68947,19 +69223,19 @@ var AppendBlobClient = class _AppendBlobClient extends BlobClient {
    */
   appendBlobContext;
   constructor(urlOrConnectionString, credentialOrPipelineOrContainerName, blobNameOrOptions, options) {
-    let pipeline5;
+    let pipeline6;
     let url2;
     options = options || {};
     if (isPipelineLike(credentialOrPipelineOrContainerName)) {
       url2 = urlOrConnectionString;
-      pipeline5 = credentialOrPipelineOrContainerName;
+      pipeline6 = credentialOrPipelineOrContainerName;
     } else if (isNodeLike2 && credentialOrPipelineOrContainerName instanceof StorageSharedKeyCredential || credentialOrPipelineOrContainerName instanceof AnonymousCredential || isTokenCredential(credentialOrPipelineOrContainerName)) {
       url2 = urlOrConnectionString;
       options = blobNameOrOptions;
-      pipeline5 = newPipeline(credentialOrPipelineOrContainerName, options);
+      pipeline6 = newPipeline(credentialOrPipelineOrContainerName, options);
     } else if (!credentialOrPipelineOrContainerName && typeof credentialOrPipelineOrContainerName !== "string") {
       url2 = urlOrConnectionString;
-      pipeline5 = newPipeline(new AnonymousCredential(), options);
+      pipeline6 = newPipeline(new AnonymousCredential(), options);
     } else if (credentialOrPipelineOrContainerName && typeof credentialOrPipelineOrContainerName === "string" && blobNameOrOptions && typeof blobNameOrOptions === "string") {
       const containerName = credentialOrPipelineOrContainerName;
       const blobName = blobNameOrOptions;
@@ -68971,20 +69247,20 @@ var AppendBlobClient = class _AppendBlobClient extends BlobClient {
           if (!options.proxyOptions) {
             options.proxyOptions = getDefaultProxySettings2(extractedCreds.proxyUri);
           }
-          pipeline5 = newPipeline(sharedKeyCredential, options);
+          pipeline6 = newPipeline(sharedKeyCredential, options);
         } else {
           throw new Error("Account connection string is only supported in Node.js environment");
         }
       } else if (extractedCreds.kind === "SASConnString") {
         url2 = appendToURLPath(appendToURLPath(extractedCreds.url, encodeURIComponent(containerName)), encodeURIComponent(blobName)) + "?" + extractedCreds.accountSas;
-        pipeline5 = newPipeline(new AnonymousCredential(), options);
+        pipeline6 = newPipeline(new AnonymousCredential(), options);
       } else {
         throw new Error("Connection string must be either an Account connection string or a SAS connection string");
       }
     } else {
       throw new Error("Expecting non-empty strings for containerName and blobName parameters");
     }
-    super(url2, pipeline5);
+    super(url2, pipeline6);
     this.appendBlobContext = this.storageClientContext.appendBlob;
   }
   /**
@@ -69219,22 +69495,22 @@ var BlockBlobClient = class _BlockBlobClient extends BlobClient {
    */
   blockBlobContext;
   constructor(urlOrConnectionString, credentialOrPipelineOrContainerName, blobNameOrOptions, options) {
-    let pipeline5;
+    let pipeline6;
     let url2;
     options = options || {};
     if (isPipelineLike(credentialOrPipelineOrContainerName)) {
       url2 = urlOrConnectionString;
-      pipeline5 = credentialOrPipelineOrContainerName;
+      pipeline6 = credentialOrPipelineOrContainerName;
     } else if (isNodeLike2 && credentialOrPipelineOrContainerName instanceof StorageSharedKeyCredential || credentialOrPipelineOrContainerName instanceof AnonymousCredential || isTokenCredential(credentialOrPipelineOrContainerName)) {
       url2 = urlOrConnectionString;
       options = blobNameOrOptions;
-      pipeline5 = newPipeline(credentialOrPipelineOrContainerName, options);
+      pipeline6 = newPipeline(credentialOrPipelineOrContainerName, options);
     } else if (!credentialOrPipelineOrContainerName && typeof credentialOrPipelineOrContainerName !== "string") {
       url2 = urlOrConnectionString;
       if (blobNameOrOptions && typeof blobNameOrOptions !== "string") {
         options = blobNameOrOptions;
       }
-      pipeline5 = newPipeline(new AnonymousCredential(), options);
+      pipeline6 = newPipeline(new AnonymousCredential(), options);
     } else if (credentialOrPipelineOrContainerName && typeof credentialOrPipelineOrContainerName === "string" && blobNameOrOptions && typeof blobNameOrOptions === "string") {
       const containerName = credentialOrPipelineOrContainerName;
       const blobName = blobNameOrOptions;
@@ -69246,20 +69522,20 @@ var BlockBlobClient = class _BlockBlobClient extends BlobClient {
           if (!options.proxyOptions) {
             options.proxyOptions = getDefaultProxySettings2(extractedCreds.proxyUri);
           }
-          pipeline5 = newPipeline(sharedKeyCredential, options);
+          pipeline6 = newPipeline(sharedKeyCredential, options);
         } else {
           throw new Error("Account connection string is only supported in Node.js environment");
         }
       } else if (extractedCreds.kind === "SASConnString") {
         url2 = appendToURLPath(appendToURLPath(extractedCreds.url, encodeURIComponent(containerName)), encodeURIComponent(blobName)) + "?" + extractedCreds.accountSas;
-        pipeline5 = newPipeline(new AnonymousCredential(), options);
+        pipeline6 = newPipeline(new AnonymousCredential(), options);
       } else {
         throw new Error("Connection string must be either an Account connection string or a SAS connection string");
       }
     } else {
       throw new Error("Expecting non-empty strings for containerName and blobName parameters");
     }
-    super(url2, pipeline5);
+    super(url2, pipeline6);
     this.blockBlobContext = this.storageClientContext.blockBlob;
     this._blobContext = this.storageClientContext.blob;
   }
@@ -69830,19 +70106,19 @@ var PageBlobClient = class _PageBlobClient extends BlobClient {
    */
   pageBlobContext;
   constructor(urlOrConnectionString, credentialOrPipelineOrContainerName, blobNameOrOptions, options) {
-    let pipeline5;
+    let pipeline6;
     let url2;
     options = options || {};
     if (isPipelineLike(credentialOrPipelineOrContainerName)) {
       url2 = urlOrConnectionString;
-      pipeline5 = credentialOrPipelineOrContainerName;
+      pipeline6 = credentialOrPipelineOrContainerName;
     } else if (isNodeLike2 && credentialOrPipelineOrContainerName instanceof StorageSharedKeyCredential || credentialOrPipelineOrContainerName instanceof AnonymousCredential || isTokenCredential(credentialOrPipelineOrContainerName)) {
       url2 = urlOrConnectionString;
       options = blobNameOrOptions;
-      pipeline5 = newPipeline(credentialOrPipelineOrContainerName, options);
+      pipeline6 = newPipeline(credentialOrPipelineOrContainerName, options);
     } else if (!credentialOrPipelineOrContainerName && typeof credentialOrPipelineOrContainerName !== "string") {
       url2 = urlOrConnectionString;
-      pipeline5 = newPipeline(new AnonymousCredential(), options);
+      pipeline6 = newPipeline(new AnonymousCredential(), options);
     } else if (credentialOrPipelineOrContainerName && typeof credentialOrPipelineOrContainerName === "string" && blobNameOrOptions && typeof blobNameOrOptions === "string") {
       const containerName = credentialOrPipelineOrContainerName;
       const blobName = blobNameOrOptions;
@@ -69854,20 +70130,20 @@ var PageBlobClient = class _PageBlobClient extends BlobClient {
           if (!options.proxyOptions) {
             options.proxyOptions = getDefaultProxySettings2(extractedCreds.proxyUri);
           }
-          pipeline5 = newPipeline(sharedKeyCredential, options);
+          pipeline6 = newPipeline(sharedKeyCredential, options);
         } else {
           throw new Error("Account connection string is only supported in Node.js environment");
         }
       } else if (extractedCreds.kind === "SASConnString") {
         url2 = appendToURLPath(appendToURLPath(extractedCreds.url, encodeURIComponent(containerName)), encodeURIComponent(blobName)) + "?" + extractedCreds.accountSas;
-        pipeline5 = newPipeline(new AnonymousCredential(), options);
+        pipeline6 = newPipeline(new AnonymousCredential(), options);
       } else {
         throw new Error("Connection string must be either an Account connection string or a SAS connection string");
       }
     } else {
       throw new Error("Expecting non-empty strings for containerName and blobName parameters");
     }
-    super(url2, pipeline5);
+    super(url2, pipeline6);
     this.pageBlobContext = this.storageClientContext.pageBlob;
   }
   /**
@@ -70913,8 +71189,8 @@ var __awaiter15 = function(thisArg, _arguments, P, generator) {
 };
 function pipeResponseToStream(response, output) {
   return __awaiter15(this, void 0, void 0, function* () {
-    const pipeline5 = util5.promisify(stream2.pipeline);
-    yield pipeline5(response.message, output);
+    const pipeline6 = util5.promisify(stream2.pipeline);
+    yield pipeline6(response.message, output);
   });
 }
 var DownloadProgress = class {
@@ -73040,14 +73316,40 @@ var actionsCache = {
   available: () => isFeatureAvailable(),
   readable: () => cacheModeAllows("read"),
   writable: () => cacheModeAllows("write"),
-  restore: async (archivePath, primaryKey, restoreKeys) => restoreCache([archivePath], primaryKey, restoreKeys),
+  restore: restoreArchive,
   exists: async (archivePath, key) => await restoreCache([archivePath], key, [], { lookupOnly: true }) === key,
   save: async (archivePath, key) => await saveCache2([archivePath], key) !== -1
 };
+async function restoreArchive(archivePath, primaryKey, restoreKeys) {
+  const found = await restoreCache([archivePath], primaryKey, restoreKeys, { lookupOnly: true });
+  if (found === void 0) return void 0;
+  const matched = await restoreCache([archivePath], primaryKey, restoreKeys);
+  if (matched === void 0) {
+    await (0, import_promises4.rm)(archivePath, { recursive: true, force: true });
+    throw new Error(`${found} was found but could not be downloaded or unpacked (see the cache warning above)`);
+  }
+  const kind = await fileKind(archivePath);
+  if (kind !== "file") {
+    await (0, import_promises4.rm)(archivePath, { recursive: true, force: true });
+    throw new Error(`${matched} does not hold a mount archive (${kind} at the archive path)`);
+  }
+  return matched;
+}
+async function fileKind(path13) {
+  try {
+    const st = await (0, import_promises4.lstat)(path13);
+    if (st.isFile()) return "file";
+    if (st.isDirectory()) return "a directory";
+    if (st.isSymbolicLink()) return "a symlink";
+    return "a special file";
+  } catch {
+    return "nothing";
+  }
+}
 
 // src/command.ts
 var import_node_child_process = require("node:child_process");
-var import_promises2 = require("node:stream/promises");
+var import_promises5 = require("node:stream/promises");
 var STDERR_TAIL = 64 * 1024;
 var runCommand = async (command, args, options = {}) => {
   const argv = [command, ...args];
@@ -73071,7 +73373,7 @@ var runCommand = async (command, args, options = {}) => {
     child2.once("error", reject);
     child2.once("close", (code) => resolve3(code));
   });
-  const feeding = options.stdin && child2.stdin ? (0, import_promises2.pipeline)(options.stdin, child2.stdin) : Promise.resolve();
+  const feeding = options.stdin && child2.stdin ? (0, import_promises5.pipeline)(options.stdin, child2.stdin) : Promise.resolve();
   let stdoutText = "";
   const consuming = options.stdout ? options.stdout(out) : (async () => {
     out.setEncoding("utf8");
@@ -73153,7 +73455,7 @@ async function planMounts(services, inputs) {
     const keyId = inputs.cacheNamespace ? `${inputs.cacheNamespace}/${spec.id}` : spec.id;
     mounts.push({ index, spec, keys: mountKeys(inputs.keyPrefix, keyId, inputs.platform, filesHash), archivePath: mountArchivePath(keyId) });
   }
-  const state3 = { version: 1, engine, utilityImage: inputs.utilityImage, save: inputs.save, mounts };
+  const state3 = { version: 1, engine, utilityImage: inputs.utilityImage, save: inputs.save, extractVia: inputs.extractVia, mounts };
   if (inputs.maxSize !== void 0) state3.maxSize = inputs.maxSize;
   if (inputs.cacheNamespace !== void 0) state3.cacheNamespace = inputs.cacheNamespace;
   return state3;
@@ -73188,41 +73490,32 @@ async function saveMounts(services, state3) {
     const summaries = await log.group("Extract from the builder", async () => extract2(services, state3, report));
     if (summaries) await log.group("Save cache entries", async () => saveAll(services, state3, summaries, report));
   } finally {
-    await Promise.all(state3.mounts.map((m) => (0, import_promises3.rm)(m.archivePath, { force: true })));
+    await Promise.all(state3.mounts.map((m) => (0, import_promises6.rm)(m.archivePath, { force: true })));
   }
   await writeSummary(state3, report);
 }
 async function extract2(services, state3, report) {
   const { mounts } = state3;
   const started = Date.now();
-  const dockerfile = extractDockerfile(state3.utilityImage, mounts.map((m) => ({ index: m.index, spec: m.spec })));
-  log.debug(`Extract Dockerfile:
-${dockerfile}`);
-  let summaries;
   try {
-    await Promise.all(mounts.map((m) => (0, import_promises3.mkdir)((0, import_node_path6.dirname)(m.archivePath), { recursive: true })));
-    await runBuild(
-      services.run,
-      state3.engine,
-      buildContext(dockerfile, []),
-      async (out) => {
-        summaries = await splitExport(
-          out,
-          mounts.map((m) => ({ dir: exportDir(m.index), archivePath: m.archivePath, ...m.spec.exclude ? { exclude: m.spec.exclude } : {} }))
-        );
-      },
-      (line) => log.debug(line),
-      generatedBuildArgs(state3)
-    );
+    await Promise.all(mounts.map((m) => (0, import_promises6.mkdir)((0, import_node_path6.dirname)(m.archivePath), { recursive: true })));
+    const result = await extractMounts(services.run, {
+      engine: state3.engine,
+      image: state3.utilityImage,
+      mounts: mounts.map((m) => ({ index: m.index, spec: m.spec })),
+      targets: mounts.map((m) => ({ dir: exportDir(m.index), archivePath: m.archivePath, ...m.spec.exclude ? { exclude: m.spec.exclude } : {} })),
+      buildArgs: generatedBuildArgs(state3),
+      choice: state3.extractVia ?? "auto"
+    });
+    const bytes = [...result.summaries.values()].reduce((sum, s) => sum + s.bytes, 0);
+    log.info(`Extracted ${mounts.length} mount(s), ${formatBytes(bytes)} in ${seconds(started)} (${result.mode === "loopback" ? "loopback stream" : "build exporter"})`);
+    return result.summaries;
   } catch (error2) {
     log.warning(`Could not extract the cache mounts from the builder; nothing is saved: ${errorMessage(error2)}`);
     return void 0;
   } finally {
     report.extractMs = Date.now() - started;
   }
-  const bytes = [...summaries?.values() ?? []].reduce((sum, s) => sum + s.bytes, 0);
-  log.info(`Extracted ${mounts.length} mount(s), ${formatBytes(bytes)} in ${seconds(started)}`);
-  return summaries;
 }
 async function saveAll(services, state3, summaries, report) {
   for (const m of state3.mounts) {

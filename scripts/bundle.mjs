@@ -3,10 +3,13 @@
 // self-contained file per entry that node24 runs without a loader.
 //   node scripts/bundle.mjs [outdir]     (default dist; tests bundle into a temp dir)
 import { build } from 'esbuild'
-import { rmSync } from 'node:fs'
+import { chmodSync, rmSync } from 'node:fs'
+import { join } from 'node:path'
 
 const outdir = process.argv[2] ?? 'dist'
-const entries = ['main', 'post', 'restore-only', 'save-only']
+// cli is the buildkit-mount-cache bin: its source starts with a #!/usr/bin/env node
+// line, which esbuild keeps as the bundle's first line (above the banner).
+const entries = ['main', 'post', 'restore-only', 'save-only', 'cli']
 rmSync(outdir, { recursive: true, force: true })
 await build({
   entryPoints: Object.fromEntries(entries.map(e => [e, `src/entry/${e}.ts`])),
@@ -22,3 +25,4 @@ await build({
   banner: { js: "const __bundleUrl = require('node:url').pathToFileURL(__filename).href;" },
   logLevel: 'warning'
 })
+chmodSync(join(outdir, 'cli.cjs'), 0o755)

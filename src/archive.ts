@@ -151,29 +151,60 @@ export class EntryGuard {
 }
 
 /**
- * Order-sensitive digest of a tree: every entry's path, type, mode, owner,
- * mtime (seconds), link and content. The root's mtime is left out: it moves
- * whenever anything is added and says nothing on its own.
+ * Digest of a tree that does not depend on the order of the entries (tar
+ * writers list directories in readdir order, which differs between
+ * filesystems) nor on which name of a hardlinked file comes first (a
+ * hardlink counts as a file with its target's content). Each entry's path,
+ * type, mode, owner, mtime (seconds), symlink target and content hash go into
+ * one SHA-256; the digest is their sum mod 2^256, a multiset hash. The
+ * root's mtime is left out: it moves whenever anything is added and says
+ * nothing on its own.
  */
 export class TreeDigest {
-  private readonly hash: Hash = createHash('sha256')
+  private sum = 0n
+  private pending?: { record: string; content: Hash; path: string; size: number }
+  private readonly files = new Map<string, { hash: string; size: number }>()
   bytes = 0
   entries = 0
 
   header(h: EntryHeader): void {
+    this.finish()
     const mtime = h.path === '' ? 0 : Math.floor(h.mtime.getTime() / 1000)
-    const fields = [h.type, h.path, (h.mode & 0o7777).toString(8), h.uid, h.gid, mtime, h.size, h.linkname ?? '']
-    this.hash.update(`${fields.join('\0')}\n`)
+    const linked = h.type === 'link' ? this.files.get(h.linkname ?? '') : undefined
+    const type = h.type === 'link' ? 'file' : h.type
+    const size = linked ? linked.size : h.size
+    const fields = [type, h.path, (h.mode & 0o7777).toString(8), h.uid, h.gid, mtime, size, h.type === 'symlink' ? (h.linkname ?? '') : '']
+    const record = fields.join('\0')
     this.entries++
+    if (h.type === 'file') {
+      this.pending = { record, content: createHash('sha256'), path: h.path, size }
+    } else {
+      this.add(record, linked?.hash ?? '')
+    }
   }
 
   content(chunk: Buffer): void {
-    this.hash.update(chunk)
+    this.pending?.content.update(chunk)
     this.bytes += chunk.length
   }
 
   digest(): string {
-    return this.hash.digest('hex')
+    this.finish()
+    return this.sum.toString(16).padStart(64, '0')
+  }
+
+  private finish(): void {
+    if (!this.pending) return
+    const { record, content, path, size } = this.pending
+    this.pending = undefined
+    const hash = content.digest('hex')
+    this.files.set(path, { hash, size })
+    this.add(record, hash)
+  }
+
+  private add(record: string, contentHash: string): void {
+    const entry = createHash('sha256').update(record).update('\n').update(contentHash).digest('hex')
+    this.sum = (this.sum + BigInt(`0x${entry}`)) & ((1n << 256n) - 1n)
   }
 }
 
@@ -301,8 +332,9 @@ export async function forEachEntry(source: Readable, onEntry: (header: TarHeader
 /**
  * Validates a mount archive and returns its digest. Any unsafe or unreadable
  * entry rejects the whole archive (ArchiveError), so callers treat the mount
- * as a cache miss. `maxBytes` bounds the archive file (headers included, so
- * it also bounds the number of entries) and the content it holds.
+ * as a cache miss. `maxBytes` bounds what the archive expands to: its
+ * content plus 512 bytes per entry (a header's size), so a flood of empty
+ * entries is bounded too.
  */
 export async function scanMountArchive(archivePath: string, limits: { maxBytes: number }): Promise<ArchiveSummary> {
   const source = await openArchive(archivePath, limits.maxBytes)
@@ -320,15 +352,21 @@ export async function scanMountArchive(archivePath: string, limits: { maxBytes: 
     }
     sawRoot = true
     digest.header(entry)
+    const overLimit = (): boolean => digest.bytes + digest.entries * HEADER_BYTES > limits.maxBytes
+    if (overLimit()) throw tooLarge(limits.maxBytes)
     for await (const chunk of body) {
       digest.content(chunk)
-      if (digest.bytes > limits.maxBytes) {
-        throw new ArchiveError('ARCHIVE_TOO_LARGE', `archive expands past the ${limits.maxBytes}-byte limit`)
-      }
+      if (overLimit()) throw tooLarge(limits.maxBytes)
     }
   })
   if (digest.entries === 0) throw new ArchiveError('ARCHIVE_UNEXPECTED', 'archive has no entries')
   return { digest: digest.digest(), bytes: digest.bytes, entries: digest.entries }
+}
+
+const HEADER_BYTES = 512
+
+function tooLarge(maxBytes: number): ArchiveError {
+  return new ArchiveError('ARCHIVE_TOO_LARGE', `archive expands past the ${maxBytes}-byte limit (content plus ${HEADER_BYTES} bytes per entry)`)
 }
 
 /**
@@ -348,9 +386,9 @@ async function openArchive(archivePath: string, maxBytes?: number): Promise<Read
   try {
     const stat = await handle.stat()
     if (!stat.isFile()) throw new ArchiveError('ARCHIVE_NOT_FILE', `not a mount archive: ${archivePath} is not a regular file`)
-    if (maxBytes !== undefined && stat.size > maxBytes) {
-      throw new ArchiveError('ARCHIVE_TOO_LARGE', `archive is ${stat.size} bytes, over the ${maxBytes}-byte limit`)
-    }
+    // Clearly over the limit without reading it: the file's padding and long-name records aside,
+    // it is content plus headers. (Within 2x + 1 MiB, the scan decides.)
+    if (maxBytes !== undefined && stat.size > 2 * maxBytes + 1024 ** 2) throw tooLarge(maxBytes)
   } catch (error) {
     await handle.close()
     throw error

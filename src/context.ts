@@ -4,6 +4,7 @@ import { join } from 'node:path'
 import * as core from '@actions/core'
 
 import type { ClientChoice } from './engine.js'
+import type { ExtractChoice } from './extract.js'
 import { InputError } from './errors.js'
 import { idSegment, runnerPlatform } from './keys.js'
 import { parseBuildArgs, resolveMounts, type ResolvedMounts } from './mount-sources.js'
@@ -20,6 +21,8 @@ export const InputName = {
   platform: 'platform',
   save: 'save',
   maxSize: 'max-size',
+  extractVia: 'extract-via',
+  maxRestoreSize: 'max-restore-size',
   dockerfile: 'dockerfile',
   buildArgs: 'build-args',
   platforms: 'platforms',
@@ -42,13 +45,31 @@ export interface Inputs {
   save: boolean
   /** Bytes above which a mount is not saved (a mount's own max-size wins). */
   maxSize?: number
+  /**
+   * Largest tree one restored archive may expand to (content plus 512 bytes
+   * per entry); a larger one is refused as an archive bomb. Input
+   * max-restore-size; DEFAULT_MAX_RESTORE_BYTES when not given.
+   */
+  maxRestoreBytes?: number
+  /** How post extracts: auto (loopback stream, falling back to the exporter), loopback or export. */
+  extractVia: ExtractChoice
 }
+
+export const DEFAULT_MAX_RESTORE_BYTES = 64 * 1024 ** 3
 
 const CLIENTS: readonly string[] = ['auto', 'buildx', 'docker']
 const IMAGE_PATTERN = /^[a-z0-9][a-z0-9._/:@-]*$/
 const BUILDER_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._-]*$/
 const PLATFORM_PATTERN = /^[a-z0-9]+\/[a-z0-9]+(\/[a-z0-9]+)?$/
 const PREFIX_PATTERN = /^[A-Za-z0-9._-]{1,100}$/
+const MAX_IMAGE_LENGTH = 512
+const MAX_BUILDER_LENGTH = 128
+const MAX_PLATFORM_LENGTH = 64
+
+/** A value quoted for an error message: JSON escapes (no raw newline reaches the log), at most ~80 characters. */
+function shown(value: string): string {
+  return JSON.stringify(value.length > 80 ? `${value.slice(0, 77)}...` : value)
+}
 
 /** Reads and validates every input once. Throws InputError naming the input. */
 export function getInputs(): Inputs {
@@ -57,20 +78,20 @@ export function getInputs(): Inputs {
     throw new InputError(InputName.keyPrefix, 'must be 1-100 letters, digits, ".", "_" or "-"')
   }
   const utilityImage = core.getInput(InputName.utilityImage).trim() || 'busybox:1.36'
-  if (!IMAGE_PATTERN.test(utilityImage)) {
-    throw new InputError(InputName.utilityImage, `"${utilityImage}" is not an image reference (lowercase name[:tag][@digest])`)
+  if (utilityImage.length > MAX_IMAGE_LENGTH || !IMAGE_PATTERN.test(utilityImage)) {
+    throw new InputError(InputName.utilityImage, `${shown(utilityImage)} is not an image reference (lowercase name[:tag][@digest])`)
   }
   const builder = core.getInput(InputName.builder).trim()
-  if (builder !== '' && !BUILDER_PATTERN.test(builder)) {
-    throw new InputError(InputName.builder, `"${builder}" is not a builder name`)
+  if (builder !== '' && (builder.length > MAX_BUILDER_LENGTH || !BUILDER_PATTERN.test(builder))) {
+    throw new InputError(InputName.builder, `${shown(builder)} is not a builder name (letters, digits, ".", "_", "-")`)
   }
   const client = core.getInput(InputName.client).trim() || 'auto'
   if (!CLIENTS.includes(client)) {
-    throw new InputError(InputName.client, `must be one of ${CLIENTS.join(', ')}, got "${client}"`)
+    throw new InputError(InputName.client, `must be one of ${CLIENTS.join(', ')}, got ${shown(client)}`)
   }
   const platform = core.getInput(InputName.platform).trim()
-  if (platform !== '' && !PLATFORM_PATTERN.test(platform)) {
-    throw new InputError(InputName.platform, `"${platform}" is not a platform like linux/amd64`)
+  if (platform !== '' && !validPlatform(platform)) {
+    throw new InputError(InputName.platform, `${shown(platform)} is not a platform like linux/amd64`)
   }
   const keyFiles = listInput(core.getInput(InputName.keyFiles))
   const platforms = platformsInput()
@@ -83,13 +104,30 @@ export function getInputs(): Inputs {
     client: client as ClientChoice,
     // Keys follow the build's platforms (a per-platform matrix job keys itself), else the runner's.
     platform: platform || (platforms.length > 0 ? platforms.join(',') : runnerPlatform()),
-    save: booleanInput(InputName.save, true)
+    save: booleanInput(InputName.save, true),
+    extractVia: extractViaInput()
   }
   if (builder !== '') inputs.builder = builder
   if (resolved.cacheNamespace !== undefined) inputs.cacheNamespace = resolved.cacheNamespace
   const maxSize = core.getInput(InputName.maxSize).trim()
   if (maxSize !== '') inputs.maxSize = parseSize(maxSize, InputName.maxSize, 'the value')
+  inputs.maxRestoreBytes = maxRestoreInput()
   return inputs
+}
+
+/** The `max-restore-size` input in bytes (e.g. 10G); DEFAULT_MAX_RESTORE_BYTES when empty. */
+export function maxRestoreInput(): number {
+  const text = core.getInput(InputName.maxRestoreSize).trim()
+  if (text === '') return DEFAULT_MAX_RESTORE_BYTES
+  const bytes = parseSize(text, InputName.maxRestoreSize, 'the value')
+  if (!Number.isSafeInteger(bytes) || bytes < 1024) {
+    throw new InputError(InputName.maxRestoreSize, `must be a size of at least 1K, like 500M or 10G, got ${shown(text)}`)
+  }
+  return bytes
+}
+
+function validPlatform(p: string): boolean {
+  return p.length <= MAX_PLATFORM_LENGTH && PLATFORM_PATTERN.test(p)
 }
 
 /**
@@ -119,6 +157,16 @@ function readMounts(stepKeyFiles: string[], platforms: string[]): ResolvedMounts
   return resolved
 }
 
+function extractViaInput(): ExtractChoice {
+  const value = core.getInput(InputName.extractVia).trim() || 'auto'
+  if (!EXTRACT_CHOICES.includes(value)) {
+    throw new InputError(InputName.extractVia, `must be one of ${EXTRACT_CHOICES.join(', ')}, got ${shown(value)}`)
+  }
+  return value as ExtractChoice
+}
+
+const EXTRACT_CHOICES: readonly string[] = ['auto', 'loopback', 'export']
+
 /** The `platforms` input: comma or newline separated; empty when not given. */
 function platformsInput(): string[] {
   const platforms = core
@@ -127,7 +175,7 @@ function platformsInput(): string[] {
     .map(p => p.trim())
     .filter(p => p !== '')
   for (const p of platforms) {
-    if (!PLATFORM_PATTERN.test(p)) throw new InputError(InputName.platforms, `"${p}" is not a platform like linux/arm64`)
+    if (!validPlatform(p)) throw new InputError(InputName.platforms, `${shown(p)} is not a platform like linux/arm64`)
   }
   return platforms
 }
@@ -138,7 +186,7 @@ export function booleanInput(name: string, fallback: boolean): boolean {
   if (value === '') return fallback
   if (['true', 'True', 'TRUE'].includes(value)) return true
   if (['false', 'False', 'FALSE'].includes(value)) return false
-  throw new InputError(name, `must be true or false, got "${value}"`)
+  throw new InputError(name, `must be true or false, got ${shown(value)}`)
 }
 
 /** One entry per line; blank lines and surrounding spaces dropped. */

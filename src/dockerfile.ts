@@ -11,8 +11,13 @@ import { formatMode, type MountSpec } from './mounts.js'
 export const cachePath = (index: number): string => `/bmc/c${index}`
 /** Context directory holding the restored files of mount number `index`. */
 export const contextDir = (index: number): string => `m${index}`
-/** Directory (inside the extract output) holding mount number `index`. */
-export const exportDir = (index: number): string => `${index}`
+/** Top-level directory of mount number `index` in the extract stream (`tar -c -C /bmc c0 c1 ...`). */
+export const exportDir = (index: number): string => `c${index}`
+/** The one file the exporter variant of extract produces. */
+export const EXPORT_FILE = 'mounts.tar'
+/** Build arguments of the loopback variant of extract. */
+export const PORT_ARG = 'BMC_PORT'
+export const TOKEN_ARG = 'BMC_TOKEN'
 /** Build argument that makes every generated build unique. */
 export const NONCE_ARG = 'BMC_NONCE'
 
@@ -93,24 +98,29 @@ export function injectDockerfile(image: string, mounts: IndexedMount[]): string 
 }
 
 /**
- * Extract: copies each cache mount into `/bmc/out/<index>` and exports that
- * directory as the build result (a tar on stdout). The mount is read-only so
- * extracting can never change the cache.
+ * How extract hands the mounts over. `loopback`: the RUN streams `tar -c`
+ * of the mounts to the action's one-shot listener on 127.0.0.1 (the build
+ * needs host networking), nothing is written in the builder. `export`: the
+ * RUN writes the same tar into one file that the build exports as its
+ * result. Either way busybox `tar -c` reads the mounts directly, keeping
+ * owners, modes, mtimes (symlinks too), hardlinks and long names, and the
+ * mounts are read-only so extracting can never change a cache.
  */
-export function extractDockerfile(image: string, mounts: IndexedMount[]): string {
+export type ExtractMode = 'loopback' | 'export'
+
+export function extractDockerfile(image: string, mounts: IndexedMount[], mode: ExtractMode): string {
   if (mounts.length === 0) throw new Error('extract needs at least one mount')
   const flags = mounts.map(m => cacheMountFlag(m, ['readonly']))
-  const commands = mounts.flatMap(m => [
-    `mkdir -p /bmc/out/${exportDir(m.index)}`,
-    `cp -a ${cachePath(m.index)}/. /bmc/out/${exportDir(m.index)}/`,
-    keepSymlinkTimes(cachePath(m.index), `/bmc/out/${exportDir(m.index)}`)
-  ])
-  return [
-    fromLine(image, 'extract'),
-    `ARG ${NONCE_ARG}`,
-    ...runLines(flags, commands),
-    'FROM scratch',
-    'COPY --from=extract /bmc/out /',
-    ''
-  ].join('\n')
+  const dirs = mounts.map(m => exportDir(m.index)).join(' ')
+  const commands =
+    mode === 'loopback'
+      ? [
+          'set -o pipefail',
+          `{ echo "$${TOKEN_ARG}"; tar -c -C /bmc ${dirs}; } | nc 127.0.0.1 "$${PORT_ARG}"`,
+          'mkdir -p /bmc/out',
+          'echo streamed > /bmc/out/extracted'
+        ]
+      : ['mkdir -p /bmc/out', `tar -c -C /bmc ${dirs} > /bmc/out/${EXPORT_FILE}`]
+  const args = mode === 'loopback' ? [`ARG ${PORT_ARG}`, `ARG ${TOKEN_ARG}`] : []
+  return [fromLine(image, 'extract'), `ARG ${NONCE_ARG}`, ...args, ...runLines(flags, commands), 'FROM scratch', 'COPY --from=extract /bmc/out /', ''].join('\n')
 }

@@ -63,10 +63,11 @@ export function buildInvocation(
   engine: Engine,
   nonce: string = randomUUID(),
   baseEnv: NodeJS.ProcessEnv = process.env,
-  buildArgs: Record<string, string> = {}
+  buildArgs: Record<string, string> = {},
+  network: 'none' | 'host' = 'none'
 ): BuildInvocation {
   const args = Object.entries(buildArgs).flatMap(([k, v]) => ['--build-arg', `${k}=${v}`])
-  const common = ['--progress=plain', '--network=none', '--build-arg', `${NONCE_ARG}=${nonce}`, ...args, '--output', 'type=tar,dest=-', '-']
+  const common = ['--progress=plain', `--network=${network}`, '--build-arg', `${NONCE_ARG}=${nonce}`, ...args, '--output', 'type=tar,dest=-', '-']
   if (engine.client === 'buildx') {
     const builder = engine.builder ? ['--builder', engine.builder] : []
     return { command: engine.docker, args: ['buildx', 'build', ...builder, '--provenance=false', ...common], env: baseEnv }
@@ -74,15 +75,19 @@ export function buildInvocation(
   return { command: engine.docker, args: ['build', ...common], env: { ...baseEnv, DOCKER_BUILDKIT: '1' } }
 }
 
-/** Runs a generated build with `context` on stdin, handing its output tar to `output`. */
-export async function runBuild(
-  run: CommandRunner,
-  engine: Engine,
-  context: Readable,
-  output: (tar: Readable) => Promise<unknown>,
-  onLine?: (line: string) => void,
-  buildArgs: Record<string, string> = {}
-): Promise<void> {
-  const inv = buildInvocation(engine, undefined, undefined, buildArgs)
-  await run(inv.command, inv.args, { env: inv.env, stdin: context, stdout: output, ...(onLine ? { onStderrLine: onLine } : {}) })
+export interface BuildRun {
+  /** The build context (a tar with the Dockerfile) for stdin. */
+  context: Readable
+  /** Consumes the build's result (a tar on stdout). */
+  output: (tar: Readable) => Promise<unknown>
+  onLine?: (line: string) => void
+  buildArgs?: Record<string, string>
+  /** `host` only for the loopback stream to the action's own listener. */
+  network?: 'none' | 'host'
+}
+
+/** Runs one generated build. */
+export async function runBuild(run: CommandRunner, engine: Engine, build: BuildRun): Promise<void> {
+  const inv = buildInvocation(engine, undefined, undefined, build.buildArgs ?? {}, build.network ?? 'none')
+  await run(inv.command, inv.args, { env: inv.env, stdin: build.context, stdout: build.output, ...(build.onLine ? { onStderrLine: build.onLine } : {}) })
 }

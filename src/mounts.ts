@@ -36,6 +36,16 @@ const SHARINGS: readonly string[] = ['shared', 'private', 'locked']
  */
 const ID_PATTERN = /^[A-Za-z0-9_./][A-Za-z0-9_.:@+/-]*$/
 const MAX_ID_LENGTH = 200
+/**
+ * Characters allowed in a target. It never reaches generated text (the
+ * generated builds mount at their own paths), but it is the default id and
+ * shows up in logs and the job summary: no whitespace, quotes, `$`, `\`,
+ * `#`, `,`, `=`, glob or control characters.
+ */
+const TARGET_PATTERN = /^\/[A-Za-z0-9_.:@+~%/-]*$/
+const MAX_TARGET_LENGTH = 1024
+/** key-files and exclude patterns: one pattern per entry, no control characters (a newline would split it in two). */
+const MAX_PATTERN_LENGTH = 1024
 const MAX_ID = 2 ** 31 - 1
 
 /** Cleans a path the way BuildKit does for a default cache id (filepath.Clean). */
@@ -75,7 +85,10 @@ function parseJsonList(text: string, inputName: string): Record<string, unknown>
   try {
     value = JSON.parse(text)
   } catch (error) {
-    throw new InputError(inputName, `is not valid JSON: ${(error as Error).message}`)
+    // The parser's message quotes the input: keep it on one line and short.
+    // eslint-disable-next-line no-control-regex
+    const reason = (error as Error).message.replace(/[\u0000-\u001f\u007f\u2028\u2029]+/g, ' ')
+    throw new InputError(inputName, `is not valid JSON: ${truncate(reason)}`)
   }
   if (!Array.isArray(value) || value.some(v => typeof v !== 'object' || v === null || Array.isArray(v))) {
     throw new InputError(inputName, 'must be a JSON array of objects like {"id": "npm", "target": "/root/.npm"}')
@@ -85,14 +98,15 @@ function parseJsonList(text: string, inputName: string): Record<string, unknown>
 
 function parseFlagLine(line: string, where: string): Record<string, unknown> {
   const body = line.startsWith('--mount=') ? line.slice('--mount='.length) : line
-  const out: Record<string, unknown> = {}
+  // No prototype: option names like "__proto__" or "constructor" are plain (unknown) keys.
+  const out: Record<string, unknown> = Object.create(null) as Record<string, unknown>
   for (const part of body.split(',')) {
     const field = part.trim()
     if (field === '') continue
     const eq = field.indexOf('=')
     const name = (eq < 0 ? field : field.slice(0, eq)).trim().toLowerCase()
     const value = eq < 0 ? true : field.slice(eq + 1).trim()
-    if (name in out) throw new InputError(where, `option "${name}" is given twice`)
+    if (Object.hasOwn(out, name)) throw new InputError(where, `option ${quoted(name)} is given twice`)
     out[name] = value
   }
   return out
@@ -111,11 +125,11 @@ export interface ParseOptions {
 function toMountSpec(entry: Record<string, unknown>, where: string, options: ParseOptions = {}): MountSpec {
   for (const name of Object.keys(entry)) {
     if (!KNOWN_FIELDS.has(name)) {
-      throw new InputError(where, `unknown option "${name}" (expected id, target, uid, gid, mode, sharing, key-files, exclude, max-size)`)
+      throw new InputError(where, `unknown option ${quoted(name)} (expected id, target, uid, gid, mode, sharing, key-files, exclude, max-size)`)
     }
   }
   if (entry.type !== undefined && entry.type !== 'cache') {
-    throw new InputError(where, `type must be "cache", got "${String(entry.type)}"`)
+    throw new InputError(where, `type must be "cache", got ${quoted(String(entry.type))}`)
   }
   const targetRaw = entry.target ?? entry.dst ?? entry.destination
   if (targetRaw === undefined && options.partial && typeof entry.id === 'string') {
@@ -125,10 +139,13 @@ function toMountSpec(entry: Record<string, unknown>, where: string, options: Par
     throw new InputError(where, 'needs a target path (target=/path as in the Dockerfile)')
   }
   if (!targetRaw.startsWith('/')) {
-    throw new InputError(where, `target must be an absolute path, got "${targetRaw}"`)
+    throw new InputError(where, `target must be an absolute path, got ${quoted(targetRaw)}`)
   }
   const target = cleanTarget(targetRaw)
   const id = validId(entry.id === undefined ? target : entry.id, where)
+  if (target.length > MAX_TARGET_LENGTH || !TARGET_PATTERN.test(target)) {
+    throw new InputError(where, `target ${quoted(targetRaw)} must be an absolute path of at most ${MAX_TARGET_LENGTH} letters, digits and . _ - : @ + ~ % /`)
+  }
   return withOptions({ id, target }, entry, where)
 }
 
@@ -137,7 +154,7 @@ function validId(id: unknown, where: string): string {
   if (id.length > MAX_ID_LENGTH || !ID_PATTERN.test(id)) {
     throw new InputError(
       where,
-      `id "${truncate(id)}" must be at most ${MAX_ID_LENGTH} characters of letters, digits and . _ - : @ + /`
+      `id ${quoted(id)} must be at most ${MAX_ID_LENGTH} characters of letters, digits and . _ - : @ + /`
     )
   }
   return id
@@ -153,7 +170,7 @@ function withOptions(spec: MountSpec, entry: Record<string, unknown>, where: str
   if (mode !== undefined) spec.mode = mode
   if (entry.sharing !== undefined) {
     if (typeof entry.sharing !== 'string' || !SHARINGS.includes(entry.sharing)) {
-      throw new InputError(where, `sharing must be one of ${SHARINGS.join(', ')}, got "${String(entry.sharing)}"`)
+      throw new InputError(where, `sharing must be one of ${SHARINGS.join(', ')}, got ${quoted(String(entry.sharing))}`)
     }
     spec.sharing = entry.sharing as Sharing
   }
@@ -163,7 +180,7 @@ function withOptions(spec: MountSpec, entry: Record<string, unknown>, where: str
   if (exclude !== undefined) {
     for (const p of exclude) {
       if (p.startsWith('/') || p.split('/').includes('..')) {
-        throw new InputError(where, `exclude pattern "${p}" must be relative to the mount root, without ".."`)
+        throw new InputError(where, `exclude pattern ${quoted(p)} must be relative to the mount root, without ".."`)
       }
     }
     spec.exclude = exclude
@@ -181,6 +198,12 @@ function optionalPatterns(value: unknown, where: string, name: string): string[]
   }
   const patterns = (list as string[]).map(p => p.trim()).filter(p => p !== '')
   if (patterns.length === 0) throw new InputError(where, `${name} is empty`)
+  for (const p of patterns) {
+    // eslint-disable-next-line no-control-regex
+    if (p.length > MAX_PATTERN_LENGTH || /[\u0000-\u001f\u007f]/.test(p)) {
+      throw new InputError(where, `${name} pattern ${quoted(p)} has control characters or is too long`)
+    }
+  }
   return patterns
 }
 
@@ -190,7 +213,7 @@ const SIZE_UNITS: Record<string, number> = { '': 1, k: 1024, m: 1024 ** 2, g: 10
 export function parseSize(value: unknown, where: string, name: string): number {
   const text = String(value).trim()
   const match = /^(\d+(?:\.\d+)?)\s*([kmgt]?)i?b?$/i.exec(text)
-  if (!match) throw new InputError(where, `${name} must be a size like 500M or 2G, got "${truncate(text)}"`)
+  if (!match) throw new InputError(where, `${name} must be a size like 500M or 2G, got ${quoted(text)}`)
   return Math.floor(Number(match[1]) * (SIZE_UNITS[(match[2] ?? '').toLowerCase()] ?? 1))
 }
 
@@ -198,7 +221,7 @@ function optionalNumber(value: unknown, where: string, name: string): number | u
   if (value === undefined) return undefined
   const text = typeof value === 'number' ? String(value) : value
   if (typeof text !== 'string' || !/^\d{1,10}$/.test(text) || Number(text) > MAX_ID) {
-    throw new InputError(where, `${name} must be a non-negative integer, got "${truncate(String(value))}"`)
+    throw new InputError(where, `${name} must be a non-negative integer, got ${quoted(String(value))}`)
   }
   return Number(text)
 }
@@ -208,13 +231,18 @@ function optionalMode(value: unknown, where: string): number | undefined {
   // A JSON number is read as its decimal digits (0755 cannot be written in JSON).
   const text = typeof value === 'number' ? String(value) : value
   if (typeof text !== 'string' || !/^0?[0-7]{1,4}$/.test(text)) {
-    throw new InputError(where, `mode must be an octal number like 0755, got "${truncate(String(value))}"`)
+    throw new InputError(where, `mode must be an octal number like 0755, got ${quoted(String(value))}`)
   }
   return parseInt(text, 8)
 }
 
 function truncate(text: string): string {
   return text.length > 60 ? `${text.slice(0, 57)}...` : text
+}
+
+/** A value in an error message: JSON-quoted (no raw newline or quote reaches the log), truncated. */
+function quoted(text: string): string {
+  return JSON.stringify(truncate(text))
 }
 
 /** Formats a mode the way the Dockerfile expects it (octal, leading zero). */

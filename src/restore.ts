@@ -49,7 +49,7 @@ export async function planMounts(services: Services, inputs: Inputs): Promise<Ma
     const keyId = inputs.cacheNamespace ? `${inputs.cacheNamespace}/${spec.id}` : spec.id
     mounts.push({ index, spec, keys: mountKeys(inputs.keyPrefix, keyId, inputs.platform, filesHash), archivePath: mountArchivePath(keyId) })
   }
-  const state: MainState = { version: 1, engine, utilityImage: inputs.utilityImage, save: inputs.save, mounts }
+  const state: MainState = { version: 1, engine, utilityImage: inputs.utilityImage, save: inputs.save, extractVia: inputs.extractVia, mounts }
   if (inputs.maxSize !== undefined) state.maxSize = inputs.maxSize
   if (inputs.cacheNamespace !== undefined) state.cacheNamespace = inputs.cacheNamespace
   return state
@@ -137,7 +137,7 @@ async function inject(run: CommandRunner, state: MainState, restored: MountState
     restored.map(m => ({ dir: contextDir(m.index), archivePath: m.archivePath }))
   )
   try {
-    await runBuild(run, state.engine, context, async out => pipeline(out, discard()), line => log.debug(line), generatedBuildArgs(state))
+    await runBuild(run, state.engine, { context, output: async out => pipeline(out, discard()), onLine: line => log.debug(line), buildArgs: generatedBuildArgs(state) })
     const bytes = restored.reduce((sum, m) => sum + (m.restoredBytes ?? 0), 0)
     log.info(`Injected ${restored.length} mount(s), ${formatBytes(bytes)} in ${seconds(started)}`)
   } catch (error) {

@@ -3,10 +3,10 @@ import { dirname } from 'node:path'
 
 import * as core from '@actions/core'
 
-import { buildContext, splitExport, type ArchiveSummary } from './archive.js'
+import type { ArchiveSummary } from './archive.js'
 import { getInputs, InputName } from './context.js'
-import { exportDir, extractDockerfile } from './dockerfile.js'
-import { runBuild } from './engine.js'
+import { exportDir } from './dockerfile.js'
+import { extractMounts } from './extract.js'
 import { errorMessage } from './errors.js'
 import { formatBytes, seconds } from './format.js'
 import { saveKey } from './keys.js'
@@ -78,33 +78,25 @@ export async function saveMounts(services: Services, state: MainState): Promise<
 async function extract(services: Services, state: MainState, report: SaveReport): Promise<Map<string, ArchiveSummary> | undefined> {
   const { mounts } = state
   const started = Date.now()
-  const dockerfile = extractDockerfile(state.utilityImage, mounts.map(m => ({ index: m.index, spec: m.spec })))
-  log.debug(`Extract Dockerfile:\n${dockerfile}`)
-  let summaries: Map<string, ArchiveSummary> | undefined
   try {
     await Promise.all(mounts.map(m => mkdir(dirname(m.archivePath), { recursive: true })))
-    await runBuild(
-      services.run,
-      state.engine,
-      buildContext(dockerfile, []),
-      async out => {
-        summaries = await splitExport(
-          out,
-          mounts.map(m => ({ dir: exportDir(m.index), archivePath: m.archivePath, ...(m.spec.exclude ? { exclude: m.spec.exclude } : {}) }))
-        )
-      },
-      line => log.debug(line),
-      generatedBuildArgs(state)
-    )
+    const result = await extractMounts(services.run, {
+      engine: state.engine,
+      image: state.utilityImage,
+      mounts: mounts.map(m => ({ index: m.index, spec: m.spec })),
+      targets: mounts.map(m => ({ dir: exportDir(m.index), archivePath: m.archivePath, ...(m.spec.exclude ? { exclude: m.spec.exclude } : {}) })),
+      buildArgs: generatedBuildArgs(state),
+      choice: state.extractVia ?? 'auto'
+    })
+    const bytes = [...result.summaries.values()].reduce((sum, s) => sum + s.bytes, 0)
+    log.info(`Extracted ${mounts.length} mount(s), ${formatBytes(bytes)} in ${seconds(started)} (${result.mode === 'loopback' ? 'loopback stream' : 'build exporter'})`)
+    return result.summaries
   } catch (error) {
     log.warning(`Could not extract the cache mounts from the builder; nothing is saved: ${errorMessage(error)}`)
     return undefined
   } finally {
     report.extractMs = Date.now() - started
   }
-  const bytes = [...(summaries?.values() ?? [])].reduce((sum, s) => sum + s.bytes, 0)
-  log.info(`Extracted ${mounts.length} mount(s), ${formatBytes(bytes)} in ${seconds(started)}`)
-  return summaries
 }
 
 async function saveAll(services: Services, state: MainState, summaries: Map<string, ArchiveSummary>, report: SaveReport): Promise<void> {

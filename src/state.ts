@@ -1,6 +1,7 @@
 import * as core from '@actions/core'
 
 import type { Engine } from './engine.js'
+import type { ExtractChoice } from './extract.js'
 import type { MountKeys } from './keys.js'
 import type { MountSpec } from './mounts.js'
 
@@ -13,6 +14,8 @@ export interface MainState {
   save: boolean
   /** BUILDKIT_CACHE_MOUNT_NS: the generated builds pass it too, to select the same caches. */
   cacheNamespace?: string
+  /** How post extracts (input extract-via). */
+  extractVia?: ExtractChoice
   /** Step-wide size cap in bytes. */
   maxSize?: number
   mounts: MountState[]

@@ -194,9 +194,15 @@ export function signatureFunction(): string {
   ].join('\n')
 }
 
+export interface Signature {
+  entries: number
+  meta: string
+  mtimes: string
+}
+
 /** `SIG <name> <entries> <meta> <mtimes>` lines from a build log. */
-export function parseSignatures(log: string): Map<string, { entries: number; meta: string; mtimes: string }> {
-  const out = new Map<string, { entries: number; meta: string; mtimes: string }>()
+export function parseSignatures(log: string): Map<string, Signature> {
+  const out = new Map<string, Signature>()
   for (const m of log.matchAll(/SIG (\S+) (\d+) ([0-9a-f]+) ([0-9a-f]+)\s*$/gm)) {
     out.set(m[1] as string, { entries: Number(m[2]), meta: m[3] as string, mtimes: m[4] as string })
   }

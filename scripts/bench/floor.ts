@@ -13,6 +13,8 @@ export interface FloorResult {
   description: string
   seconds: number
   steps?: Record<StepKind, number>
+  /** Bytes of the exported stream (extract variants with the default sink). */
+  bytes?: number
 }
 
 const BUILD = 'docker buildx build --progress=plain --network=none --provenance=false'
@@ -29,7 +31,7 @@ export async function hostFloors(dataDir: string): Promise<FloorResult[]> {
 
 /**
  * Extract variants, all reading the mounts under their real ids (read-only)
- * and streaming the result tar to `cat > /dev/null`:
+ * and streaming the result tar to the sink:
  *  scratch-copy     RUN cp -a mounts -> /out/<name>; FROM scratch + COPY --from; -o type=tar
  *  stage-export     the same RUN, exporting the copying stage itself (busybox rootfs included)
  *  tar-scratch      RUN tar -c of all mounts into /out/all.tar; FROM scratch + COPY --from
@@ -49,19 +51,25 @@ export function extractFloorDockerfile(variant: ExtractVariant, image: string, m
   return `${lines.join('\n')}\n`
 }
 
-/** Runs one extract variant with its output piped to `sink` (a shell command reading stdin). */
+/**
+ * Runs one extract variant with its output piped to `sink` (a shell command
+ * reading stdin; the default `wc -c` costs what `cat > /dev/null` costs and
+ * tells whether the mounts still hold the data).
+ */
 export async function extractFloor(
   variant: ExtractVariant,
   image: string,
   mounts: BenchMount[],
   workDir: string,
-  sink = 'cat > /dev/null'
+  sink = 'wc -c'
 ): Promise<FloorResult> {
   const ctx = join(workDir, `ctx-extract-${variant}`)
   await mkdir(ctx, { recursive: true })
   await writeFile(join(ctx, 'Dockerfile'), extractFloorDockerfile(variant, image, mounts))
   const r = await sh(`${BUILD} --build-arg NONCE=${randomUUID()} --output type=tar,dest=- ${q(ctx)} | ${sink}`)
-  return { name: `extract-${variant}`, description: `extract floor: ${variant}`, seconds: r.seconds, steps: stepSeconds(r.stderr) }
+  const result: FloorResult = { name: `extract-${variant}`, description: `extract floor: ${variant}`, seconds: r.seconds, steps: stepSeconds(r.stderr) }
+  if (sink === 'wc -c') result.bytes = Number(r.stdout.trim())
+  return result
 }
 
 /**

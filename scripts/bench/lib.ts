@@ -109,23 +109,21 @@ export interface CacheRecord {
   inUse: boolean
 }
 
+/**
+ * Build-cache records of the engine's own builder (the docker driver the
+ * bench uses). `docker system df -v` gives them as JSON with whole
+ * descriptions; `buildx du --verbose` prints multi-line ones unparseably.
+ */
 export async function listRecords(): Promise<CacheRecord[]> {
-  const { stdout } = await sh('docker buildx du --verbose')
-  const records: CacheRecord[] = []
-  for (const block of stdout.split(/\n\s*\n/)) {
-    const field = (name: string): string => new RegExp(`^${name}:\\s*(.*)$`, 'm').exec(block)?.[1]?.trim() ?? ''
-    const id = field('ID')
-    if (!id) continue
-    const created = field('Created at').replace(/^(\S+) (\d\d:\d\d:\d\d(?:\.\d+)?) \+0000 UTC$/, '$1T$2Z')
-    records.push({
-      id: id.replace(/\*$/, ''),
-      createdAt: Date.parse(created),
-      description: field('Description'),
-      type: field('Type'),
-      inUse: field('In use') === 'true' || id.endsWith('*')
-    })
-  }
-  return records
+  const { stdout } = await sh(`docker system df -v --format '{{json .BuildCache}}'`)
+  const raw = JSON.parse(stdout.trim() || '[]') as Array<{ ID: string; CreatedAt: string; Description: string; CacheType: string; InUse: boolean | string }> | null
+  return (raw ?? []).map(r => ({
+    id: r.ID,
+    createdAt: Date.parse(r.CreatedAt.replace(/^(\S+) (\d\d:\d\d:\d\d(?:\.\d+)?) \+0000 UTC$/, '$1T$2Z')),
+    description: r.Description,
+    type: r.CacheType,
+    inUse: String(r.InUse) === 'true'
+  }))
 }
 
 /** Prunes records one by one (the prune filter takes a single id). Returns how many went. */

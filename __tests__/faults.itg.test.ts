@@ -1,0 +1,357 @@
+// Issue 7, parts 2-5 through the REAL bundled entry points: hostile inputs,
+// cache-service faults (the local service's fault injection), engine faults
+// (no daemon, no builder, an image that cannot be pulled, a CLI that dies
+// mid-extract, a full disk) and concurrency (racing saves, matrix jobs).
+// Expected every time: the step exits 0 (input errors excepted: exit 1 naming
+// the input), a warning (or the cache library's info) says why, no partial
+// entry is stored, nothing is left behind, and the next run works.
+import { spawnSync } from 'node:child_process'
+import { randomBytes, randomUUID } from 'node:crypto'
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+
+import { afterAll, beforeAll, describe, expect, test } from '@jest/globals'
+
+import { idSegment, mountKeys } from '../src/keys.js'
+import { bundleAction, REPO_ROOT, runStep, type StepResult } from '../test-support/action-runner.js'
+import { startCacheService, type CacheService, type FaultSpec } from '../test-support/cache-service/server.js'
+import { dyingDocker, engineLeftovers, tmpfsOver } from '../test-support/hostile/engine-faults.js'
+import { runIsolatedStep } from '../test-support/hostile/isolated.js'
+import { plantBytes, plantedKey } from '../test-support/hostile/plant.js'
+import { UTILITY_IMAGE, userBuild } from '../test-support/user-build.js'
+import { makeTar, type RawEntry } from './helpers/tar.js'
+
+let bundle: ReturnType<typeof bundleAction>
+let service: CacheService
+const work = mkdtempSync(join(tmpdir(), 'bmc-faults-'))
+const workspace = join(work, 'ws')
+const defaultTemp = join(work, 'temp')
+const run = randomUUID().slice(0, 8)
+const prefix = `faults-${run}`
+const PLATFORM = 'linux/amd64'
+
+beforeAll(async () => {
+  const engine = spawnSync('bash', [join(REPO_ROOT, 'scripts/engine.sh'), 'start'], { encoding: 'utf8' })
+  if (engine.status !== 0) throw new Error(`engine.sh start failed:\n${engine.stderr}`)
+  bundle = bundleAction()
+  service = await startCacheService({ dataDir: join(work, 'cache-data') })
+  mkdirSync(workspace, { recursive: true })
+  mkdirSync(defaultTemp, { recursive: true })
+})
+
+afterAll(async () => {
+  await service?.close()
+  bundle?.cleanup()
+  rmSync(work, { recursive: true, force: true })
+})
+
+type Entry = 'main' | 'post' | 'save-only'
+
+async function step(entry: Entry, inputs: Record<string, string>, opts: { state?: Record<string, string>; env?: NodeJS.ProcessEnv; runnerTemp?: string } = {}): Promise<StepResult> {
+  const env = { ...service.env(), RUNNER_TEMP: opts.runnerTemp ?? defaultTemp, GITHUB_WORKSPACE: workspace, ...opts.env }
+  return runStep(entry, { bundleDir: bundle.dir, inputs, env, cwd: workspace, ...(opts.state ? { state: opts.state } : {}) })
+}
+
+const log = (r: StepResult): string => `${r.stdout}\n${r.stderr}`
+/** Exit 0, no error annotation; with the log attached when not. */
+function expectOk(r: StepResult, allowErrors = false): void {
+  expect({ exit: r.exitCode, errors: allowErrors ? [] : r.errors, ...(r.exitCode === 0 ? {} : { log: log(r) }) }).toEqual({ exit: 0, errors: [] })
+}
+const hits = (r: StepResult): boolean[] => (JSON.parse(r.outputs.mounts ?? '[]') as { hit: boolean }[]).map(m => m.hit)
+const leftovers = (runnerTemp = defaultTemp): string[] => {
+  const dir = join(runnerTemp, 'buildkit-mount-cache')
+  return existsSync(dir) ? readdirSync(dir) : []
+}
+
+const t = new Date('2024-03-04T05:06:07Z')
+const tree = (name: string): RawEntry[] => [
+  { name: './', type: 'directory', mode: 0o755, mtime: t },
+  { name: `${name}.txt`, type: 'file', body: `${name}\n`, mode: 0o644, uid: 1000, mtime: t }
+]
+
+/** One mount of its own per scenario: id, inputs, keys, entries, a writer. */
+function scenario(name: string, extra: Record<string, string> = {}) {
+  const id = `f-${name}-${run}`
+  const inputs = { mounts: `id=${id},target=/f`, 'key-prefix': prefix, platform: PLATFORM, 'utility-image': UTILITY_IMAGE, client: 'buildx', ...extra }
+  const base = mountKeys(prefix, id, inputs.platform, '').base
+  return {
+    id,
+    inputs,
+    base,
+    /** Stores a good entry for this mount; returns its key. */
+    plant: async (runnerTemp = defaultTemp): Promise<string> => {
+      const key = plantedKey(prefix, id, inputs.platform)
+      await plantBytes({ service, runnerTemp, workspace }, id, key, await makeTar(tree(name)))
+      return key
+    },
+    entries: (): string[] => service.entries().filter(e => e.key.startsWith(`${prefix}-${idSegment(id)}-`)).map(e => e.key)
+  }
+}
+type Scenario = ReturnType<typeof scenario>
+
+/** One user build writing `content` into each scenario's mount (as the user's Dockerfile would). */
+function fill(scenarios: Scenario[], content: string, bytes = 0): void {
+  const flags = scenarios.map((s, i) => `--mount=type=cache,id=${s.id},target=/m${i}`).join(' ')
+  const writes = scenarios.map((_, i) => `echo '${content}' > /m${i}/data && ${bytes > 0 ? `head -c ${bytes} /dev/urandom > /m${i}/blob && ` : ''}true`).join(' && ')
+  userBuild('buildx', `FROM ${UTILITY_IMAGE}\nARG N\nRUN ${flags} ${writes} && mkdir -p /out && echo ok > /out/ok\n`, join(work, `fill-${randomUUID()}`), { N: randomUUID() })
+}
+
+describe('inputs', () => {
+  test.each([
+    ['mounts', 'id with a quote', { mounts: 'id=a"b,target=/a' }, /^Input "mounts line 1": id "a\\"b"/],
+    ['mounts', 'id with $', { mounts: 'id=$HOME,target=/a' }, /^Input "mounts line 1": id/],
+    ['mounts', 'a --mount= fragment', { mounts: 'id=a,target=/a --mount=type=bind,source=/,target=/x' }, /^Input "mounts line 1"/],
+    ['mounts', 'target with a space', { mounts: 'id=a,target=/a b' }, /^Input "mounts line 1": target/],
+    ['mounts', 'target with a newline (JSON)', { mounts: '[{"id":"a","target":"/a\\nRUN evil"}]' }, /^Input "mounts\[0\]": target/],
+    ['mounts', 'uid with a backslash', { mounts: 'id=a,target=/a,uid=10\\00' }, /^Input "mounts line 1": uid/],
+    ['mounts', 'the same id twice', { mounts: 'id=a,target=/a\nid=a,target=/b' }, /^Input "mounts": cache id "a" is listed twice/],
+    ['key-prefix', 'a # and spaces', { 'key-prefix': 'x # y' }, /^Input "key-prefix"/],
+    ['utility-image', 'a newline', { 'utility-image': 'busybox\nRUN evil' }, /^Input "utility-image"/],
+    ['utility-image', 'very long', { 'utility-image': `a${'b'.repeat(1000)}` }, /^Input "utility-image"/],
+    ['builder', 'an option', { builder: 'x --allow=security.insecure' }, /^Input "builder"/],
+    ['platform', 'a path', { platform: 'linux/../../etc' }, /^Input "platform"/]
+  ])('%s: %s → exit 1 naming the input', async (_input, _what, inputs, message) => {
+    const r = await step('main', { mounts: 'id=ok,target=/ok', 'utility-image': UTILITY_IMAGE, ...inputs })
+    expect(r.exitCode).toBe(1)
+    expect(r.errors.join('\n')).toMatch(message)
+    expect(leftovers()).toEqual([])
+  })
+})
+
+describe('cache service faults', () => {
+  test('on restore: a warning, exit 0, the mount starts empty; the next run restores', async () => {
+    interface Case {
+      name: string
+      fault: (s: Scenario, key: string) => FaultSpec
+      hit: boolean
+      warning?: RegExp
+    }
+    const lookup = (action: FaultSpec['action'], times?: number) => (s: Scenario): FaultSpec => ({ match: { op: 'GetCacheEntryDownloadURL', key: s.base }, action, ...(times ? { times } : {}) })
+    const download = (action: FaultSpec['action'], times?: number) => (_s: Scenario, key: string): FaultSpec => ({ match: { op: 'blob-download', key }, action, ...(times ? { times } : {}) })
+    const cases: Case[] = [
+      { name: 'lookup-500-once', fault: lookup({ status: 500 }, 1), hit: true },
+      { name: 'lookup-503', fault: lookup({ status: 503 }), hit: false, warning: /Failed to restore: Failed to make request after 5 attempts/ },
+      { name: 'lookup-400', fault: lookup({ status: 400 }), hit: false, warning: /Failed to restore: Received non-retryable error/ },
+      { name: 'lookup-refused', fault: lookup({ refuse: true }), hit: false, warning: /Failed to restore/ },
+      { name: 'lookup-slow', fault: lookup({ delayMs: 3000 }), hit: true },
+      { name: 'download-reset', fault: download({ resetAfterBytes: 64 }), hit: false, warning: /could not be downloaded or unpacked/ },
+      { name: 'download-vanished', fault: download({ status: 404 }), hit: false, warning: /could not be downloaded or unpacked/ },
+      { name: 'download-500', fault: download({ status: 500 }), hit: false, warning: /could not be downloaded or unpacked/ },
+      { name: 'download-slow', fault: download({ delayMs: 3000 }), hit: true }
+    ]
+    const planted = await Promise.all(cases.map(async c => {
+      const s = scenario(`r-${c.name}`)
+      const key = await s.plant()
+      return { c, s, key }
+    }))
+    const faultIds = planted.map(p => service.faults.add(p.c.fault(p.s, p.key)))
+    const results = await Promise.all(planted.map(p => step('main', p.s.inputs)))
+    for (const id of faultIds) service.faults.remove(id)
+
+    planted.forEach(({ c, s }, i) => {
+      const r = results[i]!
+      expectOk(r)
+      expect({ case: c.name, hits: hits(r) }).toEqual({ case: c.name, hits: [c.hit] })
+      if (c.warning) expect({ case: c.name, warnings: r.warnings.join('\n') }).toEqual({ case: c.name, warnings: expect.stringMatching(c.warning) })
+      else expect({ case: c.name, warnings: r.warnings }).toEqual({ case: c.name, warnings: [] })
+      expect(log(r)).toContain(s.id)
+    })
+    expect(leftovers()).toEqual([])
+
+    // The next run, with the service healthy again, restores every one of them.
+    const again = await Promise.all(planted.map(p => step('main', p.s.inputs)))
+    again.forEach((r, i) => {
+      expectOk(r)
+      expect({ case: planted[i]!.c.name, hits: hits(r), warnings: r.warnings }).toEqual({ case: planted[i]!.c.name, hits: [true], warnings: [] })
+    })
+  }, 120_000)
+
+  test('on save: a warning or the library\'s info, exit 0, no partial entry; the next save works', async () => {
+    interface Case {
+      name: string
+      fault: FaultSpec
+      saved: boolean
+      warning?: RegExp
+      info?: RegExp
+    }
+    const cases: Case[] = [
+      { name: 'create-503-once', fault: { match: { op: 'CreateCacheEntry' }, action: { status: 503 }, times: 1 }, saved: true },
+      { name: 'create-400', fault: { match: { op: 'CreateCacheEntry' }, action: { status: 400 }, times: 1 }, saved: false, info: /Failed to save: Unable to reserve cache/ },
+      { name: 'create-409', fault: { match: { op: 'CreateCacheEntry' }, action: { status: 409 }, times: 1 }, saved: false, info: /another job may be creating this cache/ },
+      { name: 'create-slow', fault: { match: { op: 'CreateCacheEntry' }, action: { delayMs: 3000 }, times: 1 }, saved: true },
+      { name: 'upload-500-once', fault: { match: { op: 'blob-upload' }, action: { status: 500 }, times: 1 }, saved: true },
+      { name: 'upload-400', fault: { match: { op: 'blob-upload' }, action: { status: 400 }, times: 1 }, saved: false, warning: /Failed to save/ },
+      { name: 'upload-reset', fault: { match: { op: 'blob-upload' }, action: { resetAfterBytes: 100 }, times: 1 }, saved: true },
+      { name: 'finalize-500-once', fault: { match: { op: 'FinalizeCacheEntryUpload' }, action: { status: 500 }, times: 1 }, saved: true },
+      { name: 'finalize-400', fault: { match: { op: 'FinalizeCacheEntryUpload' }, action: { status: 400 }, times: 1 }, saved: false, warning: /Failed to save: Received non-retryable error/ }
+    ]
+    const scenarios = cases.map(c => scenario(`s-${c.name}`))
+    fill(scenarios, 'first')
+    // One at a time: the faults match by operation (the saved key holds the content digest).
+    for (const [i, c] of cases.entries()) {
+      const s = scenarios[i]!
+      service.faults.clear()
+      service.faults.add(c.fault)
+      const r = await step('save-only', s.inputs)
+      service.faults.clear()
+      expectOk(r)
+      expect({ case: c.name, entries: s.entries().length }).toEqual({ case: c.name, entries: c.saved ? 1 : 0 })
+      if (c.warning) expect({ case: c.name, warnings: r.warnings.join('\n') }).toEqual({ case: c.name, warnings: expect.stringMatching(c.warning) })
+      else expect({ case: c.name, warnings: r.warnings }).toEqual({ case: c.name, warnings: [] })
+      if (c.info) expect(r.stdout).toMatch(c.info)
+      expect(leftovers()).toEqual([])
+    }
+    // The next job (new content, so a new key) saves every mount that was not saved.
+    fill(scenarios, 'second')
+    const next = await Promise.all(scenarios.map(s => step('save-only', s.inputs)))
+    next.forEach((r, i) => {
+      expectOk(r)
+      expect({ case: cases[i]!.name, warnings: r.warnings, entries: scenarios[i]!.entries().length }).toEqual({ case: cases[i]!.name, warnings: [], entries: cases[i]!.saved ? 2 : 1 })
+    })
+  }, 120_000)
+})
+
+describe('engine faults', () => {
+  const dead = { DOCKER_HOST: 'unix:///nonexistent/docker.sock' }
+  const cases: { name: string; inputs?: Record<string, string>; env?: NodeJS.ProcessEnv; reason: RegExp }[] = [
+    { name: 'no-daemon', env: dead, reason: /Cannot connect to the Docker daemon/ },
+    { name: 'no-builder', inputs: { builder: 'does-not-exist' }, reason: /no builder "does-not-exist" found/ },
+    { name: 'no-image', inputs: { 'utility-image': 'localhost:1/nope:latest' }, reason: /localhost:1\/nope:latest/ }
+  ]
+
+  test.each(cases)('$name: inject and extract fail with the reason, fast; nothing stored or left behind', async ({ name, inputs, env, reason }) => {
+    const s = scenario(`e-${name}`, inputs)
+    await s.plant()
+    const before = { entries: service.entries().length, engine: engineLeftovers() }
+    const started = Date.now()
+    const main = await step('main', s.inputs, env ? { env } : {})
+    expectOk(main)
+    expect(main.warnings.join('\n')).toMatch(/Could not inject the restored caches/)
+    expect(main.warnings.join('\n')).toMatch(reason)
+    expect(hits(main)).toEqual([false])
+
+    const post = await step('post', s.inputs, { state: main.state, ...(env ? { env } : {}) })
+    expectOk(post)
+    expect(post.warnings.join('\n')).toMatch(/Could not extract the cache mounts/)
+    expect(post.warnings.join('\n')).toMatch(reason)
+    expect(Date.now() - started).toBeLessThan(30_000)
+    expect(service.entries().length).toBe(before.entries)
+    expect(leftovers()).toEqual([])
+    expect(engineLeftovers()).toEqual(before.engine)
+  })
+
+  test.each([
+    ['the output stops mid-stream (exporter)', { BMC_DIE: 'bytes', BMC_DIE_BYTES: '30000' }, { 'extract-via': 'export' }],
+    ['the CLI is killed when the RUN starts (loopback, then exporter)', { BMC_DIE: 'run' }, {}]
+  ])('the docker CLI dies during extract: %s', async (_what, die, extra) => {
+    const s = scenario(`e-die-${die.BMC_DIE}`, extra)
+    const main = await step('main', s.inputs)
+    expectOk(main)
+    fill([s], 'die', 256 * 1024)
+    const before = { entries: service.entries().length, engine: engineLeftovers() }
+    const bin = join(work, `dying-${die.BMC_DIE}`)
+    dyingDocker(bin)
+    const post = await step('post', s.inputs, { state: main.state, env: { PATH: `${bin}:${process.env.PATH}`, ...die } })
+    expectOk(post)
+    expect(post.warnings.join('\n')).toMatch(/Could not extract the cache mounts from the builder; nothing is saved/)
+    expect(service.entries().length).toBe(before.entries)
+    expect(leftovers()).toEqual([])
+    expect(engineLeftovers()).toEqual(before.engine)
+    // The engine is fine: the next post saves.
+    const next = await step('post', s.inputs, { state: main.state })
+    expectOk(next)
+    expect(next.warnings).toEqual([])
+    expect(s.entries()).toHaveLength(1)
+  })
+
+  test('disk full (a 1 MiB tmpfs as RUNNER_TEMP): restore and save warn, the mount that fits is restored, nothing left behind', async () => {
+    const temp = join(work, 'small-temp')
+    mkdirSync(temp, { recursive: true })
+    const big = scenario('disk-random')
+    const bomb = scenario('disk-zeros')
+    const fits = scenario('disk-fits')
+    // Planted with the same RUNNER_TEMP path (the cache version hashes it), before the tmpfs goes on top.
+    await plantBytes({ service, runnerTemp: temp, workspace }, big.id, plantedKey(prefix, big.id, PLATFORM), await makeTar([...tree('r'), { name: 'blob', type: 'file', body: randomBytes(3 << 20) }]))
+    await plantBytes({ service, runnerTemp: temp, workspace }, bomb.id, plantedKey(prefix, bomb.id, PLATFORM), await makeTar([...tree('z'), { name: 'zeros', type: 'file', body: Buffer.alloc(16 << 20) }]))
+    await fits.plant(temp)
+    rmSync(temp, { recursive: true, force: true })
+    mkdirSync(temp)
+    const unmount = tmpfsOver(temp, '1m')
+    if (!unmount) {
+      console.warn('cannot mount a tmpfs here: disk-full case skipped')
+      return
+    }
+    try {
+      const inputs = { ...fits.inputs, mounts: [big, bomb, fits].map((s, i) => `id=${s.id},target=/d${i}`).join('\n') }
+      const before = service.entries().length
+      const main = await step('main', inputs, { runnerTemp: temp })
+      expectOk(main)
+      expect(hits(main)).toEqual([false, false, true])
+      const warnings = main.warnings.join('\n')
+      expect(warnings).toMatch(new RegExp(`${big.id}: cannot restore the cache entry`))
+      expect(warnings).toMatch(new RegExp(`${bomb.id}: cannot restore the cache entry`))
+      expect(warnings).toMatch(/no space left on device|ENOSPC|exit code 2/i)
+      expect(leftovers(temp)).toEqual([])
+
+      // Post: the mounts now hold more than the disk takes.
+      fill([big, bomb, fits], 'full', 3 << 20)
+      const post = await step('post', inputs, { runnerTemp: temp, state: main.state })
+      expectOk(post)
+      expect(post.warnings.join('\n')).toMatch(/no space left on device|ENOSPC|Failed to save/i)
+      expect(service.entries().length).toBe(before)
+      expect(leftovers(temp)).toEqual([])
+    } finally {
+      unmount()
+    }
+  }, 120_000)
+})
+
+describe('concurrency (each job on a runner of its own: same RUNNER_TEMP path, private directory)', () => {
+  const jobTemp = join(work, 'job-temp')
+  const isolated = (entry: Entry, inputs: Record<string, string>, job: string, state?: Record<string, string>): Promise<StepResult> => {
+    const privateTemp = join(work, `job-${job}`)
+    mkdirSync(privateTemp, { recursive: true })
+    mkdirSync(jobTemp, { recursive: true })
+    return runIsolatedStep(entry, { bundleDir: bundle.dir, inputs, env: { ...service.env(), GITHUB_WORKSPACE: workspace }, cwd: workspace, runnerTemp: jobTemp, privateTemp, ...(state ? { state } : {}) })
+  }
+  const jobLeftovers = (job: string): string[] => leftovers(join(work, `job-${job}`))
+
+  test('two post steps saving the same key at once: one entry, the other logs and exits 0', async () => {
+    const s = scenario('race')
+    const main = await isolated('main', s.inputs, 'race-a')
+    expectOk(main)
+    fill([s], 'race', 2 << 20)
+    const [a, b] = await Promise.all([isolated('post', s.inputs, 'race-a', main.state), isolated('post', s.inputs, 'race-b', main.state)])
+    for (const r of [a!, b!]) {
+      expectOk(r)
+      expect(r.warnings).toEqual([])
+    }
+    expect(s.entries()).toHaveLength(1)
+    const logs = `${a!.stdout}\n${b!.stdout}`
+    expect(logs.match(new RegExp(`${s.id}: saved `, 'g'))).toHaveLength(1)
+    expect(logs).toMatch(/already in the cache|another job may be creating this cache/)
+    expect([...jobLeftovers('race-a'), ...jobLeftovers('race-b')]).toEqual([])
+    // Whichever won, the entry is whole: the next job restores it.
+    const next = await isolated('main', s.inputs, 'race-c')
+    expectOk(next)
+    expect({ hits: hits(next), warnings: next.warnings }).toEqual({ hits: [true], warnings: [] })
+  })
+
+  test('two matrix jobs with different platforms saving at once: separate entries', async () => {
+    const id = `f-matrix-${run}`
+    const jobs = ['linux/amd64', 'linux/arm64'].map(platform => ({ job: `matrix-${platform.replace('/', '-')}`, inputs: { mounts: `id=${id},target=/m`, 'key-prefix': prefix, platform, 'utility-image': UTILITY_IMAGE, client: 'buildx' } }))
+    const mains = await Promise.all(jobs.map(j => isolated('main', j.inputs, j.job)))
+    mains.forEach(r => expectOk(r))
+    fill([{ id } as Scenario], 'matrix')
+    const posts = await Promise.all(jobs.map((j, i) => isolated('post', j.inputs, j.job, mains[i]!.state)))
+    posts.forEach(r => {
+      expectOk(r)
+      expect(r.warnings).toEqual([])
+    })
+    const keys = service.entries().map(e => e.key).filter(k => k.startsWith(`${prefix}-${idSegment(id)}-`))
+    expect(keys).toHaveLength(2)
+    expect(keys.some(k => k.includes('-linux-amd64-'))).toBe(true)
+    expect(keys.some(k => k.includes('-linux-arm64-'))).toBe(true)
+  })
+})

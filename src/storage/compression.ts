@@ -1,0 +1,111 @@
+import { accessSync, constants, createReadStream, createWriteStream } from 'node:fs'
+import { delimiter, join } from 'node:path'
+import type { Readable, Transform } from 'node:stream'
+import { pipeline } from 'node:stream/promises'
+import * as zlib from 'node:zlib'
+
+import { runCommand, type CommandRunner } from '../command.js'
+import { InputError } from '../errors.js'
+import { metered } from './progress.js'
+
+/**
+ * How an entry's archive is compressed in a self-hosted store. Mount
+ * archives are plain tars (the builder exports them that way), so the
+ * stores compress them on the way in and record the codec in the entry, so
+ * that a reader on another machine picks the right decoder.
+ */
+export type Codec = 'zstd' | 'gzip'
+
+export const CODECS: readonly Codec[] = ['zstd', 'gzip']
+
+/** File name suffix of an archive compressed with `codec`. */
+export const CODEC_SUFFIX: Record<Codec, string> = { zstd: '.tar.zst', gzip: '.tar.gz' }
+
+export function parseCodec(text: string, input: string): Codec {
+  if ((CODECS as readonly string[]).includes(text)) return text as Codec
+  throw new InputError(input, `compression must be one of ${CODECS.join(', ')}, got "${text}"`)
+}
+
+/** Whether an executable called `name` is on PATH. */
+export function onPath(name: string, env: NodeJS.ProcessEnv = process.env): boolean {
+  for (const dir of (env.PATH ?? '').split(delimiter)) {
+    if (dir === '') continue
+    try {
+      accessSync(join(dir, name), constants.X_OK)
+      return true
+    } catch {
+      // not here
+    }
+  }
+  return false
+}
+
+let zstdCli: boolean | undefined
+
+/** zstd when its CLI is on PATH (fast, multi-threaded), else gzip, which node:zlib always has. */
+export function defaultCodec(): Codec {
+  zstdCli ??= onPath('zstd')
+  return zstdCli ? 'zstd' : 'gzip'
+}
+
+/** node:zlib's zstd (Node 22.15+), used to read zstd entries where the CLI is missing. */
+function zlibZstdDecompress(): (() => Transform) | undefined {
+  const z = zlib as unknown as { createZstdDecompress?: () => Transform }
+  return z.createZstdDecompress
+}
+
+/**
+ * Compresses the file at `path` and hands the compressed stream to
+ * `consume`, which must read it to the end (write it to a file, upload it).
+ * `meter` sees the uncompressed bytes as they are read, for progress lines.
+ */
+export async function compressFile(path: string, codec: Codec, consume: (compressed: Readable) => Promise<unknown>, meter?: Transform, run: CommandRunner = runCommand): Promise<void> {
+  const source = meter ? metered(createReadStream(path), meter) : createReadStream(path)
+  if (codec === 'zstd') {
+    // A consumer that gives up must close the pipe, or zstd blocks on a full pipe forever;
+    // its own error (e.g. an S3 precondition) is the one worth reporting.
+    let failure: { error: unknown } | undefined
+    const stdout = async (compressed: Readable): Promise<void> => {
+      try {
+        await consume(compressed)
+      } catch (error) {
+        failure = { error }
+        compressed.destroy()
+        throw error
+      }
+    }
+    await run('zstd', ['-q', '-c', '-T0', '-3'], { stdin: source, stdout }).catch((error: unknown) => {
+      throw failure ? failure.error : error
+    })
+    return
+  }
+  const gzip = zlib.createGzip()
+  const feeding = pipeline(source, gzip)
+  try {
+    await consume(gzip)
+  } catch (error) {
+    gzip.destroy()
+    await feeding.catch(() => undefined)
+    throw error
+  }
+  await feeding
+}
+
+/** Decompresses `source` into the file at `dest` (created or truncated). */
+export async function decompressToFile(source: Readable, codec: Codec, dest: string, run: CommandRunner = runCommand): Promise<void> {
+  if (codec === 'gzip') {
+    await pipeline(source, zlib.createGunzip(), createWriteStream(dest))
+    return
+  }
+  zstdCli ??= onPath('zstd')
+  const fallback = zlibZstdDecompress()
+  if (!zstdCli && fallback) {
+    await pipeline(source, fallback(), createWriteStream(dest))
+    return
+  }
+  if (!zstdCli) {
+    source.destroy()
+    throw new Error('the entry is zstd-compressed but zstd is not on PATH (install zstd)')
+  }
+  await run('zstd', ['-q', '-d', '-c'], { stdin: source, stdout: out => pipeline(out, createWriteStream(dest)) })
+}

@@ -1,0 +1,56 @@
+import { Transform, type Readable } from 'node:stream'
+
+import { formatBytes } from '../format.js'
+import { log } from '../log.js'
+
+/**
+ * Progress lines for long transfers: mount archives can be gigabytes, and a
+ * silent CLI for minutes looks hung. Quick transfers print nothing: the first
+ * line comes after one interval.
+ */
+export interface ProgressOptions {
+  /** What moves, e.g. `npm: uploading`. */
+  label: string
+  /** Expected bytes, when known (for a percentage). */
+  total?: number
+  intervalMs?: number
+  now?: () => number
+  emit?: (line: string) => void
+}
+
+const DEFAULT_INTERVAL_MS = 5000
+
+/** `npm: uploading 120.0 MiB of 500.0 MiB (24%), 40.0 MiB/s`. */
+export function progressLine(label: string, done: number, total: number | undefined, elapsedMs: number): string {
+  const rate = elapsedMs > 0 ? `, ${formatBytes(Math.round((done * 1000) / elapsedMs))}/s` : ''
+  if (total === undefined || total <= 0) return `${label} ${formatBytes(done)}${rate}`
+  const percent = Math.min(100, Math.floor((done * 100) / total))
+  return `${label} ${formatBytes(done)} of ${formatBytes(total)} (${percent}%)${rate}`
+}
+
+/** A pass-through stream that counts the bytes going through and reports every interval. */
+export function progressMeter(options: ProgressOptions): Transform {
+  const now = options.now ?? Date.now
+  const emit = options.emit ?? ((line: string) => log.info(line))
+  const interval = options.intervalMs ?? DEFAULT_INTERVAL_MS
+  const started = now()
+  let next = started + interval
+  let done = 0
+  return new Transform({
+    transform(chunk: Buffer, _encoding, callback) {
+      done += chunk.length
+      const t = now()
+      if (t >= next) {
+        emit(progressLine(options.label, done, options.total, t - started))
+        next = t + interval
+      }
+      callback(null, chunk)
+    }
+  })
+}
+
+/** `source` piped through `meter`, with the source's errors passed on (pipe() alone drops them). */
+export function metered(source: Readable, meter: Transform): Transform {
+  source.once('error', e => meter.destroy(e))
+  return source.pipe(meter)
+}

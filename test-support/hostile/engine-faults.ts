@@ -1,0 +1,72 @@
+// Engine faults for the issue 7 tests: a docker CLI that dies during the
+// generated builds, snapshots of what the engine keeps (containers, dangling
+// images), a small tmpfs to fill up.
+import { spawnSync } from 'node:child_process'
+import { chmodSync, mkdirSync, writeFileSync } from 'node:fs'
+import { join } from 'node:path'
+
+/**
+ * Writes `dir/docker`: the real CLI, except that `buildx build` dies on the
+ * way, as the engine going away would look to the action:
+ * - BMC_DIE=bytes: the build's stdout stops after BMC_DIE_BYTES bytes, then the CLI dies (exit 137).
+ * - BMC_DIE=run: the CLI is killed (SIGKILL) as soon as the build's RUN step starts.
+ * Anything else: the real CLI.
+ */
+export function dyingDocker(dir: string, real = '/usr/local/bin/docker'): string {
+  mkdirSync(dir, { recursive: true })
+  const path = join(dir, 'docker')
+  writeFileSync(
+    path,
+    `#!/bin/bash
+real=${JSON.stringify(real)}
+if [ "$1" != buildx ] || [ "$2" != build ]; then exec "$real" "$@"; fi
+case "$BMC_DIE" in
+  bytes)
+    "$real" "$@" | head -c "\${BMC_DIE_BYTES:-4096}"
+    exit 137 ;;
+  run)
+    log=$(mktemp)
+    exec 3<&0
+    "$real" "$@" <&3 3<&- 2>"$log" &
+    pid=$!
+    for _ in $(seq 1 1200); do
+      grep -q -e 'tar -c' -e 'cp -a' "$log" && break
+      kill -0 "$pid" 2>/dev/null || break
+      sleep 0.05
+    done
+    kill -9 "$pid" 2>/dev/null
+    wait "$pid"
+    cat "$log" >&2
+    rm -f "$log"
+    echo "docker: killed" >&2
+    exit 137 ;;
+  *) exec "$real" "$@" ;;
+esac
+`
+  )
+  chmodSync(path, 0o755)
+  return path
+}
+
+function lines(cmd: string, args: string[]): string[] {
+  const r = spawnSync(cmd, args, { encoding: 'utf8' })
+  if (r.status !== 0) throw new Error(`${cmd} ${args.join(' ')} failed: ${r.stderr}`)
+  return r.stdout.split('\n').filter(Boolean).sort()
+}
+
+/** What a failed generated build could leave in the engine. */
+export function engineLeftovers(): { containers: string[]; dangling: string[] } {
+  return {
+    containers: lines('docker', ['ps', '-aq']),
+    dangling: lines('docker', ['images', '-q', '--filter', 'dangling=true'])
+  }
+}
+
+/** Mounts a tmpfs over an existing directory (hiding what is in it). */
+export function tmpfsOver(dir: string, size: string): (() => void) | undefined {
+  const r = spawnSync('mount', ['-t', 'tmpfs', '-o', `size=${size}`, 'tmpfs', dir], { encoding: 'utf8' })
+  if (r.status !== 0) return undefined
+  return () => {
+    spawnSync('umount', [dir])
+  }
+}
