@@ -13,8 +13,10 @@ export interface ActionStep {
   result: StepResult
   /** Peak RSS of the step's node process (KiB), when the probe reported it. */
   maxRssKiB?: number
-  /** From "Extracted N mount(s), X in Y s". */
+  /** From "Extracted N mount(s), X in Y s (mode)". */
   extractSeconds?: number
+  /** The "(mode)" of that line, e.g. "loopback stream" or "build exporter". */
+  extractMode?: string
   /** From "Injected N mount(s), X in Y s". */
   injectSeconds?: number
   /** From "<id>: restored <key> (<size>, N entries, Z s)". */
@@ -76,8 +78,11 @@ export function parseActionLog(stdout: string): Omit<ActionStep, 'entry' | 'seco
       debug.push(line.slice('::debug::'.length).replace(/%0D/g, '\r').replace(/%0A/g, '\n').replace(/%25/g, '%'))
       continue
     }
-    let m = /^Extracted \d+ mount\(s\), .* in ([\d.]+) s$/.exec(line)
-    if (m) out.extractSeconds = Number(m[1])
+    let m = /^Extracted \d+ mount\(s\), .* in ([\d.]+) s(?: \((.+)\))?$/.exec(line)
+    if (m) {
+      out.extractSeconds = Number(m[1])
+      if (m[2]) out.extractMode = m[2]
+    }
     m = /^Injected \d+ mount\(s\), .* in ([\d.]+) s$/.exec(line)
     if (m) out.injectSeconds = Number(m[1])
     m = /^(.+): restored \S+ \(.*, (\d+) entries, ([\d.]+) s\)$/.exec(line)

@@ -1,10 +1,12 @@
 // `--private-engine`: a second dockerd, the same binary scripts/engine.sh
 // provisions (dockerd 26, docker driver, overlay2), with its own socket,
-// data root and exec root, no bridge and no iptables rules. Other jobs on the
+// data root and exec root, and no iptables rules. Other jobs on the
 // machine build and `buildx prune --all` on the shared engine all the time;
 // in here nobody else empties the bench's cache mounts, and the bench's
 // prunes touch nobody else. Measured work is identical: same daemon, same
-// BuildKit, same disk. Stopped (by its pid) and deleted at the end.
+// BuildKit, same disk. Its containers and RUN steps get a bridge of their own
+// (BuildKit's default network needs one; no iptables, no forwarding). Stopped
+// (by its pid) and deleted, bridge included, at the end.
 import { spawn } from 'node:child_process'
 import { existsSync, mkdtempSync, openSync, readFileSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
@@ -31,14 +33,20 @@ export async function startPrivateEngine(tag: string, utilityImage: string): Pro
   const host = `unix://${sock}`
   const logFile = join(dir, 'dockerd.log')
   const log = openSync(logFile, 'a')
+  const bridge = `bmcb${tag.slice(-8)}`
+  const used = (await sh('ip -4 -o addr')).stdout
+  const free = Array.from({ length: 200 }, (_, i) => 20 + ((i + Number.parseInt(tag.slice(-4), 36)) % 200)).find(n => !used.includes(`10.213.${n}.`))
+  await sh(`ip link add name ${bridge} type bridge && ip addr add 10.213.${free}.1/24 dev ${bridge} && ip link set ${bridge} up`)
   const args = [
     '--storage-driver', 'overlay2',
     '--data-root', join(dir, 'data'),
     '--exec-root', execRoot,
     '--pidfile', join(dir, 'dockerd.pid'),
     '-H', host,
-    '--bridge', 'none',
-    '--iptables=false'
+    '--bridge', bridge,
+    '--iptables=false',
+    '--ip-forward=false',
+    '--ip-masq=false'
   ]
   const path = [`${root}/usr/sbin`, `${root}/usr/libexec/docker`, `${root}/usr/bin`, process.env.PATH ?? '/usr/bin:/bin'].join(':')
   const child = spawn(dockerd, args, { cwd: '/', detached: true, stdio: ['ignore', log, log], env: { ...process.env, PATH: path } })
@@ -58,6 +66,7 @@ export async function startPrivateEngine(tag: string, utilityImage: string): Pro
     if (alive()) process.kill(pid, 'SIGTERM')
     for (let i = 0; i < 150 && alive(); i++) await new Promise(r => setTimeout(r, 200))
     if (alive()) process.kill(pid, 'SIGKILL')
+    await sh(`ip link del ${bridge}`, { allowFail: true })
     const mounted = readFileSync('/proc/mounts', 'utf8').split('\n').filter(l => l.includes(dir) || l.includes(execRoot))
     if (mounted.length > 0) {
       console.error(`private engine: mounts left under ${dir} / ${execRoot}; not deleting them:\n${mounted.join('\n')}`)

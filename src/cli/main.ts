@@ -39,6 +39,8 @@ export async function main(argv: readonly string[], env: NodeJS.ProcessEnv = pro
     return 0
   }
   const { options } = parsed
+  // The bundle pins its AWS SDK: the SDK's notice about the Node versions of its future releases does not apply.
+  env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true'
   const output = takeOverStdout({ json: options.json, verbose: options.verbose })
   setLogger(terminalLogger(output))
   let cleanup = async (): Promise<void> => undefined

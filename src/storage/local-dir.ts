@@ -113,8 +113,11 @@ export class LocalDirStore implements ManagedStore {
       await syncFile(tempArchive)
       const size = (await stat(tempArchive)).size
       await rename(tempArchive, join(this.root, archive))
-      const record: EntryRecord = { version: 1, key, archive, compression: codec, size, created: this.now().toISOString() }
+      const created = this.now()
+      const record: EntryRecord = { version: 1, key, archive, compression: codec, size, created: created.toISOString() }
       await writeFile(tempSidecar, JSON.stringify(record))
+      // The sidecar's mtime is the last use: a new entry starts unused since its save.
+      await utimes(tempSidecar, created, created)
       await syncFile(tempSidecar)
       if (await createOnce(tempSidecar, sidecar)) return true
       // Another process committed this key first: its archive stands, ours goes.

@@ -54,11 +54,17 @@ function lines(cmd: string, args: string[]): string[] {
   return r.stdout.split('\n').filter(Boolean).sort()
 }
 
-/** What a failed generated build could leave in the engine. */
-export function engineLeftovers(): { containers: string[]; dangling: string[] } {
+/**
+ * What a failed generated build could leave in the engine: containers of the
+ * utility image, dangling images built by a generated build (their history
+ * has the /bmc/ paths). Other users of the shared engine are not counted.
+ */
+export function engineLeftovers(utilityImage: string): { containers: string[]; dangling: string[] } {
   return {
-    containers: lines('docker', ['ps', '-aq']),
-    dangling: lines('docker', ['images', '-q', '--filter', 'dangling=true'])
+    containers: lines('docker', ['ps', '-aq', '--filter', `ancestor=${utilityImage}`]),
+    dangling: lines('docker', ['images', '-q', '--filter', 'dangling=true']).filter(id =>
+      lines('docker', ['history', '--no-trunc', '--format', '{{.CreatedBy}}', id]).some(l => l.includes('/bmc/'))
+    )
   }
 }
 

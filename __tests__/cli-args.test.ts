@@ -1,0 +1,169 @@
+// The CLI's command line: options = the action inputs (mapped to INPUT_*),
+// usage errors (exit 2), backend specs, and the rendering of the workflow
+// commands the @actions/* libraries print.
+import { homedir } from 'node:os'
+import { join } from 'node:path'
+
+import { describe, expect, test } from '@jest/globals'
+
+import { defaultBackend, DEFAULT_STATE_FILE, inputEnv, parseCli, UsageError, type CliOptions } from '../src/cli/args.js'
+import { asOption } from '../src/cli/main.js'
+import { parseWorkflowCommand } from '../src/cli/output.js'
+import { InputError } from '../src/errors.js'
+import { parseBackend } from '../src/storage/select.js'
+
+const options = (argv: string[], env: NodeJS.ProcessEnv = {}): CliOptions => {
+  const parsed = parseCli(argv, env)
+  if (parsed.help) throw new Error('unexpected help')
+  return parsed.options
+}
+
+describe('parseCli', () => {
+  test('every action input is an option; list inputs repeat', () => {
+    const o = options([
+      'restore',
+      '--mounts', 'id=npm,target=/root/.npm',
+      '--mounts=id=apt,target=/var/cache/apt,sharing=locked',
+      '--dockerfile', 'Dockerfile',
+      '--dockerfile', 'docker/Dockerfile.ci',
+      '--build-arg', 'A=1',
+      '--build-arg', 'B=x=y',
+      '--platforms', 'linux/amd64',
+      '--platforms', 'linux/arm64',
+      '--key-files', 'package-lock.json',
+      '--key-files', '**/go.sum',
+      '--key-prefix', 'proj',
+      '--builder', 'b1',
+      '--utility-image', 'busybox:1.36',
+      '--client', 'buildx',
+      '--platform', 'linux/arm64',
+      '--max-size', '2G'
+    ])
+    expect(o.command).toBe('restore')
+    expect(o.inputs).toEqual({
+      mounts: 'id=npm,target=/root/.npm\nid=apt,target=/var/cache/apt,sharing=locked',
+      dockerfile: 'Dockerfile\ndocker/Dockerfile.ci',
+      'build-args': 'A=1\nB=x=y',
+      platforms: 'linux/amd64,linux/arm64',
+      'key-files': 'package-lock.json\n**/go.sum',
+      'key-prefix': 'proj',
+      builder: 'b1',
+      'utility-image': 'busybox:1.36',
+      client: 'buildx',
+      platform: 'linux/arm64',
+      'max-size': '2G'
+    })
+    expect(o.state).toBe(DEFAULT_STATE_FILE)
+    expect(o.json).toBe(false)
+  })
+
+  test('INPUT_* variables: every input set, so nothing leaks in from the environment', () => {
+    const env = inputEnv(options(['save', '--key-files', 'a.lock', '--build-arg', 'A=1', '--backend', 'dir:/x']))
+    expect(env['INPUT_KEY-FILES']).toBe('a.lock')
+    expect(env['INPUT_BUILD-ARGS']).toBe('A=1')
+    expect(env.INPUT_MOUNTS).toBe('')
+    expect(env['INPUT_KEY-PREFIX']).toBe('')
+    expect(env.INPUT_SAVE).toBe('true')
+    expect(env.INPUT_STATE).toBe('')
+    expect(env.INPUT_BACKEND).toBe('dir:/x')
+  })
+
+  test('backend default: the user cache dir, the Actions cache inside Actions', () => {
+    expect(options(['ls']).backend).toBe('dir:~/.cache/buildkit-mount-cache')
+    expect(options(['ls'], { XDG_CACHE_HOME: '/var/cache/me' }).backend).toBe('dir:/var/cache/me/buildkit-mount-cache')
+    expect(options(['ls'], { GITHUB_ACTIONS: 'true' }).backend).toBe('github')
+    expect(defaultBackend({})).toBe('dir:~/.cache/buildkit-mount-cache')
+  })
+
+  test('prune limits', () => {
+    const o = options(['prune', '--max-age', '7d', '--max-total', '5G', '--dry-run', '--json'])
+    expect(o.maxAgeMs).toBe(7 * 86_400_000)
+    expect(o.maxTotalBytes).toBe(5 * 1024 ** 3)
+    expect(o.dryRun).toBe(true)
+    expect(o.json).toBe(true)
+  })
+
+  test('help', () => {
+    expect(parseCli(['--help'])).toEqual({ help: true })
+    expect(parseCli(['help'])).toEqual({ help: true })
+    expect(parseCli(['save', '-h'])).toEqual({ help: true, command: 'save' })
+  })
+
+  test.each([
+    [[], /a command is needed/],
+    [['fetch'], /unknown command "fetch"/],
+    [['restore', '--nope'], /Unknown option '--nope'/],
+    [['restore', 'extra'], /unexpected argument "extra"/],
+    [['restore', '--key-prefix'], /argument missing/],
+    [['restore', '--max-age', '7d'], /--max-age is an option of prune only/],
+    [['ls', '--state', 'x.json'], /--state is an option of restore and save only/],
+    [['prune'], /prune needs --max-age and\/or --max-total/],
+    [['prune', '--max-age', '7 days'], /--max-age must be a duration/],
+    [['prune', '--max-total', 'lots'], /--max-total must be a size/],
+    [['restore', '--save', 'false'], /Unknown option '--save'/]
+  ])('usage error: %j', (argv, message) => {
+    expect(() => parseCli(argv, {})).toThrow(UsageError)
+    expect(() => parseCli(argv, {})).toThrow(message)
+  })
+})
+
+describe('asOption', () => {
+  test('input errors are worded as options', () => {
+    expect(asOption(new InputError('build-args', '"x" is not KEY=VALUE'))).toBe('--build-arg: "x" is not KEY=VALUE')
+    expect(asOption(new InputError('mounts line 2', 'id "a b" is not valid'))).toBe('--mounts (line 2): id "a b" is not valid')
+    expect(asOption(new InputError('backend', 'bad'))).toBe('--backend: bad')
+    expect(asOption(new Error('plain'))).toBe('plain')
+  })
+})
+
+describe('parseBackend', () => {
+  test('github', () => {
+    expect(parseBackend('')).toEqual({ kind: 'github' })
+    expect(parseBackend(' github ')).toEqual({ kind: 'github' })
+  })
+
+  test('dir', () => {
+    expect(parseBackend('dir:/srv/cache')).toEqual({ kind: 'dir', path: '/srv/cache' })
+    expect(parseBackend('dir:~/.cache/bmc', '/home/me')).toEqual({ kind: 'dir', path: '/home/me/.cache/bmc' })
+    expect(parseBackend('dir:~')).toEqual({ kind: 'dir', path: homedir() })
+    expect(parseBackend('dir:rel/dir')).toEqual({ kind: 'dir', path: join(process.cwd(), 'rel/dir') })
+    expect(parseBackend('dir:/x?compression=gzip')).toEqual({ kind: 'dir', path: '/x', codec: 'gzip' })
+  })
+
+  test('s3', () => {
+    expect(parseBackend('s3://bucket')).toEqual({ kind: 's3', bucket: 'bucket', prefix: '' })
+    expect(parseBackend('s3://bucket/ci/cache/')).toEqual({ kind: 's3', bucket: 'bucket', prefix: 'ci/cache' })
+    expect(parseBackend('s3://b-1/p?endpoint=http://127.0.0.1:9000&region=eu-west-1&part-size=8M&compression=zstd')).toEqual({
+      kind: 's3',
+      bucket: 'b-1',
+      prefix: 'p',
+      endpoint: 'http://127.0.0.1:9000',
+      region: 'eu-west-1',
+      partSize: 8 * 1024 * 1024,
+      codec: 'zstd'
+    })
+  })
+
+  test.each([
+    ['ftp://x', /must be github, dir:\/path or s3:\/\/bucket\/prefix/],
+    ['dir:', /dir: needs a path/],
+    ['dir:/x?endpoint=y', /unknown option "endpoint"/],
+    ['s3://', /is not a bucket name/],
+    ['s3://bkt/p?part-size=1M', /part-size must be at least 5M/],
+    ['s3://bkt/p?endpoint=127.0.0.1:9000', /endpoint must be an http\(s\) URL/],
+    ['s3://bkt/p?compression=xz', /compression must be one of zstd, gzip/]
+  ])('%s is an input error naming backend', (spec, message) => {
+    expect(() => parseBackend(spec)).toThrow(InputError)
+    expect(() => parseBackend(spec)).toThrow(/^Input "backend": /)
+    expect(() => parseBackend(spec)).toThrow(message)
+  })
+})
+
+describe('parseWorkflowCommand', () => {
+  test('library output is recognised and unescaped', () => {
+    expect(parseWorkflowCommand('::debug::/w/Dockerfile')).toEqual({ name: 'debug', message: '/w/Dockerfile' })
+    expect(parseWorkflowCommand('::warning file=a,line=1::two%0Alines 100%25')).toEqual({ name: 'warning', message: 'two\nlines 100%' })
+    expect(parseWorkflowCommand('::endgroup::')).toEqual({ name: 'endgroup', message: '' })
+    expect(parseWorkflowCommand('plain line with :: inside')).toBeUndefined()
+  })
+})
