@@ -7,7 +7,7 @@
 // entry is stored, nothing is left behind, and the next run works.
 import { spawnSync } from 'node:child_process'
 import { randomBytes, randomUUID } from 'node:crypto'
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync } from 'node:fs'
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 
@@ -323,6 +323,7 @@ describe('concurrency (each job on a runner of its own: same RUNNER_TEMP path, p
     expectOk(main)
     fill([s], 'race', 2 << 20)
     const [a, b] = await Promise.all([isolated('post', s.inputs, 'race-a', main.state), isolated('post', s.inputs, 'race-b', main.state)])
+    if (process.env.BMC_DUMP) writeFileSync(process.env.BMC_DUMP, `${a!.stdout}\n=====\n${b!.stdout}\n${b!.stderr}`)
     for (const r of [a!, b!]) {
       expectOk(r)
       expect(r.warnings).toEqual([])

@@ -73218,6 +73218,19 @@ async function runBuild(run, engine, build) {
   await run(inv.command, inv.args, { env: inv.env, stdin: build.context, stdout: build.output, ...build.onLine ? { onStderrLine: build.onLine } : {} });
 }
 
+// src/concurrency.ts
+async function forEachLimit(items, limit, fn) {
+  let next = 0;
+  const worker = async () => {
+    while (next < items.length) {
+      const item = items[next++];
+      await fn(item);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
+}
+var TRANSFER_CONCURRENCY = 3;
+
 // src/format.ts
 function formatBytes(bytes) {
   const units = ["B", "KiB", "MiB", "GiB", "TiB"];
@@ -73288,7 +73301,6 @@ async function writeSummary(state3, report) {
 }
 
 // src/restore.ts
-var MAX_RESTORED_BYTES = 64 * 1024 ** 3;
 var realServices = { run: runCommand, cache: actionsCache };
 async function planMounts(services, inputs) {
   const engine = await resolveEngine(services.run, inputs.client, inputs.builder);
@@ -73307,6 +73319,7 @@ async function planMounts(services, inputs) {
   }
   const state3 = { version: 1, engine, utilityImage: inputs.utilityImage, save: inputs.save, extractVia: inputs.extractVia, mounts };
   if (inputs.maxSize !== void 0) state3.maxSize = inputs.maxSize;
+  if (inputs.maxRestoreBytes !== void 0) state3.maxRestoreBytes = inputs.maxRestoreBytes;
   if (inputs.cacheNamespace !== void 0) state3.cacheNamespace = inputs.cacheNamespace;
   return state3;
 }
@@ -73324,7 +73337,7 @@ async function runMain(services = realServices, restoreOnly = false) {
 async function restoreMounts(services, state3) {
   const { mounts } = state3;
   try {
-    await log2.group("Restore cache entries", async () => restoreAll(services.cache, mounts));
+    await log2.group("Restore cache entries", async () => restoreAll(services.cache, mounts, state3.maxRestoreBytes ?? DEFAULT_MAX_RESTORE_BYTES));
     const restored = mounts.filter((m) => m.restoredDigest !== void 0);
     if (restored.length > 0) {
       await log2.group("Inject into the builder", async () => inject(services.run, state3, restored));
@@ -73333,7 +73346,7 @@ async function restoreMounts(services, state3) {
     await Promise.all(mounts.map((m) => (0, import_promises5.rm)(m.archivePath, { force: true })));
   }
 }
-async function restoreAll(cache, mounts) {
+async function restoreAll(cache, mounts, maxBytes) {
   if (!cache.available()) {
     log2.warning("The cache service is not available: every mount starts empty and nothing will be restored.");
     return;
@@ -73342,7 +73355,7 @@ async function restoreAll(cache, mounts) {
     log2.notice("This job may not read the cache (ACTIONS_CACHE_MODE); every mount starts empty.");
     return;
   }
-  for (const m of mounts) {
+  await forEachLimit(mounts, TRANSFER_CONCURRENCY, async (m) => {
     const started = Date.now();
     try {
       await (0, import_promises5.mkdir)((0, import_node_path6.dirname)(m.archivePath), { recursive: true });
@@ -73350,9 +73363,9 @@ async function restoreAll(cache, mounts) {
       const matched = await cache.restore(m.archivePath, m.keys.base, m.keys.restoreKeys);
       if (matched === void 0) {
         log2.info(`${m.spec.id}: miss (looked for ${m.keys.base})`);
-        continue;
+        return;
       }
-      const summary2 = await scanMountArchive(m.archivePath, { maxBytes: MAX_RESTORED_BYTES });
+      const summary2 = await scanMountArchive(m.archivePath, { maxBytes });
       m.matchedKey = matched;
       m.restoredDigest = summary2.digest;
       m.restoredBytes = summary2.bytes;
@@ -73365,7 +73378,7 @@ async function restoreAll(cache, mounts) {
     } finally {
       m.restoreMs = Date.now() - started;
     }
-  }
+  });
 }
 async function inject(run, state3, restored) {
   const started = Date.now();

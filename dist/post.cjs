@@ -31484,6 +31484,19 @@ var DIGIT = new RegExp("^\\p{Nd}$", "u");
 // src/context.ts
 var DEFAULT_MAX_RESTORE_BYTES = 64 * 1024 ** 3;
 
+// src/concurrency.ts
+async function forEachLimit(items, limit, fn) {
+  let next = 0;
+  const worker = async () => {
+    while (next < items.length) {
+      const item = items[next++];
+      await fn(item);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
+}
+var TRANSFER_CONCURRENCY = 3;
+
 // src/dockerfile.ts
 var cachePath = (index) => `/bmc/c${index}`;
 var exportDir = (index) => `c${index}`;
@@ -72041,7 +72054,6 @@ async function writeSummary(state3, report) {
 }
 
 // src/restore.ts
-var MAX_RESTORED_BYTES = 64 * 1024 ** 3;
 var realServices = { run: runCommand, cache: actionsCache };
 
 // src/save.ts
@@ -72106,12 +72118,12 @@ async function extract2(services, state3, report) {
   }
 }
 async function saveAll(services, state3, summaries, report) {
-  for (const m of state3.mounts) {
+  await forEachLimit(state3.mounts, TRANSFER_CONCURRENCY, async (m) => {
     const summary2 = summaries.get(exportDir(m.index));
-    if (!summary2) continue;
+    if (!summary2) return;
     const outcome = await saveOne(services, m, summary2, m.spec.maxSize ?? state3.maxSize);
     report.outcomes.set(m.index, outcome);
-  }
+  });
 }
 async function saveOne(services, m, summary2, maxSize2) {
   if (summary2.entries <= 1) {

@@ -32752,6 +32752,19 @@ function mountArchivePath(id, env = process.env) {
   return (0, import_node_path4.join)(env.RUNNER_TEMP || (0, import_node_os.tmpdir)(), "buildkit-mount-cache", `${idSegment(id)}.tar`);
 }
 
+// src/concurrency.ts
+async function forEachLimit(items, limit, fn) {
+  let next = 0;
+  const worker = async () => {
+    while (next < items.length) {
+      const item = items[next++];
+      await fn(item);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
+}
+var TRANSFER_CONCURRENCY = 3;
+
 // src/dockerfile.ts
 var cachePath = (index) => `/bmc/c${index}`;
 var exportDir = (index) => `c${index}`;
@@ -73438,7 +73451,6 @@ async function writeSummary(state3, report) {
 }
 
 // src/restore.ts
-var MAX_RESTORED_BYTES = 64 * 1024 ** 3;
 var realServices = { run: runCommand, cache: actionsCache };
 async function planMounts(services, inputs) {
   const engine = await resolveEngine(services.run, inputs.client, inputs.builder);
@@ -73457,6 +73469,7 @@ async function planMounts(services, inputs) {
   }
   const state3 = { version: 1, engine, utilityImage: inputs.utilityImage, save: inputs.save, extractVia: inputs.extractVia, mounts };
   if (inputs.maxSize !== void 0) state3.maxSize = inputs.maxSize;
+  if (inputs.maxRestoreBytes !== void 0) state3.maxRestoreBytes = inputs.maxRestoreBytes;
   if (inputs.cacheNamespace !== void 0) state3.cacheNamespace = inputs.cacheNamespace;
   return state3;
 }
@@ -73518,12 +73531,12 @@ async function extract2(services, state3, report) {
   }
 }
 async function saveAll(services, state3, summaries, report) {
-  for (const m of state3.mounts) {
+  await forEachLimit(state3.mounts, TRANSFER_CONCURRENCY, async (m) => {
     const summary2 = summaries.get(exportDir(m.index));
-    if (!summary2) continue;
+    if (!summary2) return;
     const outcome = await saveOne(services, m, summary2, m.spec.maxSize ?? state3.maxSize);
     report.outcomes.set(m.index, outcome);
-  }
+  });
 }
 async function saveOne(services, m, summary2, maxSize2) {
   if (summary2.entries <= 1) {

@@ -273,6 +273,9 @@ async function writeEntry(pack: tar.Pack, header: TarHeader, body?: AsyncIterabl
     sink.once('finish', () => resolve())
     sink.once('close', () => resolve())
   })
+  // Awaited below; when the body fails first, the pack is destroyed later and
+  // this rejects with nobody waiting: that must not crash the step.
+  finished.catch(() => undefined)
   if (body) {
     for await (const chunk of body) {
       onChunk?.(chunk)

@@ -9,18 +9,17 @@ import * as glob from '@actions/glob'
 import { buildContext, scanMountArchive } from './archive.js'
 import { actionsCache, type CacheStore } from './cache.js'
 import { runCommand, type CommandRunner } from './command.js'
-import { getInputs, mountArchivePath, type Inputs } from './context.js'
+import { DEFAULT_MAX_RESTORE_BYTES, getInputs, mountArchivePath, type Inputs } from './context.js'
 import { contextDir, injectDockerfile } from './dockerfile.js'
 import { resolveEngine, runBuild } from './engine.js'
 import { errorMessage } from './errors.js'
+import { forEachLimit, TRANSFER_CONCURRENCY } from './concurrency.js'
 import { formatBytes, seconds } from './format.js'
 import { mountKeys } from './keys.js'
 import { log } from './log.js'
 import { generatedBuildArgs, saveMainState, type MainState, type MountState } from './state.js'
 import { writeSummary } from './summary.js'
 
-/** Largest tree a restored archive may expand to (guards against archive bombs). */
-const MAX_RESTORED_BYTES = 64 * 1024 ** 3
 
 export interface Services {
   run: CommandRunner
@@ -51,6 +50,7 @@ export async function planMounts(services: Services, inputs: Inputs): Promise<Ma
   }
   const state: MainState = { version: 1, engine, utilityImage: inputs.utilityImage, save: inputs.save, extractVia: inputs.extractVia, mounts }
   if (inputs.maxSize !== undefined) state.maxSize = inputs.maxSize
+  if (inputs.maxRestoreBytes !== undefined) state.maxRestoreBytes = inputs.maxRestoreBytes
   if (inputs.cacheNamespace !== undefined) state.cacheNamespace = inputs.cacheNamespace
   return state
 }
@@ -83,7 +83,7 @@ export async function runMain(services: Services = realServices, restoreOnly = f
 export async function restoreMounts(services: Services, state: MainState): Promise<void> {
   const { mounts } = state
   try {
-    await log.group('Restore cache entries', async () => restoreAll(services.cache, mounts))
+    await log.group('Restore cache entries', async () => restoreAll(services.cache, mounts, state.maxRestoreBytes ?? DEFAULT_MAX_RESTORE_BYTES))
     const restored = mounts.filter(m => m.restoredDigest !== undefined)
     if (restored.length > 0) {
       await log.group('Inject into the builder', async () => inject(services.run, state, restored))
@@ -93,7 +93,7 @@ export async function restoreMounts(services: Services, state: MainState): Promi
   }
 }
 
-async function restoreAll(cache: CacheStore, mounts: MountState[]): Promise<void> {
+async function restoreAll(cache: CacheStore, mounts: MountState[], maxBytes: number): Promise<void> {
   if (!cache.available()) {
     log.warning('The cache service is not available: every mount starts empty and nothing will be restored.')
     return
@@ -102,7 +102,7 @@ async function restoreAll(cache: CacheStore, mounts: MountState[]): Promise<void
     log.notice('This job may not read the cache (ACTIONS_CACHE_MODE); every mount starts empty.')
     return
   }
-  for (const m of mounts) {
+  await forEachLimit(mounts, TRANSFER_CONCURRENCY, async m => {
     const started = Date.now()
     try {
       await mkdir(dirname(m.archivePath), { recursive: true })
@@ -110,9 +110,9 @@ async function restoreAll(cache: CacheStore, mounts: MountState[]): Promise<void
       const matched = await cache.restore(m.archivePath, m.keys.base, m.keys.restoreKeys)
       if (matched === undefined) {
         log.info(`${m.spec.id}: miss (looked for ${m.keys.base})`)
-        continue
+        return
       }
-      const summary = await scanMountArchive(m.archivePath, { maxBytes: MAX_RESTORED_BYTES })
+      const summary = await scanMountArchive(m.archivePath, { maxBytes })
       m.matchedKey = matched
       m.restoredDigest = summary.digest
       m.restoredBytes = summary.bytes
@@ -125,7 +125,7 @@ async function restoreAll(cache: CacheStore, mounts: MountState[]): Promise<void
     } finally {
       m.restoreMs = Date.now() - started
     }
-  }
+  })
 }
 
 async function inject(run: CommandRunner, state: MainState, restored: MountState[]): Promise<void> {

@@ -5,6 +5,7 @@ import * as core from '@actions/core'
 
 import type { ArchiveSummary } from './archive.js'
 import { getInputs, InputName } from './context.js'
+import { forEachLimit, TRANSFER_CONCURRENCY } from './concurrency.js'
 import { exportDir } from './dockerfile.js'
 import { extractMounts } from './extract.js'
 import { errorMessage } from './errors.js'
@@ -100,12 +101,12 @@ async function extract(services: Services, state: MainState, report: SaveReport)
 }
 
 async function saveAll(services: Services, state: MainState, summaries: Map<string, ArchiveSummary>, report: SaveReport): Promise<void> {
-  for (const m of state.mounts) {
+  await forEachLimit(state.mounts, TRANSFER_CONCURRENCY, async m => {
     const summary = summaries.get(exportDir(m.index))
-    if (!summary) continue
+    if (!summary) return
     const outcome = await saveOne(services, m, summary, m.spec.maxSize ?? state.maxSize)
     report.outcomes.set(m.index, outcome)
-  }
+  })
 }
 
 async function saveOne(services: Services, m: MountState, summary: ArchiveSummary, maxSize: number | undefined): Promise<SaveOutcome> {

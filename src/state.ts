@@ -16,6 +16,8 @@ export interface MainState {
   cacheNamespace?: string
   /** How post extracts (input extract-via). */
   extractVia?: ExtractChoice
+  /** Largest tree a restored archive may expand to (input max-restore-size). */
+  maxRestoreBytes?: number
   /** Step-wide size cap in bytes. */
   maxSize?: number
   mounts: MountState[]

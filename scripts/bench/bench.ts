@@ -94,6 +94,8 @@ function parseArgs(argv: string[]): Options {
 
 class Samples {
   readonly values = new Map<string, number[]>()
+  /** How our extract ran (the "(mode)" of its log line). */
+  readonly modes: string[] = []
   add(name: string, seconds: number | undefined): void {
     if (seconds === undefined || Number.isNaN(seconds)) return
     const list = this.values.get(name) ?? []
@@ -106,6 +108,7 @@ class Samples {
   }
   merge(other: Samples): void {
     for (const [name, list] of other.values) for (const v of list) this.add(name, v)
+    for (const m of other.modes) if (!this.modes.includes(m)) this.modes.push(m)
   }
   need(name: string): number {
     const v = this.get(name)
@@ -310,7 +313,7 @@ async function main(): Promise<void> {
     for (const v of INJECT_VARIANTS) {
       log(`inject floor: ${v}`)
       const suffix = `floor-${v}-${tag}`
-      const f = await injectFloor(v, UTILITY_IMAGE, mounts, v === 'cp-a' ? join(work, 'host') : tarCtx, suffix)
+      const f = await injectFloor(v, UTILITY_IMAGE, mounts, v === 'tar-x' ? tarCtx : join(work, 'host'), suffix)
       compare(`floor inject ${v} (builder tree vs generated)`, await signaturesOf(mounts.map(m => `${m.id}-${suffix}`)), original)
       s.add(`floor.${f.name}`, f.seconds)
       details[`floor.${f.name}.steps`] = f.steps
@@ -429,6 +432,7 @@ function expectAll(ids: string[], mounts: BenchMount[], what: string, step: Acti
 function addStep(samples: Samples, rss: Record<string, number[]>, name: string, step: ActionStep): void {
   samples.add(name, step.seconds)
   samples.add(`${name}.extract`, step.extractSeconds)
+  if (step.extractMode && !samples.modes.includes(step.extractMode)) samples.modes.push(step.extractMode)
   samples.add(`${name}.inject`, step.injectSeconds)
   for (const [kind, seconds] of Object.entries(step.buildSteps)) if (seconds > 0) samples.add(`${name}.build.${kind}`, seconds)
   if (step.maxRssKiB !== undefined) (rss[name] ??= []).push(step.maxRssKiB)
@@ -489,8 +493,8 @@ function buildReport(samples: Samples, plan: DatasetPlan, opts: Options): { text
   const E: [number, number] = [floorExtract, pmExtract]
   const I: [number, number] = [floorInject, pmInject]
   row('ours: post on a miss (extract + save), whole step', 'ours.postMiss', ...E)
-  row('    extract (log "Extracted ... in")', 'ours.postMiss.extract', ...E)
-  row('      BuildKit RUN cp -a', 'ours.postMiss.build.run')
+  row(`    extract (log "Extracted ... in", ${samples.modes.join('/') || '?'})`, 'ours.postMiss.extract', ...E)
+  row('      BuildKit RUN step', 'ours.postMiss.build.run')
   row('      BuildKit COPY --from', 'ours.postMiss.build.copy')
   row('      BuildKit export (tar to stdout)', 'ours.postMiss.build.export')
   row('    save, 3 uploads (log "saved ... s")', 'ours.postMiss.save', ...E)
@@ -499,7 +503,8 @@ function buildReport(samples: Samples, plan: DatasetPlan, opts: Options): { text
   row('    restore, 3 downloads + scans (log "restored ... s")', 'ours.mainHit.restore', ...I)
   row('    inject (log "Injected ... in")', 'ours.mainHit.inject', ...I)
   row('      BuildKit context load', 'ours.mainHit.build.context')
-  row('      BuildKit RUN cp -a', 'ours.mainHit.build.run')
+  row('      BuildKit RUN step', 'ours.mainHit.build.run')
+  row('      BuildKit export (marker to stdout)', 'ours.mainHit.build.export')
   row('ours: post, unchanged (extract, no upload), whole step', 'ours.postUnchanged', ...E)
   row('    extract (log "Extracted ... in")', 'ours.postUnchanged.extract', ...E)
   row('floor: host tar -c | cat', 'floor.host-tar')

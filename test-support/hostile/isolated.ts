@@ -27,7 +27,8 @@ export async function runIsolatedStep(entry: 'main' | 'post' | 'restore-only' | 
   const env: NodeJS.ProcessEnv = { ...process.env, ...options.env, RUNNER_TEMP: options.runnerTemp, GITHUB_STATE: stateFile, GITHUB_OUTPUT: outputFile }
   for (const [name, value] of Object.entries(options.inputs)) env[`INPUT_${name.replace(/ /g, '_').toUpperCase()}`] = value
   for (const [name, value] of Object.entries(options.state ?? {})) env[`STATE_${name}`] = value
-  const argv = ['--mount', '--propagation', 'private', 'sh', '-c', 'mount --bind "$1" "$2" && shift 2 && exec "$@"', 'sh', options.privateTemp, options.runnerTemp, process.execPath, join(options.bundleDir, `${entry}.cjs`)]
+  const wrapper = join(REPO_ROOT, 'test-support/hostile/bind-and-run.cjs')
+  const argv = ['--mount', '--propagation', 'private', process.execPath, wrapper, options.privateTemp, options.runnerTemp, join(options.bundleDir, `${entry}.cjs`)]
   try {
     const child = spawn('unshare', argv, { cwd: options.cwd ?? REPO_ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] })
     let stdout = ''
