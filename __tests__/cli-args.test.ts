@@ -7,10 +7,13 @@ import { join } from 'node:path'
 import { describe, expect, test } from '@jest/globals'
 
 import { defaultBackend, DEFAULT_STATE_FILE, inputEnv, parseCli, UsageError, type CliOptions } from '../src/cli/args.js'
+import { groupEntries } from '../src/cli/ls-command.js'
 import { asOption } from '../src/cli/main.js'
 import { parseWorkflowCommand } from '../src/cli/output.js'
 import { InputError } from '../src/errors.js'
-import { parseBackend } from '../src/storage/select.js'
+import { LocalDirStore } from '../src/storage/local-dir.js'
+import type { StoredEntry } from '../src/storage/managed.js'
+import { deferredStore, openStore, parseBackend } from '../src/storage/select.js'
 
 const options = (argv: string[], env: NodeJS.ProcessEnv = {}): CliOptions => {
   const parsed = parseCli(argv, env)
@@ -165,5 +168,42 @@ describe('parseWorkflowCommand', () => {
     expect(parseWorkflowCommand('::warning file=a,line=1::two%0Alines 100%25')).toEqual({ name: 'warning', message: 'two\nlines 100%' })
     expect(parseWorkflowCommand('::endgroup::')).toEqual({ name: 'endgroup', message: '' })
     expect(parseWorkflowCommand('plain line with :: inside')).toBeUndefined()
+  })
+})
+
+describe('openStore / deferredStore', () => {
+  test('a spec opens its store; a bad one fails only when the deferred store is first used', async () => {
+    expect(openStore('dir:/tmp/x')).toBeInstanceOf(LocalDirStore)
+    let asked = 0
+    const store = deferredStore(() => {
+      asked++
+      return 'ftp://nowhere'
+    })
+    expect(asked).toBe(0)
+    expect(() => store.available()).toThrow(/^Input "backend": must be github/)
+    await expect(store.exists('/a.tar', 'k')).rejects.toThrow(InputError)
+  })
+})
+
+describe('groupEntries (ls)', () => {
+  const e = (key: string, t: number): StoredEntry => ({ key, size: 1, created: new Date(t), lastUsed: new Date(t) })
+
+  test('per mount family, newest first; the rest under null', () => {
+    const entries = [e('p-npm-linux-amd64-h1-a', 1), e('p-npm-cache-linux-amd64-h1-b', 2), e('p-npm-linux-amd64-h2-c', 3), e('p-apt-linux-amd64-h1-d', 4)]
+    const groups = groupEntries(entries, [
+      { id: 'npm', family: 'p-npm-linux-amd64-' },
+      { id: 'apt', family: 'p-apt-linux-amd64-' },
+      { id: 'pip', family: 'p-pip-linux-amd64-' }
+    ])
+    expect(groups.map(g => [g.id, g.entries.map(x => x.key)])).toEqual([
+      ['npm', ['p-npm-linux-amd64-h2-c', 'p-npm-linux-amd64-h1-a']],
+      ['apt', ['p-apt-linux-amd64-h1-d']],
+      ['pip', []],
+      [null, ['p-npm-cache-linux-amd64-h1-b']]
+    ])
+  })
+
+  test('no mounts named: one group with everything', () => {
+    expect(groupEntries([e('k-1', 1)], []).map(g => [g.id, g.entries.length])).toEqual([[null, 1]])
   })
 })

@@ -31471,14 +31471,18 @@ function formatMode(mode) {
   return `0${mode.toString(8)}`;
 }
 
-// src/discover.ts
+// src/discover/mount-flag.ts
+var MAX_UINT32 = 2 ** 32 - 1;
+
+// src/discover/platform.ts
 var KNOWN_OS = new Set(
   "aix android darwin dragonfly freebsd hurd illumos ios js linux nacl netbsd openbsd plan9 solaris wasip1 windows zos".split(" ")
 );
 var KNOWN_ARCH = new Set(
   "386 amd64 amd64p32 arm armbe arm64 arm64be loong64 mips mipsle mips64 mips64le mips64p32 mips64p32le ppc ppc64 ppc64le riscv riscv64 s390 s390x sparc sparc64 wasm".split(" ")
 );
-var MAX_UINT32 = 2 ** 32 - 1;
+
+// src/discover/shell-lex.ts
 var DIGIT = new RegExp("^\\p{Nd}$", "u");
 
 // src/context.ts
@@ -31718,6 +31722,7 @@ async function writeEntry(pack2, header, body2, onChunk) {
     sink.once("finish", () => resolve3());
     sink.once("close", () => resolve3());
   });
+  finished.catch(() => void 0);
   if (body2) {
     for await (const chunk of body2) {
       onChunk?.(chunk);

@@ -34464,6 +34464,7 @@ async function writeEntry(pack2, header, body2, onChunk) {
     sink.once("finish", () => resolve3());
     sink.once("close", () => resolve3());
   });
+  finished.catch(() => void 0);
   if (body2) {
     for await (const chunk of body2) {
       onChunk?.(chunk);
@@ -71885,7 +71886,7 @@ function mountKeys(prefix2, id, platform2, filesHash) {
 var import_node_fs3 = require("node:fs");
 var import_node_path4 = require("node:path");
 
-// src/discover.ts
+// src/discover/index.ts
 var import_node_path3 = require("node:path");
 
 // src/mounts.ts
@@ -72054,322 +72055,7 @@ function formatMode(mode) {
   return `0${mode.toString(8)}`;
 }
 
-// src/discover.ts
-var CACHE_NAMESPACE_ARG = "BUILDKIT_CACHE_MOUNT_NS";
-function discoverMounts(input) {
-  const warnings = /* @__PURE__ */ new Set();
-  const warn = (message) => {
-    warnings.add(message);
-  };
-  const build = parsePlatform(input.buildPlatform);
-  if (build === void 0) {
-    warn(`build platform "${input.buildPlatform}" is not a platform like linux/amd64; BUILD* args stay undefined`);
-  }
-  const targets = [];
-  for (const name of unique(input.platforms.map((p) => p.trim()).filter((p) => p !== ""))) {
-    const platform2 = parsePlatform(name, build);
-    if (platform2 === void 0) warn(`platform "${name}" is not a platform like linux/amd64; it is left out of discovery`);
-    else targets.push({ name, platform: platform2 });
-  }
-  const uses = [];
-  input.dockerfiles.forEach((file, fileIndex) => {
-    let parsed;
-    try {
-      parsed = parseDockerfile(file.content);
-    } catch (error2) {
-      warn(`${file.path}: not searched for cache mounts: ${errorMessage(error2)}`);
-      return;
-    }
-    targets.forEach((target, platformIndex) => {
-      const args = automaticArgs(target.platform, build, lastStageName(parsed));
-      for (const use of evaluate(parsed, file.path, input.buildArgs, args, warn)) {
-        uses.push({ ...use, fileIndex, platformIndex });
-      }
-    });
-  });
-  uses.sort((a, b) => a.fileIndex - b.fileIndex || a.seq - b.seq || a.platformIndex - b.platformIndex);
-  const mounts = mergeUses(uses, targets.map((t) => t.name), warn);
-  const result = { mounts, warnings: [...warnings] };
-  const namespace2 = input.buildArgs[CACHE_NAMESPACE_ARG];
-  if (Object.hasOwn(input.buildArgs, CACHE_NAMESPACE_ARG) && namespace2 !== void 0 && namespace2 !== "") {
-    result.cacheNamespace = namespace2;
-  }
-  return result;
-}
-function mergeUses(uses, platformNames, warn) {
-  const byId = /* @__PURE__ */ new Map();
-  for (const use of uses) {
-    const kept = byId.get(use.spec.id);
-    if (kept === void 0) {
-      byId.set(use.spec.id, {
-        mount: { spec: use.spec, platforms: [], readonly: use.readonly, locations: [use.location] },
-        platformIndexes: /* @__PURE__ */ new Set([use.platformIndex])
-      });
-      continue;
-    }
-    const first = kept.mount.locations[0];
-    if (!sameCacheSettings(kept.mount.spec, use.spec)) {
-      warn(
-        `${where2(use.location)}: cache id "${use.spec.id}" is used with ${cacheSettings(use.spec)}, but with ${cacheSettings(kept.mount.spec)} at ${where2(first)}; BuildKit keeps these as separate caches and only one can be persisted under this id: keeping the one at ${where2(first)}`
-      );
-      continue;
-    }
-    kept.platformIndexes.add(use.platformIndex);
-    kept.mount.readonly &&= use.readonly;
-    if (!kept.mount.locations.some((l) => where2(l) === where2(use.location))) kept.mount.locations.push(use.location);
-  }
-  return [...byId.values()].map(({ mount, platformIndexes }) => ({
-    ...mount,
-    platforms: platformNames.filter((_, index) => platformIndexes.has(index))
-  }));
-}
-function sameCacheSettings(a, b) {
-  return a.uid === b.uid && a.gid === b.gid && a.mode === b.mode;
-}
-function cacheSettings(spec) {
-  const parts = [];
-  if (spec.uid !== void 0) parts.push(`uid=${spec.uid}`);
-  if (spec.gid !== void 0) parts.push(`gid=${spec.gid}`);
-  if (spec.mode !== void 0) parts.push(`mode=${formatMode(spec.mode)}`);
-  return parts.length === 0 ? "no uid/gid/mode" : parts.join(",");
-}
-function where2(location) {
-  return `${location.file}:${location.line}`;
-}
-function unique(items) {
-  return [...new Set(items)];
-}
-var KNOWN_OS = new Set(
-  "aix android darwin dragonfly freebsd hurd illumos ios js linux nacl netbsd openbsd plan9 solaris wasip1 windows zos".split(" ")
-);
-var KNOWN_ARCH = new Set(
-  "386 amd64 amd64p32 arm armbe arm64 arm64be loong64 mips mipsle mips64 mips64le mips64p32 mips64p32le ppc ppc64 ppc64le riscv riscv64 s390 s390x sparc sparc64 wasm".split(" ")
-);
-var PLATFORM_PART = /^[A-Za-z0-9_-]+$/;
-function parsePlatform(text, build) {
-  const parts = text.trim().split("/");
-  if (parts.length > 3 || parts.some((p2) => !PLATFORM_PART.test(p2))) return void 0;
-  const [first, second, third] = parts;
-  let p;
-  if (second === void 0) {
-    const os8 = normalizeOs(first);
-    if (KNOWN_OS.has(os8)) {
-      if (build === void 0) return void 0;
-      p = { os: os8, arch: build.arch, variant: build.variant };
-    } else {
-      const [arch3, variant2] = normalizeArch(first, "");
-      if (!KNOWN_ARCH.has(arch3)) return void 0;
-      p = { os: "linux", arch: arch3, variant: arch3 === "arm" && variant2 === "v7" ? "" : variant2 };
-    }
-  } else if (third === void 0) {
-    const [arch3, variant2] = normalizeArch(second, "");
-    p = { os: normalizeOs(first), arch: arch3, variant: arch3 === "arm" && variant2 === "v7" ? "" : variant2 };
-  } else {
-    const [arch3, variant2] = normalizeArch(second, third);
-    p = { os: normalizeOs(first), arch: arch3, variant: arch3 === "arm64" && variant2 === "" ? "v8" : variant2 };
-  }
-  const [arch2, variant] = normalizeArch(p.arch, p.variant);
-  return { os: p.os, arch: arch2, variant };
-}
-function normalizeOs(os8) {
-  const lower = os8.toLowerCase();
-  return lower === "macos" ? "darwin" : lower;
-}
-function normalizeArch(archIn, variantIn) {
-  const arch2 = archIn.toLowerCase();
-  const variant = variantIn.toLowerCase();
-  switch (arch2) {
-    case "i386":
-      return ["386", ""];
-    case "x86_64":
-    case "x86-64":
-    case "amd64":
-      return ["amd64", variant === "v1" ? "" : variant];
-    case "aarch64":
-    case "arm64":
-      if (["8", "v8", "v8.0"].includes(variant)) return ["arm64", ""];
-      if (["9", "9.0", "v9.0"].includes(variant)) return ["arm64", "v9"];
-      return ["arm64", variant];
-    case "armhf":
-      return ["arm", "v7"];
-    case "armel":
-      return ["arm", "v6"];
-    case "arm":
-      if (variant === "" || variant === "7") return ["arm", "v7"];
-      if (["5", "6", "8"].includes(variant)) return ["arm", `v${variant}`];
-      return ["arm", variant];
-    default:
-      return [arch2, variant];
-  }
-}
-function formatPlatform(p) {
-  return [p.os, p.arch, p.variant].filter((s) => s !== "").join("/");
-}
-function automaticArgs(target, build, targetStage) {
-  const buildValue = (pick) => build === void 0 ? null : pick(build);
-  return /* @__PURE__ */ new Map([
-    ["BUILDPLATFORM", buildValue(formatPlatform)],
-    ["BUILDOS", buildValue((p) => p.os)],
-    ["BUILDOSVERSION", buildValue(() => "")],
-    ["BUILDARCH", buildValue((p) => p.arch)],
-    ["BUILDVARIANT", buildValue((p) => p.variant)],
-    ["TARGETPLATFORM", formatPlatform(target)],
-    ["TARGETOS", target.os],
-    ["TARGETOSVERSION", ""],
-    ["TARGETARCH", target.arch],
-    ["TARGETVARIANT", target.variant],
-    ["TARGETSTAGE", targetStage]
-  ]);
-}
-function evaluate(parsed, file, buildArgs, automatic, warn) {
-  const { escape: escape3 } = parsed;
-  const buildArg = (key) => Object.hasOwn(buildArgs, key) ? buildArgs[key] : void 0;
-  const globals = /* @__PURE__ */ new Map();
-  for (const [key, value] of automatic) globals.set(key, buildArg(key) ?? value);
-  const named = /* @__PURE__ */ new Map();
-  const found = [];
-  let stage;
-  let stageIndex = -1;
-  let seq = 0;
-  for (const ins of parsed.instructions) {
-    switch (ins.keyword) {
-      case "ARG":
-        for (const [key, raw] of argPairs(ins.args, escape3)) {
-          if (stage === void 0) {
-            const value = buildArg(key) ?? (raw === void 0 ? void 0 : tryExpand(raw, escape3, lookupIn(globals), false));
-            if (value !== void 0) globals.set(key, value);
-          } else {
-            const value = buildArg(key) ?? (raw === void 0 ? globals.get(key) : tryExpand(raw, escape3, lookupIn(stage.env), true));
-            if (value !== void 0) stage.env.set(key, value);
-          }
-        }
-        break;
-      case "FROM": {
-        stageIndex++;
-        const words = ins.args.split(/[\t\v\f\r ]+/).filter((w) => w !== "");
-        const name = words.length === 3 && words[1].toLowerCase() === "as" ? words[2].toLowerCase() : void 0;
-        const base = words[0] === void 0 ? null : tryExpand(words[0], escape3, lookupIn(globals), false);
-        const parent = base === null ? void 0 : named.get(base);
-        stage = {
-          label: name ?? `stage-${stageIndex}`,
-          env: new Map(parent?.env ?? []),
-          workdir: parent === void 0 ? "/" : parent.workdir
-        };
-        if (name !== void 0) named.set(name, stage);
-        break;
-      }
-      case "ENV":
-        if (stage !== void 0) {
-          const env = stage.env;
-          const lookup = lookupIn(env);
-          const pairs = envPairs(ins.args, escape3).map(([key, raw]) => [key, tryExpand(raw, escape3, lookup, true)]);
-          for (const [key, value] of pairs) env.set(key, value);
-        }
-        break;
-      case "WORKDIR":
-        if (stage !== void 0) {
-          const dir = tryExpand(ins.args, escape3, lookupIn(stage.env), true);
-          stage.workdir = dir === null || stage.workdir === null ? null : import_node_path3.posix.resolve(stage.workdir, dir);
-        }
-        break;
-      case "RUN":
-        if (stage !== void 0) {
-          for (const flag of ins.flags) {
-            if (flag !== "--mount" && !flag.startsWith("--mount=")) continue;
-            const location = { file, line: ins.line, stage: stage.label };
-            const use = discoverOne(flag, stage, escape3, location, globals, warn);
-            if (use !== void 0) found.push({ ...use, location, seq });
-            seq++;
-          }
-        }
-        break;
-    }
-  }
-  return found;
-}
-function lastStageName(parsed) {
-  const froms = parsed.instructions.filter((i) => i.keyword === "FROM");
-  const words = froms.at(-1)?.args.split(/[\t\v\f\r ]+/).filter((w) => w !== "") ?? [];
-  return words.length === 3 && words[1].toLowerCase() === "as" ? words[2].toLowerCase() : "default";
-}
-function lookupIn(env) {
-  return (name) => env.get(name);
-}
-function tryExpand(word, escape3, lookup, strict) {
-  try {
-    return expandWord(word, { lookup, escape: escape3, strict });
-  } catch {
-    return null;
-  }
-}
-function discoverOne(flag, stage, escape3, location, globals, warn) {
-  const skip = (reason) => {
-    warn(`${where2(location)}: cache mount skipped: ${reason}`);
-    return void 0;
-  };
-  const eq = flag.indexOf("=");
-  if (eq < 0) return skip("--mount needs a value");
-  const value = flag.slice(eq + 1);
-  const expand2 = (word) => {
-    try {
-      return expandWord(word, { lookup: lookupIn(stage.env), escape: escape3, strict: true });
-    } catch (error2) {
-      if (error2 instanceof UnresolvedVariableError) throw new Error(unresolvedReason(error2.names, stage, globals));
-      throw error2;
-    }
-  };
-  let type;
-  try {
-    type = mountType(value, expand2);
-  } catch (error2) {
-    return skip(`${errorMessage(error2)} (in --mount=${value})`);
-  }
-  if (type !== "cache") return void 0;
-  let options;
-  try {
-    options = parseMountFlag(value, expand2);
-  } catch (error2) {
-    return skip(`${errorMessage(error2)} (in --mount=${value})`);
-  }
-  if (options.from !== void 0 && options.from !== "") {
-    return skip(`it is seeded from "${options.from}" (from=), a cache this action cannot restore under the same identity`);
-  }
-  if (options.source !== void 0 && import_node_path3.posix.join("/", options.source) !== "/") {
-    return skip(`it mounts the subpath "${options.source}" (source=) of the cache, which this action cannot restore`);
-  }
-  if (options.target === void 0 || options.target === "") return skip("it has no target");
-  if (!options.target.startsWith("/") && stage.workdir === null) {
-    return skip(`its target "${options.target}" is relative to a WORKDIR that could not be expanded`);
-  }
-  const target = cleanTarget(import_node_path3.posix.resolve(stage.workdir ?? "/", options.target));
-  if (target === "/") return skip('its target is "/"');
-  const id = options.id === void 0 || options.id === "" ? cleanTarget(options.target) : options.id;
-  const entry = { id, target };
-  if (options.uid !== void 0) entry.uid = options.uid;
-  if (options.gid !== void 0) entry.gid = options.gid;
-  if (options.mode !== void 0) entry.mode = formatMode(options.mode);
-  if (options.sharing !== void 0) entry.sharing = options.sharing;
-  try {
-    const [spec] = parseMounts(JSON.stringify([entry]), where2(location));
-    return { spec, readonly: options.readonly };
-  } catch (error2) {
-    if (error2 instanceof InputError) return skip(error2.message.slice(`Input "${error2.input}": `.length));
-    return skip(errorMessage(error2));
-  }
-}
-function unresolvedReason(names, stage, globals) {
-  const list = names.map((n) => `$${n}`).join(", ");
-  const hints = [];
-  const unset = names.filter((n) => !stage.env.has(n));
-  const redeclare = unset.filter((n) => typeof globals.get(n) === "string");
-  if (redeclare.length > 0) {
-    hints.push(`a global or automatic ARG is visible in a stage only after "ARG ${redeclare.join(" ")}" in it`);
-  }
-  if (unset.length > redeclare.length) hints.push("variables set only by the base image cannot be seen here");
-  if (unset.length < names.length) hints.push("a value it depends on could not be resolved");
-  const hint = hints.length > 0 ? ` (${hints.join("; ")})` : "";
-  return `cannot resolve ${list}${hint}`;
-}
+// src/discover/mount-flag.ts
 var MOUNT_TYPES = /* @__PURE__ */ new Set(["bind", "cache", "tmpfs", "secret", "ssh"]);
 var SHARINGS2 = /* @__PURE__ */ new Set(["shared", "private", "locked"]);
 var MAX_UINT32 = 2 ** 32 - 1;
@@ -72523,155 +72209,8 @@ function csvFields(line) {
     }
   }
 }
-var UnresolvedVariableError = class extends Error {
-  constructor(names) {
-    super(`cannot resolve ${names.map((n) => `$${n}`).join(", ")}`);
-    this.names = names;
-    this.name = "UnresolvedVariableError";
-  }
-};
-function expandWord(word, options) {
-  const s = {
-    text: word,
-    pos: 0,
-    escape: options.escape ?? "\\",
-    lookup: options.lookup,
-    strict: options.strict ?? true,
-    unresolved: []
-  };
-  const out = processUntil(s, void 0);
-  if (s.unresolved.length > 0) throw new UnresolvedVariableError(unique(s.unresolved));
-  return out;
-}
-function processUntil(s, stop) {
-  let out = "";
-  while (s.pos < s.text.length) {
-    const ch = s.text[s.pos];
-    if (ch === stop) {
-      s.pos++;
-      return out;
-    }
-    if (ch === "$") out += processDollar(s);
-    else if (ch === "'") out += processSingleQuote(s);
-    else if (ch === '"') out += processDoubleQuote(s);
-    else {
-      s.pos++;
-      if (ch === s.escape) {
-        if (s.pos >= s.text.length) break;
-        out += s.text[s.pos++];
-      } else out += ch;
-    }
-  }
-  if (stop !== void 0) throw new Error(`unexpected end of statement while looking for matching ${stop}`);
-  return out;
-}
-function processSingleQuote(s) {
-  const end = s.text.indexOf("'", s.pos + 1);
-  if (end < 0) throw new Error("unexpected end of statement while looking for matching single-quote");
-  const out = s.text.slice(s.pos + 1, end);
-  s.pos = end + 1;
-  return out;
-}
-function processDoubleQuote(s) {
-  let out = "";
-  s.pos++;
-  for (; ; ) {
-    const ch = s.text[s.pos];
-    if (ch === void 0) throw new Error("unexpected end of statement while looking for matching double-quote");
-    if (ch === '"') {
-      s.pos++;
-      return out;
-    }
-    if (ch === "$") {
-      out += processDollar(s);
-      continue;
-    }
-    s.pos++;
-    if (ch === s.escape) {
-      const next = s.text[s.pos];
-      if (next === void 0) continue;
-      if (next === '"' || next === "$" || next === s.escape) {
-        out += next;
-        s.pos++;
-        continue;
-      }
-    }
-    out += ch;
-  }
-}
-function processDollar(s) {
-  s.pos++;
-  if (s.text[s.pos] !== "{") {
-    const name2 = processName(s);
-    return name2 === "" ? "$" : valueOf(s, name2);
-  }
-  s.pos++;
-  const first = s.text[s.pos];
-  if (first === void 0) throw new Error("syntax error: missing '}'");
-  if (first === "{" || first === "}" || first === ":") throw new Error("syntax error: bad substitution");
-  const name = processName(s);
-  const ch = s.text[s.pos++];
-  if (ch === "}") return valueOf(s, name);
-  if (ch === void 0) throw new Error("syntax error: missing '}'");
-  const nullIsUnset = ch === ":";
-  const op = nullIsUnset ? s.text[s.pos++] : ch;
-  if (op !== "-" && op !== "+" && op !== "?") {
-    throw new Error(`the substitution modifier "${nullIsUnset ? ":" : ""}${op ?? ""}" in \${${name}...} is not supported here`);
-  }
-  const mark = s.unresolved.length;
-  const word = processUntil(s, "}");
-  const wordUnresolved = s.unresolved.splice(mark);
-  const value = s.lookup(name);
-  if (value === null) {
-    s.unresolved.push(name);
-    return "";
-  }
-  const empty = value === void 0 || nullIsUnset && value === "";
-  switch (op) {
-    case "-":
-      if (!empty) return value;
-      s.unresolved.push(...wordUnresolved);
-      return word;
-    case "+":
-      if (empty) return "";
-      s.unresolved.push(...wordUnresolved);
-      return word;
-    default:
-      if (value === void 0 && s.strict) {
-        s.unresolved.push(name);
-        return "";
-      }
-      if (!empty) return value;
-      throw new Error(`${name}: ${word !== "" ? word : `is not allowed to be ${value === void 0 ? "unset" : "empty"}`}`);
-  }
-}
-var NAME_CHAR = /^[\p{L}\p{Nd}_]$/u;
-var DIGIT = new RegExp("^\\p{Nd}$", "u");
-var SPECIAL_PARAMS = "@*#?-$!0";
-function processName(s) {
-  const first = s.text[s.pos];
-  if (first === void 0) return "";
-  if (DIGIT.test(first)) {
-    const start2 = s.pos;
-    while (s.pos < s.text.length && DIGIT.test(s.text[s.pos])) s.pos++;
-    return s.text.slice(start2, s.pos);
-  }
-  if (SPECIAL_PARAMS.includes(first)) {
-    s.pos++;
-    return first;
-  }
-  const start = s.pos;
-  while (s.pos < s.text.length && NAME_CHAR.test(s.text[s.pos])) s.pos++;
-  return s.text.slice(start, s.pos);
-}
-function valueOf(s, name) {
-  const value = s.lookup(name);
-  if (value === null || value === void 0 && s.strict) {
-    s.unresolved.push(name);
-    return "";
-  }
-  return value ?? "";
-}
+
+// src/discover/parser.ts
 var DIRECTIVE = /^([a-zA-Z][a-zA-Z0-9]*)\s*=\s*(.+?)\s*$/;
 var DIRECTIVES = /* @__PURE__ */ new Set(["syntax", "escape", "check"]);
 var WHITESPACE = /[\t\v\f\r ]+/;
@@ -72921,6 +72460,480 @@ function envPairs(args, escape3) {
     const eq = word.indexOf("=");
     return [word.slice(0, eq), word.slice(eq + 1)];
   });
+}
+
+// src/discover/platform.ts
+var KNOWN_OS = new Set(
+  "aix android darwin dragonfly freebsd hurd illumos ios js linux nacl netbsd openbsd plan9 solaris wasip1 windows zos".split(" ")
+);
+var KNOWN_ARCH = new Set(
+  "386 amd64 amd64p32 arm armbe arm64 arm64be loong64 mips mipsle mips64 mips64le mips64p32 mips64p32le ppc ppc64 ppc64le riscv riscv64 s390 s390x sparc sparc64 wasm".split(" ")
+);
+var PLATFORM_PART = /^[A-Za-z0-9_-]+$/;
+function parsePlatform(text, build) {
+  const parts = text.trim().split("/");
+  if (parts.length > 3 || parts.some((p2) => !PLATFORM_PART.test(p2))) return void 0;
+  const [first, second, third] = parts;
+  let p;
+  if (second === void 0) {
+    const os8 = normalizeOs(first);
+    if (KNOWN_OS.has(os8)) {
+      if (build === void 0) return void 0;
+      p = { os: os8, arch: build.arch, variant: build.variant };
+    } else {
+      const [arch3, variant2] = normalizeArch(first, "");
+      if (!KNOWN_ARCH.has(arch3)) return void 0;
+      p = { os: "linux", arch: arch3, variant: arch3 === "arm" && variant2 === "v7" ? "" : variant2 };
+    }
+  } else if (third === void 0) {
+    const [arch3, variant2] = normalizeArch(second, "");
+    p = { os: normalizeOs(first), arch: arch3, variant: arch3 === "arm" && variant2 === "v7" ? "" : variant2 };
+  } else {
+    const [arch3, variant2] = normalizeArch(second, third);
+    p = { os: normalizeOs(first), arch: arch3, variant: arch3 === "arm64" && variant2 === "" ? "v8" : variant2 };
+  }
+  const [arch2, variant] = normalizeArch(p.arch, p.variant);
+  return { os: p.os, arch: arch2, variant };
+}
+function normalizeOs(os8) {
+  const lower = os8.toLowerCase();
+  return lower === "macos" ? "darwin" : lower;
+}
+function normalizeArch(archIn, variantIn) {
+  const arch2 = archIn.toLowerCase();
+  const variant = variantIn.toLowerCase();
+  switch (arch2) {
+    case "i386":
+      return ["386", ""];
+    case "x86_64":
+    case "x86-64":
+    case "amd64":
+      return ["amd64", variant === "v1" ? "" : variant];
+    case "aarch64":
+    case "arm64":
+      if (["8", "v8", "v8.0"].includes(variant)) return ["arm64", ""];
+      if (["9", "9.0", "v9.0"].includes(variant)) return ["arm64", "v9"];
+      return ["arm64", variant];
+    case "armhf":
+      return ["arm", "v7"];
+    case "armel":
+      return ["arm", "v6"];
+    case "arm":
+      if (variant === "" || variant === "7") return ["arm", "v7"];
+      if (["5", "6", "8"].includes(variant)) return ["arm", `v${variant}`];
+      return ["arm", variant];
+    default:
+      return [arch2, variant];
+  }
+}
+function formatPlatform(p) {
+  return [p.os, p.arch, p.variant].filter((s) => s !== "").join("/");
+}
+function automaticArgs(target, build, targetStage) {
+  const buildValue = (pick) => build === void 0 ? null : pick(build);
+  return /* @__PURE__ */ new Map([
+    ["BUILDPLATFORM", buildValue(formatPlatform)],
+    ["BUILDOS", buildValue((p) => p.os)],
+    ["BUILDOSVERSION", buildValue(() => "")],
+    ["BUILDARCH", buildValue((p) => p.arch)],
+    ["BUILDVARIANT", buildValue((p) => p.variant)],
+    ["TARGETPLATFORM", formatPlatform(target)],
+    ["TARGETOS", target.os],
+    ["TARGETOSVERSION", ""],
+    ["TARGETARCH", target.arch],
+    ["TARGETVARIANT", target.variant],
+    ["TARGETSTAGE", targetStage]
+  ]);
+}
+
+// src/discover/shell-lex.ts
+var UnresolvedVariableError = class extends Error {
+  constructor(names) {
+    super(`cannot resolve ${names.map((n) => `$${n}`).join(", ")}`);
+    this.names = names;
+    this.name = "UnresolvedVariableError";
+  }
+};
+function expandWord(word, options) {
+  const s = {
+    text: word,
+    pos: 0,
+    escape: options.escape ?? "\\",
+    lookup: options.lookup,
+    strict: options.strict ?? true,
+    unresolved: []
+  };
+  const out = processUntil(s, void 0);
+  if (s.unresolved.length > 0) throw new UnresolvedVariableError([...new Set(s.unresolved)]);
+  return out;
+}
+function processUntil(s, stop) {
+  let out = "";
+  while (s.pos < s.text.length) {
+    const ch = s.text[s.pos];
+    if (ch === stop) {
+      s.pos++;
+      return out;
+    }
+    if (ch === "$") out += processDollar(s);
+    else if (ch === "'") out += processSingleQuote(s);
+    else if (ch === '"') out += processDoubleQuote(s);
+    else {
+      s.pos++;
+      if (ch === s.escape) {
+        if (s.pos >= s.text.length) break;
+        out += s.text[s.pos++];
+      } else out += ch;
+    }
+  }
+  if (stop !== void 0) throw new Error(`unexpected end of statement while looking for matching ${stop}`);
+  return out;
+}
+function processSingleQuote(s) {
+  const end = s.text.indexOf("'", s.pos + 1);
+  if (end < 0) throw new Error("unexpected end of statement while looking for matching single-quote");
+  const out = s.text.slice(s.pos + 1, end);
+  s.pos = end + 1;
+  return out;
+}
+function processDoubleQuote(s) {
+  let out = "";
+  s.pos++;
+  for (; ; ) {
+    const ch = s.text[s.pos];
+    if (ch === void 0) throw new Error("unexpected end of statement while looking for matching double-quote");
+    if (ch === '"') {
+      s.pos++;
+      return out;
+    }
+    if (ch === "$") {
+      out += processDollar(s);
+      continue;
+    }
+    s.pos++;
+    if (ch === s.escape) {
+      const next = s.text[s.pos];
+      if (next === void 0) continue;
+      if (next === '"' || next === "$" || next === s.escape) {
+        out += next;
+        s.pos++;
+        continue;
+      }
+    }
+    out += ch;
+  }
+}
+function processDollar(s) {
+  s.pos++;
+  if (s.text[s.pos] !== "{") {
+    const name2 = processName(s);
+    return name2 === "" ? "$" : valueOf(s, name2);
+  }
+  s.pos++;
+  const first = s.text[s.pos];
+  if (first === void 0) throw new Error("syntax error: missing '}'");
+  if (first === "{" || first === "}" || first === ":") throw new Error("syntax error: bad substitution");
+  const name = processName(s);
+  const ch = s.text[s.pos++];
+  if (ch === "}") return valueOf(s, name);
+  if (ch === void 0) throw new Error("syntax error: missing '}'");
+  const nullIsUnset = ch === ":";
+  const op = nullIsUnset ? s.text[s.pos++] : ch;
+  if (op !== "-" && op !== "+" && op !== "?") {
+    throw new Error(`the substitution modifier "${nullIsUnset ? ":" : ""}${op ?? ""}" in \${${name}...} is not supported here`);
+  }
+  const mark = s.unresolved.length;
+  const word = processUntil(s, "}");
+  const wordUnresolved = s.unresolved.splice(mark);
+  const value = s.lookup(name);
+  if (value === null) {
+    s.unresolved.push(name);
+    return "";
+  }
+  const empty = value === void 0 || nullIsUnset && value === "";
+  switch (op) {
+    case "-":
+      if (!empty) return value;
+      s.unresolved.push(...wordUnresolved);
+      return word;
+    case "+":
+      if (empty) return "";
+      s.unresolved.push(...wordUnresolved);
+      return word;
+    default:
+      if (value === void 0 && s.strict) {
+        s.unresolved.push(name);
+        return "";
+      }
+      if (!empty) return value;
+      throw new Error(`${name}: ${word !== "" ? word : `is not allowed to be ${value === void 0 ? "unset" : "empty"}`}`);
+  }
+}
+var NAME_CHAR = /^[\p{L}\p{Nd}_]$/u;
+var DIGIT = new RegExp("^\\p{Nd}$", "u");
+var SPECIAL_PARAMS = "@*#?-$!0";
+function processName(s) {
+  const first = s.text[s.pos];
+  if (first === void 0) return "";
+  if (DIGIT.test(first)) {
+    const start2 = s.pos;
+    while (s.pos < s.text.length && DIGIT.test(s.text[s.pos])) s.pos++;
+    return s.text.slice(start2, s.pos);
+  }
+  if (SPECIAL_PARAMS.includes(first)) {
+    s.pos++;
+    return first;
+  }
+  const start = s.pos;
+  while (s.pos < s.text.length && NAME_CHAR.test(s.text[s.pos])) s.pos++;
+  return s.text.slice(start, s.pos);
+}
+function valueOf(s, name) {
+  const value = s.lookup(name);
+  if (value === null || value === void 0 && s.strict) {
+    s.unresolved.push(name);
+    return "";
+  }
+  return value ?? "";
+}
+
+// src/discover/index.ts
+var CACHE_NAMESPACE_ARG = "BUILDKIT_CACHE_MOUNT_NS";
+function discoverMounts(input) {
+  const warnings = /* @__PURE__ */ new Set();
+  const warn = (message) => {
+    warnings.add(message);
+  };
+  const build = parsePlatform(input.buildPlatform);
+  if (build === void 0) {
+    warn(`build platform "${input.buildPlatform}" is not a platform like linux/amd64; BUILD* args stay undefined`);
+  }
+  const targets = [];
+  for (const name of unique(input.platforms.map((p) => p.trim()).filter((p) => p !== ""))) {
+    const platform2 = parsePlatform(name, build);
+    if (platform2 === void 0) warn(`platform "${name}" is not a platform like linux/amd64; it is left out of discovery`);
+    else targets.push({ name, platform: platform2 });
+  }
+  const uses = [];
+  input.dockerfiles.forEach((file, fileIndex) => {
+    let parsed;
+    try {
+      parsed = parseDockerfile(file.content);
+    } catch (error2) {
+      warn(`${file.path}: not searched for cache mounts: ${errorMessage(error2)}`);
+      return;
+    }
+    targets.forEach((target, platformIndex) => {
+      const args = automaticArgs(target.platform, build, lastStageName(parsed));
+      for (const use of evaluate(parsed, file.path, input.buildArgs, args, warn)) {
+        uses.push({ ...use, fileIndex, platformIndex });
+      }
+    });
+  });
+  uses.sort((a, b) => a.fileIndex - b.fileIndex || a.seq - b.seq || a.platformIndex - b.platformIndex);
+  const mounts = mergeUses(
+    uses,
+    targets.map((t) => t.name),
+    warn
+  );
+  const result = { mounts, warnings: [...warnings] };
+  const namespace2 = input.buildArgs[CACHE_NAMESPACE_ARG];
+  if (Object.hasOwn(input.buildArgs, CACHE_NAMESPACE_ARG) && namespace2 !== void 0 && namespace2 !== "") {
+    result.cacheNamespace = namespace2;
+  }
+  return result;
+}
+function mergeUses(uses, platformNames, warn) {
+  const byId = /* @__PURE__ */ new Map();
+  for (const use of uses) {
+    const kept = byId.get(use.spec.id);
+    if (kept === void 0) {
+      byId.set(use.spec.id, {
+        mount: { spec: use.spec, platforms: [], readonly: use.readonly, locations: [use.location] },
+        platformIndexes: /* @__PURE__ */ new Set([use.platformIndex])
+      });
+      continue;
+    }
+    const first = kept.mount.locations[0];
+    if (!sameCacheSettings(kept.mount.spec, use.spec)) {
+      warn(
+        `${where2(use.location)}: cache id "${use.spec.id}" is used with ${cacheSettings(use.spec)}, but with ${cacheSettings(kept.mount.spec)} at ${where2(first)}; BuildKit keeps these as separate caches and only one can be persisted under this id: keeping the one at ${where2(first)}`
+      );
+      continue;
+    }
+    kept.platformIndexes.add(use.platformIndex);
+    kept.mount.readonly &&= use.readonly;
+    if (!kept.mount.locations.some((l) => where2(l) === where2(use.location))) kept.mount.locations.push(use.location);
+  }
+  return [...byId.values()].map(({ mount, platformIndexes }) => ({
+    ...mount,
+    platforms: platformNames.filter((_, index) => platformIndexes.has(index))
+  }));
+}
+function sameCacheSettings(a, b) {
+  return a.uid === b.uid && a.gid === b.gid && a.mode === b.mode;
+}
+function cacheSettings(spec) {
+  const parts = [];
+  if (spec.uid !== void 0) parts.push(`uid=${spec.uid}`);
+  if (spec.gid !== void 0) parts.push(`gid=${spec.gid}`);
+  if (spec.mode !== void 0) parts.push(`mode=${formatMode(spec.mode)}`);
+  return parts.length === 0 ? "no uid/gid/mode" : parts.join(",");
+}
+function where2(location) {
+  return `${location.file}:${location.line}`;
+}
+function unique(items) {
+  return [...new Set(items)];
+}
+function evaluate(parsed, file, buildArgs, automatic, warn) {
+  const { escape: escape3 } = parsed;
+  const buildArg = (key) => Object.hasOwn(buildArgs, key) ? buildArgs[key] : void 0;
+  const globals = /* @__PURE__ */ new Map();
+  for (const [key, value] of automatic) globals.set(key, buildArg(key) ?? value);
+  const named = /* @__PURE__ */ new Map();
+  const found = [];
+  let stage;
+  let stageIndex = -1;
+  let seq = 0;
+  for (const ins of parsed.instructions) {
+    switch (ins.keyword) {
+      case "ARG":
+        for (const [key, raw] of argPairs(ins.args, escape3)) {
+          if (stage === void 0) {
+            const value = buildArg(key) ?? (raw === void 0 ? void 0 : tryExpand(raw, escape3, lookupIn(globals), false));
+            if (value !== void 0) globals.set(key, value);
+          } else {
+            const value = buildArg(key) ?? (raw === void 0 ? globals.get(key) : tryExpand(raw, escape3, lookupIn(stage.env), true));
+            if (value !== void 0) stage.env.set(key, value);
+          }
+        }
+        break;
+      case "FROM": {
+        stageIndex++;
+        const words = ins.args.split(/[\t\v\f\r ]+/).filter((w) => w !== "");
+        const name = words.length === 3 && words[1].toLowerCase() === "as" ? words[2].toLowerCase() : void 0;
+        const base = words[0] === void 0 ? null : tryExpand(words[0], escape3, lookupIn(globals), false);
+        const parent = base === null ? void 0 : named.get(base);
+        stage = {
+          label: name ?? `stage-${stageIndex}`,
+          env: new Map(parent?.env ?? []),
+          workdir: parent === void 0 ? "/" : parent.workdir
+        };
+        if (name !== void 0) named.set(name, stage);
+        break;
+      }
+      case "ENV":
+        if (stage !== void 0) {
+          const env = stage.env;
+          const lookup = lookupIn(env);
+          const pairs = envPairs(ins.args, escape3).map(([key, raw]) => [key, tryExpand(raw, escape3, lookup, true)]);
+          for (const [key, value] of pairs) env.set(key, value);
+        }
+        break;
+      case "WORKDIR":
+        if (stage !== void 0) {
+          const dir = tryExpand(ins.args, escape3, lookupIn(stage.env), true);
+          stage.workdir = dir === null || stage.workdir === null ? null : import_node_path3.posix.resolve(stage.workdir, dir);
+        }
+        break;
+      case "RUN":
+        if (stage !== void 0) {
+          for (const flag of ins.flags) {
+            if (flag !== "--mount" && !flag.startsWith("--mount=")) continue;
+            const location = { file, line: ins.line, stage: stage.label };
+            const use = discoverOne(flag, stage, escape3, location, globals, warn);
+            if (use !== void 0) found.push({ ...use, location, seq });
+            seq++;
+          }
+        }
+        break;
+    }
+  }
+  return found;
+}
+function lastStageName(parsed) {
+  const froms = parsed.instructions.filter((i) => i.keyword === "FROM");
+  const words = froms.at(-1)?.args.split(/[\t\v\f\r ]+/).filter((w) => w !== "") ?? [];
+  return words.length === 3 && words[1].toLowerCase() === "as" ? words[2].toLowerCase() : "default";
+}
+function lookupIn(env) {
+  return (name) => env.get(name);
+}
+function tryExpand(word, escape3, lookup, strict) {
+  try {
+    return expandWord(word, { lookup, escape: escape3, strict });
+  } catch {
+    return null;
+  }
+}
+function discoverOne(flag, stage, escape3, location, globals, warn) {
+  const skip = (reason) => {
+    warn(`${where2(location)}: cache mount skipped: ${reason}`);
+    return void 0;
+  };
+  const eq = flag.indexOf("=");
+  if (eq < 0) return skip("--mount needs a value");
+  const value = flag.slice(eq + 1);
+  const expand2 = (word) => {
+    try {
+      return expandWord(word, { lookup: lookupIn(stage.env), escape: escape3, strict: true });
+    } catch (error2) {
+      if (error2 instanceof UnresolvedVariableError) throw new Error(unresolvedReason(error2.names, stage, globals));
+      throw error2;
+    }
+  };
+  let type;
+  try {
+    type = mountType(value, expand2);
+  } catch (error2) {
+    return skip(`${errorMessage(error2)} (in --mount=${value})`);
+  }
+  if (type !== "cache") return void 0;
+  let options;
+  try {
+    options = parseMountFlag(value, expand2);
+  } catch (error2) {
+    return skip(`${errorMessage(error2)} (in --mount=${value})`);
+  }
+  if (options.from !== void 0 && options.from !== "") {
+    return skip(`it is seeded from "${options.from}" (from=), a cache this action cannot restore under the same identity`);
+  }
+  if (options.source !== void 0 && import_node_path3.posix.join("/", options.source) !== "/") {
+    return skip(`it mounts the subpath "${options.source}" (source=) of the cache, which this action cannot restore`);
+  }
+  if (options.target === void 0 || options.target === "") return skip("it has no target");
+  if (!options.target.startsWith("/") && stage.workdir === null) {
+    return skip(`its target "${options.target}" is relative to a WORKDIR that could not be expanded`);
+  }
+  const target = cleanTarget(import_node_path3.posix.resolve(stage.workdir ?? "/", options.target));
+  if (target === "/") return skip('its target is "/"');
+  const id = options.id === void 0 || options.id === "" ? cleanTarget(options.target) : options.id;
+  const entry = { id, target };
+  if (options.uid !== void 0) entry.uid = options.uid;
+  if (options.gid !== void 0) entry.gid = options.gid;
+  if (options.mode !== void 0) entry.mode = formatMode(options.mode);
+  if (options.sharing !== void 0) entry.sharing = options.sharing;
+  try {
+    const [spec] = parseMounts(JSON.stringify([entry]), where2(location));
+    return { spec, readonly: options.readonly };
+  } catch (error2) {
+    if (error2 instanceof InputError) return skip(error2.message.slice(`Input "${error2.input}": `.length));
+    return skip(errorMessage(error2));
+  }
+}
+function unresolvedReason(names, stage, globals) {
+  const list = names.map((n) => `$${n}`).join(", ");
+  const hints = [];
+  const unset = names.filter((n) => !stage.env.has(n));
+  const redeclare = unset.filter((n) => typeof globals.get(n) === "string");
+  if (redeclare.length > 0) {
+    hints.push(`a global or automatic ARG is visible in a stage only after "ARG ${redeclare.join(" ")}" in it`);
+  }
+  if (unset.length > redeclare.length) hints.push("variables set only by the base image cannot be seen here");
+  if (unset.length < names.length) hints.push("a value it depends on could not be resolved");
+  const hint = hints.length > 0 ? ` (${hints.join("; ")})` : "";
+  return `cannot resolve ${list}${hint}`;
 }
 
 // src/mount-sources.ts

@@ -5,6 +5,7 @@
 #
 #   sim fetch FILE...    MODE=write:  "downloads" FILE into a cache mount
 #                        MODE=verify: FILE must be there, as written: restored from the cache
+#   sim fetch --read-only FILE...   the same, FILE made read-only once written
 #   sim scratch FILE...  MODE=write:  writes FILE (unpacked sources, checkouts: recreated on demand)
 #                        MODE=verify: FILE must NOT be there (left out by exclude=, or on a tmpfs)
 #   sim freeze DIR...    MODE=write:  makes DIR read-only, as Go does with its module cache
@@ -19,10 +20,18 @@ command=$1
 shift
 case $command in
   fetch)
+    read_only=
+    if [ "${1:-}" = --read-only ]; then
+      read_only=1
+      shift
+    fi
     for f in "$@"; do
       if [ "$mode" = write ]; then
         mkdir -p "$(dirname "$f")"
         echo "downloaded $f" > "$f"
+        if [ -n "$read_only" ]; then
+          chmod a-w "$f"
+        fi
       elif [ "$(cat "$f" 2>/dev/null)" != "downloaded $f" ]; then
         echo "sim: $f was not restored from the cache" >&2
         exit 1

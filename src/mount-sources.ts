@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs'
 import { isAbsolute, join } from 'node:path'
 
-import { discoverMounts, type DiscoveredMount } from './discover.js'
+import { discoverMounts, type DiscoveredMount } from './discover/index.js'
 import { InputError } from './errors.js'
 import { formatMode, parseMounts, type MountSpec } from './mounts.js'
 

@@ -179,32 +179,40 @@ export function generatorDockerfile(image: string, mounts: BenchMount[], plan: D
 }
 
 /**
- * `sig DIR` (busybox sh) prints `<entries> <meta> <mtimes>`: the entry count,
- * a digest of every non-root entry's name, type, size, owner, mode, link count
- * (symlinks: target), and a digest of the mtimes of everything but symlinks.
- * Equal trees print equal lines; the split tells which kind of metadata a
- * copy lost.
+ * `sig DIR` (busybox sh) prints `<entries> <meta> <file mtimes> <dir mtimes>
+ * <buildstamp>`: the entry count, a digest of every non-root entry's name,
+ * type, size, owner, mode, link count (symlinks: target), digests of the
+ * mtimes of files and of directories, and 1 when the root holds a
+ * `buildstamp` (the per-mount tool copies its own into the cache). The
+ * buildstamp is left out of the rest. Equal trees print equal lines; the
+ * split tells which kind of metadata a copy lost.
  */
 export function signatureFunction(): string {
+  const x = '! -path . ! -path ./buildstamp'
   return [
-    'sig() { (cd "$1" && n=$(find . | wc -l)',
-    "  m=$({ find . ! -type l ! -path . -exec stat -c '%n|%F|%s|%u|%g|%a|%h' {} + ; find . -type l -exec stat -c '%n|%F|%u|%g|%N' {} + ; } | sort | md5sum | cut -c1-12)",
-    "  t=$(find . ! -type l ! -path . -exec stat -c '%n|%Y' {} + | sort | md5sum | cut -c1-12)",
-    '  echo "$n $m $t"); }'
+    'sig() { (cd "$1" && b=0 && if [ -e buildstamp ]; then b=1; fi',
+    `  n=$(find . ${x} | wc -l)`,
+    `  m=$({ find . ! -type l ${x} -exec stat -c '%n|%F|%s|%u|%g|%a|%h' {} + ; find . -type l -exec stat -c '%n|%F|%u|%g|%N' {} + ; } | sort | md5sum | cut -c1-12)`,
+    `  f=$(find . ! -type l ! -type d ${x} -exec stat -c '%n|%Y' {} + | sort | md5sum | cut -c1-12)`,
+    `  d=$(find . -type d ${x} -exec stat -c '%n|%Y' {} + | sort | md5sum | cut -c1-12)`,
+    '  echo "$n $m $f $d $b"); }'
   ].join('\n')
 }
 
 export interface Signature {
+  /** Entries below the root (buildstamp left out). */
   entries: number
   meta: string
-  mtimes: string
+  fileMtimes: string
+  dirMtimes: string
+  buildstamp: boolean
 }
 
-/** `SIG <name> <entries> <meta> <mtimes>` lines from a build log. */
+/** `SIG <name> <entries> <meta> <file mtimes> <dir mtimes> <buildstamp>` lines from a build log. */
 export function parseSignatures(log: string): Map<string, Signature> {
   const out = new Map<string, Signature>()
-  for (const m of log.matchAll(/SIG (\S+) (\d+) ([0-9a-f]+) ([0-9a-f]+)\s*$/gm)) {
-    out.set(m[1] as string, { entries: Number(m[2]), meta: m[3] as string, mtimes: m[4] as string })
+  for (const m of log.matchAll(/SIG (\S+) (\d+) ([0-9a-f]+) ([0-9a-f]+) ([0-9a-f]+) ([01])\s*$/gm)) {
+    out.set(m[1] as string, { entries: Number(m[2]), meta: m[3] as string, fileMtimes: m[4] as string, dirMtimes: m[5] as string, buildstamp: m[6] === '1' })
   }
   return out
 }

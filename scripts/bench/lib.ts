@@ -129,10 +129,14 @@ export async function listRecords(): Promise<CacheRecord[]> {
 /** Prunes records one by one (the prune filter takes a single id). Returns how many went. */
 export async function pruneRecords(ids: string[]): Promise<number> {
   let pruned = 0
-  for (const id of ids) {
-    const r = await sh(`docker buildx prune --force --filter id=${q(id)}`, { allowFail: true })
-    if (r.code === 0) pruned++
+  const queue = [...ids]
+  const worker = async (): Promise<void> => {
+    for (let id = queue.shift(); id !== undefined; id = queue.shift()) {
+      const r = await sh(`docker buildx prune --force --filter id=${q(id)}`, { allowFail: true })
+      if (r.code === 0) pruned++
+    }
   }
+  await Promise.all([worker(), worker(), worker(), worker()])
   return pruned
 }
 
@@ -150,36 +154,44 @@ export async function foreignBuilds(): Promise<string[]> {
 // extract against the reference tree)
 
 export interface TreeSignature {
+  /** Entries below the root, a root `buildstamp` left out (see dataset.ts signatureFunction). */
   entries: number
   /** Digest of name, type, size, owner, mode, link count (symlinks: target) of every non-root entry. */
   meta: string
-  /** Digest of the mtimes (seconds) of every non-root entry but symlinks. */
-  mtimes: string
+  fileMtimes: string
+  dirMtimes: string
+  buildstamp: boolean
 }
 
 export async function hostTreeSignature(root: string): Promise<TreeSignature> {
   const { lstat, readdir, readlink } = await import('node:fs/promises')
   const { createHash } = await import('node:crypto')
   const meta: string[] = []
-  const mtimes: string[] = []
-  let entries = 1
+  const fileMtimes: string[] = []
+  const dirMtimes: string[] = []
+  let entries = 0
+  let buildstamp = false
   const walk = async (rel: string): Promise<void> => {
-    const names = (await readdir(rel === '' ? root : `${root}/${rel}`)).sort()
+    const names = await readdir(rel === '' ? root : `${root}/${rel}`)
     for (const name of names) {
       const path = rel === '' ? name : `${rel}/${name}`
+      if (path === 'buildstamp') {
+        buildstamp = true
+        continue
+      }
       const st = await lstat(`${root}/${path}`)
       entries++
       const type = st.isSymbolicLink() ? 'l' : st.isDirectory() ? 'd' : st.isFile() ? 'f' : 'o'
       if (type === 'l') {
         meta.push(`${path}|l|${st.uid}|${st.gid}|${await readlink(`${root}/${path}`)}`)
-      } else {
-        meta.push(`${path}|${type}|${type === 'f' ? st.size : 0}|${st.uid}|${st.gid}|${(st.mode & 0o7777).toString(8)}|${type === 'f' ? st.nlink : 0}`)
-        mtimes.push(`${path}|${Math.floor(st.mtimeMs / 1000)}`)
+        continue
       }
+      meta.push(`${path}|${type}|${type === 'f' ? st.size : 0}|${st.uid}|${st.gid}|${(st.mode & 0o7777).toString(8)}|${type === 'f' ? st.nlink : 0}`)
+      ;(type === 'd' ? dirMtimes : fileMtimes).push(`${path}|${Math.floor(st.mtimeMs / 1000)}`)
       if (type === 'd') await walk(path)
     }
   }
   await walk('')
   const digest = (lines: string[]): string => createHash('sha256').update(lines.sort().join('\n')).digest('hex').slice(0, 12)
-  return { entries, meta: digest(meta), mtimes: digest(mtimes) }
+  return { entries, meta: digest(meta), fileMtimes: digest(fileMtimes), dirMtimes: digest(dirMtimes), buildstamp }
 }

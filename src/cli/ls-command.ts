@@ -65,10 +65,10 @@ export async function lsCommand({ options, output, store }: CommandContext): Pro
     output.result(JSON.stringify({ command: 'ls', backend: managed.location, 'total-bytes': total, entries: rows, warnings: output.warnings }, null, 2))
     return
   }
-  const lines = [`${managed.location}: ${entries.length} entries, ${formatBytes(total)}`]
+  const lines = [`${managed.location}: ${entryCount(entries.length)}, ${formatBytes(total)}`]
   for (const g of groups) {
     const bytes = g.entries.reduce((sum, e) => sum + e.size, 0)
-    lines.push('', `${g.id ?? (groups.length === 1 ? 'entries' : 'other entries')} (${g.entries.length}, ${formatBytes(bytes)})`)
+    lines.push('', `${g.id ?? (groups.length === 1 ? 'all mounts' : 'other mounts')}: ${entryCount(g.entries.length)}, ${formatBytes(bytes)}`)
     if (g.entries.length === 0) lines.push('  (none)')
     const width = Math.max(0, ...g.entries.map(e => e.key.length))
     for (const e of g.entries) {
@@ -77,4 +77,8 @@ export async function lsCommand({ options, output, store }: CommandContext): Pro
     }
   }
   output.result(lines.join('\n'))
+}
+
+function entryCount(n: number): string {
+  return `${n} ${n === 1 ? 'entry' : 'entries'}`
 }

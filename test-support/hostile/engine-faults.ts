@@ -76,3 +76,25 @@ export function tmpfsOver(dir: string, size: string): (() => void) | undefined {
     spawnSync('umount', [dir])
   }
 }
+
+/**
+ * BMC_TEST_ENGINE=private: runs the calling test file on a private dockerd
+ * (scripts/bench/private-engine.ts: same binary, own socket, data root and
+ * bridge), for machines where other jobs build on and `buildx prune --all`
+ * the shared engine while these tests run (their prunes empty our cache
+ * mounts). Sets DOCKER_HOST for everything the file spawns; returns the
+ * teardown. Default: the shared engine, as the other integration tests.
+ */
+export async function useTestEngine(utilityImage: string): Promise<() => Promise<void>> {
+  if (process.env.BMC_TEST_ENGINE !== 'private') return async () => undefined
+  const { startPrivateEngine } = await import('../../scripts/bench/private-engine.js')
+  const tag = `t${Math.random().toString(36).slice(2, 11)}`
+  const engine = await startPrivateEngine(tag, utilityImage)
+  const previous = process.env.DOCKER_HOST
+  process.env.DOCKER_HOST = engine.host
+  return async () => {
+    if (previous === undefined) delete process.env.DOCKER_HOST
+    else process.env.DOCKER_HOST = previous
+    await engine.stop()
+  }
+}

