@@ -4,32 +4,16 @@
 // nothing changed. Once per client path.
 import { spawnSync } from 'node:child_process'
 import { randomUUID } from 'node:crypto'
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
-import { tmpdir } from 'node:os'
+import { readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 
 import { afterAll, beforeAll, describe, expect, test } from '@jest/globals'
 
-import { bundleAction, REPO_ROOT, runStep, type StepResult } from '../test-support/action-runner.js'
-import { startCacheService, type CacheService } from '../test-support/cache-service/server.js'
+import { runStep, type StepResult } from '../test-support/action-runner.js'
+import { useItgEnv } from '../test-support/itg-env.js'
 import { clientPathDir, listingScript, pruneBuilder, UTILITY_IMAGE, userBuild, type ClientName } from '../test-support/user-build.js'
 
-let bundle: ReturnType<typeof bundleAction>
-let service: CacheService
-const work = mkdtempSync(join(tmpdir(), 'bmc-cycle-'))
-
-beforeAll(async () => {
-  const engine = spawnSync('bash', [join(REPO_ROOT, 'scripts/engine.sh'), 'start'], { encoding: 'utf8' })
-  if (engine.status !== 0) throw new Error(`engine.sh start failed:\n${engine.stderr}`)
-  bundle = bundleAction()
-  service = await startCacheService({ dataDir: join(work, 'cache-data') })
-})
-
-afterAll(async () => {
-  await service?.close()
-  bundle?.cleanup()
-  rmSync(work, { recursive: true, force: true })
-})
+const itg = useItgEnv('cycle')
 
 const LONG = 'L'.repeat(120)
 
@@ -119,19 +103,19 @@ describe.each([
   let path: ReturnType<typeof clientPathDir>
   let env: NodeJS.ProcessEnv
   const label = `${client}-${extractVia}`
-  const workspace = join(work, `ws-${label}`)
+  const workspace = (): string => join(itg.work, `ws-${label}`)
   const inputs = { mounts, 'key-files': 'Dockerfile', 'key-prefix': `cycle-${run}`, 'utility-image': UTILITY_IMAGE, client, 'extract-via': extractVia }
 
   beforeAll(() => {
     path = clientPathDir(client)
-    spawnSync('mkdir', ['-p', workspace])
-    writeFileSync(join(workspace, 'Dockerfile'), writerDockerfile(ids))
-    env = { ...service.env(), PATH: `${path.dir}:${process.env.PATH}`, RUNNER_TEMP: join(work, `temp-${label}`), GITHUB_WORKSPACE: workspace }
+    spawnSync('mkdir', ['-p', workspace()])
+    writeFileSync(join(workspace(), 'Dockerfile'), writerDockerfile(ids))
+    env = { ...itg.service.env(), PATH: `${path.dir}:${process.env.PATH}`, RUNNER_TEMP: join(itg.work, `temp-${label}`), GITHUB_WORKSPACE: workspace() }
   })
   afterAll(() => path?.cleanup())
 
   const step = async (entry: 'main' | 'post', state?: Record<string, string>): Promise<StepResult> => {
-    const r = await runStep(entry, { bundleDir: bundle.dir, inputs, env, cwd: workspace, ...(state ? { state } : {}) })
+    const r = await runStep(entry, { bundleDir: itg.bundleDir, inputs, env, cwd: workspace(), ...(state ? { state } : {}) })
     if (r.exitCode !== 0 || r.errors.length > 0) throw new Error(`${entry} failed:\n${r.stdout}\n${r.stderr}`)
     return r
   }
@@ -141,14 +125,14 @@ describe.each([
     expect(first.outputs['cache-hit']).toBe('false')
     expect(first.warnings).toEqual([])
 
-    userBuild(client, writerDockerfile(ids), join(work, `written-${label}`), { RUN_ID: run })
-    const written = listings(join(work, `written-${label}`))
+    userBuild(client, writerDockerfile(ids), join(itg.work, `written-${label}`), { RUN_ID: run })
+    const written = listings(join(itg.work, `written-${label}`))
     expect(written.a).toEqual(expect.arrayContaining([expect.stringMatching(/^\.\/plain\.txt\|regular file\|6\|1000\|1000\|640\|1577934245\|2\|/)]))
 
     const saved = await step('post', first.state)
     expect(saved.warnings).toEqual([])
     expect(saved.stdout).toContain(extractVia === 'export' ? '(build exporter)' : '(loopback stream)')
-    expect(service.entries().map(e => e.key).filter(k => k.startsWith(`cycle-${run}-`))).toHaveLength(3)
+    expect(itg.service.entries().map(e => e.key).filter(k => k.startsWith(`cycle-${run}-`))).toHaveLength(3)
 
     pruneBuilder(client)
 
@@ -159,12 +143,12 @@ describe.each([
     expect(report.map(m => m.hit)).toEqual([true, true, true])
     expect(report[0]?.['restored-bytes']).toBeGreaterThan(200000)
 
-    userBuild(client, readerDockerfile(ids), join(work, `read-${label}`), { RUN_ID: `${run}-read` })
-    expect(listings(join(work, `read-${label}`))).toEqual(written)
+    userBuild(client, readerDockerfile(ids), join(itg.work, `read-${label}`), { RUN_ID: `${run}-read` })
+    expect(listings(join(itg.work, `read-${label}`))).toEqual(written)
 
     const unchanged = await step('post', second.state)
     expect(unchanged.warnings).toEqual([])
     expect(unchanged.stdout.match(/unchanged since restore/g)).toHaveLength(3)
-    expect(service.entries().filter(e => e.key.startsWith(`cycle-${run}-`))).toHaveLength(3)
+    expect(itg.service.entries().filter(e => e.key.startsWith(`cycle-${run}-`))).toHaveLength(3)
   })
 })

@@ -2,36 +2,17 @@
 // different uid/gid/mode, an id built from TARGETARCH, a target from a build
 // arg and a cache namespace. If discovery got any identity option wrong, the
 // user's second build would see an empty mount.
-import { spawnSync } from 'node:child_process'
 import { randomUUID } from 'node:crypto'
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
-import { tmpdir } from 'node:os'
+import { readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 
-import { afterAll, beforeAll, expect, test } from '@jest/globals'
+import { expect, test } from '@jest/globals'
 
-import { bundleAction, REPO_ROOT, runStep, type StepResult } from '../test-support/action-runner.js'
-import { startCacheService, type CacheService } from '../test-support/cache-service/server.js'
+import { runStep, type StepResult } from '../test-support/action-runner.js'
+import { useItgEnv } from '../test-support/itg-env.js'
 import { pruneBuilder, UTILITY_IMAGE, userBuild } from '../test-support/user-build.js'
 
-let bundle: ReturnType<typeof bundleAction>
-let service: CacheService
-const work = mkdtempSync(join(tmpdir(), 'bmc-disc-'))
-const workspace = join(work, 'ws')
-
-beforeAll(async () => {
-  const engine = spawnSync('bash', [join(REPO_ROOT, 'scripts/engine.sh'), 'start'], { encoding: 'utf8' })
-  if (engine.status !== 0) throw new Error(`engine.sh start failed:\n${engine.stderr}`)
-  bundle = bundleAction()
-  service = await startCacheService({ dataDir: join(work, 'cache-data') })
-  mkdirSync(workspace, { recursive: true })
-})
-
-afterAll(async () => {
-  await service?.close()
-  bundle?.cleanup()
-  rmSync(work, { recursive: true, force: true })
-})
+const itg = useItgEnv('disc')
 
 test('mounts found in the Dockerfile are restored into the caches the build really uses', async () => {
   const run = randomUUID().slice(0, 8)
@@ -50,12 +31,12 @@ RUN --mount=type=cache,id=pkgs-${run}-$TARGETARCH,target=\${BASE}/pkgs,uid=1000,
 `
   const write = `mkdir -p /out && echo pkg > \${BASE}/pkgs/p && chown 1000:1000 \${BASE}/pkgs/p && echo go > $GOCACHE-${run}/g && echo tool > /opt/tools/t && ls -ln \${BASE}/pkgs $GOCACHE-${run} /opt/tools > /out/ls`
   const read = `mkdir -p /out && ls -ln \${BASE}/pkgs $GOCACHE-${run} /opt/tools > /out/ls && cat \${BASE}/pkgs/p $GOCACHE-${run}/g /opt/tools/t > /out/cat`
-  writeFileSync(join(workspace, 'Dockerfile'), dockerfile(write))
+  writeFileSync(join(itg.workspace, 'Dockerfile'), dockerfile(write))
   const buildArgs = { BASE: '/srv', BUILDKIT_CACHE_MOUNT_NS: ns }
   const inputs = { 'build-args': 'BASE=/srv\nBUILDKIT_CACHE_MOUNT_NS=' + ns, 'key-prefix': `disc-${run}`, 'utility-image': UTILITY_IMAGE }
-  const env = { ...service.env(), RUNNER_TEMP: join(work, 'temp'), GITHUB_WORKSPACE: workspace }
+  const env = { ...itg.service.env(), RUNNER_TEMP: join(itg.work, 'temp'), GITHUB_WORKSPACE: itg.workspace }
   const step = async (entry: 'main' | 'post', state?: Record<string, string>): Promise<StepResult> => {
-    const r = await runStep(entry, { bundleDir: bundle.dir, inputs, env, cwd: workspace, ...(state ? { state } : {}) })
+    const r = await runStep(entry, { bundleDir: itg.bundleDir, inputs, env, cwd: itg.workspace, ...(state ? { state } : {}) })
     if (r.exitCode !== 0 || r.errors.length > 0) throw new Error(`${entry} failed:\n${r.stdout}\n${r.stderr}`)
     return r
   }
@@ -65,16 +46,16 @@ RUN --mount=type=cache,id=pkgs-${run}-$TARGETARCH,target=\${BASE}/pkgs,uid=1000,
   expect(first.stdout).toMatch(new RegExp(`pkgs-${run}-amd64\\s+/srv/pkgs\\s+uid=1000,gid=1000,mode=0700`))
   expect(first.stdout).toMatch(new RegExp(`/home/app/.cache/go-build-${run}\\s+/home/app/.cache/go-build-${run}\\s+uid=2000,gid=3000`))
   expect(first.stdout).toMatch(new RegExp(`tools-${run}\\s+/opt/tools\\s+mode=0775,sharing=locked`))
-  userBuild('buildx', dockerfile(write), join(work, 'w'), buildArgs)
-  const written = readFileSync(join(work, 'w/out/ls'), 'utf8')
+  userBuild('buildx', dockerfile(write), join(itg.work, 'w'), buildArgs)
+  const written = readFileSync(join(itg.work, 'w/out/ls'), 'utf8')
   await step('post', first.state)
-  expect(service.entries().filter(e => e.key.startsWith(`disc-${run}-`))).toHaveLength(3)
+  expect(itg.service.entries().filter(e => e.key.startsWith(`disc-${run}-`))).toHaveLength(3)
 
   pruneBuilder('buildx')
   const second = await step('main')
   expect(second.outputs['cache-hit']).toBe('true')
-  writeFileSync(join(workspace, 'Dockerfile.read'), dockerfile(read))
-  userBuild('buildx', dockerfile(read), join(work, 'r'), buildArgs)
-  expect(readFileSync(join(work, 'r/out/cat'), 'utf8')).toBe('pkg\ngo\ntool\n')
-  expect(readFileSync(join(work, 'r/out/ls'), 'utf8')).toBe(written)
+  writeFileSync(join(itg.workspace, 'Dockerfile.read'), dockerfile(read))
+  userBuild('buildx', dockerfile(read), join(itg.work, 'r'), buildArgs)
+  expect(readFileSync(join(itg.work, 'r/out/cat'), 'utf8')).toBe('pkg\ngo\ntool\n')
+  expect(readFileSync(join(itg.work, 'r/out/ls'), 'utf8')).toBe(written)
 })

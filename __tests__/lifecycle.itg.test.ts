@@ -3,36 +3,16 @@
 // save/ sub-actions, ACTIONS_CACHE_MODE and the job summary.
 import { spawnSync } from 'node:child_process'
 import { randomUUID } from 'node:crypto'
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
-import { tmpdir } from 'node:os'
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 
-import { afterAll, beforeAll, expect, test } from '@jest/globals'
+import { expect, test } from '@jest/globals'
 
-import { bundleAction, REPO_ROOT, runStep, type StepResult } from '../test-support/action-runner.js'
-import { startCacheService, type CacheService } from '../test-support/cache-service/server.js'
+import { runStep, type StepResult } from '../test-support/action-runner.js'
+import { useItgEnv } from '../test-support/itg-env.js'
 import { pruneBuilder, UTILITY_IMAGE, userBuild } from '../test-support/user-build.js'
 
-let bundle: ReturnType<typeof bundleAction>
-let service: CacheService
-const work = mkdtempSync(join(tmpdir(), 'bmc-life-'))
-const workspace = join(work, 'ws')
-const summaryFile = join(work, 'summary.md')
-
-beforeAll(async () => {
-  const engine = spawnSync('bash', [join(REPO_ROOT, 'scripts/engine.sh'), 'start'], { encoding: 'utf8' })
-  if (engine.status !== 0) throw new Error(`engine.sh start failed:\n${engine.stderr}`)
-  bundle = bundleAction()
-  service = await startCacheService({ dataDir: join(work, 'cache-data') })
-  mkdirSync(workspace, { recursive: true })
-  writeFileSync(summaryFile, '')
-})
-
-afterAll(async () => {
-  await service?.close()
-  bundle?.cleanup()
-  rmSync(work, { recursive: true, force: true })
-})
+const itg = useItgEnv('life')
 
 /** A unique pair of mounts: `tools` keyed on tools.lock only, `pkgs` on the step's key files. */
 function scenario() {
@@ -49,17 +29,17 @@ function scenario() {
     userBuild(
       'buildx',
       `FROM ${UTILITY_IMAGE}\nARG N\nRUN --mount=type=cache,id=${ids.tools},target=/tools --mount=type=cache,id=${ids.pkgs},target=/pkgs,uid=1000 ${lines.join(' && ')} && mkdir /out && ls /tools /pkgs > /out/ls\n`,
-      join(work, `out-${randomUUID()}`),
+      join(itg.work, `out-${randomUUID()}`),
       { N: randomUUID() }
     )
   }
-  const keys = (): string[] => service.entries().map(e => e.key).filter(k => k.startsWith(`life-${run}-`)).sort()
+  const keys = (): string[] => itg.service.entries().map(e => e.key).filter(k => k.startsWith(`life-${run}-`)).sort()
   return { run, ids, inputs, write, keys }
 }
 
 async function step(entry: 'main' | 'post' | 'restore-only' | 'save-only', inputs: Record<string, string>, opts: { state?: Record<string, string>; env?: NodeJS.ProcessEnv } = {}): Promise<StepResult> {
-  const env = { ...service.env(), RUNNER_TEMP: join(work, 'temp'), GITHUB_WORKSPACE: workspace, GITHUB_STEP_SUMMARY: summaryFile, ...opts.env }
-  const r = await runStep(entry, { bundleDir: bundle.dir, inputs, env, cwd: workspace, ...(opts.state ? { state: opts.state } : {}) })
+  const env = { ...itg.service.env(), RUNNER_TEMP: join(itg.work, 'temp'), GITHUB_WORKSPACE: itg.workspace, GITHUB_STEP_SUMMARY: itg.summaryFile, ...opts.env }
+  const r = await runStep(entry, { bundleDir: itg.bundleDir, inputs, env, cwd: itg.workspace, ...(opts.state ? { state: opts.state } : {}) })
   if (r.exitCode !== 0 || r.errors.length > 0) throw new Error(`${entry} failed:\n${r.stdout}\n${r.stderr}`)
   return r
 }
@@ -68,17 +48,17 @@ const hits = (r: StepResult): boolean[] => (JSON.parse(r.outputs.mounts ?? '[]')
 
 test('rolling keys, per-mount key files, skip unchanged, summary', async () => {
   const s = scenario()
-  writeFileSync(join(workspace, 'tools.lock'), 'tools v1')
-  writeFileSync(join(workspace, 'pkgs.lock'), 'pkgs v1')
+  writeFileSync(join(itg.workspace, 'tools.lock'), 'tools v1')
+  writeFileSync(join(itg.workspace, 'pkgs.lock'), 'pkgs v1')
 
   const a = await step('main', s.inputs)
   s.write({ tools: 'v1', pkgs: 'one' })
   await step('post', s.inputs, { state: a.state })
   expect(s.keys()).toHaveLength(2)
-  expect(readFileSync(summaryFile, 'utf8')).toContain(s.ids.pkgs)
+  expect(readFileSync(itg.summaryFile, 'utf8')).toContain(s.ids.pkgs)
 
   // The package lock changes: tools still hit exactly, packages fall back to the newest entry of the mount.
-  writeFileSync(join(workspace, 'pkgs.lock'), 'pkgs v2')
+  writeFileSync(join(itg.workspace, 'pkgs.lock'), 'pkgs v2')
   pruneBuilder('buildx')
   const b = await step('main', s.inputs)
   expect(hits(b)).toEqual([true, true])
@@ -95,7 +75,7 @@ test('rolling keys, per-mount key files, skip unchanged, summary', async () => {
   pruneBuilder('buildx')
   const c = await step('main', s.inputs)
   expect(c.outputs['cache-hit']).toBe('true')
-  const out = join(work, 'verify')
+  const out = join(itg.work, 'verify')
   userBuild('buildx', `FROM ${UTILITY_IMAGE}\nARG N\nRUN --mount=type=cache,id=${s.ids.pkgs},target=/pkgs,uid=1000 mkdir /out && ls /pkgs > /out/ls\n`, out, { N: randomUUID() })
   expect(readFileSync(join(out, 'out/ls'), 'utf8').split('\n').filter(Boolean)).toEqual(['p-one', 'p-two'])
 })
@@ -114,11 +94,11 @@ test('a read-only cache (ACTIONS_CACHE_MODE=read) restores and does not try to s
   const env = { ACTIONS_CACHE_MODE: 'read' }
   const a = await step('main', s.inputs, { env })
   s.write({ tools: 'x', pkgs: 'x' })
-  const before = service.requests.length
+  const before = itg.service.requests.length
   const post = await step('post', s.inputs, { state: a.state, env })
   expect(post.stdout).toMatch(/::notice::.*may not write to the cache/)
   expect(s.keys()).toEqual([])
-  expect(service.requests.length).toBe(before)
+  expect(itg.service.requests.length).toBe(before)
 })
 
 test('restore/ and save/ sub-actions hand the frozen keys over through the state output', async () => {
@@ -132,11 +112,11 @@ test('restore/ and save/ sub-actions hand the frozen keys over through the state
   pruneBuilder('buildx')
   const r2 = await step('restore-only', s.inputs)
   expect(r2.outputs['cache-hit']).toBe('true')
-  service.clearRequests()
+  itg.service.clearRequests()
   const again = await step('save-only', { state: r2.outputs.state ?? '' })
   expect(again.stdout.match(/unchanged since restore/g)).toHaveLength(2)
-  // Unchanged means no upload at all: not a single request reached the service.
-  expect(service.requests).toEqual([])
+  // Unchanged means no upload at all: not a single request reached the itg.service.
+  expect(itg.service.requests).toEqual([])
 
   // Without state, save/ plans from its own inputs; identical content maps to the existing keys.
   const plain = await step('save-only', s.inputs)
@@ -145,7 +125,7 @@ test('restore/ and save/ sub-actions hand the frozen keys over through the state
 })
 
 test('bad input fails the main step with a message naming the input', async () => {
-  const r = await runStep('main', { bundleDir: bundle.dir, inputs: { mounts: 'id=a b,target=/x' }, env: { ...service.env(), RUNNER_TEMP: join(work, 'temp') }, cwd: workspace })
+  const r = await runStep('main', { bundleDir: itg.bundleDir, inputs: { mounts: 'id=a b,target=/x' }, env: { ...itg.service.env(), RUNNER_TEMP: join(itg.work, 'temp') }, cwd: itg.workspace })
   expect(r.exitCode).toBe(1)
   expect(r.errors.join('\n')).toMatch(/Input "mounts line 1": id "a b"/)
 })
@@ -163,17 +143,17 @@ test('exclude leaves paths out of the saved mount; an oversize mount is skipped,
   userBuild(
     'buildx',
     `FROM ${UTILITY_IMAGE}\nARG N\nRUN --mount=type=cache,id=${ids.cargo},target=/cargo --mount=type=cache,id=${ids.big},target=/big mkdir -p /cargo/registry/src/crate /cargo/registry/cache /cargo/git/checkouts && echo src > /cargo/registry/src/crate/lib.rs && echo crate > /cargo/registry/cache/c.crate && echo co > /cargo/git/checkouts/x && head -c 300000 /dev/urandom > /big/blob\n`,
-    join(work, `out-${run}`),
+    join(itg.work, `out-${run}`),
     { N: run }
   )
   const post = await step('post', inputs, { state: a.state })
   expect(post.warnings.join('\n')).toMatch(new RegExp(`${ids.big}: 293.0 KiB is over max-size 100.0 KiB, not saved`))
-  const keys = service.entries().map(e => e.key).filter(k => k.startsWith(`life-${run}-`))
+  const keys = itg.service.entries().map(e => e.key).filter(k => k.startsWith(`life-${run}-`))
   expect(keys).toHaveLength(1)
 
   pruneBuilder('buildx')
   await step('main', inputs)
-  const out = join(work, `verify-${run}`)
+  const out = join(itg.work, `verify-${run}`)
   userBuild('buildx', `FROM ${UTILITY_IMAGE}\nARG N\nRUN --mount=type=cache,id=${ids.cargo},target=/cargo --mount=type=cache,id=${ids.big},target=/big mkdir /out && cd /cargo && find . | sort > /out/cargo && ls -A /big > /out/big\n`, out, { N: `${run}-v` })
   expect(readFileSync(join(out, 'out/cargo'), 'utf8').split('\n').filter(Boolean)).toEqual(['.', './git', './registry', './registry/cache', './registry/cache/c.crate'])
   expect(readFileSync(join(out, 'out/big'), 'utf8')).toBe('')
@@ -183,7 +163,7 @@ test('the save sub-action under if: always() keeps what a failed build downloade
   const s = scenario()
   const r = await step('restore-only', s.inputs)
   expect(() =>
-    userBuild('buildx', `FROM ${UTILITY_IMAGE}\nARG N\nRUN --mount=type=cache,id=${s.ids.pkgs},target=/pkgs,uid=1000 echo downloaded > /pkgs/dep.tgz && echo "compile error" && exit 1\n`, join(work, `fail-${s.run}`), { N: s.run })
+    userBuild('buildx', `FROM ${UTILITY_IMAGE}\nARG N\nRUN --mount=type=cache,id=${s.ids.pkgs},target=/pkgs,uid=1000 echo downloaded > /pkgs/dep.tgz && echo "compile error" && exit 1\n`, join(itg.work, `fail-${s.run}`), { N: s.run })
   ).toThrow(/user build failed/)
   await step('save-only', { state: r.outputs.state ?? '' })
   expect(s.keys()).toHaveLength(1)
@@ -193,7 +173,7 @@ test('the save sub-action under if: always() keeps what a failed build downloade
 test('extract falls back to the build exporter, and says so, when host networking is refused', async () => {
   // A docker-container builder without the network.host entitlement refuses the loopback build;
   // this docker wrapper answers the way buildx does and passes every other command through.
-  const bin = join(work, 'no-host-net')
+  const bin = join(itg.work, 'no-host-net')
   mkdirSync(bin, { recursive: true })
   const real = spawnSync('sh', ['-c', 'command -v docker'], { encoding: 'utf8' }).stdout.trim()
   writeFileSync(
