@@ -25,22 +25,37 @@ describe('parseCli', () => {
   test('every action input is an option; list inputs repeat', () => {
     const o = options([
       'restore',
-      '--mounts', 'id=npm,target=/root/.npm',
+      '--mounts',
+      'id=npm,target=/root/.npm',
       '--mounts=id=apt,target=/var/cache/apt,sharing=locked',
-      '--dockerfile', 'Dockerfile',
-      '--dockerfile', 'docker/Dockerfile.ci',
-      '--build-arg', 'A=1',
-      '--build-arg', 'B=x=y',
-      '--platforms', 'linux/amd64',
-      '--platforms', 'linux/arm64',
-      '--key-files', 'package-lock.json',
-      '--key-files', '**/go.sum',
-      '--key-prefix', 'proj',
-      '--builder', 'b1',
-      '--utility-image', 'busybox:1.36',
-      '--client', 'buildx',
-      '--platform', 'linux/arm64',
-      '--max-size', '2G'
+      '--dockerfile',
+      'Dockerfile',
+      '--dockerfile',
+      'docker/Dockerfile.ci',
+      '--build-arg',
+      'A=1',
+      '--build-arg',
+      'B=x=y',
+      '--platforms',
+      'linux/amd64',
+      '--platforms',
+      'linux/arm64',
+      '--key-files',
+      'package-lock.json',
+      '--key-files',
+      '**/go.sum',
+      '--key-prefix',
+      'proj',
+      '--builder',
+      'b1',
+      '--utility-image',
+      'busybox:1.36',
+      '--client',
+      'buildx',
+      '--platform',
+      'linux/arm64',
+      '--max-size',
+      '2G'
     ])
     expect(o.command).toBe('restore')
     expect(o.inputs).toEqual({
@@ -189,7 +204,12 @@ describe('groupEntries (ls)', () => {
   const e = (key: string, t: number): StoredEntry => ({ key, size: 1, created: new Date(t), lastUsed: new Date(t) })
 
   test('per mount family, newest first; the rest under null', () => {
-    const entries = [e('p-npm-linux-amd64-h1-a', 1), e('p-npm-cache-linux-amd64-h1-b', 2), e('p-npm-linux-amd64-h2-c', 3), e('p-apt-linux-amd64-h1-d', 4)]
+    const entries = [
+      e('p-npm-linux-amd64-h1-a', 1),
+      e('p-npm-cache-linux-amd64-h1-b', 2),
+      e('p-npm-linux-amd64-h2-c', 3),
+      e('p-apt-linux-amd64-h1-d', 4)
+    ]
     const groups = groupEntries(entries, [
       { id: 'npm', family: 'p-npm-linux-amd64-' },
       { id: 'apt', family: 'p-apt-linux-amd64-' },

@@ -85,10 +85,14 @@ function userBuild(dockerfile: string): string {
   const ctx = mkdtempSync(join(work, 'ctx-'))
   const out = mkdtempSync(join(work, 'out-'))
   writeFileSync(join(ctx, 'Dockerfile'), dockerfile)
-  const r = spawnSync('docker', ['buildx', 'build', '--progress=plain', '--network=none', '--build-arg', `N=${randomUUID()}`, '--output', `type=local,dest=${out}`, ctx], {
-    encoding: 'utf8',
-    maxBuffer: 64 << 20
-  })
+  const r = spawnSync(
+    'docker',
+    ['buildx', 'build', '--progress=plain', '--network=none', '--build-arg', `N=${randomUUID()}`, '--output', `type=local,dest=${out}`, ctx],
+    {
+      encoding: 'utf8',
+      maxBuffer: 64 << 20
+    }
+  )
   if (r.status !== 0) throw new Error(`user build failed (exit ${r.status}):\n${r.stderr.slice(-4000)}`)
   return out
 }

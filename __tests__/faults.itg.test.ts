@@ -5,55 +5,50 @@
 // Expected every time: the step exits 0 (input errors excepted: exit 1 naming
 // the input), a warning (or the cache library's info) says why, no partial
 // entry is stored, nothing is left behind, and the next run works.
-import { spawnSync } from 'node:child_process'
 import { randomBytes, randomUUID } from 'node:crypto'
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync } from 'node:fs'
-import { tmpdir } from 'node:os'
+import { existsSync, mkdirSync, readdirSync, rmSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 
 import { afterAll, beforeAll, describe, expect, test } from '@jest/globals'
 
 import { idSegment, mountKeys } from '../src/keys.js'
-import { bundleAction, REPO_ROOT, runStep, type StepResult } from '../test-support/action-runner.js'
-import { startCacheService, type CacheService, type FaultSpec } from '../test-support/cache-service/server.js'
+import { runStep, type StepResult } from '../test-support/action-runner.js'
+import type { CacheService, FaultSpec } from '../test-support/cache-service/server.js'
 import { dyingDocker, engineLeftovers, tmpfsOver, useTestEngine } from '../test-support/hostile/engine-faults.js'
 import { runIsolatedStep } from '../test-support/hostile/isolated.js'
-import { plantBytes, plantedKey } from '../test-support/hostile/plant.js'
+import { plantBytes, plantedKey, plantMany, type Planting } from '../test-support/hostile/plant.js'
+import { useItgEnv } from '../test-support/itg-env.js'
 import { UTILITY_IMAGE, userBuild } from '../test-support/user-build.js'
 import { makeTar, type RawEntry } from './helpers/tar.js'
 
-let bundle: ReturnType<typeof bundleAction>
+const itg = useItgEnv('faults')
+const { work, workspace } = itg
 let service: CacheService
 let stopEngine: (() => Promise<void>) | undefined
-const work = mkdtempSync(join(tmpdir(), 'bmc-faults-'))
-const workspace = join(work, 'ws')
 const defaultTemp = join(work, 'temp')
 const run = randomUUID().slice(0, 8)
 const prefix = `faults-${run}`
 const PLATFORM = 'linux/amd64'
 
 beforeAll(async () => {
-  const engine = spawnSync('bash', [join(REPO_ROOT, 'scripts/engine.sh'), 'start'], { encoding: 'utf8' })
-  if (engine.status !== 0) throw new Error(`engine.sh start failed:\n${engine.stderr}`)
+  service = itg.service
   stopEngine = await useTestEngine(UTILITY_IMAGE)
-  bundle = bundleAction()
-  service = await startCacheService({ dataDir: join(work, 'cache-data') })
-  mkdirSync(workspace, { recursive: true })
   mkdirSync(defaultTemp, { recursive: true })
 })
 
 afterAll(async () => {
   await stopEngine?.()
-  await service?.close()
-  bundle?.cleanup()
-  rmSync(work, { recursive: true, force: true })
 })
 
 type Entry = 'main' | 'post' | 'save-only'
 
-async function step(entry: Entry, inputs: Record<string, string>, opts: { state?: Record<string, string>; env?: NodeJS.ProcessEnv; runnerTemp?: string } = {}): Promise<StepResult> {
+async function step(
+  entry: Entry,
+  inputs: Record<string, string>,
+  opts: { state?: Record<string, string>; env?: NodeJS.ProcessEnv; runnerTemp?: string } = {}
+): Promise<StepResult> {
   const env = { ...service.env(), RUNNER_TEMP: opts.runnerTemp ?? defaultTemp, GITHUB_WORKSPACE: workspace, ...opts.env }
-  return runStep(entry, { bundleDir: bundle.dir, inputs, env, cwd: workspace, ...(opts.state ? { state: opts.state } : {}) })
+  return runStep(entry, { bundleDir: itg.bundleDir, inputs, env, cwd: workspace, ...(opts.state ? { state: opts.state } : {}) })
 }
 
 const log = (r: StepResult): string => `${r.stdout}\n${r.stderr}`
@@ -76,7 +71,14 @@ const tree = (name: string): RawEntry[] => [
 /** One mount of its own per scenario: id, inputs, keys, entries, a writer. */
 function scenario(name: string, extra: Record<string, string> = {}) {
   const id = `f-${name}-${run}`
-  const inputs = { mounts: `id=${id},target=/f`, 'key-prefix': prefix, platform: PLATFORM, 'utility-image': UTILITY_IMAGE, client: 'buildx', ...extra }
+  const inputs = {
+    mounts: `id=${id},target=/f`,
+    'key-prefix': prefix,
+    platform: PLATFORM,
+    'utility-image': UTILITY_IMAGE,
+    client: 'buildx',
+    ...extra
+  }
   const base = mountKeys(prefix, id, inputs.platform, '').base
   return {
     id,
@@ -88,7 +90,16 @@ function scenario(name: string, extra: Record<string, string> = {}) {
       await plantBytes({ service, runnerTemp, workspace }, id, key, await makeTar(tree(name)))
       return key
     },
-    entries: (): string[] => service.entries().filter(e => e.key.startsWith(`${prefix}-${idSegment(id)}-`)).map(e => e.key)
+    /** The same, to store with others in one plantMany. */
+    planting: async (): Promise<Planting> => {
+      const data = await makeTar(tree(name))
+      return { id, key: plantedKey(prefix, id, inputs.platform), make: p => writeFileSync(p, data) }
+    },
+    entries: (): string[] =>
+      service
+        .entries()
+        .filter(e => e.key.startsWith(`${prefix}-${idSegment(id)}-`))
+        .map(e => e.key)
   }
 }
 type Scenario = ReturnType<typeof scenario>
@@ -96,8 +107,15 @@ type Scenario = ReturnType<typeof scenario>
 /** One user build writing `content` into each scenario's mount (as the user's Dockerfile would). */
 function fill(scenarios: Scenario[], content: string, bytes = 0): void {
   const flags = scenarios.map((s, i) => `--mount=type=cache,id=${s.id},target=/m${i}`).join(' ')
-  const writes = scenarios.map((_, i) => `echo '${content}' > /m${i}/data && ${bytes > 0 ? `head -c ${bytes} /dev/urandom > /m${i}/blob && ` : ''}true`).join(' && ')
-  userBuild('buildx', `FROM ${UTILITY_IMAGE}\nARG N\nRUN ${flags} ${writes} && mkdir -p /out && echo ok > /out/ok\n`, join(work, `fill-${randomUUID()}`), { N: randomUUID() })
+  const writes = scenarios
+    .map((_, i) => `echo '${content}' > /m${i}/data && ${bytes > 0 ? `head -c ${bytes} /dev/urandom > /m${i}/blob && ` : ''}true`)
+    .join(' && ')
+  userBuild(
+    'buildx',
+    `FROM ${UTILITY_IMAGE}\nARG N\nRUN ${flags} ${writes} && mkdir -p /out && echo ok > /out/ok\n`,
+    join(work, `fill-${randomUUID()}`),
+    { N: randomUUID() }
+  )
 }
 
 describe('inputs', () => {
@@ -117,7 +135,9 @@ describe('inputs', () => {
   ]
 
   test('hostile values are refused: exit 1 naming the input, nothing touched', async () => {
-    const results = await Promise.all(cases.map(([, , inputs]) => step('main', { mounts: 'id=ok,target=/ok', 'utility-image': UTILITY_IMAGE, ...inputs })))
+    const results = await Promise.all(
+      cases.map(([, , inputs]) => step('main', { mounts: 'id=ok,target=/ok', 'utility-image': UTILITY_IMAGE, ...inputs }))
+    )
     cases.forEach(([input, what, , message], i) => {
       const r = results[i]!
       expect({ input, what, exit: r.exitCode, errors: r.errors.join('\n') }).toEqual({ input, what, exit: 1, errors: expect.stringMatching(message) })
@@ -134,8 +154,12 @@ describe('cache service faults', () => {
       hit: boolean
       warning?: RegExp
     }
-    const lookup = (action: FaultSpec['action'], times?: number) => (s: Scenario): FaultSpec => ({ match: { op: 'GetCacheEntryDownloadURL', key: s.base }, action, ...(times ? { times } : {}) })
-    const download = (action: FaultSpec['action'], times?: number) => (_s: Scenario, key: string): FaultSpec => ({ match: { op: 'blob-download', key }, action, ...(times ? { times } : {}) })
+    const lookup =
+      (action: FaultSpec['action'], times?: number) =>
+      (s: Scenario): FaultSpec => ({ match: { op: 'GetCacheEntryDownloadURL', key: s.base }, action, ...(times ? { times } : {}) })
+    const download =
+      (action: FaultSpec['action'], times?: number) =>
+      (_s: Scenario, key: string): FaultSpec => ({ match: { op: 'blob-download', key }, action, ...(times ? { times } : {}) })
     const cases: Case[] = [
       { name: 'lookup-500-once', fault: lookup({ status: 500 }, 1), hit: true },
       { name: 'lookup-503', fault: lookup({ status: 503 }), hit: false, warning: /Failed to restore: .*Failed to make request after 5 attempts/ },
@@ -147,11 +171,18 @@ describe('cache service faults', () => {
       { name: 'download-500', fault: download({ status: 500 }), hit: false, warning: /could not be downloaded or unpacked/ },
       { name: 'download-slow', fault: download({ delayMs: 3000 }), hit: true }
     ]
-    const planted = await Promise.all(cases.map(async c => {
-      const s = scenario(`r-${c.name}`)
-      const key = await s.plant()
-      return { c, s, key }
-    }))
+    const planted = await Promise.all(
+      cases.map(async c => {
+        const s = scenario(`r-${c.name}`)
+        return { c, s, planting: await s.planting() }
+      })
+    ).then(async list => {
+      await plantMany(
+        { service, runnerTemp: defaultTemp, workspace },
+        list.map(p => p.planting)
+      )
+      return list.map(p => ({ ...p, key: p.planting.key }))
+    })
     const faultIds = planted.map(p => service.faults.add(p.c.fault(p.s, p.key)))
     const results = await Promise.all(planted.map(p => step('main', p.s.inputs)))
     for (const id of faultIds) service.faults.remove(id)
@@ -174,47 +205,71 @@ describe('cache service faults', () => {
     })
   }, 120_000)
 
-  test('on save: a warning or the library\'s info, exit 0, no partial entry; the next save works', async () => {
+  test("on save: a warning or the library's info, exit 0, no partial entry; the next save works", async () => {
     interface Case {
       name: string
-      fault: FaultSpec
+      fault: (key: string) => FaultSpec
       saved: boolean
       warning?: RegExp
       info?: RegExp
     }
+    const at =
+      (op: FaultSpec['match']['op'], action: FaultSpec['action'], times?: number) =>
+      (key: string): FaultSpec => ({ match: { op, key }, action, ...(times ? { times } : {}) })
     const cases: Case[] = [
-      { name: 'create-503-once', fault: { match: { op: 'CreateCacheEntry' }, action: { status: 503 }, times: 1 }, saved: true },
-      { name: 'create-400', fault: { match: { op: 'CreateCacheEntry' }, action: { status: 400 }, times: 1 }, saved: false, info: /Failed to save: Unable to reserve cache/ },
-      { name: 'create-409', fault: { match: { op: 'CreateCacheEntry' }, action: { status: 409 }, times: 1 }, saved: false, info: /another job may be creating this cache/ },
-      { name: 'create-slow', fault: { match: { op: 'CreateCacheEntry' }, action: { delayMs: 3000 }, times: 1 }, saved: true },
-      { name: 'upload-500-once', fault: { match: { op: 'blob-upload' }, action: { status: 500 }, times: 1 }, saved: true },
-      { name: 'upload-400', fault: { match: { op: 'blob-upload' }, action: { status: 400 }, times: 1 }, saved: false, warning: /Failed to save/ },
-      { name: 'upload-reset', fault: { match: { op: 'blob-upload' }, action: { resetAfterBytes: 100 }, times: 1 }, saved: true },
-      { name: 'finalize-500-once', fault: { match: { op: 'FinalizeCacheEntryUpload' }, action: { status: 500 }, times: 1 }, saved: true },
-      { name: 'finalize-400', fault: { match: { op: 'FinalizeCacheEntryUpload' }, action: { status: 400 }, times: 1 }, saved: false, warning: /Failed to save: Received non-retryable error/ }
+      { name: 'create-503-once', fault: at('CreateCacheEntry', { status: 503 }, 1), saved: true },
+      { name: 'create-400', fault: at('CreateCacheEntry', { status: 400 }), saved: false, info: /Failed to save: Unable to reserve cache/ },
+      { name: 'create-409', fault: at('CreateCacheEntry', { status: 409 }), saved: false, info: /another job may be creating this cache/ },
+      { name: 'create-slow', fault: at('CreateCacheEntry', { delayMs: 3000 }), saved: true },
+      { name: 'upload-500-once', fault: at('blob-upload', { status: 500 }, 1), saved: true },
+      { name: 'upload-400', fault: at('blob-upload', { status: 400 }), saved: false, warning: /Failed to save/ },
+      { name: 'upload-reset', fault: at('blob-upload', { resetAfterBytes: 100 }, 1), saved: true },
+      { name: 'finalize-500-once', fault: at('FinalizeCacheEntryUpload', { status: 500 }, 1), saved: true },
+      {
+        name: 'finalize-400',
+        fault: at('FinalizeCacheEntryUpload', { status: 400 }),
+        saved: false,
+        warning: /Failed to save: .*Received non-retryable error/
+      }
     ]
     const scenarios = cases.map(c => scenario(`s-${c.name}`))
-    // One at a time: the faults match by operation (the saved key holds the content digest).
-    for (const [i, c] of cases.entries()) {
+    fill(scenarios, 'first')
+    // The saved key ends with the content digest: a probe save under another prefix tells it,
+    // so each fault can match its own key and all the saves run at once.
+    const probePrefix = `${prefix}-probe`
+    const probes = await Promise.all(scenarios.map(s => step('save-only', { ...s.inputs, 'key-prefix': probePrefix })))
+    probes.forEach(r => expectOk(r))
+    const keyOf = (s: Scenario): string => {
+      const probe = service.entries().find(e => e.key.startsWith(`${mountKeys(probePrefix, s.id, PLATFORM, '').base}-`))
+      if (!probe) throw new Error(`no probe entry for ${s.id} (was the builder pruned meanwhile?)`)
+      return `${s.base}-${probe.key.slice(probe.key.lastIndexOf('-') + 1)}`
+    }
+    const faultIds = cases.map((c, i) => service.faults.add(c.fault(keyOf(scenarios[i]!))))
+    const results = await Promise.all(scenarios.map(s => step('save-only', s.inputs)))
+    for (const id of faultIds) service.faults.remove(id)
+    cases.forEach((c, i) => {
+      const r = results[i]!
       const s = scenarios[i]!
-      fill([s], 'first')
-      service.faults.clear()
-      service.faults.add(c.fault)
-      const r = await step('save-only', s.inputs)
-      service.faults.clear()
       expectOk(r)
-      expect({ case: c.name, entries: s.entries().length, ...(s.entries().length === (c.saved ? 1 : 0) ? {} : { log: log(r) }) }).toEqual({ case: c.name, entries: c.saved ? 1 : 0 })
+      expect({ case: c.name, entries: s.entries().length, ...(s.entries().length === (c.saved ? 1 : 0) ? {} : { log: log(r) }) }).toEqual({
+        case: c.name,
+        entries: c.saved ? 1 : 0
+      })
       if (c.warning) expect({ case: c.name, warnings: r.warnings.join('\n') }).toEqual({ case: c.name, warnings: expect.stringMatching(c.warning) })
       else expect({ case: c.name, warnings: r.warnings }).toEqual({ case: c.name, warnings: [] })
       if (c.info) expect(r.stdout).toMatch(c.info)
-      expect(leftovers()).toEqual([])
-    }
+    })
+    expect(leftovers()).toEqual([])
     // The next job (new content, so a new key) saves every mount that was not saved.
     fill(scenarios, 'second')
     const next = await Promise.all(scenarios.map(s => step('save-only', s.inputs)))
     next.forEach((r, i) => {
       expectOk(r)
-      expect({ case: cases[i]!.name, warnings: r.warnings, entries: scenarios[i]!.entries().length }).toEqual({ case: cases[i]!.name, warnings: [], entries: cases[i]!.saved ? 2 : 1 })
+      expect({ case: cases[i]!.name, warnings: r.warnings, entries: scenarios[i]!.entries().length }).toEqual({
+        case: cases[i]!.name,
+        warnings: [],
+        entries: cases[i]!.saved ? 2 : 1
+      })
     })
   }, 120_000)
 })
@@ -228,20 +283,19 @@ describe('engine faults', () => {
   ]
 
   test('no daemon, no builder, an image that cannot be pulled: inject and extract warn with the reason, fast; nothing stored or left behind', async () => {
-    const planted = await Promise.all(
-      cases.map(async c => {
-        const s = scenario(`e-${c.name}`, c.inputs)
-        await s.plant()
-        return { ...c, s }
-      })
-    )
+    const planted = cases.map(c => ({ ...c, s: scenario(`e-${c.name}`, c.inputs) }))
+    await plantMany({ service, runnerTemp: defaultTemp, workspace }, await Promise.all(planted.map(p => p.s.planting())))
     const before = { entries: service.entries().length, engine: engineLeftovers(UTILITY_IMAGE) }
     const started = Date.now()
     await Promise.all(
       planted.map(async ({ name, env, reason, s }) => {
         const main = await step('main', s.inputs, env ? { env } : {})
         expectOk(main)
-        expect({ name, hits: hits(main), warnings: main.warnings.join('\n') }).toEqual({ name, hits: [false], warnings: expect.stringMatching(/Could not inject the restored caches/) })
+        expect({ name, hits: hits(main), warnings: main.warnings.join('\n') }).toEqual({
+          name,
+          hits: [false],
+          warnings: expect.stringMatching(/Could not inject the restored caches/)
+        })
         expect({ name, warnings: main.warnings.join('\n') }).toEqual({ name, warnings: expect.stringMatching(reason) })
         const post = await step('post', s.inputs, { state: main.state, ...(env ? { env } : {}) })
         expectOk(post)
@@ -269,7 +323,11 @@ describe('engine faults', () => {
         return { name, die, s, main }
       })
     )
-    fill(runs.map(r => r.s), 'die', 256 * 1024)
+    fill(
+      runs.map(r => r.s),
+      'die',
+      256 * 1024
+    )
     const posts = await Promise.all(
       runs.map(({ name, die, s, main }) => {
         const bin = join(work, `dying-${name}`)
@@ -279,7 +337,10 @@ describe('engine faults', () => {
     )
     posts.forEach((post, i) => {
       expectOk(post)
-      expect({ name: runs[i]!.name, warnings: post.warnings.join('\n') }).toEqual({ name: runs[i]!.name, warnings: expect.stringMatching(/Could not extract the cache mounts from the builder; nothing is saved/) })
+      expect({ name: runs[i]!.name, warnings: post.warnings.join('\n') }).toEqual({
+        name: runs[i]!.name,
+        warnings: expect.stringMatching(/Could not extract the cache mounts from the builder; nothing is saved/)
+      })
     })
     expect(service.entries().length).toBe(before.entries)
     expect(leftovers()).toEqual([])
@@ -289,7 +350,11 @@ describe('engine faults', () => {
     next.forEach((r, i) => {
       expectOk(r)
       const entries = runs[i]!.s.entries().length
-      expect({ name: runs[i]!.name, warnings: r.warnings, entries, ...(entries === 1 ? {} : { log: log(r) }) }).toEqual({ name: runs[i]!.name, warnings: [], entries: 1 })
+      expect({ name: runs[i]!.name, warnings: r.warnings, entries, ...(entries === 1 ? {} : { log: log(r) }) }).toEqual({
+        name: runs[i]!.name,
+        warnings: [],
+        entries: 1
+      })
     })
   })
 
@@ -300,8 +365,18 @@ describe('engine faults', () => {
     const bomb = scenario('disk-zeros')
     const fits = scenario('disk-fits')
     // Planted with the same RUNNER_TEMP path (the cache version hashes it), before the tmpfs goes on top.
-    await plantBytes({ service, runnerTemp: temp, workspace }, big.id, plantedKey(prefix, big.id, PLATFORM), await makeTar([...tree('r'), { name: 'blob', type: 'file', body: randomBytes(3 << 20) }]))
-    await plantBytes({ service, runnerTemp: temp, workspace }, bomb.id, plantedKey(prefix, bomb.id, PLATFORM), await makeTar([...tree('z'), { name: 'zeros', type: 'file', body: Buffer.alloc(16 << 20) }]))
+    await plantBytes(
+      { service, runnerTemp: temp, workspace },
+      big.id,
+      plantedKey(prefix, big.id, PLATFORM),
+      await makeTar([...tree('r'), { name: 'blob', type: 'file', body: randomBytes(3 << 20) }])
+    )
+    await plantBytes(
+      { service, runnerTemp: temp, workspace },
+      bomb.id,
+      plantedKey(prefix, bomb.id, PLATFORM),
+      await makeTar([...tree('z'), { name: 'zeros', type: 'file', body: Buffer.alloc(16 << 20) }])
+    )
     await fits.plant(temp)
     rmSync(temp, { recursive: true, force: true })
     mkdirSync(temp)
@@ -345,11 +420,25 @@ describe('engine faults', () => {
 
 describe('concurrency (each job on a runner of its own: same RUNNER_TEMP path, private directory)', () => {
   const jobTemp = join(work, 'job-temp')
-  const isolated = (entry: Entry, inputs: Record<string, string>, job: string, state?: Record<string, string>, extraEnv: NodeJS.ProcessEnv = {}): Promise<StepResult> => {
+  const isolated = (
+    entry: Entry,
+    inputs: Record<string, string>,
+    job: string,
+    state?: Record<string, string>,
+    extraEnv: NodeJS.ProcessEnv = {}
+  ): Promise<StepResult> => {
     const privateTemp = join(work, `job-${job}`)
     mkdirSync(privateTemp, { recursive: true })
     mkdirSync(jobTemp, { recursive: true })
-    return runIsolatedStep(entry, { bundleDir: bundle.dir, inputs, env: { ...service.env(), GITHUB_WORKSPACE: workspace, ...extraEnv }, cwd: workspace, runnerTemp: jobTemp, privateTemp, ...(state ? { state } : {}) })
+    return runIsolatedStep(entry, {
+      bundleDir: itg.bundleDir,
+      inputs,
+      env: { ...service.env(), GITHUB_WORKSPACE: workspace, ...extraEnv },
+      cwd: workspace,
+      runnerTemp: jobTemp,
+      privateTemp,
+      ...(state ? { state } : {})
+    })
   }
   const jobLeftovers = (job: string): string[] => leftovers(join(work, `job-${job}`))
 
@@ -376,7 +465,10 @@ describe('concurrency (each job on a runner of its own: same RUNNER_TEMP path, p
 
   test('two matrix jobs with different platforms saving at once: separate entries', async () => {
     const id = `f-matrix-${run}`
-    const jobs = ['linux/amd64', 'linux/arm64'].map(platform => ({ job: `matrix-${platform.replace('/', '-')}`, inputs: { mounts: `id=${id},target=/m`, 'key-prefix': prefix, platform, 'utility-image': UTILITY_IMAGE, client: 'buildx' } }))
+    const jobs = ['linux/amd64', 'linux/arm64'].map(platform => ({
+      job: `matrix-${platform.replace('/', '-')}`,
+      inputs: { mounts: `id=${id},target=/m`, 'key-prefix': prefix, platform, 'utility-image': UTILITY_IMAGE, client: 'buildx' }
+    }))
     const mains = await Promise.all(jobs.map(j => isolated('main', j.inputs, j.job)))
     mains.forEach(r => expectOk(r))
     fill([{ id } as Scenario], 'matrix')
@@ -385,7 +477,10 @@ describe('concurrency (each job on a runner of its own: same RUNNER_TEMP path, p
       expectOk(r)
       expect(r.warnings).toEqual([])
     })
-    const keys = service.entries().map(e => e.key).filter(k => k.startsWith(`${prefix}-${idSegment(id)}-`))
+    const keys = service
+      .entries()
+      .map(e => e.key)
+      .filter(k => k.startsWith(`${prefix}-${idSegment(id)}-`))
     expect(keys).toHaveLength(2)
     expect(keys.some(k => k.includes('-linux-amd64-'))).toBe(true)
     expect(keys.some(k => k.includes('-linux-arm64-'))).toBe(true)

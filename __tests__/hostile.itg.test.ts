@@ -5,26 +5,33 @@
 // naming it, an empty mount in a later user build, the good mounts restored,
 // nothing written outside the mount (host and builder), main exits 0.
 import { createHash, randomBytes, randomUUID } from 'node:crypto'
-import { spawnSync } from 'node:child_process'
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs'
-import { tmpdir } from 'node:os'
+import { existsSync, mkdirSync, readdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 
 import { afterAll, beforeAll, expect, test } from '@jest/globals'
 
-import { bundleAction, REPO_ROOT, runStep, type StepResult } from '../test-support/action-runner.js'
-import { startCacheService, type CacheService } from '../test-support/cache-service/server.js'
+import { runStep, type StepResult } from '../test-support/action-runner.js'
+import type { CacheService } from '../test-support/cache-service/server.js'
 import { useTestEngine } from '../test-support/hostile/engine-faults.js'
-import { corruptBlob, fixChecksum, headerOffset, patchOctal, plant, plantBytes, plantedKey, type PlantTarget } from '../test-support/hostile/plant.js'
+import {
+  corruptBlob,
+  fixChecksum,
+  headerOffset,
+  patchOctal,
+  plantedKey,
+  plantMany,
+  type Planting,
+  type PlantTarget
+} from '../test-support/hostile/plant.js'
+import { useItgEnv } from '../test-support/itg-env.js'
 import { UTILITY_IMAGE, userBuild } from '../test-support/user-build.js'
 import { makeTar, type RawEntry } from './helpers/tar.js'
 
-let bundle: ReturnType<typeof bundleAction>
+const itg = useItgEnv('hostile')
+const { work, workspace } = itg
 let service: CacheService
 let stopEngine: (() => Promise<void>) | undefined
-const work = mkdtempSync(join(tmpdir(), 'bmc-hostile-'))
 const runnerTemp = join(work, 'temp')
-const workspace = join(work, 'ws')
 const run = randomUUID().slice(0, 8)
 const prefix = `hostile-${run}`
 const PLATFORM = 'linux/amd64'
@@ -32,51 +39,42 @@ const PLATFORM = 'linux/amd64'
 const MARK = `/tmp/bmc-escape-${run}`
 let target: PlantTarget
 
-/** Whether restore.ts passes the max-restore-size input to the archive scan (see the report of issue 7). */
-const LIMIT_WIRED = readFileSync(join(REPO_ROOT, 'src/restore.ts'), 'utf8').includes('maxRestoreBytes')
-
 beforeAll(async () => {
-  const engine = spawnSync('bash', [join(REPO_ROOT, 'scripts/engine.sh'), 'start'], { encoding: 'utf8' })
-  if (engine.status !== 0) throw new Error(`engine.sh start failed:\n${engine.stderr}`)
+  service = itg.service
   stopEngine = await useTestEngine(UTILITY_IMAGE)
-  bundle = bundleAction()
-  service = await startCacheService({ dataDir: join(work, 'cache-data') })
-  mkdirSync(workspace, { recursive: true })
   mkdirSync(runnerTemp, { recursive: true })
   target = { service, runnerTemp, workspace }
 })
 
 afterAll(async () => {
   await stopEngine?.()
-  await service?.close()
-  bundle?.cleanup()
-  rmSync(work, { recursive: true, force: true })
 })
 
 const t = new Date('2024-01-02T03:04:05Z')
 const root: RawEntry = { name: './', type: 'directory', mode: 0o755, mtime: t }
-const good = (name: string, uid: number): RawEntry[] => [root, { name: `${name}.txt`, body: `${name}\n`, uid, gid: uid, mode: 0o640, mtime: t }, { name: 'sub/', type: 'directory', mode: 0o700, uid, mtime: t }, { name: 'sub/deep', body: 'deep', uid, mtime: t }]
+const good = (name: string, uid: number): RawEntry[] => [
+  root,
+  { name: `${name}.txt`, body: `${name}\n`, uid, gid: uid, mode: 0o640, mtime: t },
+  { name: 'sub/', type: 'directory', mode: 0o700, uid, mtime: t },
+  { name: 'sub/deep', body: 'deep', uid, mtime: t }
+]
 
 interface Case {
   name: string
-  /** Plants the entry for mount `id` under `key`. */
-  plant: (id: string, key: string) => Promise<void>
+  /** What to store at the archive path: file bytes, or a function that makes something there. */
+  content: () => Promise<Buffer | ((archivePath: string) => void)>
+  /** Runs after the entry is stored (e.g. to corrupt its blob). */
+  after?: (key: string) => void
   /** What the warning naming the mount must say. */
   warning: RegExp
-  /** Only when the max-restore-size input reaches the scan. */
-  needsLimit?: boolean
 }
 
 const tarCase = (name: string, entries: () => RawEntry[] | Promise<RawEntry[]>, warning: RegExp): Case => ({
   name,
-  plant: async (id, key) => plantBytes(target, id, key, await makeTar(await entries())),
+  content: async () => makeTar(await entries()),
   warning
 })
-const bytesCase = (name: string, bytes: () => Promise<Buffer>, warning: RegExp): Case => ({
-  name,
-  plant: async (id, key) => plantBytes(target, id, key, await bytes()),
-  warning
-})
+const bytesCase = (name: string, bytes: () => Promise<Buffer>, warning: RegExp): Case => ({ name, content: bytes, warning })
 
 /** A secret tar elsewhere on the host: a symlinked archive path must not smuggle it in. */
 const secretTar = join(work, 'secret.tar')
@@ -84,13 +82,29 @@ const secretTar = join(work, 'secret.tar')
 const CASES: Case[] = [
   tarCase('dotdot', () => [root, { name: `../../../../../../../..${MARK}-dotdot`, body: 'HOSTILE' }], /"\.\." /),
   tarCase('absolute', () => [root, { name: `${MARK}-abs`, body: 'HOSTILE' }], /absolute entry name/),
-  tarCase('symlink-etc', () => [root, { name: 'link', type: 'symlink', linkname: '/etc' }, { name: 'link/passwd', body: 'HOSTILE\n' }], /goes through symlink "link"/),
-  tarCase('symlink-relative', () => [root, { name: 'up', type: 'symlink', linkname: `../../../../../../..${MARK}-dir` }, { name: 'up/pwned', body: 'HOSTILE' }], /goes through symlink "up"/),
+  tarCase(
+    'symlink-etc',
+    () => [root, { name: 'link', type: 'symlink', linkname: '/etc' }, { name: 'link/passwd', body: 'HOSTILE\n' }],
+    /goes through symlink "link"/
+  ),
+  tarCase(
+    'symlink-relative',
+    () => [root, { name: 'up', type: 'symlink', linkname: `../../../../../../..${MARK}-dir` }, { name: 'up/pwned', body: 'HOSTILE' }],
+    /goes through symlink "up"/
+  ),
   tarCase('hardlink-absolute', () => [root, { name: 'hard', type: 'link', linkname: '/etc/passwd' }], /absolute entry name/),
   tarCase('hardlink-outside', () => [root, { name: 'hard', type: 'link', linkname: '../../../../etc/passwd' }], /"\.\."/),
   tarCase('hardlink-missing', () => [root, { name: 'hard', type: 'link', linkname: 'etc/passwd' }], /not an earlier file/),
-  tarCase('char-device', () => [root, { name: 'null', type: 'character-device', devmajor: 1, devminor: 3, mode: 0o666 }], /unsupported type character-device/),
-  tarCase('block-device', () => [root, { name: 'sda', type: 'block-device', devmajor: 8, devminor: 0, mode: 0o660 }], /unsupported type block-device/),
+  tarCase(
+    'char-device',
+    () => [root, { name: 'null', type: 'character-device', devmajor: 1, devminor: 3, mode: 0o666 }],
+    /unsupported type character-device/
+  ),
+  tarCase(
+    'block-device',
+    () => [root, { name: 'sda', type: 'block-device', devmajor: 8, devminor: 0, mode: 0o660 }],
+    /unsupported type block-device/
+  ),
   tarCase('fifo', () => [root, { name: 'fifo', type: 'fifo', mode: 0o644 }], /unsupported type fifo/),
   tarCase('setuid', () => [root, { name: 'suid', body: '#!/bin/sh\nid\n', mode: 0o4755, uid: 0 }], /setuid/),
   tarCase('setgid-file', () => [root, { name: 'sgid', body: 'x', mode: 0o2755 }], /setgid/),
@@ -100,60 +114,78 @@ const CASES: Case[] = [
   tarCase('empty-symlink', () => [root, { name: 'nowhere', type: 'symlink', linkname: '' }], /symlink "nowhere" has an empty target/),
   tarCase('file-as-parent', () => [root, { name: 'f', body: 'x' }, { name: 'f/g', body: 'y' }], /not a directory/),
   tarCase('hardlink-to-itself', () => [root, { name: 'a', body: 'x' }, { name: 'a', type: 'link', linkname: 'a' }], /defined twice|itself/),
-  tarCase('replaced-dir', () => [root, { name: 'd/', type: 'directory' }, { name: 'd/x', body: 'x' }, { name: 'd', body: 'file' }, { name: 'h', type: 'link', linkname: 'd/x' }], /defined twice/),
-  bytesCase('size-larger-than-data', async () => {
-    const tar = await makeTar([root, { name: 'f', body: Buffer.alloc(100, 1) }])
-    patchOctal(tar, headerOffset(tar, 'f'), 'size', 100_000)
-    return tar
-  }, /cannot read archive|Unexpected end/i),
+  tarCase(
+    'replaced-dir',
+    () => [
+      root,
+      { name: 'd/', type: 'directory' },
+      { name: 'd/x', body: 'x' },
+      { name: 'd', body: 'file' },
+      { name: 'h', type: 'link', linkname: 'd/x' }
+    ],
+    /defined twice/
+  ),
+  bytesCase(
+    'size-larger-than-data',
+    async () => {
+      const tar = await makeTar([root, { name: 'f', body: Buffer.alloc(100, 1) }])
+      patchOctal(tar, headerOffset(tar, 'f'), 'size', 100_000)
+      return tar
+    },
+    /cannot read archive|Unexpected end/i
+  ),
   bytesCase('truncated', async () => (await makeTar([root, { name: 'f', body: randomBytes(5000) }])).subarray(0, 2048), /cannot read archive/),
-  bytesCase('bad-checksum', async () => {
-    const tar = await makeTar([root, { name: 'f', body: 'x' }, { name: 'g', body: 'y' }])
-    tar.write('h', headerOffset(tar, 'g'), 'latin1')
-    return tar
-  }, /cannot read archive: Invalid tar header/),
-  bytesCase('garbage-uid', async () => {
-    const tar = await makeTar([root, { name: 'f', body: 'x' }])
-    const at = headerOffset(tar, 'f')
-    tar.write('zzzzzz \0', at + 108, 'latin1')
-    fixChecksum(tar, at)
-    return tar
-  }, /invalid uid/),
+  bytesCase(
+    'bad-checksum',
+    async () => {
+      const tar = await makeTar([root, { name: 'f', body: 'x' }, { name: 'g', body: 'y' }])
+      tar.write('h', headerOffset(tar, 'g'), 'latin1')
+      return tar
+    },
+    /cannot read archive: Invalid tar header/
+  ),
+  bytesCase(
+    'garbage-uid',
+    async () => {
+      const tar = await makeTar([root, { name: 'f', body: 'x' }])
+      const at = headerOffset(tar, 'f')
+      tar.write('zzzzzz \0', at + 108, 'latin1')
+      fixChecksum(tar, at)
+      return tar
+    },
+    /invalid uid/
+  ),
   bytesCase('not-a-tar', async () => randomBytes(4096), /cannot read archive/),
   bytesCase('empty-file', async () => Buffer.alloc(0), /no entries/),
   {
     name: 'corrupt-zstd',
-    plant: async (id, key) => {
-      await plantBytes(target, id, key, await makeTar([root, { name: 'random.bin', body: randomBytes(256 * 1024) }]))
-      corruptBlob(service, key)
-    },
+    content: () => makeTar([root, { name: 'random.bin', body: randomBytes(256 * 1024) }]),
+    after: key => corruptBlob(service, key),
     warning: /could not be downloaded or unpacked/
   },
   {
     name: 'path-is-directory',
-    plant: (id, key) => plant(target, id, key, p => {
+    content: async () => (p: string) => {
       mkdirSync(p)
       writeFileSync(join(p, 'x'), 'x')
-    }),
+    },
     warning: /not a mount archive|does not hold a mount archive/
   },
   {
     name: 'path-is-symlink',
-    plant: (id, key) => plant(target, id, key, p => symlinkSync(secretTar, p)),
+    content: async () => (p: string) => symlinkSync(secretTar, p),
     warning: /not a mount archive|does not hold a mount archive/
   },
   {
     name: 'bomb-expansion',
     // 8 MiB of zeros: the entry is tiny, the archive is not.
-    plant: async (id, key) => plantBytes(target, id, key, await makeTar([root, { name: 'zeros', body: Buffer.alloc(8 << 20) }])),
-    warning: /limit/,
-    needsLimit: true
+    content: () => makeTar([root, { name: 'zeros', body: Buffer.alloc(8 << 20) }]),
+    warning: /limit/
   },
   {
     name: 'bomb-entries',
-    plant: async (id, key) => plantBytes(target, id, key, await makeTar([root, ...Array.from({ length: 5000 }, (_, i): RawEntry => ({ name: `e${i}`, body: '' }))])),
-    warning: /limit/,
-    needsLimit: true
+    content: () => makeTar([root, ...Array.from({ length: 5000 }, (_, i): RawEntry => ({ name: `e${i}`, body: '' }))]),
+    warning: /limit/
   }
 ]
 
@@ -163,20 +195,31 @@ function sha256(file: string): string {
 
 async function step(entry: 'main' | 'post', inputs: Record<string, string>, state?: Record<string, string>): Promise<StepResult> {
   const env = { ...service.env(), RUNNER_TEMP: runnerTemp, GITHUB_WORKSPACE: workspace }
-  return runStep(entry, { bundleDir: bundle.dir, inputs, env, cwd: workspace, ...(state ? { state } : {}) })
+  return runStep(entry, { bundleDir: itg.bundleDir, inputs, env, cwd: workspace, ...(state ? { state } : {}) })
 }
 
 test('every crafted entry is refused with a warning, the good mounts are restored, nothing escapes', async () => {
   writeFileSync(secretTar, await makeTar([root, { name: 'secret.txt', body: 'host secret\n' }]))
-  const cases = CASES.filter(c => !c.needsLimit || LIMIT_WIRED)
+  const cases = CASES
   const mounts = [
     { id: `good-a-${run}`, case: undefined as Case | undefined },
     ...cases.map(c => ({ id: `h-${c.name}-${run}`, case: c as Case | undefined })),
     { id: `good-b-${run}`, case: undefined }
   ]
-  await plantBytes(target, mounts[0]!.id, plantedKey(prefix, mounts[0]!.id, PLATFORM), await makeTar(good('a', 1000)))
-  await plantBytes(target, mounts.at(-1)!.id, plantedKey(prefix, mounts.at(-1)!.id, PLATFORM), await makeTar(good('b', 2000)))
-  for (const m of mounts) if (m.case) await m.case.plant(m.id, plantedKey(prefix, m.id, PLATFORM))
+  const goods: Record<string, Buffer> = { [mounts[0]!.id]: await makeTar(good('a', 1000)), [mounts.at(-1)!.id]: await makeTar(good('b', 2000)) }
+  const plantings = await Promise.all(
+    mounts.map(async (m): Promise<Planting & { after?: (key: string) => void }> => {
+      const content = m.case ? await m.case.content() : goods[m.id]!
+      return {
+        id: m.id,
+        key: plantedKey(prefix, m.id, PLATFORM),
+        make: typeof content === 'function' ? content : p => writeFileSync(p, content),
+        ...(m.case?.after ? { after: m.case.after } : {})
+      }
+    })
+  )
+  await plantMany(target, plantings)
+  for (const p of plantings) p.after?.(p.key)
 
   const passwd = sha256('/etc/passwd')
   const hostTmpBefore = readdirSync('/tmp').filter(n => n.startsWith(`bmc-escape-${run}`))
@@ -190,7 +233,6 @@ test('every crafted entry is refused with a warning, the good mounts are restore
   }
   const main = await step('main', inputs)
   const report = `${main.stdout}\n${main.stderr}`
-  if (process.env.BMC_DUMP) writeFileSync(process.env.BMC_DUMP, report)
   expect({ exit: main.exitCode, errors: main.errors }).toEqual({ exit: 0, errors: [] })
 
   // One warning per hostile mount, naming it and saying why.
@@ -215,7 +257,10 @@ test('every crafted entry is refused with a warning, the good mounts are restore
     out,
     { N: randomUUID() }
   )
-  const listing = (i: number): string[] => readFileSync(join(out, 'out', String(i)), 'utf8').split('\n').filter(Boolean)
+  const listing = (i: number): string[] =>
+    readFileSync(join(out, 'out', String(i)), 'utf8')
+      .split('\n')
+      .filter(Boolean)
   expect(listing(0)).toEqual(['./a.txt', './sub', './sub/deep'])
   expect(listing(mounts.length - 1)).toEqual(['./b.txt', './sub', './sub/deep'])
   for (let i = 1; i < mounts.length - 1; i++) expect({ id: mounts[i]!.id, files: listing(i) }).toEqual({ id: mounts[i]!.id, files: [] })
@@ -231,7 +276,16 @@ test('every crafted entry is refused with a warning, the good mounts are restore
   const before = service.entries().length
   const post = await step('post', inputs, main.state)
   expect({ exit: post.exitCode, warnings: post.warnings, errors: post.errors }).toEqual({ exit: 0, warnings: [], errors: [] })
-  expect({ unchanged: post.stdout.match(/unchanged since restore/g)?.length ?? 0, log: (post.stdout.match(/unchanged since restore/g)?.length ?? 0) === 2 ? '' : post.stdout.split('\n').filter(l => !l.startsWith('::debug')).join('\n') }).toEqual({ unchanged: 2, log: '' })
+  expect({
+    unchanged: post.stdout.match(/unchanged since restore/g)?.length ?? 0,
+    log:
+      (post.stdout.match(/unchanged since restore/g)?.length ?? 0) === 2
+        ? ''
+        : post.stdout
+            .split('\n')
+            .filter(l => !l.startsWith('::debug'))
+            .join('\n')
+  }).toEqual({ unchanged: 2, log: '' })
   expect(service.entries().length).toBe(before)
 })
 

@@ -24,13 +24,81 @@ const RUNS = { numRuns: 400 }
 
 /** Fragments that break naive parsers and generators. */
 const TOKENS = [
-  'id=', 'target=', 'dst=', 'destination=', 'uid=', 'gid=', 'mode=', 'sharing=', 'type=cache', 'type=bind', 'key-files=', 'exclude=', 'max-size=',
-  ',', '=', ';', '\n', '\r\n', '\r', ' ', '\t', '"', "'", '`', '$', '${X}', '$(id)', '\\', '\\\n', '#', '--mount=', '--mount=type=bind,source=/,target=/host',
-  '/', '//', '..', '.', '/..', 'a', 'Z', '0', '07', '0755', '1000', '-1', '1e3', '99999999999', 'locked', 'shared', '__proto__', 'constructor', 'toString',
-  '*', '**', '?', '\0', '\u2028', '\u0085', 'é', '✓', '[', ']', '{', '}', ':', '@', '+', '~', '%', 'RUN rm -rf /', 'x'.repeat(300)
+  'id=',
+  'target=',
+  'dst=',
+  'destination=',
+  'uid=',
+  'gid=',
+  'mode=',
+  'sharing=',
+  'type=cache',
+  'type=bind',
+  'key-files=',
+  'exclude=',
+  'max-size=',
+  ',',
+  '=',
+  ';',
+  '\n',
+  '\r\n',
+  '\r',
+  ' ',
+  '\t',
+  '"',
+  "'",
+  '`',
+  '$',
+  '${X}',
+  '$(id)',
+  '\\',
+  '\\\n',
+  '#',
+  '--mount=',
+  '--mount=type=bind,source=/,target=/host',
+  '/',
+  '//',
+  '..',
+  '.',
+  '/..',
+  'a',
+  'Z',
+  '0',
+  '07',
+  '0755',
+  '1000',
+  '-1',
+  '1e3',
+  '99999999999',
+  'locked',
+  'shared',
+  '__proto__',
+  'constructor',
+  'toString',
+  '*',
+  '**',
+  '?',
+  '\0',
+  '\u2028',
+  '\u0085',
+  'é',
+  '✓',
+  '[',
+  ']',
+  '{',
+  '}',
+  ':',
+  '@',
+  '+',
+  '~',
+  '%',
+  'RUN rm -rf /',
+  'x'.repeat(300)
 ]
 const hostileText = fc
-  .array(fc.oneof({ weight: 3, arbitrary: fc.constantFrom(...TOKENS) }, { weight: 1, arbitrary: fc.string({ maxLength: 6, unit: 'binary' }) }), { maxLength: 30 })
+  .array(fc.oneof({ weight: 3, arbitrary: fc.constantFrom(...TOKENS) }, { weight: 1, arbitrary: fc.string({ maxLength: 6, unit: 'binary' }) }), {
+    maxLength: 30
+  })
   .map(parts => parts.join(''))
 
 const SAFE_ID = /^[A-Za-z0-9_./][A-Za-z0-9_.:@+/-]*$/
@@ -81,7 +149,10 @@ describe('parseMounts: any text parses into safe values or is an input error', (
   })
 
   test('line form, every field hostile', () => {
-    const field = fc.tuple(fc.constantFrom('id', 'target', 'uid', 'gid', 'mode', 'sharing', 'key-files', 'exclude', 'max-size', 'type', '__proto__'), hostileText)
+    const field = fc.tuple(
+      fc.constantFrom('id', 'target', 'uid', 'gid', 'mode', 'sharing', 'key-files', 'exclude', 'max-size', 'type', '__proto__'),
+      hostileText
+    )
     fc.assert(
       fc.property(fc.array(field, { maxLength: 6 }), fields => {
         const line = ['target=/ok', ...fields.map(([k, v]) => `${k}=${v}`)].join(',')
@@ -93,7 +164,22 @@ describe('parseMounts: any text parses into safe values or is an input error', (
   })
 
   test('JSON form', () => {
-    const key = fc.constantFrom('id', 'target', 'dst', 'uid', 'gid', 'mode', 'sharing', 'key-files', 'exclude', 'max-size', 'type', '__proto__', 'constructor', 'x')
+    const key = fc.constantFrom(
+      'id',
+      'target',
+      'dst',
+      'uid',
+      'gid',
+      'mode',
+      'sharing',
+      'key-files',
+      'exclude',
+      'max-size',
+      'type',
+      '__proto__',
+      'constructor',
+      'x'
+    )
     const value = fc.oneof(fc.jsonValue({ maxDepth: 2 }), hostileText, fc.constant('/ok'), fc.integer())
     const entry = fc.dictionary(key, value, { maxKeys: 6 })
     fc.assert(
@@ -186,7 +272,16 @@ describe('round trip of valid specs', () => {
   test('through the JSON form', () => {
     fc.assert(
       fc.property(validSpec, spec => {
-        const json = JSON.stringify([{ ...spec, mode: spec.mode === undefined ? undefined : formatMode(spec.mode), 'key-files': spec.keyFiles, keyFiles: undefined, 'max-size': spec.maxSize, maxSize: undefined }])
+        const json = JSON.stringify([
+          {
+            ...spec,
+            mode: spec.mode === undefined ? undefined : formatMode(spec.mode),
+            'key-files': spec.keyFiles,
+            keyFiles: undefined,
+            'max-size': spec.maxSize,
+            maxSize: undefined
+          }
+        ])
         expect(parseMounts(json)).toEqual([{ ...spec, id: spec.id ?? spec.target }])
       }),
       RUNS
@@ -209,7 +304,9 @@ describe('round trip of valid specs', () => {
 })
 
 describe('generated Dockerfiles', () => {
-  const parsedSpecs = fc.uniqueArray(validSpec, { selector: s => s.id ?? s.target, minLength: 1, maxLength: 4 }).map(specs => parseMounts(specs.map(s => toLine(s, false)).join('\n')))
+  const parsedSpecs = fc
+    .uniqueArray(validSpec, { selector: s => s.id ?? s.target, minLength: 1, maxLength: 4 })
+    .map(specs => parseMounts(specs.map(s => toLine(s, false)).join('\n')))
   const generators: [string, (image: string, mounts: IndexedMount[]) => string][] = [
     ['inject', injectDockerfile],
     ['extract (export)', (image, mounts) => extractDockerfile(image, mounts, 'export')],
@@ -222,16 +319,28 @@ describe('generated Dockerfiles', () => {
         const mounts = specs.map((spec, index) => ({ index, spec }))
         const text = generate('img', mounts)
         // The same text with every id replaced by a placeholder, then put back: ids land only in id= slots.
-        const skeleton = generate('img', mounts.map(m => ({ ...m, spec: { ...m.spec, id: `IDSLOT${m.index}X` } })))
+        const skeleton = generate(
+          'img',
+          mounts.map(m => ({ ...m, spec: { ...m.spec, id: `IDSLOT${m.index}X` } }))
+        )
         expect(skeleton.replace(/IDSLOT(\d+)X/g, (_m, i: string) => specs[Number(i)]!.id)).toBe(text)
         expect(text.split('\n')).toHaveLength(skeleton.split('\n').length)
         for (const spec of specs) expect(spec.id).not.toMatch(/[\s"'`$\\#,=]/)
         // Every cache flag parses back into exactly the options we meant.
-        const flags = text.split('\n').map(l => l.trim()).filter(l => l.startsWith('--mount=type=cache,'))
+        const flags = text
+          .split('\n')
+          .map(l => l.trim())
+          .filter(l => l.startsWith('--mount=type=cache,'))
         expect(flags).toHaveLength(specs.length)
         flags.forEach((line, i) => {
           const spec = specs[i]!
-          const opts = Object.fromEntries(line.replace(/ \\$/, '').slice('--mount='.length).split(',').map(kv => [kv.split('=')[0], kv.split('=').slice(1).join('=')]))
+          const opts = Object.fromEntries(
+            line
+              .replace(/ \\$/, '')
+              .slice('--mount='.length)
+              .split(',')
+              .map(kv => [kv.split('=')[0], kv.split('=').slice(1).join('=')])
+          )
           expect(opts.id).toBe(spec.id)
           expect(opts.uid).toBe(spec.uid === undefined ? undefined : String(spec.uid))
           expect(opts.gid).toBe(spec.gid === undefined ? undefined : String(spec.gid))
@@ -245,22 +354,28 @@ describe('generated Dockerfiles', () => {
   test.each(generators)('%s: unvalidated values are refused, never written', (_name, generate) => {
     const anyNumber = fc.oneof(fc.integer(), fc.double(), fc.constant(Number.NaN), fc.constant(2 ** 60))
     fc.assert(
-      fc.property(hostileText, hostileText, fc.option(anyNumber, { nil: undefined }), fc.option(anyNumber, { nil: undefined }), (id, image, uid, mode) => {
-        const spec: MountSpec = { id, target: '/x', ...(uid === undefined ? {} : { uid }), ...(mode === undefined ? {} : { mode }) }
-        let text: string
-        try {
-          text = generate(image, [{ index: 0, spec }])
-        } catch {
-          return
+      fc.property(
+        hostileText,
+        hostileText,
+        fc.option(anyNumber, { nil: undefined }),
+        fc.option(anyNumber, { nil: undefined }),
+        (id, image, uid, mode) => {
+          const spec: MountSpec = { id, target: '/x', ...(uid === undefined ? {} : { uid }), ...(mode === undefined ? {} : { mode }) }
+          let text: string
+          try {
+            text = generate(image, [{ index: 0, spec }])
+          } catch {
+            return
+          }
+          expect(id).toMatch(SAFE_ID)
+          expect(image).toMatch(/^[a-z0-9][a-z0-9._/:@-]*$/)
+          const baseline = generate('img', [{ index: 0, spec: { id: 'x', target: '/x' } }])
+          expect(text.split('\n')).toHaveLength(baseline.split('\n').length)
+          // Nothing from the values but their own characters: no quote, `$`, backslash or space beyond the template's.
+          const count = (s: string, re: RegExp): number => (s.match(re) ?? []).length
+          for (const re of [/"/g, /'/g, /\$/g, /\\/g, / /g, /#/g]) expect(count(text, re)).toBe(count(baseline, re))
         }
-        expect(id).toMatch(SAFE_ID)
-        expect(image).toMatch(/^[a-z0-9][a-z0-9._/:@-]*$/)
-        const baseline = generate('img', [{ index: 0, spec: { id: 'x', target: '/x' } }])
-        expect(text.split('\n')).toHaveLength(baseline.split('\n').length)
-        // Nothing from the values but their own characters: no quote, `$`, backslash or space beyond the template's.
-        const count = (s: string, re: RegExp): number => (s.match(re) ?? []).length
-        for (const re of [/"/g, /'/g, /\$/g, /\\/g, / /g, /#/g]) expect(count(text, re)).toBe(count(baseline, re))
-      }),
+      ),
       RUNS
     )
   })
@@ -276,16 +391,21 @@ describe('generated Dockerfiles', () => {
 describe('cache keys', () => {
   test('any valid id and platform give a key of key-safe characters under 512', () => {
     fc.assert(
-      fc.property(validSpec, fc.stringMatching(/^[A-Za-z0-9._-]{1,100}$/), fc.stringMatching(/^[a-z0-9]{1,20}\/[a-z0-9]{1,20}(\/[a-z0-9]{1,20})?$/), (spec, prefix, platform) => {
-        const id = spec.id ?? spec.target
-        const keys = mountKeys(prefix, id, platform, 'f'.repeat(64))
-        for (const key of [keys.base, ...keys.restoreKeys]) {
-          expect(key).toMatch(/^[A-Za-z0-9._-]+$/)
-          expect(key.length).toBeLessThan(512)
+      fc.property(
+        validSpec,
+        fc.stringMatching(/^[A-Za-z0-9._-]{1,100}$/),
+        fc.stringMatching(/^[a-z0-9]{1,20}\/[a-z0-9]{1,20}(\/[a-z0-9]{1,20})?$/),
+        (spec, prefix, platform) => {
+          const id = spec.id ?? spec.target
+          const keys = mountKeys(prefix, id, platform, 'f'.repeat(64))
+          for (const key of [keys.base, ...keys.restoreKeys]) {
+            expect(key).toMatch(/^[A-Za-z0-9._-]+$/)
+            expect(key.length).toBeLessThan(512)
+          }
+          expect(idSegment(id)).toMatch(/^[A-Za-z0-9._-]+$/)
+          expect(platformSegment(platform)).not.toMatch(/\//)
         }
-        expect(idSegment(id)).toMatch(/^[A-Za-z0-9._-]+$/)
-        expect(platformSegment(platform)).not.toMatch(/\//)
-      }),
+      ),
       RUNS
     )
   })
@@ -368,9 +488,17 @@ describe('mount archives: scan and context agree, hostile trees are refused', ()
   afterAll(() => rmSync(dir, { recursive: true, force: true }))
   let n = 0
 
-  const name = fc.array(fc.constantFrom('a', 'b', 'c', '..', '.', '', 'x y', 'ü', 'n'.repeat(256)), { minLength: 1, maxLength: 4 }).map(parts => parts.join('/'))
+  const name = fc
+    .array(fc.constantFrom('a', 'b', 'c', '..', '.', '', 'x y', 'ü', 'n'.repeat(256)), { minLength: 1, maxLength: 4 })
+    .map(parts => parts.join('/'))
   const entry: fc.Arbitrary<RawEntry> = fc.oneof(
-    fc.record({ name, type: fc.constant('file' as const), body: fc.constantFrom('', 'data', 'x'.repeat(600)), mode: fc.constantFrom(0o644, 0o755, 0o4755, 0o2755, 0o1777, 0), uid: fc.constantFrom(0, 1000, 300000, 2 ** 32 - 2) }),
+    fc.record({
+      name,
+      type: fc.constant('file' as const),
+      body: fc.constantFrom('', 'data', 'x'.repeat(600)),
+      mode: fc.constantFrom(0o644, 0o755, 0o4755, 0o2755, 0o1777, 0),
+      uid: fc.constantFrom(0, 1000, 300000, 2 ** 32 - 2)
+    }),
     fc.record({ name, type: fc.constant('directory' as const), mode: fc.constantFrom(0o755, 0o2775, 0o4755, 0o1777) }),
     fc.record({ name, type: fc.constant('symlink' as const), linkname: fc.constantFrom('a', '/etc', '../..', 'b/c', '') }),
     fc.record({ name, type: fc.constant('link' as const), linkname: fc.constantFrom('a', 'b', 'a/b', '../a', '/etc/passwd') }),
@@ -403,7 +531,16 @@ describe('mount archives: scan and context agree, hostile trees are refused', ()
         for (const e of context.slice(1)) {
           const path = e.header.name.replace(/^m0\/?/, '').replace(/\/$/, '')
           const link = e.header.type === 'link' ? (e.header.linkname ?? '').replace(/^m0\//, '') : (e.header.linkname ?? undefined)
-          digest.header({ path, type: e.header.type as 'file', mode: (e.header.mode ?? 0) & 0o7777, uid: e.header.uid ?? 0, gid: e.header.gid ?? 0, mtime: e.header.mtime ?? new Date(0), size: e.header.type === 'file' ? e.body.length : 0, ...(link ? { linkname: link } : {}) })
+          digest.header({
+            path,
+            type: e.header.type as 'file',
+            mode: (e.header.mode ?? 0) & 0o7777,
+            uid: e.header.uid ?? 0,
+            gid: e.header.gid ?? 0,
+            mtime: e.header.mtime ?? new Date(0),
+            size: e.header.type === 'file' ? e.body.length : 0,
+            ...(link ? { linkname: link } : {})
+          })
           if (e.header.type === 'file') digest.content(e.body)
         }
         expect(digest.digest()).toBe(scanned.digest)
@@ -430,14 +567,20 @@ describe('mount archives: scan and context agree, hostile trees are refused', ()
   })
 
   test('a destination that fails mid-write ends the split with an error instead of hanging', async () => {
-    const exported = await makeTar([{ name: '0/', type: 'directory', mode: 0o755 }, { name: '0/big', body: Buffer.alloc(4 << 20, 1) }])
+    const exported = await makeTar([
+      { name: '0/', type: 'directory', mode: 0o755 },
+      { name: '0/big', body: Buffer.alloc(4 << 20, 1) }
+    ])
     const missing = join(dir, 'no-such-dir', 'x.tar')
     await expect(splitExport(Readable.from([exported]), [{ dir: '0', archivePath: missing }])).rejects.toThrow()
   }, 10_000)
 
   test('the limit counts content and entries', async () => {
     const many = join(dir, 'many.tar')
-    writeFileSync(many, await makeTar([{ name: './', type: 'directory' }, ...Array.from({ length: 300 }, (_, i): RawEntry => ({ name: `e${i}`, body: '' }))]))
+    writeFileSync(
+      many,
+      await makeTar([{ name: './', type: 'directory' }, ...Array.from({ length: 300 }, (_, i): RawEntry => ({ name: `e${i}`, body: '' }))])
+    )
     await expect(scanMountArchive(many, { maxBytes: 100 * 1024 })).rejects.toMatchObject({ code: 'ARCHIVE_TOO_LARGE' })
     await expect(scanMountArchive(many, { maxBytes: 200 * 1024 })).resolves.toMatchObject({ entries: 301 })
   })

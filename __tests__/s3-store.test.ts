@@ -21,6 +21,8 @@ interface S3rverInstance {
 }
 type S3rverClass = new (options: Record<string, unknown>) => S3rverInstance
 const S3rver = createRequire(import.meta.url)('s3rver') as S3rverClass
+// The SDK's notice about the Node versions of its future releases is noise here.
+process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED = 'true'
 
 const work = mkdtempSync(join(tmpdir(), 'bmc-s3store-'))
 let server: S3rverInstance
@@ -99,9 +101,9 @@ test('restore-keys lookup by listing: exact, then newest by LastModified per pre
     const dest = out()
     return (await s.restore(dest, primary, keys)) === undefined ? undefined : readFileSync(dest)
   }
-  expect(await restoreAs('p-npm-amd64-aaa-d1', [])).toEqual(a)
-  expect(await restoreAs('p-npm-amd64-aaa', ['p-npm-amd64-aaa-', 'p-npm-amd64-'])).toEqual(b)
-  expect(await restoreAs('p-npm-amd64-bbb', ['p-npm-amd64-bbb-', 'p-npm-amd64-'])).toEqual(b)
+  expect((await restoreAs('p-npm-amd64-aaa-d1', []))?.equals(a)).toBe(true)
+  expect((await restoreAs('p-npm-amd64-aaa', ['p-npm-amd64-aaa-', 'p-npm-amd64-']))?.equals(b)).toBe(true)
+  expect((await restoreAs('p-npm-amd64-bbb', ['p-npm-amd64-bbb-', 'p-npm-amd64-']))?.equals(b)).toBe(true)
   expect(await restoreAs('p-apt-amd64-aaa', ['p-apt-amd64-aaa-', 'p-apt-amd64-'])).toBeUndefined()
 })
 
@@ -130,6 +132,9 @@ test('client configuration: custom endpoints get path-style, a region and requir
     requestChecksumCalculation: 'WHEN_REQUIRED',
     responseChecksumValidation: 'WHEN_REQUIRED'
   })
-  const explicit = s3ClientConfig({ bucket: 'b', prefix: '', endpoint: 'https://r2.example', region: 'auto' }, { AWS_ENDPOINT_URL_S3: 'http://ignored', AWS_REQUEST_CHECKSUM_CALCULATION: 'WHEN_SUPPORTED' })
+  const explicit = s3ClientConfig(
+    { bucket: 'b', prefix: '', endpoint: 'https://r2.example', region: 'auto' },
+    { AWS_ENDPOINT_URL_S3: 'http://ignored', AWS_REQUEST_CHECKSUM_CALCULATION: 'WHEN_SUPPORTED' }
+  )
   expect(explicit).toEqual({ endpoint: 'https://r2.example', forcePathStyle: true, region: 'auto', responseChecksumValidation: 'WHEN_REQUIRED' })
 })

@@ -92,7 +92,11 @@ export function relativeEntryPath(name: string): string {
   }
   const path = parts.join('/')
   if (Buffer.byteLength(path) > MAX_PATH_BYTES || parts.some(p => Buffer.byteLength(p) > MAX_NAME_BYTES)) {
-    throw new ArchiveError('ARCHIVE_PATH_UNSAFE', `entry name too long (${MAX_NAME_BYTES} bytes per component, ${MAX_PATH_BYTES} in all) ${JSON.stringify(name.slice(0, 80))}...`, name)
+    throw new ArchiveError(
+      'ARCHIVE_PATH_UNSAFE',
+      `entry name too long (${MAX_NAME_BYTES} bytes per component, ${MAX_PATH_BYTES} in all) ${JSON.stringify(name.slice(0, 80))}...`,
+      name
+    )
   }
   return path
 }
@@ -132,7 +136,11 @@ export class EntryGuard {
     if (type === 'link') {
       const target = header.linkname ?? ''
       if (target === path || this.seen.get(target) !== 'file') {
-        throw new ArchiveError('ARCHIVE_LINK_UNSAFE', `hardlink ${quoted} points to ${JSON.stringify(target)}, not an earlier file of the archive`, path)
+        throw new ArchiveError(
+          'ARCHIVE_LINK_UNSAFE',
+          `hardlink ${quoted} points to ${JSON.stringify(target)}, not an earlier file of the archive`,
+          path
+        )
       }
     }
     if (type === 'symlink') {
@@ -144,7 +152,11 @@ export class EntryGuard {
     const unsafe = unsafeModeBits(type, header.mode)
     if (unsafe !== 0) {
       const bits = [unsafe & 0o4000 ? 'setuid' : '', unsafe & 0o2000 ? 'setgid' : ''].filter(Boolean).join(' and ')
-      throw new ArchiveError('ARCHIVE_MODE_UNSAFE', `entry ${quoted} has the ${bits} bit (mode ${(header.mode & 0o7777).toString(8).padStart(4, '0')})`, path)
+      throw new ArchiveError(
+        'ARCHIVE_MODE_UNSAFE',
+        `entry ${quoted} has the ${bits} bit (mode ${(header.mode & 0o7777).toString(8).padStart(4, '0')})`,
+        path
+      )
     }
     this.seen.set(path, type)
   }
@@ -292,12 +304,16 @@ async function writeEntry(pack: tar.Pack, header: TarHeader, body?: AsyncIterabl
  * and waiting for it alone would hang the step.
  */
 async function drained(stream: Writable): Promise<void> {
-  if (stream.destroyed) throw new Error('the archive stream was closed')
+  const closed = (): Error => stream.errored ?? new Error('the archive stream was closed')
+  if (stream.destroyed) throw closed()
   const ac = new AbortController()
   try {
-    await Promise.race([once(stream, 'drain', { signal: ac.signal }), once(stream, 'close', { signal: ac.signal }).then(() => {
-      throw new Error('the archive stream was closed')
-    })])
+    await Promise.race([
+      once(stream, 'drain', { signal: ac.signal }),
+      once(stream, 'close', { signal: ac.signal }).then(() => {
+        throw closed()
+      })
+    ])
   } finally {
     ac.abort()
   }
@@ -315,17 +331,21 @@ export async function forEachEntry(source: Readable, onEntry: (header: TarHeader
   feeding.catch((error: unknown) => {
     failure ??= error
   })
+  let callbackFailure: unknown
   try {
     for await (const entry of extract) {
       await onEntry(entry.header, entry as AsyncIterable<Buffer>)
       entry.resume()
     }
   } catch (error) {
-    failure ??= error
+    callbackFailure = error
     extract.destroy()
     source.destroy()
   }
   await feeding.catch(() => undefined)
+  // What the callback hit (an unsafe entry, a full disk) is the cause; the
+  // pipeline's "premature close" after it is only the consequence.
+  failure = callbackFailure ?? failure
   if (failure !== undefined) {
     if (failure instanceof ArchiveError) throw failure
     throw new ArchiveError('ARCHIVE_UNEXPECTED', `cannot read archive: ${(failure as Error).message ?? String(failure)}`)
@@ -419,7 +439,11 @@ export interface ContextMount {
 export function buildContext(dockerfile: string, mounts: ContextMount[]): Readable {
   const pack = tar.pack()
   const fill = async (): Promise<void> => {
-    await writeEntry(pack, { name: 'Dockerfile', type: 'file', mode: 0o100644, size: Buffer.byteLength(dockerfile), mtime: new Date(0) }, oneChunk(Buffer.from(dockerfile)))
+    await writeEntry(
+      pack,
+      { name: 'Dockerfile', type: 'file', mode: 0o100644, size: Buffer.byteLength(dockerfile), mtime: new Date(0) },
+      oneChunk(Buffer.from(dockerfile))
+    )
     for (const m of mounts) {
       const guard = new EntryGuard()
       let sawRoot = false
@@ -554,7 +578,9 @@ export async function splitExport(source: Readable, targets: SplitTarget[]): Pro
       out.sawRoot = true
       out.guard.check(entry)
       out.digest.header(entry)
-      await writeEntry(out.pack, toTarHeader(entry, path === '' ? './' : path, linkname), entry.type === 'file' ? body : undefined, c => out.digest.content(c))
+      await writeEntry(out.pack, toTarHeader(entry, path === '' ? './' : path, linkname), entry.type === 'file' ? body : undefined, c =>
+        out.digest.content(c)
+      )
     })
   } catch (error) {
     for (const out of outputs.values()) out.pack.destroy(error as Error)

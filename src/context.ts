@@ -9,6 +9,7 @@ import { InputError } from './errors.js'
 import { idSegment, runnerPlatform } from './keys.js'
 import { parseBuildArgs, resolveMounts, type ResolvedMounts } from './mount-sources.js'
 import { parseSize, type MountSpec } from './mounts.js'
+import { parseBackend } from './storage/select.js'
 
 /** Input names as in action.yml. Defaults live in action.yml only. */
 export const InputName = {
@@ -26,6 +27,7 @@ export const InputName = {
   dockerfile: 'dockerfile',
   buildArgs: 'build-args',
   platforms: 'platforms',
+  backend: 'backend',
   state: 'state'
 } as const
 
@@ -53,6 +55,8 @@ export interface Inputs {
   maxRestoreBytes?: number
   /** How post extracts: auto (loopback stream, falling back to the exporter), loopback or export. */
   extractVia: ExtractChoice
+  /** Where entries live: '' or github (the Actions cache), dir:/path, s3://bucket/prefix (see src/storage/select.ts). */
+  backend: string
 }
 
 export const DEFAULT_MAX_RESTORE_BYTES = 64 * 1024 ** 3
@@ -105,7 +109,8 @@ export function getInputs(): Inputs {
     // Keys follow the build's platforms (a per-platform matrix job keys itself), else the runner's.
     platform: platform || (platforms.length > 0 ? platforms.join(',') : runnerPlatform()),
     save: booleanInput(InputName.save, true),
-    extractVia: extractViaInput()
+    extractVia: extractViaInput(),
+    backend: backendInput()
   }
   if (builder !== '') inputs.builder = builder
   if (resolved.cacheNamespace !== undefined) inputs.cacheNamespace = resolved.cacheNamespace
@@ -152,9 +157,18 @@ function readMounts(stepKeyFiles: string[], platforms: string[]): ResolvedMounts
   if (resolved.report.length > 0) core.info(`Cache mounts:\n${resolved.report.join('\n')}`)
   for (const w of resolved.warnings) core.warning(w)
   if (resolved.mounts.length === 0) {
-    core.warning(`No cache mounts to persist: none in the mounts input${dockerfiles.length > 0 ? ` and none found in ${dockerfiles.join(', ')}` : ''}.`)
+    core.warning(
+      `No cache mounts to persist: none in the mounts input${dockerfiles.length > 0 ? ` and none found in ${dockerfiles.join(', ')}` : ''}.`
+    )
   }
   return resolved
+}
+
+/** The `backend` input, checked here so a bad spec fails the step before anything runs. */
+function backendInput(): string {
+  const backend = core.getInput(InputName.backend).trim()
+  parseBackend(backend)
+  return backend
 }
 
 function extractViaInput(): ExtractChoice {

@@ -18,7 +18,11 @@ export class CommandError extends Error {
     cause?: unknown
   ) {
     const tail = lastMeaningfulLine(stderrTail)
-    super(`${argv.slice(0, 3).join(' ')} failed (exit ${exitCode ?? 'none'})${tail ? `: ${tail}` : ''}`, { cause })
+    // The cause (our side of a pipe failed: the output could not be written, a
+    // full disk) is usually why the command died; the command only says "broken pipe".
+    const reason = cause === undefined ? '' : errorMessage(cause)
+    const because = reason !== '' && !tail.includes(reason) ? ` (${reason})` : ''
+    super(`${argv.slice(0, 3).join(' ')} failed (exit ${exitCode ?? 'none'})${tail ? `: ${tail}` : ''}${because}`, { cause })
     this.name = 'CommandError'
   }
 }

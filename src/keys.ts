@@ -34,7 +34,15 @@ export function platformSegment(platform: string): string {
   return platform.replace(/[^A-Za-z0-9._]+/g, '-')
 }
 
-const NODE_ARCH: Record<string, string> = { x64: 'amd64', arm64: 'arm64', arm: 'arm', ia32: '386', ppc64: 'ppc64le', s390x: 's390x', riscv64: 'riscv64' }
+const NODE_ARCH: Record<string, string> = {
+  x64: 'amd64',
+  arm64: 'arm64',
+  arm: 'arm',
+  ia32: '386',
+  ppc64: 'ppc64le',
+  s390x: 's390x',
+  riscv64: 'riscv64'
+}
 
 /** The runner's platform in Docker's notation (`linux/amd64`). */
 export function runnerPlatform(platform: string = process.platform, arch: string = process.arch): string {

@@ -144,7 +144,10 @@ function toMountSpec(entry: Record<string, unknown>, where: string, options: Par
   const target = cleanTarget(targetRaw)
   const id = validId(entry.id === undefined ? target : entry.id, where)
   if (target.length > MAX_TARGET_LENGTH || !TARGET_PATTERN.test(target)) {
-    throw new InputError(where, `target ${quoted(targetRaw)} must be an absolute path of at most ${MAX_TARGET_LENGTH} letters, digits and . _ - : @ + ~ % /`)
+    throw new InputError(
+      where,
+      `target ${quoted(targetRaw)} must be an absolute path of at most ${MAX_TARGET_LENGTH} letters, digits and . _ - : @ + ~ % /`
+    )
   }
   return withOptions({ id, target }, entry, where)
 }
@@ -152,10 +155,7 @@ function toMountSpec(entry: Record<string, unknown>, where: string, options: Par
 function validId(id: unknown, where: string): string {
   if (typeof id !== 'string' || id === '') throw new InputError(where, 'id must be a non-empty string')
   if (id.length > MAX_ID_LENGTH || !ID_PATTERN.test(id)) {
-    throw new InputError(
-      where,
-      `id ${quoted(id)} must be at most ${MAX_ID_LENGTH} characters of letters, digits and . _ - : @ + /`
-    )
+    throw new InputError(where, `id ${quoted(id)} must be at most ${MAX_ID_LENGTH} characters of letters, digits and . _ - : @ + /`)
   }
   return id
 }

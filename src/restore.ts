@@ -7,9 +7,9 @@ import * as core from '@actions/core'
 import * as glob from '@actions/glob'
 
 import { buildContext, scanMountArchive } from './archive.js'
-import { actionsCache, type CacheStore } from './cache.js'
+import type { CacheStore } from './cache.js'
 import { runCommand, type CommandRunner } from './command.js'
-import { DEFAULT_MAX_RESTORE_BYTES, getInputs, mountArchivePath, type Inputs } from './context.js'
+import { DEFAULT_MAX_RESTORE_BYTES, getInputs, InputName, mountArchivePath, type Inputs } from './context.js'
 import { contextDir, injectDockerfile } from './dockerfile.js'
 import { resolveEngine, runBuild } from './engine.js'
 import { errorMessage } from './errors.js'
@@ -18,6 +18,7 @@ import { formatBytes, seconds } from './format.js'
 import { mountKeys } from './keys.js'
 import { log } from './log.js'
 import { generatedBuildArgs, saveMainState, type MainState, type MountState } from './state.js'
+import { deferredStore } from './storage/select.js'
 import { writeSummary } from './summary.js'
 
 
@@ -26,7 +27,12 @@ export interface Services {
   cache: CacheStore
 }
 
-export const realServices: Services = { run: runCommand, cache: actionsCache }
+/**
+ * The store is the one the `backend` input names, opened on first use: this
+ * value exists before inputs are read, and post and the sub-actions get the
+ * same inputs as main.
+ */
+export const realServices: Services = { run: runCommand, cache: deferredStore(() => core.getInput(InputName.backend)) }
 
 /**
  * Resolves the engine and freezes every mount's keys. Key files are hashed

@@ -38,7 +38,12 @@ export interface ActionRunner {
 
 let counter = 0
 
-export async function runActionStep(runner: ActionRunner, entry: 'main' | 'post', keyPrefix: string, state?: Record<string, string>): Promise<ActionStep> {
+export async function runActionStep(
+  runner: ActionRunner,
+  entry: 'main' | 'post',
+  keyPrefix: string,
+  state?: Record<string, string>
+): Promise<ActionStep> {
   const rssFile = join(runner.rssDir, `rss-${++counter}.jsonl`)
   const probe = new URL('./rss-probe.cjs', import.meta.url).pathname
   const env = {

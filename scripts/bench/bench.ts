@@ -136,7 +136,9 @@ async function main(): Promise<void> {
   const needed = 16 * plan.totalBytes + 2 * 1024 ** 3
   if (avail < needed) {
     rmSync(work, { recursive: true, force: true })
-    throw new Error(`not enough disk: ${(avail / 1024 ** 3).toFixed(1)} GiB free, the bench needs about ${(needed / 1024 ** 3).toFixed(1)} GiB; lower --size-mib`)
+    throw new Error(
+      `not enough disk: ${(avail / 1024 ** 3).toFixed(1)} GiB free, the bench needs about ${(needed / 1024 ** 3).toFixed(1)} GiB; lower --size-mib`
+    )
   }
 
   const run = `${Date.now().toString(36)}${randomBytes(2).toString('hex')}`
@@ -144,7 +146,9 @@ async function main(): Promise<void> {
   const startedAt = Date.now() - 2000
   const others = await foreignBuilds()
   if (others.length > 0) {
-    const why = opts.privateEngine ? 'they share the CPUs: noisier figures' : 'noisier figures, and their prunes empty our mounts (try --private-engine)'
+    const why = opts.privateEngine
+      ? 'they share the CPUs: noisier figures'
+      : 'noisier figures, and their prunes empty our mounts (try --private-engine)'
     log(`warning: other builds/tests are running on this machine (${why}):\n  ${others.join('\n  ')}`)
   }
   let privateEngine: PrivateEngine | undefined
@@ -154,9 +158,13 @@ async function main(): Promise<void> {
     process.env.DOCKER_HOST = privateEngine.host
     log(`private engine: dockerd pid ${privateEngine.pid} on ${privateEngine.host}`)
   }
-  log(`run ${run}: ${(plan.totalBytes / 1024 ** 2).toFixed(0)} MiB, ${plan.files} files + ${plan.hardlinks} hardlinks + ${plan.symlinks} symlinks in 3 mounts; ${opts.repeat} round(s); work dir ${work}`)
+  log(
+    `run ${run}: ${(plan.totalBytes / 1024 ** 2).toFixed(0)} MiB, ${plan.files} files + ${plan.hardlinks} hardlinks + ${plan.symlinks} symlinks in 3 mounts; ${opts.repeat} round(s); work dir ${work}`
+  )
 
-  const engineVersions = (await sh("docker version --format 'dockerd {{.Server.Version}}'; docker buildx version", { allowFail: true })).stdout.trim().split('\n')
+  const engineVersions = (await sh("docker version --format 'dockerd {{.Server.Version}}'; docker buildx version", { allowFail: true })).stdout
+    .trim()
+    .split('\n')
   let service: CacheService
   let bundle: ReturnType<typeof bundleAction>
   try {
@@ -167,7 +175,12 @@ async function main(): Promise<void> {
     rmSync(work, { recursive: true, force: true })
     throw error
   }
-  const perMount = new PerMount({ scratchDir: join(work, 'scratch'), utilityImage: UTILITY_IMAGE, builder: 'default', namePrefix: `bmc-bench-dance-${run}` })
+  const perMount = new PerMount({
+    scratchDir: join(work, 'scratch'),
+    utilityImage: UTILITY_IMAGE,
+    builder: 'default',
+    namePrefix: `bmc-bench-dance-${run}`
+  })
   const samples = new Samples()
   const fidelity: Record<string, string> = {}
   const details: Record<string, unknown> = {}
@@ -240,7 +253,12 @@ async function main(): Promise<void> {
     s.add('ours.mainMiss', mainMiss.seconds)
     log('our post step on a miss (extract + save)')
     const postMiss = await runActionStep(runner, 'post', prefix, mainMiss.result.state)
-    expectAll(postMiss.saved.map(x => x.id), mounts, 'saved', postMiss)
+    expectAll(
+      postMiss.saved.map(x => x.id),
+      mounts,
+      'saved',
+      postMiss
+    )
     addStep(s, r, 'ours.postMiss', postMiss)
     // Uploads run concurrently: their wall time is what the step spends besides extracting.
     s.add('ours.postMiss.saveWall', postMiss.seconds - (postMiss.extractSeconds ?? Number.NaN))
@@ -264,7 +282,8 @@ async function main(): Promise<void> {
       for (const m of mounts) await sh(`tar -C ${q(join(hostData, m.name))} --numeric-owner -cf ${q(join(tarCtx, `${m.name}.tar`))} .`)
       const sigs = new Map<string, TreeSignature>()
       for (const m of mounts) sigs.set(m.name, await hostTreeSignature(join(hostData, m.name)))
-      if (mounts.some(m => (sigs.get(m.name)?.entries ?? 0) !== original.get(m.name)?.entries)) throw new ForeignPrune('the host tree does not match the mounts')
+      if (mounts.some(m => (sigs.get(m.name)?.entries ?? 0) !== original.get(m.name)?.entries))
+        throw new ForeignPrune('the host tree does not match the mounts')
       hostSignatures = sigs
       details.hostSignatures = Object.fromEntries(sigs)
     }
@@ -294,7 +313,8 @@ async function main(): Promise<void> {
     await pruneRecords(ours.map(x => x.id))
     s.add('ours.prune', (performance.now() - pruneStarted) / 1000)
     const left = await signaturesOf(mounts.map(m => m.id))
-    if (mounts.some(m => (left.get(m.name)?.entries ?? 0) > 0)) throw new Error(`the prune left data in our mounts: ${JSON.stringify(Object.fromEntries(left))}`)
+    if (mounts.some(m => (left.get(m.name)?.entries ?? 0) > 0))
+      throw new Error(`the prune left data in our mounts: ${JSON.stringify(Object.fromEntries(left))}`)
 
     // 2c. Our main on a hit: restore + inject; then 2d. post again, nothing changed.
     log('our main step on a hit (restore + inject)')
@@ -330,7 +350,9 @@ async function main(): Promise<void> {
     // As the workflow's actions/cache step would have left them (cp -a keeps hardlinks and symlinks).
     await mkdir(danceSrc, { recursive: true })
     for (const m of mounts) await sh(`cp -a ${q(join(hostData, m.name))} ${q(join(danceSrc, m.name))}`)
-    const injectMap: CacheMap = Object.fromEntries(mounts.map(m => [join(danceSrc, m.name), Object.fromEntries(mountOptions(m, m.target, `${m.id}-dance-${tag}`))]))
+    const injectMap: CacheMap = Object.fromEntries(
+      mounts.map(m => [join(danceSrc, m.name), Object.fromEntries(mountOptions(m, m.target, `${m.id}-dance-${tag}`))])
+    )
     const danceInject = await perMount.injectCaches(injectMap)
     compare('per-mount inject (builder tree vs generated)', await signaturesOf(mounts.map(m => `${m.id}-dance-${tag}`)), original)
     addDance(s, 'perMount.inject', danceInject)
@@ -361,7 +383,12 @@ async function main(): Promise<void> {
           await generate()
         } finally {
           // Keep the disk in check between rounds: everything but our three mounts.
-          if (round + 1 < opts.repeat) await pruneOwn(run, startedAt, mounts.map(m => m.id))
+          if (round + 1 < opts.repeat)
+            await pruneOwn(
+              run,
+              startedAt,
+              mounts.map(m => m.id)
+            )
         }
       }
     }
@@ -430,7 +457,9 @@ function expectAll(ids: string[], mounts: BenchMount[], what: string, step: Acti
   const missing = mounts.filter(m => !ids.includes(m.id))
   if (missing.length > 0 && /the mount is empty/.test(step.result.stdout)) throw new ForeignPrune(`${step.entry} found mounts empty`)
   if (missing.length > 0) {
-    throw new Error(`${step.entry}: expected every mount ${what}, not ${missing.map(m => m.id).join(', ')} (was the builder pruned by someone else?):\n${step.result.stdout.slice(-3000)}`)
+    throw new Error(
+      `${step.entry}: expected every mount ${what}, not ${missing.map(m => m.id).join(', ')} (was the builder pruned by someone else?):\n${step.result.stdout.slice(-3000)}`
+    )
   }
 }
 
@@ -519,7 +548,8 @@ function buildReport(samples: Samples, plan: DatasetPlan, opts: Options): { text
   row('floor: host tar -c | cat', 'floor.host-tar')
   row('floor: host tar -c | zstd -T0 --long=30', 'floor.host-tar-zstd')
   for (const v of INJECT_VARIANTS) row(`floor inject: ${v}${v === bestInject ? ' (best = floor)' : ''}`, `floor.inject-${v}`, floorInject, pmInject)
-  for (const v of EXTRACT_VARIANTS) row(`floor extract: ${v}${v === bestExtract ? ' (best = floor)' : ''}`, `floor.extract-${v}`, floorExtract, pmExtract)
+  for (const v of EXTRACT_VARIANTS)
+    row(`floor extract: ${v}${v === bestExtract ? ' (best = floor)' : ''}`, `floor.extract-${v}`, floorExtract, pmExtract)
   row('per-mount inject (3 builds, dir context)', 'perMount.inject', floorInject, pmInject)
   row('    its builds', 'perMount.inject.build')
   row('    its rm -rf of the sources', 'perMount.inject.clean')
@@ -560,7 +590,8 @@ function buildReport(samples: Samples, plan: DatasetPlan, opts: Options): { text
     `${'phase'.padEnd(width)}  ${'s'.padStart(7)}  ${'× floor'.padStart(8)}  ${'× per-mount'.padStart(11)}  ${'× host tar'.padStart(10)}`,
     `${'-'.repeat(width)}  ${'-'.repeat(7)}  ${'-'.repeat(8)}  ${'-'.repeat(11)}  ${'-'.repeat(10)}`,
     ...rows.map(
-      r => `${r.phase.padEnd(width)}  ${fmt(r.seconds).padStart(7)}  ${fmt(r.vsFloor).padStart(8)}  ${fmt(r.vsPerMount).padStart(11)}  ${fmt(r.vsHostTar, 1).padStart(10)}`
+      r =>
+        `${r.phase.padEnd(width)}  ${fmt(r.seconds).padStart(7)}  ${fmt(r.vsFloor).padStart(8)}  ${fmt(r.vsPerMount).padStart(11)}  ${fmt(r.vsHostTar, 1).padStart(10)}`
     ),
     '',
     'Round trip (inject + extract):',

@@ -53,7 +53,13 @@ export function cacheFlag(m: BenchMount, options: { target?: string; id?: string
 
 /** The action's `mounts` input for these mounts. */
 export function actionMountsInput(mounts: BenchMount[]): string {
-  return mounts.map(m => mountOptions(m).map(([k, v]) => `${k}=${v}`).join(',')).join('\n')
+  return mounts
+    .map(m =>
+      mountOptions(m)
+        .map(([k, v]) => `${k}=${v}`)
+        .join(',')
+    )
+    .join('\n')
 }
 
 interface DirPlan {
@@ -169,13 +175,7 @@ export function generatorDockerfile(image: string, mounts: BenchMount[], plan: D
     signatureFunction(),
     ...mounts.map(m => `echo "SIG ${m.name} $(sig ${m.target})"`)
   ]
-  return [
-    `FROM ${image}`,
-    `RUN ${mounts.map(m => cacheFlag(m)).join(' \\\n    ')} <<'EOS'`,
-    ...script,
-    'EOS',
-    ''
-  ].join('\n')
+  return [`FROM ${image}`, `RUN ${mounts.map(m => cacheFlag(m)).join(' \\\n    ')} <<'EOS'`, ...script, 'EOS', ''].join('\n')
 }
 
 /**
@@ -212,7 +212,13 @@ export interface Signature {
 export function parseSignatures(log: string): Map<string, Signature> {
   const out = new Map<string, Signature>()
   for (const m of log.matchAll(/SIG (\S+) (\d+) ([0-9a-f]+) ([0-9a-f]+) ([0-9a-f]+) ([01])\s*$/gm)) {
-    out.set(m[1] as string, { entries: Number(m[2]), meta: m[3] as string, fileMtimes: m[4] as string, dirMtimes: m[5] as string, buildstamp: m[6] === '1' })
+    out.set(m[1] as string, {
+      entries: Number(m[2]),
+      meta: m[3] as string,
+      fileMtimes: m[4] as string,
+      dirMtimes: m[5] as string,
+      buildstamp: m[6] === '1'
+    })
   }
   return out
 }

@@ -110,7 +110,12 @@ export async function extractFloor(
     }
   }
   const r = await sh(`${BUILD} --build-arg NONCE=${randomUUID()} --output type=tar,dest=- ${q(ctx)} | ${sink}`)
-  const result: FloorResult = { name: `extract-${variant}`, description: `extract floor: ${variant}`, seconds: r.seconds, steps: stepSeconds(r.stderr) }
+  const result: FloorResult = {
+    name: `extract-${variant}`,
+    description: `extract floor: ${variant}`,
+    seconds: r.seconds,
+    steps: stepSeconds(r.stderr)
+  }
   if (sink === 'wc -c') result.bytes = Number(r.stdout.trim())
   return result
 }
@@ -142,7 +147,9 @@ export function injectFloorDockerfile(variant: InjectVariant, image: string, mou
         ? mounts.map(m => `tar -xf /src/${m.name}.tar -C ${m.target}`)
         : ['set -o pipefail', `echo go | nc 127.0.0.1 "$PORT" | tar -x -C ${root}`]
   const args = variant === 'tar-loopback' ? ['ARG PORT'] : []
-  return [`FROM ${image}`, 'ARG NONCE', ...args, `RUN ${[...cache, ...binds].join(' \\\n    ')} \\\n    ${commands.join(' \\\n    && ')}`, ''].join('\n')
+  return [`FROM ${image}`, 'ARG NONCE', ...args, `RUN ${[...cache, ...binds].join(' \\\n    ')} \\\n    ${commands.join(' \\\n    && ')}`, ''].join(
+    '\n'
+  )
 }
 
 /**
@@ -150,7 +157,13 @@ export function injectFloorDockerfile(variant: InjectVariant, image: string, mou
  * for tar-x the files <name>.tar; for tar-loopback the host tree under
  * data/<name> that the listener streams. The Dockerfile is written into it.
  */
-export async function injectFloor(variant: InjectVariant, image: string, mounts: BenchMount[], contextDir: string, idSuffix: string): Promise<FloorResult> {
+export async function injectFloor(
+  variant: InjectVariant,
+  image: string,
+  mounts: BenchMount[],
+  contextDir: string,
+  idSuffix: string
+): Promise<FloorResult> {
   await writeFile(join(contextDir, 'Dockerfile'), injectFloorDockerfile(variant, image, mounts, idSuffix))
   if (variant === 'tar-loopback') {
     const listener = await listen(async socket => {

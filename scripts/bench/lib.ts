@@ -116,7 +116,13 @@ export interface CacheRecord {
  */
 export async function listRecords(): Promise<CacheRecord[]> {
   const { stdout } = await sh(`docker system df -v --format '{{json .BuildCache}}'`)
-  const raw = JSON.parse(stdout.trim() || '[]') as Array<{ ID: string; CreatedAt: string; Description: string; CacheType: string; InUse: boolean | string }> | null
+  const raw = JSON.parse(stdout.trim() || '[]') as Array<{
+    ID: string
+    CreatedAt: string
+    Description: string
+    CacheType: string
+    InUse: boolean | string
+  }> | null
   return (raw ?? []).map(r => ({
     id: r.ID,
     createdAt: Date.parse(r.CreatedAt.replace(/^(\S+) (\d\d:\d\d:\d\d(?:\.\d+)?) \+0000 UTC$/, '$1T$2Z')),
@@ -142,7 +148,10 @@ export async function pruneRecords(ids: string[]): Promise<number> {
 
 /** Other builds running on the engine right now (they make timings noisy and may prune our mounts). */
 export async function foreignBuilds(): Promise<string[]> {
-  const r = await sh(`for p in /proc/[0-9]*; do c=$(tr '\\0' ' ' < $p/cmdline 2>/dev/null || true); case "$c" in *buildx\\ build*|*buildx\\ prune*|*jest*) echo "\${p#/proc/} $c";; esac; done`, { allowFail: true })
+  const r = await sh(
+    `for p in /proc/[0-9]*; do c=$(tr '\\0' ' ' < $p/cmdline 2>/dev/null || true); case "$c" in *buildx\\ build*|*buildx\\ prune*|*jest*) echo "\${p#/proc/} $c";; esac; done`,
+    { allowFail: true }
+  )
   return r.stdout
     .split('\n')
     .filter(l => l.trim() !== '' && !l.includes('for p in /proc'))

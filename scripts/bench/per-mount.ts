@@ -143,7 +143,9 @@ RUN --mount=${mountArgs(options)} \
 `
     await writeFile(join(scratchDir, 'Dancefile.inject'), dancefile)
     steps.prepare = (performance.now() - t) / 1000
-    const build = await sh(`docker buildx build --builder ${q(builder)} -f ${q(join(scratchDir, 'Dancefile.inject'))} --tag ${q(this.injectTag)} --progress=plain ${q(source)}`)
+    const build = await sh(
+      `docker buildx build --builder ${q(builder)} -f ${q(join(scratchDir, 'Dancefile.inject'))} --tag ${q(this.injectTag)} --progress=plain ${q(source)}`
+    )
     steps.build = build.seconds
     t = performance.now()
     await rm(source, { recursive: true, force: true })
@@ -197,7 +199,9 @@ async function cli(argv: string[]): Promise<void> {
     return i >= 0 && argv[i + 1] !== undefined ? (argv[i + 1] as string) : fallback
   }
   if (mode !== 'inject' && mode !== 'extract') {
-    console.error('usage: per-mount.ts inject|extract --cache-map JSON [--scratch-dir DIR] [--builder NAME] [--utility-image IMAGE] [--name-prefix P]')
+    console.error(
+      'usage: per-mount.ts inject|extract --cache-map JSON [--scratch-dir DIR] [--builder NAME] [--utility-image IMAGE] [--name-prefix P]'
+    )
     process.exit(2)
   }
   const cacheMap = JSON.parse(flag('cache-map', '{}')) as CacheMap
@@ -208,7 +212,10 @@ async function cli(argv: string[]): Promise<void> {
     namePrefix: flag('name-prefix', 'dance')
   })
   const timings = mode === 'inject' ? await tool.injectCaches(cacheMap) : await tool.extractCaches(cacheMap)
-  for (const t of timings) console.log(`${mode} ${t.source}: ${t.seconds.toFixed(2)} s ${JSON.stringify(Object.fromEntries(Object.entries(t.steps).map(([k, v]) => [k, Number(v.toFixed(2))])))}`)
+  for (const t of timings)
+    console.log(
+      `${mode} ${t.source}: ${t.seconds.toFixed(2)} s ${JSON.stringify(Object.fromEntries(Object.entries(t.steps).map(([k, v]) => [k, Number(v.toFixed(2))])))}`
+    )
 }
 
 if (process.argv[1] && import.meta.url === pathToFileURL(resolve(process.argv[1])).href) {

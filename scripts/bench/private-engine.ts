@@ -38,12 +38,18 @@ export async function startPrivateEngine(tag: string, utilityImage: string): Pro
   const free = Array.from({ length: 200 }, (_, i) => 20 + ((i + Number.parseInt(tag.slice(-4), 36)) % 200)).find(n => !used.includes(`10.213.${n}.`))
   await sh(`ip link add name ${bridge} type bridge && ip addr add 10.213.${free}.1/24 dev ${bridge} && ip link set ${bridge} up`)
   const args = [
-    '--storage-driver', 'overlay2',
-    '--data-root', join(dir, 'data'),
-    '--exec-root', execRoot,
-    '--pidfile', join(dir, 'dockerd.pid'),
-    '-H', host,
-    '--bridge', bridge,
+    '--storage-driver',
+    'overlay2',
+    '--data-root',
+    join(dir, 'data'),
+    '--exec-root',
+    execRoot,
+    '--pidfile',
+    join(dir, 'dockerd.pid'),
+    '-H',
+    host,
+    '--bridge',
+    bridge,
     '--iptables=false',
     '--ip-forward=false',
     '--ip-masq=false'
@@ -67,7 +73,9 @@ export async function startPrivateEngine(tag: string, utilityImage: string): Pro
     for (let i = 0; i < 150 && alive(); i++) await new Promise(r => setTimeout(r, 200))
     if (alive()) process.kill(pid, 'SIGKILL')
     await sh(`ip link del ${bridge}`, { allowFail: true })
-    const mounted = readFileSync('/proc/mounts', 'utf8').split('\n').filter(l => l.includes(dir) || l.includes(execRoot))
+    const mounted = readFileSync('/proc/mounts', 'utf8')
+      .split('\n')
+      .filter(l => l.includes(dir) || l.includes(execRoot))
     if (mounted.length > 0) {
       console.error(`private engine: mounts left under ${dir} / ${execRoot}; not deleting them:\n${mounted.join('\n')}`)
       return

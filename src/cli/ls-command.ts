@@ -62,7 +62,9 @@ export async function lsCommand({ options, output, store }: CommandContext): Pro
         ...(e.compression ? { compression: e.compression } : {})
       }))
     )
-    output.result(JSON.stringify({ command: 'ls', backend: managed.location, 'total-bytes': total, entries: rows, warnings: output.warnings }, null, 2))
+    output.result(
+      JSON.stringify({ command: 'ls', backend: managed.location, 'total-bytes': total, entries: rows, warnings: output.warnings }, null, 2)
+    )
     return
   }
   const lines = [`${managed.location}: ${entryCount(entries.length)}, ${formatBytes(total)}`]

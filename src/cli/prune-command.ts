@@ -12,7 +12,10 @@ export async function pruneCommand({ options, output, store }: CommandContext): 
   const managed = managedStore(store, 'prune')
   const entries = await managed.list(`${keyPrefix(options)}-`)
   const now = Date.now()
-  const policy = { ...(options.maxAgeMs !== undefined ? { maxAgeMs: options.maxAgeMs } : {}), ...(options.maxTotalBytes !== undefined ? { maxTotalBytes: options.maxTotalBytes } : {}) }
+  const policy = {
+    ...(options.maxAgeMs !== undefined ? { maxAgeMs: options.maxAgeMs } : {}),
+    ...(options.maxTotalBytes !== undefined ? { maxTotalBytes: options.maxTotalBytes } : {})
+  }
   const doomed = selectPrunable(entries, policy, now)
   const removed: typeof doomed = []
   for (const e of doomed) {
@@ -37,7 +40,17 @@ export async function pruneCommand({ options, output, store }: CommandContext): 
     const rows = removed.map(e => ({ key: e.key, size: e.size, created: e.created.toISOString(), 'last-used': new Date(lastUse(e)).toISOString() }))
     output.result(
       JSON.stringify(
-        { command: 'prune', backend: managed.location, 'dry-run': options.dryRun, removed: rows, 'removed-bytes': removedBytes, kept: entries.length - removed.length, 'kept-bytes': keptBytes, 'swept-bytes': swept, warnings: output.warnings },
+        {
+          command: 'prune',
+          backend: managed.location,
+          'dry-run': options.dryRun,
+          removed: rows,
+          'removed-bytes': removedBytes,
+          kept: entries.length - removed.length,
+          'kept-bytes': keptBytes,
+          'swept-bytes': swept,
+          warnings: output.warnings
+        },
         null,
         2
       )
@@ -46,5 +59,7 @@ export async function pruneCommand({ options, output, store }: CommandContext): 
   }
   const verb = options.dryRun ? 'Would remove' : 'Removed'
   const sweptNote = swept > 0 ? `; ${formatBytes(swept)} of leftovers from interrupted saves swept` : ''
-  output.info(`${verb} ${removed.length} of ${entries.length} entries (${formatBytes(removedBytes)}), ${entries.length - removed.length} kept (${formatBytes(keptBytes)}) in ${managed.location}${sweptNote}`)
+  output.info(
+    `${verb} ${removed.length} of ${entries.length} entries (${formatBytes(removedBytes)}), ${entries.length - removed.length} kept (${formatBytes(keptBytes)}) in ${managed.location}${sweptNote}`
+  )
 }

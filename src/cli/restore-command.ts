@@ -19,7 +19,13 @@ export async function restoreCommand({ options, output, store }: CommandContext)
   await writeStateFile(options.state, state)
   const mounts = restoredMounts(state)
   if (options.json) {
-    output.result(JSON.stringify({ command: 'restore', backend: storeName(store), 'cache-hit': cacheHit(state), state: options.state, mounts, warnings: output.warnings }, null, 2))
+    output.result(
+      JSON.stringify(
+        { command: 'restore', backend: storeName(store), 'cache-hit': cacheHit(state), state: options.state, mounts, warnings: output.warnings },
+        null,
+        2
+      )
+    )
     return
   }
   const hits = mounts.filter(m => m.hit)

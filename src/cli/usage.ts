@@ -23,7 +23,9 @@ const DESCRIBED: Record<string, string> = {
 }
 
 export function helpText(command?: Command): string {
-  const inputs = [...inputOptions().keys()].map(option => `  --${option} VALUE`.padEnd(30) + (DESCRIBED[option] ?? 'as the action input of the same name'))
+  const inputs = [...inputOptions().keys()].map(
+    option => `  --${option} VALUE`.padEnd(30) + (DESCRIBED[option] ?? 'as the action input of the same name')
+  )
   const lines = [
     'Usage: buildkit-mount-cache <command> [options]',
     '',

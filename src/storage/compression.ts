@@ -59,7 +59,13 @@ function zlibZstdDecompress(): (() => Transform) | undefined {
  * `consume`, which must read it to the end (write it to a file, upload it).
  * `meter` sees the uncompressed bytes as they are read, for progress lines.
  */
-export async function compressFile(path: string, codec: Codec, consume: (compressed: Readable) => Promise<unknown>, meter?: Transform, run: CommandRunner = runCommand): Promise<void> {
+export async function compressFile(
+  path: string,
+  codec: Codec,
+  consume: (compressed: Readable) => Promise<unknown>,
+  meter?: Transform,
+  run: CommandRunner = runCommand
+): Promise<void> {
   const source = meter ? metered(createReadStream(path), meter) : createReadStream(path)
   if (codec === 'zstd') {
     // A consumer that gives up must close the pipe, or zstd blocks on a full pipe forever;

@@ -49,7 +49,10 @@ const ORPHAN_AGE_MS = 60 * 60 * 1000
 
 /** A file-name-safe, collision-free (also on case-insensitive filesystems) stem for a key. */
 export function fileStem(key: string): string {
-  const safe = key.replace(/[^A-Za-z0-9._-]/g, '_').replace(/^\.+/, '_').slice(0, 150)
+  const safe = key
+    .replace(/[^A-Za-z0-9._-]/g, '_')
+    .replace(/^\.+/, '_')
+    .slice(0, 150)
   return `${safe}.${createHash('sha256').update(key).digest('hex').slice(0, 12)}`
 }
 

@@ -43,7 +43,11 @@ export function matchEntry<T extends Candidate>(entries: readonly T[], primaryKe
 }
 
 /** The same lookup against a remote listing (S3: one HEAD, then one listing per prefix until a match). */
-export async function findEntry<T extends Candidate>(source: CandidateSource<T>, primaryKey: string, restoreKeys: readonly string[]): Promise<T | undefined> {
+export async function findEntry<T extends Candidate>(
+  source: CandidateSource<T>,
+  primaryKey: string,
+  restoreKeys: readonly string[]
+): Promise<T | undefined> {
   const exact = await source.exact(primaryKey)
   if (exact) return exact
   for (const prefix of [primaryKey, ...restoreKeys]) {

@@ -93,7 +93,10 @@ export class S3Store implements ManagedStore {
       got.Body.destroy()
       throw new Error(`${hit.key}: the object has no known compression in its metadata (x-amz-meta-${METADATA_CODEC}: ${codec ?? 'none'})`)
     }
-    const meter = progressMeter({ label: `${basename(archivePath, '.tar')}: downloading`, ...(got.ContentLength !== undefined ? { total: got.ContentLength } : {}) })
+    const meter = progressMeter({
+      label: `${basename(archivePath, '.tar')}: downloading`,
+      ...(got.ContentLength !== undefined ? { total: got.ContentLength } : {})
+    })
     await decompressToFile(metered(got.Body, meter), codec as Codec, archivePath)
     return hit.key
   }

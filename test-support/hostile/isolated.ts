@@ -24,11 +24,26 @@ export async function runIsolatedStep(entry: 'main' | 'post' | 'restore-only' | 
   const outputFile = join(files, 'output')
   writeFileSync(stateFile, '')
   writeFileSync(outputFile, '')
-  const env: NodeJS.ProcessEnv = { ...process.env, ...options.env, RUNNER_TEMP: options.runnerTemp, GITHUB_STATE: stateFile, GITHUB_OUTPUT: outputFile }
+  const env: NodeJS.ProcessEnv = {
+    ...process.env,
+    ...options.env,
+    RUNNER_TEMP: options.runnerTemp,
+    GITHUB_STATE: stateFile,
+    GITHUB_OUTPUT: outputFile
+  }
   for (const [name, value] of Object.entries(options.inputs)) env[`INPUT_${name.replace(/ /g, '_').toUpperCase()}`] = value
   for (const [name, value] of Object.entries(options.state ?? {})) env[`STATE_${name}`] = value
   const wrapper = join(REPO_ROOT, 'test-support/hostile/bind-and-run.cjs')
-  const argv = ['--mount', '--propagation', 'private', process.execPath, wrapper, options.privateTemp, options.runnerTemp, join(options.bundleDir, `${entry}.cjs`)]
+  const argv = [
+    '--mount',
+    '--propagation',
+    'private',
+    process.execPath,
+    wrapper,
+    options.privateTemp,
+    options.runnerTemp,
+    join(options.bundleDir, `${entry}.cjs`)
+  ]
   try {
     const child = spawn('unshare', argv, { cwd: options.cwd ?? REPO_ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] })
     let stdout = ''
@@ -43,7 +58,12 @@ export async function runIsolatedStep(entry: 'main' | 'post' | 'restore-only' | 
       stdout
         .split('\n')
         .filter(l => l.startsWith(`::${kind}`))
-        .map(l => l.slice(l.indexOf('::', 2) + 2).replace(/%0A/g, '\n').replace(/%25/g, '%'))
+        .map(l =>
+          l
+            .slice(l.indexOf('::', 2) + 2)
+            .replace(/%0A/g, '\n')
+            .replace(/%25/g, '%')
+        )
     return {
       exitCode,
       stdout,

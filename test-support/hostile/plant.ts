@@ -48,22 +48,45 @@ export async function withCacheClient<T>(target: PlantTarget, fn: () => Promise<
   }
 }
 
+export interface Planting {
+  id: string
+  key: string
+  /** Puts the entry's content at the archive path: a file, a directory, a symlink... */
+  make: (archivePath: string) => void
+}
+
 /**
- * Stores whatever `make` puts at the mount's archive path (a file, a
- * directory, a symlink...) as a cache entry under `key`, then removes it.
+ * Stores each planting as a cache entry under its key (several at once, one
+ * cache client setup), then removes what was made at the archive paths.
  */
-export async function plant(target: PlantTarget, id: string, key: string, make: (archivePath: string) => void): Promise<void> {
-  const archivePath = mountArchivePath(id, { RUNNER_TEMP: target.runnerTemp })
-  mkdirSync(dirname(archivePath), { recursive: true })
-  rmSync(archivePath, { recursive: true, force: true })
-  make(archivePath)
-  try {
-    const { value, log } = await withCacheClient(target, () => cache.saveCache([archivePath], key))
-    if (value === -1) throw new Error(`planting ${key} failed:\n${log}`)
-  } finally {
+export async function plantMany(target: PlantTarget, plantings: Planting[], concurrency = 6): Promise<void> {
+  const paths = plantings.map(p => {
+    const archivePath = mountArchivePath(p.id, { RUNNER_TEMP: target.runnerTemp })
+    mkdirSync(dirname(archivePath), { recursive: true })
     rmSync(archivePath, { recursive: true, force: true })
+    p.make(archivePath)
+    return archivePath
+  })
+  try {
+    const { value: failed, log } = await withCacheClient(target, async () => {
+      const failures: string[] = []
+      let next = 0
+      const worker = async (): Promise<void> => {
+        for (let i = next++; i < plantings.length; i = next++) {
+          if ((await cache.saveCache([paths[i]!], plantings[i]!.key)) === -1) failures.push(plantings[i]!.key)
+        }
+      }
+      await Promise.all(Array.from({ length: Math.min(concurrency, plantings.length) }, worker))
+      return failures
+    })
+    if (failed.length > 0) throw new Error(`planting ${failed.join(', ')} failed:\n${log}`)
+  } finally {
+    for (const p of paths) rmSync(p, { recursive: true, force: true })
   }
 }
+
+export const plant = (target: PlantTarget, id: string, key: string, make: (archivePath: string) => void): Promise<void> =>
+  plantMany(target, [{ id, key, make }])
 
 export const plantBytes = (target: PlantTarget, id: string, key: string, data: Buffer): Promise<void> =>
   plant(target, id, key, p => writeFileSync(p, data))
