@@ -7,7 +7,7 @@ import { pipeline } from 'node:stream/promises'
 
 import * as tar from 'tar-stream'
 
-import { ArchiveError } from './errors.js'
+import { ArchiveError, errorMessage } from './errors.js'
 
 type TarHeader = Partial<tar.Header> & { name: string }
 
@@ -135,7 +135,9 @@ export class EntryGuard {
     }
     if (type === 'link') {
       const target = header.linkname ?? ''
-      if (target === path || this.seen.get(target) !== 'file') {
+      const targetType = this.seen.get(target)
+      // A regular file, or another name of one (tar writers link to the first name, but need not).
+      if (target === path || (targetType !== 'file' && targetType !== 'link')) {
         throw new ArchiveError(
           'ARCHIVE_LINK_UNSAFE',
           `hardlink ${quoted} points to ${JSON.stringify(target)}, not an earlier file of the archive`,
@@ -481,6 +483,8 @@ interface SplitOutput {
   excluded: (path: string) => boolean
   pack: tar.Pack
   written: Promise<void>
+  /** Why writing the archive failed, when it did before the split ended (a full disk). */
+  writeError?: unknown
   digest: TreeDigest
   guard: EntryGuard
   sawRoot: boolean
@@ -536,8 +540,17 @@ export async function splitExport(source: Readable, targets: SplitTarget[]): Pro
     targets.map((t): [string, SplitOutput] => {
       const pack = tar.pack()
       const written = pipeline(pack as unknown as Readable, createWriteStream(t.archivePath))
-      written.catch(() => undefined)
-      const state = { excluded: excludeMatcher(t.exclude), pack, written, digest: new TreeDigest(), guard: new EntryGuard(), sawRoot: false }
+      const state: SplitOutput = {
+        excluded: excludeMatcher(t.exclude),
+        pack,
+        written,
+        digest: new TreeDigest(),
+        guard: new EntryGuard(),
+        sawRoot: false
+      }
+      written.catch((error: unknown) => {
+        state.writeError ??= error
+      })
       return [t.dir, state]
     })
   )
@@ -583,8 +596,11 @@ export async function splitExport(source: Readable, targets: SplitTarget[]): Pro
       )
     })
   } catch (error) {
+    // A destination that failed first (a full disk) explains more than the closed stream it left behind.
+    const writeError = [...outputs.values()].find(o => o.writeError !== undefined)?.writeError
     for (const out of outputs.values()) out.pack.destroy(error as Error)
     await Promise.allSettled([...outputs.values()].map(o => o.written))
+    if (writeError !== undefined) throw new ArchiveError('ARCHIVE_UNEXPECTED', `cannot write a mount archive: ${errorMessage(writeError)}`)
     throw error
   }
   const result = new Map<string, ArchiveSummary>()

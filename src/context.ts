@@ -7,6 +7,7 @@ import type { ClientChoice } from './engine.js'
 import type { ExtractChoice } from './extract.js'
 import { InputError } from './errors.js'
 import { idSegment, runnerPlatform } from './keys.js'
+import { log } from './log.js'
 import { parseBuildArgs, resolveMounts, type ResolvedMounts } from './mount-sources.js'
 import { parseSize, type MountSpec } from './mounts.js'
 import { parseBackend } from './storage/select.js'
@@ -154,10 +155,10 @@ function readMounts(stepKeyFiles: string[], platforms: string[]): ResolvedMounts
     workspace: process.env.GITHUB_WORKSPACE || process.cwd(),
     stepKeyFiles
   })
-  if (resolved.report.length > 0) core.info(`Cache mounts:\n${resolved.report.join('\n')}`)
-  for (const w of resolved.warnings) core.warning(w)
+  if (resolved.report.length > 0) log.info(`Cache mounts:\n${resolved.report.join('\n')}`)
+  for (const w of resolved.warnings) log.warning(w)
   if (resolved.mounts.length === 0) {
-    core.warning(
+    log.warning(
       `No cache mounts to persist: none in the mounts input${dockerfiles.length > 0 ? ` and none found in ${dockerfiles.join(', ')}` : ''}.`
     )
   }
