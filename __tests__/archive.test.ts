@@ -77,10 +77,14 @@ describe('splitExport → scanMountArchive → buildContext', () => {
     }
     expect(split.get('0')?.bytes).toBe(5 + 70000)
 
-    const context = await readTar(await buffer(buildContext('FROM x\n', [
-      { dir: 'm0', archivePath: targets[0]!.archivePath },
-      { dir: 'm1', archivePath: targets[1]!.archivePath }
-    ])))
+    const context = await readTar(
+      await buffer(
+        buildContext('FROM x\n', [
+          { dir: 'm0', archivePath: targets[0]!.archivePath },
+          { dir: 'm1', archivePath: targets[1]!.archivePath }
+        ])
+      )
+    )
     expect(context[0]).toMatchObject({ header: { name: 'Dockerfile' } })
     expect(context[0]?.body.toString()).toBe('FROM x\n')
     const names = context.map(e => e.header.name)
@@ -100,7 +104,6 @@ describe('splitExport → scanMountArchive → buildContext', () => {
     expect(other.get('0')?.digest).not.toBe(once.get('0')?.digest)
   })
 })
-
 
 describe('scanMountArchive refuses hostile archives', () => {
   const root: RawEntry = { name: './', type: 'directory', mode: 0o755 }
@@ -155,7 +158,9 @@ describe('exclude', () => {
       { name: '0/registry/src/big', body: 'xxxx', mtime: t },
       { name: '0/link-to-big', type: 'link', linkname: '0/registry/src/big', mtime: t }
     ]
-    const withExclude = await splitExport(Readable.from([await makeTar(entries)]), [{ dir: '0', archivePath: join(dir, 'ex.tar'), exclude: ['registry/src'] }])
+    const withExclude = await splitExport(Readable.from([await makeTar(entries)]), [
+      { dir: '0', archivePath: join(dir, 'ex.tar'), exclude: ['registry/src'] }
+    ])
     expect((await readTar(readFileSync(join(dir, 'ex.tar')))).map(e => e.header.name)).toEqual(['./', 'keep', 'registry/'])
     const without = entries.filter(e => !e.name.includes('src') && e.name !== '0/link-to-big')
     const plain = await splitExport(Readable.from([await makeTar(without)]), [{ dir: '0', archivePath: join(dir, 'ex2.tar') }])

@@ -13,12 +13,7 @@ import * as os from 'node:os'
 import * as path from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { applyEnv, type CacheClientEnv } from '../test-support/cache-service/env.js'
-import {
-  controlClient,
-  startCacheService,
-  TWIRP_SERVICE,
-  type CacheService
-} from '../test-support/cache-service/server.js'
+import { controlClient, startCacheService, TWIRP_SERVICE, type CacheService } from '../test-support/cache-service/server.js'
 
 const ROOT = fs.mkdtempSync(path.join(os.tmpdir(), 'cache-service-itg-'))
 const WS = path.join(ROOT, 'ws')
@@ -467,9 +462,12 @@ describe('Azure Block Blob protocol of the signed URLs', () => {
     expect(res._response.status).toBe(201)
     expect(res.etag).toMatch(/^"0x/)
     expect(res.lastModified).toBeInstanceOf(Date)
-    expect(svc.requests.slice(mark).map(q => `${q.op} ${q.status}`).sort()).toEqual(
-      ['PutBlock 201', 'PutBlock 201', 'PutBlock 201', 'PutBlockList 201'].sort()
-    )
+    expect(
+      svc.requests
+        .slice(mark)
+        .map(q => `${q.op} ${q.status}`)
+        .sort()
+    ).toEqual(['PutBlock 201', 'PutBlock 201', 'PutBlock 201', 'PutBlockList 201'].sort())
     const url = await finalize(r, 2500)
     expect(Buffer.from(await (await fetch(url)).arrayBuffer()).equals(data)).toBe(true)
 
@@ -606,7 +604,13 @@ describe('service v1 (GHES REST) with the real @actions/cache', () => {
     mark = svc.requests.length
     expect(await cache.saveCache([dir], 'v1-key-1')).toBe(-1)
     expect(opsSince(svc, mark)).toEqual(['v1.ReserveCache 409'])
-    expect(lines().some(l => l.startsWith('Failed to save: Unable to reserve cache with key v1-key-1, another job may be creating this cache. More details: Cache already exists.'))).toBe(true)
+    expect(
+      lines().some(l =>
+        l.startsWith(
+          'Failed to save: Unable to reserve cache with key v1-key-1, another job may be creating this cache. More details: Cache already exists.'
+        )
+      )
+    ).toBe(true)
 
     mark = svc.requests.length
     expect(await cache.restoreCache([dir], 'v1-absent')).toBeUndefined()

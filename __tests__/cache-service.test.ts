@@ -2,12 +2,7 @@
 // (test-support/cache-service): key matching, Azure block list / range parsing,
 // blob URL signatures, fault matching and the env helpers.
 import { describe, expect, test } from '@jest/globals'
-import {
-  applyEnv,
-  cacheClientEnv,
-  formatEnv,
-  parseEnvLines
-} from '../test-support/cache-service/env.js'
+import { applyEnv, cacheClientEnv, formatEnv, parseEnvLines } from '../test-support/cache-service/env.js'
 import {
   blockIdToHex,
   faultMatches,
@@ -31,8 +26,7 @@ describe('findEntry (GitHub key matching)', () => {
     e('deps-mac-ccc', 50),
     e('deps-linux-zzz', 999, 'other-version')
   ]
-  const find = (primary: string, restore: string[] = [], version = 'v1'): string | undefined =>
-    findEntry(entries, primary, restore, version)?.key
+  const find = (primary: string, restore: string[] = [], version = 'v1'): string | undefined => findEntry(entries, primary, restore, version)?.key
 
   test('exact primary key wins over newer prefix matches', () => {
     expect(find('deps-linux-aaa', ['deps-linux-'])).toBe('deps-linux-aaa')

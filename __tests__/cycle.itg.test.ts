@@ -104,13 +104,25 @@ describe.each([
   let env: NodeJS.ProcessEnv
   const label = `${client}-${extractVia}`
   const workspace = (): string => join(itg.work, `ws-${label}`)
-  const inputs = { mounts, 'key-files': 'Dockerfile', 'key-prefix': `cycle-${run}`, 'utility-image': UTILITY_IMAGE, client, 'extract-via': extractVia }
+  const inputs = {
+    mounts,
+    'key-files': 'Dockerfile',
+    'key-prefix': `cycle-${run}`,
+    'utility-image': UTILITY_IMAGE,
+    client,
+    'extract-via': extractVia
+  }
 
   beforeAll(() => {
     path = clientPathDir(client)
     spawnSync('mkdir', ['-p', workspace()])
     writeFileSync(join(workspace(), 'Dockerfile'), writerDockerfile(ids))
-    env = { ...itg.service.env(), PATH: `${path.dir}:${process.env.PATH}`, RUNNER_TEMP: join(itg.work, `temp-${label}`), GITHUB_WORKSPACE: workspace() }
+    env = {
+      ...itg.service.env(),
+      PATH: `${path.dir}:${process.env.PATH}`,
+      RUNNER_TEMP: join(itg.work, `temp-${label}`),
+      GITHUB_WORKSPACE: workspace()
+    }
   })
   afterAll(() => path?.cleanup())
 
@@ -132,7 +144,12 @@ describe.each([
     const saved = await step('post', first.state)
     expect(saved.warnings).toEqual([])
     expect(saved.stdout).toContain(extractVia === 'export' ? '(build exporter)' : '(loopback stream)')
-    expect(itg.service.entries().map(e => e.key).filter(k => k.startsWith(`cycle-${run}-`))).toHaveLength(3)
+    expect(
+      itg.service
+        .entries()
+        .map(e => e.key)
+        .filter(k => k.startsWith(`cycle-${run}-`))
+    ).toHaveLength(3)
 
     pruneBuilder(client)
 

@@ -167,9 +167,17 @@ const cases: Case[] = [
   },
   {
     name: 'a global ARG is invisible in a stage until re-declared',
-    dockerfile: df('ARG CACHE=npm', 'FROM alpine', 'RUN --mount=type=cache,id=$CACHE,target=/a true', 'ARG CACHE', 'RUN --mount=type=cache,id=$CACHE,target=/b true'),
+    dockerfile: df(
+      'ARG CACHE=npm',
+      'FROM alpine',
+      'RUN --mount=type=cache,id=$CACHE,target=/a true',
+      'ARG CACHE',
+      'RUN --mount=type=cache,id=$CACHE,target=/b true'
+    ),
     specs: [{ id: 'npm', target: '/b' }],
-    warnings: [/^Dockerfile:3: cache mount skipped: cannot resolve \$CACHE \(a global or automatic ARG is visible in a stage only after "ARG CACHE" in it\)/]
+    warnings: [
+      /^Dockerfile:3: cache mount skipped: cannot resolve \$CACHE \(a global or automatic ARG is visible in a stage only after "ARG CACHE" in it\)/
+    ]
   },
   {
     name: 'build-args override global and stage ARG defaults; undeclared build-args are not visible',
@@ -233,13 +241,23 @@ const cases: Case[] = [
   },
   {
     name: 'automatic platform ARGs need ARG inside the stage',
-    dockerfile: df('FROM alpine', 'RUN --mount=type=cache,id=a-$TARGETARCH,target=/a true', 'ARG TARGETARCH', 'RUN --mount=type=cache,id=b-$TARGETARCH,target=/b true'),
+    dockerfile: df(
+      'FROM alpine',
+      'RUN --mount=type=cache,id=a-$TARGETARCH,target=/a true',
+      'ARG TARGETARCH',
+      'RUN --mount=type=cache,id=b-$TARGETARCH,target=/b true'
+    ),
     specs: [{ id: 'b-amd64', target: '/b' }],
     warnings: [/^Dockerfile:2: .*cannot resolve \$TARGETARCH \(a global or automatic ARG is visible in a stage only after "ARG TARGETARCH"/]
   },
   {
     name: 'automatic platform ARGs are usable in global ARG defaults',
-    dockerfile: df('ARG CACHE_ID=npm-${TARGETOS}-${TARGETARCH}${TARGETVARIANT}', 'FROM alpine', 'ARG CACHE_ID', 'RUN --mount=type=cache,id=$CACHE_ID,target=/root/.npm true'),
+    dockerfile: df(
+      'ARG CACHE_ID=npm-${TARGETOS}-${TARGETARCH}${TARGETVARIANT}',
+      'FROM alpine',
+      'ARG CACHE_ID',
+      'RUN --mount=type=cache,id=$CACHE_ID,target=/root/.npm true'
+    ),
     platforms: ['linux/arm/v6'],
     specs: [{ id: 'npm-linux-armv6', target: '/root/.npm' }]
   },
@@ -255,7 +273,11 @@ const cases: Case[] = [
   },
   {
     name: 'BUILD* args come from the build platform',
-    dockerfile: df('FROM --platform=$BUILDPLATFORM alpine', 'ARG BUILDARCH BUILDPLATFORM', 'RUN --mount=type=cache,id=$BUILDARCH@$BUILDPLATFORM,target=/a true'),
+    dockerfile: df(
+      'FROM --platform=$BUILDPLATFORM alpine',
+      'ARG BUILDARCH BUILDPLATFORM',
+      'RUN --mount=type=cache,id=$BUILDARCH@$BUILDPLATFORM,target=/a true'
+    ),
     platforms: ['linux/amd64', 'linux/arm64'],
     buildPlatform: 'linux/arm64',
     specs: [{ id: 'arm64@linux/arm64', target: '/a' }]
@@ -351,7 +373,11 @@ describe('discoverMounts results', () => {
   })
 
   test('read-only only when every use is read-only', () => {
-    const content = df('FROM alpine', 'RUN --mount=type=cache,id=a,target=/a,ro --mount=type=cache,id=b,target=/b,readonly=true true', 'RUN --mount=type=cache,id=b,target=/b,rw=true true')
+    const content = df(
+      'FROM alpine',
+      'RUN --mount=type=cache,id=a,target=/a,ro --mount=type=cache,id=b,target=/b,readonly=true true',
+      'RUN --mount=type=cache,id=b,target=/b,rw=true true'
+    )
     const result = discover(content)
     expect(result.mounts.map(m => [m.spec.id, m.readonly])).toEqual([
       ['a', true],
@@ -390,7 +416,10 @@ describe('discoverMounts results', () => {
     const result = discoverMounts({
       dockerfiles: [
         { path: 'broken', content: df('FROM alpine', 'RUN <<EOF', 'never ends') },
-        { path: 'ok', content: df('FROM alpine', 'ARG BUILDARCH', 'RUN --mount=type=cache,target=/c --mount=type=cache,id=$BUILDARCH,target=/d true') }
+        {
+          path: 'ok',
+          content: df('FROM alpine', 'ARG BUILDARCH', 'RUN --mount=type=cache,target=/c --mount=type=cache,id=$BUILDARCH,target=/d true')
+        }
       ],
       buildArgs: {},
       platforms: ['linux/amd64', 'not a platform'],
@@ -416,7 +445,7 @@ describe('expandWord', () => {
 
   test.each([
     ['$A-${A}', 'a-a'],
-    ["'$A'\"$A\"", '$Aa'],
+    ['\'$A\'"$A"', '$Aa'],
     ['\\$A', '$A'],
     ['"\\$A\\x"', '$A\\x'],
     ['${E:-d}${E-d}${A:+p}${E:+p}${E+q}', 'dpq'],
@@ -485,7 +514,8 @@ describe('parseMountFlag', () => {
     if (o.gid !== undefined) out.push(`gid=${o.gid}`)
     if (o.mode !== undefined) out.push(`mode=${style.zero ? '0' : ''}${o.mode.toString(8)}`)
     if (o.sharing !== undefined) out.push(`sharing=${o.sharing}`)
-    if (o.readonly !== undefined) out.push((o.readonly ? ['ro', 'readonly', 'ro=true', 'rw=false'] : ['rw', 'readwrite', 'readonly=false', 'rw=1'])[style.roForm]!)
+    if (o.readonly !== undefined)
+      out.push((o.readonly ? ['ro', 'readonly', 'ro=true', 'rw=false'] : ['rw', 'readwrite', 'readonly=false', 'rw=1'])[style.roForm]!)
     return out
   }
 
@@ -527,14 +557,44 @@ describe('parseMountFlag', () => {
           expect(result.warnings).toEqual([expect.stringMatching(/gid must be/)])
         } else {
           expect(result.warnings).toEqual([])
-          expect(result.mounts).toEqual([{ spec: expected, platforms: ['linux/amd64'], readonly: o.readonly ?? false, locations: [{ file: 'Dockerfile', line: 2, stage: 'stage-0' }] }])
+          expect(result.mounts).toEqual([
+            {
+              spec: expected,
+              platforms: ['linux/amd64'],
+              readonly: o.readonly ?? false,
+              locations: [{ file: 'Dockerfile', line: 2, stage: 'stage-0' }]
+            }
+          ])
         }
       })
     )
   })
 
   test('property: discovery never throws, whatever the Dockerfile says', () => {
-    const piece = fc.constantFrom('FROM a', 'FROM a AS b', 'ARG X=$Y', 'ENV Y=${X:-z}', 'RUN ', '--mount=', 'type=cache,', 'target=/t', 'id=$X', ',', '"', "'", '\\', '`', '\n', ' ', '<<EOF', 'EOF', '# escape=`', '${', '}', '$')
+    const piece = fc.constantFrom(
+      'FROM a',
+      'FROM a AS b',
+      'ARG X=$Y',
+      'ENV Y=${X:-z}',
+      'RUN ',
+      '--mount=',
+      'type=cache,',
+      'target=/t',
+      'id=$X',
+      ',',
+      '"',
+      "'",
+      '\\',
+      '`',
+      '\n',
+      ' ',
+      '<<EOF',
+      'EOF',
+      '# escape=`',
+      '${',
+      '}',
+      '$'
+    )
     fc.assert(
       fc.property(fc.array(piece, { maxLength: 40 }), fc.constantFrom(['linux/amd64'], ['linux/arm64', 'x']), (pieces, platforms) => {
         const result = discover(pieces.join(''), { platforms: [...platforms] })

@@ -5,7 +5,11 @@ import { cacheMountFlag, extractDockerfile, injectDockerfile, type ExtractMode }
 describe('cacheMountFlag', () => {
   test.each([
     [1, { id: 'npm', target: '/root/.npm' }, '--mount=type=cache,id=npm,target=/bmc/c0,sharing=locked'],
-    [2, { id: '/go/pkg/mod', target: '/go/pkg/mod', uid: 1000, gid: 0, mode: 0o700 }, '--mount=type=cache,id=/go/pkg/mod,target=/bmc/c0,uid=1000,gid=0,mode=0700,sharing=locked'],
+    [
+      2,
+      { id: '/go/pkg/mod', target: '/go/pkg/mod', uid: 1000, gid: 0, mode: 0o700 },
+      '--mount=type=cache,id=/go/pkg/mod,target=/bmc/c0,uid=1000,gid=0,mode=0700,sharing=locked'
+    ],
     [3, { id: 'x', target: '/x', mode: 0 }, '--mount=type=cache,id=x,target=/bmc/c0,mode=00,sharing=locked']
   ])('%i', (_n, spec, expected) => {
     expect(cacheMountFlag({ index: 0, spec })).toBe(expected)
@@ -32,7 +36,14 @@ test.each([
   ['loopback', /\{ echo "\$BMC_TOKEN"; tar -c -C \/bmc c1 c3; \} \| nc 127\.0\.0\.1 "\$BMC_PORT"/],
   ['export', /tar -c -C \/bmc c1 c3 > \/bmc\/out\/mounts\.tar/]
 ] as [ExtractMode, RegExp][])('extract Dockerfile (%s) mounts read-only and tars every mount in one RUN', (mode, command) => {
-  const text = extractDockerfile('img', [{ index: 1, spec: { id: 'a', target: '/a' } }, { index: 3, spec: { id: 'b', target: '/b' } }], mode)
+  const text = extractDockerfile(
+    'img',
+    [
+      { index: 1, spec: { id: 'a', target: '/a' } },
+      { index: 3, spec: { id: 'b', target: '/b' } }
+    ],
+    mode
+  )
   expect(text).toContain('--mount=type=cache,id=a,target=/bmc/c1,sharing=locked,readonly')
   expect(text).toMatch(command)
   expect(text.split('\n').filter(l => l.startsWith('RUN'))).toHaveLength(1)

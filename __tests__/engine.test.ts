@@ -31,9 +31,48 @@ describe('resolveEngine', () => {
 
 describe('buildInvocation', () => {
   test.each([
-    [1, { client: 'buildx', docker: 'docker' }, ['buildx', 'build', '--provenance=false', '--progress=plain', '--network=none', '--build-arg', 'BMC_NONCE=n', '--output', 'type=tar,dest=-', '-'], undefined],
-    [2, { client: 'buildx', builder: 'b1', docker: 'docker' }, ['buildx', 'build', '--builder', 'b1', '--provenance=false', '--progress=plain', '--network=none', '--build-arg', 'BMC_NONCE=n', '--output', 'type=tar,dest=-', '-'], undefined],
-    [3, { client: 'docker', docker: '/usr/bin/docker' }, ['build', '--progress=plain', '--network=none', '--build-arg', 'BMC_NONCE=n', '--output', 'type=tar,dest=-', '-'], '1']
+    [
+      1,
+      { client: 'buildx', docker: 'docker' },
+      [
+        'buildx',
+        'build',
+        '--provenance=false',
+        '--progress=plain',
+        '--network=none',
+        '--build-arg',
+        'BMC_NONCE=n',
+        '--output',
+        'type=tar,dest=-',
+        '-'
+      ],
+      undefined
+    ],
+    [
+      2,
+      { client: 'buildx', builder: 'b1', docker: 'docker' },
+      [
+        'buildx',
+        'build',
+        '--builder',
+        'b1',
+        '--provenance=false',
+        '--progress=plain',
+        '--network=none',
+        '--build-arg',
+        'BMC_NONCE=n',
+        '--output',
+        'type=tar,dest=-',
+        '-'
+      ],
+      undefined
+    ],
+    [
+      3,
+      { client: 'docker', docker: '/usr/bin/docker' },
+      ['build', '--progress=plain', '--network=none', '--build-arg', 'BMC_NONCE=n', '--output', 'type=tar,dest=-', '-'],
+      '1'
+    ]
   ] as [number, Engine, string[], string | undefined][])('%i', (_n, engine, args, buildkit) => {
     const inv = buildInvocation(engine, 'n', {})
     expect(inv.command).toBe(engine.docker)

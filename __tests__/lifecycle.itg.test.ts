@@ -19,7 +19,13 @@ function scenario() {
   const run = randomUUID().slice(0, 8)
   const ids = { tools: `life-tools-${run}`, pkgs: `life-pkgs-${run}` }
   const mounts = `id=${ids.tools},target=/tools,key-files=tools.lock\nid=${ids.pkgs},target=/pkgs,uid=1000`
-  const inputs: Record<string, string> = { mounts, 'key-files': 'pkgs.lock', 'key-prefix': `life-${run}`, 'utility-image': UTILITY_IMAGE, client: 'buildx' }
+  const inputs: Record<string, string> = {
+    mounts,
+    'key-files': 'pkgs.lock',
+    'key-prefix': `life-${run}`,
+    'utility-image': UTILITY_IMAGE,
+    client: 'buildx'
+  }
   /** A user build that writes `value` into the mounts it is told to. */
   const write = (files: { tools?: string; pkgs?: string }): void => {
     const lines = [
@@ -33,12 +39,27 @@ function scenario() {
       { N: randomUUID() }
     )
   }
-  const keys = (): string[] => itg.service.entries().map(e => e.key).filter(k => k.startsWith(`life-${run}-`)).sort()
+  const keys = (): string[] =>
+    itg.service
+      .entries()
+      .map(e => e.key)
+      .filter(k => k.startsWith(`life-${run}-`))
+      .sort()
   return { run, ids, inputs, write, keys }
 }
 
-async function step(entry: 'main' | 'post' | 'restore-only' | 'save-only', inputs: Record<string, string>, opts: { state?: Record<string, string>; env?: NodeJS.ProcessEnv } = {}): Promise<StepResult> {
-  const env = { ...itg.service.env(), RUNNER_TEMP: join(itg.work, 'temp'), GITHUB_WORKSPACE: itg.workspace, GITHUB_STEP_SUMMARY: itg.summaryFile, ...opts.env }
+async function step(
+  entry: 'main' | 'post' | 'restore-only' | 'save-only',
+  inputs: Record<string, string>,
+  opts: { state?: Record<string, string>; env?: NodeJS.ProcessEnv } = {}
+): Promise<StepResult> {
+  const env = {
+    ...itg.service.env(),
+    RUNNER_TEMP: join(itg.work, 'temp'),
+    GITHUB_WORKSPACE: itg.workspace,
+    GITHUB_STEP_SUMMARY: itg.summaryFile,
+    ...opts.env
+  }
   const r = await runStep(entry, { bundleDir: itg.bundleDir, inputs, env, cwd: itg.workspace, ...(opts.state ? { state: opts.state } : {}) })
   if (r.exitCode !== 0 || r.errors.length > 0) throw new Error(`${entry} failed:\n${r.stdout}\n${r.stderr}`)
   return r
@@ -76,7 +97,12 @@ test('rolling keys, per-mount key files, skip unchanged, summary', async () => {
   const c = await step('main', s.inputs)
   expect(c.outputs['cache-hit']).toBe('true')
   const out = join(itg.work, 'verify')
-  userBuild('buildx', `FROM ${UTILITY_IMAGE}\nARG N\nRUN --mount=type=cache,id=${s.ids.pkgs},target=/pkgs,uid=1000 mkdir /out && ls /pkgs > /out/ls\n`, out, { N: randomUUID() })
+  userBuild(
+    'buildx',
+    `FROM ${UTILITY_IMAGE}\nARG N\nRUN --mount=type=cache,id=${s.ids.pkgs},target=/pkgs,uid=1000 mkdir /out && ls /pkgs > /out/ls\n`,
+    out,
+    { N: randomUUID() }
+  )
   expect(readFileSync(join(out, 'out/ls'), 'utf8').split('\n').filter(Boolean)).toEqual(['p-one', 'p-two'])
 })
 
@@ -125,7 +151,12 @@ test('restore/ and save/ sub-actions hand the frozen keys over through the state
 })
 
 test('bad input fails the main step with a message naming the input', async () => {
-  const r = await runStep('main', { bundleDir: itg.bundleDir, inputs: { mounts: 'id=a b,target=/x' }, env: { ...itg.service.env(), RUNNER_TEMP: join(itg.work, 'temp') }, cwd: itg.workspace })
+  const r = await runStep('main', {
+    bundleDir: itg.bundleDir,
+    inputs: { mounts: 'id=a b,target=/x' },
+    env: { ...itg.service.env(), RUNNER_TEMP: join(itg.work, 'temp') },
+    cwd: itg.workspace
+  })
   expect(r.exitCode).toBe(1)
   expect(r.errors.join('\n')).toMatch(/Input "mounts line 1": id "a b"/)
 })
@@ -148,14 +179,28 @@ test('exclude leaves paths out of the saved mount; an oversize mount is skipped,
   )
   const post = await step('post', inputs, { state: a.state })
   expect(post.warnings.join('\n')).toMatch(new RegExp(`${ids.big}: 293.0 KiB is over max-size 100.0 KiB, not saved`))
-  const keys = itg.service.entries().map(e => e.key).filter(k => k.startsWith(`life-${run}-`))
+  const keys = itg.service
+    .entries()
+    .map(e => e.key)
+    .filter(k => k.startsWith(`life-${run}-`))
   expect(keys).toHaveLength(1)
 
   pruneBuilder('buildx')
   await step('main', inputs)
   const out = join(itg.work, `verify-${run}`)
-  userBuild('buildx', `FROM ${UTILITY_IMAGE}\nARG N\nRUN --mount=type=cache,id=${ids.cargo},target=/cargo --mount=type=cache,id=${ids.big},target=/big mkdir /out && cd /cargo && find . | sort > /out/cargo && ls -A /big > /out/big\n`, out, { N: `${run}-v` })
-  expect(readFileSync(join(out, 'out/cargo'), 'utf8').split('\n').filter(Boolean)).toEqual(['.', './git', './registry', './registry/cache', './registry/cache/c.crate'])
+  userBuild(
+    'buildx',
+    `FROM ${UTILITY_IMAGE}\nARG N\nRUN --mount=type=cache,id=${ids.cargo},target=/cargo --mount=type=cache,id=${ids.big},target=/big mkdir /out && cd /cargo && find . | sort > /out/cargo && ls -A /big > /out/big\n`,
+    out,
+    { N: `${run}-v` }
+  )
+  expect(readFileSync(join(out, 'out/cargo'), 'utf8').split('\n').filter(Boolean)).toEqual([
+    '.',
+    './git',
+    './registry',
+    './registry/cache',
+    './registry/cache/c.crate'
+  ])
   expect(readFileSync(join(out, 'out/big'), 'utf8')).toBe('')
 })
 
@@ -163,7 +208,12 @@ test('the save sub-action under if: always() keeps what a failed build downloade
   const s = scenario()
   const r = await step('restore-only', s.inputs)
   expect(() =>
-    userBuild('buildx', `FROM ${UTILITY_IMAGE}\nARG N\nRUN --mount=type=cache,id=${s.ids.pkgs},target=/pkgs,uid=1000 echo downloaded > /pkgs/dep.tgz && echo "compile error" && exit 1\n`, join(itg.work, `fail-${s.run}`), { N: s.run })
+    userBuild(
+      'buildx',
+      `FROM ${UTILITY_IMAGE}\nARG N\nRUN --mount=type=cache,id=${s.ids.pkgs},target=/pkgs,uid=1000 echo downloaded > /pkgs/dep.tgz && echo "compile error" && exit 1\n`,
+      join(itg.work, `fail-${s.run}`),
+      { N: s.run }
+    )
   ).toThrow(/user build failed/)
   await step('save-only', { state: r.outputs.state ?? '' })
   expect(s.keys()).toHaveLength(1)

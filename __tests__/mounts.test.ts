@@ -7,8 +7,19 @@ describe('parseMounts', () => {
   test.each([
     [1, 'id=npm,target=/root/.npm', [{ id: 'npm', target: '/root/.npm' }]],
     [2, 'target=/var/cache/apt/', [{ id: '/var/cache/apt', target: '/var/cache/apt' }]],
-    [3, '--mount=type=cache,dst=/go/pkg/mod,uid=1000,gid=1001,mode=0700,sharing=locked', [{ id: '/go/pkg/mod', target: '/go/pkg/mod', uid: 1000, gid: 1001, mode: 0o700, sharing: 'locked' }]],
-    [4, 'id=a,target=/a\n\n# comment\nid=b,destination=/b,mode=755', [{ id: 'a', target: '/a' }, { id: 'b', target: '/b', mode: 0o755 }]],
+    [
+      3,
+      '--mount=type=cache,dst=/go/pkg/mod,uid=1000,gid=1001,mode=0700,sharing=locked',
+      [{ id: '/go/pkg/mod', target: '/go/pkg/mod', uid: 1000, gid: 1001, mode: 0o700, sharing: 'locked' }]
+    ],
+    [
+      4,
+      'id=a,target=/a\n\n# comment\nid=b,destination=/b,mode=755',
+      [
+        { id: 'a', target: '/a' },
+        { id: 'b', target: '/b', mode: 0o755 }
+      ]
+    ],
     [5, '[{"id":"x","target":"/x","uid":0,"mode":"0755"}]', [{ id: 'x', target: '/x', uid: 0, mode: 0o755 }]],
     [6, '  ', []]
   ])('%i: %j', (_n, text, expected) => {
@@ -52,7 +63,9 @@ test('cleanTarget cleans like filepath.Clean', () => {
 })
 
 test('per-mount key files', () => {
-  expect(parseMounts('id=apt,target=/var/cache/apt,key-files=Dockerfile')).toEqual([{ id: 'apt', target: '/var/cache/apt', keyFiles: ['Dockerfile'] }])
+  expect(parseMounts('id=apt,target=/var/cache/apt,key-files=Dockerfile')).toEqual([
+    { id: 'apt', target: '/var/cache/apt', keyFiles: ['Dockerfile'] }
+  ])
   expect(parseMounts('id=c,target=/c,key-files=Cargo.lock; rust-toolchain.toml')[0]?.keyFiles).toEqual(['Cargo.lock', 'rust-toolchain.toml'])
   expect(parseMounts('[{"target":"/c","key-files":["a","b"]}]')[0]?.keyFiles).toEqual(['a', 'b'])
   expect(() => parseMounts('id=c,target=/c,key-files=;')).toThrow(/key-files is empty/)

@@ -22,6 +22,8 @@ await build({
   legalComments: 'none',
   // Some dependencies read import.meta.url, which CommonJS lacks: give it the bundle's own URL.
   define: { 'import.meta.url': '__bundleUrl' },
+  // @actions/cache recognises its own error classes by name (a refused reservation is info, not a warning).
+  keepNames: true,
   banner: { js: "const __bundleUrl = require('node:url').pathToFileURL(__filename).href;" },
   logLevel: 'warning'
 })

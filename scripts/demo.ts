@@ -32,7 +32,9 @@ fi
 EOS
 `
 
-const mounts = [`id=demo-packages-${run},target=/home/app/.cache,uid=1000,gid=1000`, `id=demo-tools-${run},target=/opt/tools,sharing=locked`].join('\n')
+const mounts = [`id=demo-packages-${run},target=/home/app/.cache,uid=1000,gid=1000`, `id=demo-tools-${run},target=/opt/tools,sharing=locked`].join(
+  '\n'
+)
 
 function show(title: string, step: StepResult): void {
   console.log(`\n=== ${title} (exit ${step.exitCode})`)
@@ -64,7 +66,9 @@ async function main(): Promise<void> {
     console.log(`\n=== user build, ${label} (${((Date.now() - started) / 1000).toFixed(1)} s)\n  ${said.replace(/^#\d+ [\d.]+ /, '')}`)
   }
   try {
-    console.log(`Client: ${client === 'buildx' ? 'docker buildx build' : 'DOCKER_BUILDKIT=1 docker build (20.10 client)'}; cache service ${service.url}`)
+    console.log(
+      `Client: ${client === 'buildx' ? 'docker buildx build' : 'DOCKER_BUILDKIT=1 docker build (20.10 client)'}; cache service ${service.url}`
+    )
     const cold = await step('main')
     show('main step, cold (empty cache)', cold)
     userStep('cold')

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The test command (README, .ci/run): on a fresh Debian 12 machine as root it
 # installs the node packages, provisions and starts the local BuildKit engine,
-# checks that dist/ matches the sources, and runs every jest project (unit and
+# lints, checks that dist/ matches the sources, and runs every jest project (unit and
 # integration: real engine, real @actions/cache client, local cache service).
 # A dockerd this script had to start is stopped again at the end.
 set -euo pipefail
@@ -20,5 +20,6 @@ trap stop_engine EXIT
 bash scripts/engine.sh start
 
 npm run --silent typecheck
+npm run --silent lint
 bash scripts/check-dist.sh
 NODE_OPTIONS=--experimental-vm-modules npx jest --runInBand "$@"

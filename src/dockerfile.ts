@@ -75,26 +75,13 @@ function runLines(flags: string[], commands: string[]): string[] {
  */
 export function injectDockerfile(image: string, mounts: IndexedMount[]): string {
   if (mounts.length === 0) throw new Error('inject needs at least one mount')
-  const flags = mounts.flatMap(m => [
-    cacheMountFlag(m),
-    `--mount=type=bind,source=${contextDir(m.index)},target=/bmc/d${m.index}`
-  ])
+  const flags = mounts.flatMap(m => [cacheMountFlag(m), `--mount=type=bind,source=${contextDir(m.index)},target=/bmc/d${m.index}`])
   const commands = [
-    ...mounts.flatMap(m => [
-      `cp -a /bmc/d${m.index}/. ${cachePath(m.index)}/`,
-      keepSymlinkTimes(`/bmc/d${m.index}`, cachePath(m.index))
-    ]),
+    ...mounts.flatMap(m => [`cp -a /bmc/d${m.index}/. ${cachePath(m.index)}/`, keepSymlinkTimes(`/bmc/d${m.index}`, cachePath(m.index))]),
     `mkdir -p /bmc/out`,
     `echo "$${NONCE_ARG}" > /bmc/out/injected`
   ]
-  return [
-    fromLine(image, 'inject'),
-    `ARG ${NONCE_ARG}`,
-    ...runLines(flags, commands),
-    'FROM scratch',
-    'COPY --from=inject /bmc/out /',
-    ''
-  ].join('\n')
+  return [fromLine(image, 'inject'), `ARG ${NONCE_ARG}`, ...runLines(flags, commands), 'FROM scratch', 'COPY --from=inject /bmc/out /', ''].join('\n')
 }
 
 /**
@@ -122,5 +109,13 @@ export function extractDockerfile(image: string, mounts: IndexedMount[], mode: E
         ]
       : ['mkdir -p /bmc/out', `tar -c -C /bmc ${dirs} > /bmc/out/${EXPORT_FILE}`]
   const args = mode === 'loopback' ? [`ARG ${PORT_ARG}`, `ARG ${TOKEN_ARG}`] : []
-  return [fromLine(image, 'extract'), `ARG ${NONCE_ARG}`, ...args, ...runLines(flags, commands), 'FROM scratch', 'COPY --from=extract /bmc/out /', ''].join('\n')
+  return [
+    fromLine(image, 'extract'),
+    `ARG ${NONCE_ARG}`,
+    ...args,
+    ...runLines(flags, commands),
+    'FROM scratch',
+    'COPY --from=extract /bmc/out /',
+    ''
+  ].join('\n')
 }

@@ -22,12 +22,7 @@ export interface Engine {
  * classic builder with DOCKER_BUILDKIT=1. A forced `buildx` that is missing,
  * or a builder name without buildx, is an input error.
  */
-export async function resolveEngine(
-  run: CommandRunner,
-  choice: ClientChoice,
-  builder: string | undefined,
-  docker = 'docker'
-): Promise<Engine> {
+export async function resolveEngine(run: CommandRunner, choice: ClientChoice, builder: string | undefined, docker = 'docker'): Promise<Engine> {
   let client: ClientKind
   if (choice === 'docker') {
     client = 'docker'
@@ -42,7 +37,10 @@ export async function resolveEngine(
     client = hasBuildx ? 'buildx' : 'docker'
   }
   if (builder && client !== 'buildx') {
-    throw new InputError('builder', `a builder ("${builder}") needs buildx, but the ${choice === 'docker' ? 'requested' : 'detected'} client is classic docker build`)
+    throw new InputError(
+      'builder',
+      `a builder ("${builder}") needs buildx, but the ${choice === 'docker' ? 'requested' : 'detected'} client is classic docker build`
+    )
   }
   return builder ? { client, builder, docker } : { client, docker }
 }
@@ -89,5 +87,10 @@ export interface BuildRun {
 /** Runs one generated build. */
 export async function runBuild(run: CommandRunner, engine: Engine, build: BuildRun): Promise<void> {
   const inv = buildInvocation(engine, undefined, undefined, build.buildArgs ?? {}, build.network ?? 'none')
-  await run(inv.command, inv.args, { env: inv.env, stdin: build.context, stdout: build.output, ...(build.onLine ? { onStderrLine: build.onLine } : {}) })
+  await run(inv.command, inv.args, {
+    env: inv.env,
+    stdin: build.context,
+    stdout: build.output,
+    ...(build.onLine ? { onStderrLine: build.onLine } : {})
+  })
 }

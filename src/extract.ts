@@ -39,7 +39,7 @@ export async function extractMounts(run: CommandRunner, request: ExtractRequest)
     try {
       return { summaries: await viaLoopback(run, request), mode: 'loopback' }
     } catch (error) {
-      if (request.choice === 'loopback') throw error
+      if (request.choice === 'loopback' || error instanceof LocalSplitError) throw error
       log.info(`Loopback stream not available (${errorMessage(error)}); extracting through the build's exporter instead.`)
     }
   }
@@ -48,8 +48,11 @@ export async function extractMounts(run: CommandRunner, request: ExtractRequest)
 
 async function viaLoopback(run: CommandRunner, request: ExtractRequest): Promise<Map<string, ArchiveSummary>> {
   const listener = await listenOnce()
+  let splitError: unknown
   const splitting = listener.accepted.then(socket => splitExport(socket, request.targets))
-  splitting.catch(() => undefined)
+  splitting.catch((error: unknown) => {
+    splitError = error
+  })
   const dockerfile = extractDockerfile(request.image, request.mounts, 'loopback')
   log.debug(`Extract Dockerfile:\n${dockerfile}`)
   try {
@@ -60,11 +63,18 @@ async function viaLoopback(run: CommandRunner, request: ExtractRequest): Promise
       buildArgs: { ...request.buildArgs, [PORT_ARG]: String(listener.port), [TOKEN_ARG]: listener.token },
       network: 'host'
     })
+  } catch (error) {
+    // The stream arrived but could not be stored (full disk, an unsafe entry): the exporter would fail the same way.
+    await new Promise(resolve => setTimeout(resolve, 100))
+    if (splitError !== undefined) throw new LocalSplitError(splitError)
+    throw error
   } finally {
     listener.close()
     if (listener.rejected() > 0) log.warning(`The extract listener dropped ${listener.rejected()} connection(s) without the token.`)
   }
-  return await splitting
+  return await splitting.catch((error: unknown) => {
+    throw new LocalSplitError(error)
+  })
 }
 
 async function viaExport(run: CommandRunner, request: ExtractRequest): Promise<Map<string, ArchiveSummary>> {
@@ -83,6 +93,14 @@ async function viaExport(run: CommandRunner, request: ExtractRequest): Promise<M
   })
   if (!summaries) throw new ArchiveError('ARCHIVE_UNEXPECTED', `the extract build's output has no ${EXPORT_FILE}`)
   return summaries
+}
+
+/** The mounts reached the action but could not be split and stored; no other route would do better. */
+class LocalSplitError extends Error {
+  constructor(cause: unknown) {
+    super(errorMessage(cause), { cause })
+    this.name = 'LocalSplitError'
+  }
 }
 
 function discard(): Writable {

@@ -56,7 +56,9 @@ export function resolveMounts(sources: MountSources): ResolvedMounts {
     const keyFiles = sources.stepKeyFiles.length > 0 ? {} : { keyFiles: [...new Set(d.locations.map(l => l.file))] }
     mounts.push({ ...keyFiles, ...d.spec, ...(given ? definedFields(given) : {}) })
     if (d.platforms.length > 1 && d.spec.sharing !== 'locked') {
-      warnings.push(`cache "${d.spec.id}" is shared by ${d.platforms.join(', ')}; builds of several platforms write it concurrently: use sharing=locked in the Dockerfile`)
+      warnings.push(
+        `cache "${d.spec.id}" is shared by ${d.platforms.join(', ')}; builds of several platforms write it concurrently: use sharing=locked in the Dockerfile`
+      )
     }
   }
   for (const rest of byId.values()) {
@@ -85,14 +87,25 @@ function table(discovered: DiscoveredMount[], mounts: MountSpec[]): string[] {
     return [
       m.id,
       m.target,
-      [m.uid !== undefined ? `uid=${m.uid}` : '', m.gid !== undefined ? `gid=${m.gid}` : '', m.mode !== undefined ? `mode=${formatMode(m.mode)}` : '', m.sharing ? `sharing=${m.sharing}` : ''].filter(Boolean).join(',') || '-',
+      [
+        m.uid !== undefined ? `uid=${m.uid}` : '',
+        m.gid !== undefined ? `gid=${m.gid}` : '',
+        m.mode !== undefined ? `mode=${formatMode(m.mode)}` : '',
+        m.sharing ? `sharing=${m.sharing}` : ''
+      ]
+        .filter(Boolean)
+        .join(',') || '-',
       d ? d.platforms.join(' ') : 'all',
       d ? d.locations.map(l => `${l.file}:${l.line}`).join(' ') : 'mounts input'
     ]
   })
   const head = ['id', 'target', 'options', 'platforms', 'used at']
   const widths = head.map((h, i) => Math.max(h.length, ...rows.map(r => (r[i] ?? '').length)))
-  const line = (cells: string[]): string => cells.map((c, i) => c.padEnd(widths[i] ?? 0)).join('  ').trimEnd()
+  const line = (cells: string[]): string =>
+    cells
+      .map((c, i) => c.padEnd(widths[i] ?? 0))
+      .join('  ')
+      .trimEnd()
   return [line(head), ...rows.map(line)]
 }
 

@@ -21,7 +21,6 @@ import { generatedBuildArgs, saveMainState, type MainState, type MountState } fr
 import { deferredStore } from './storage/select.js'
 import { writeSummary } from './summary.js'
 
-
 export interface Services {
   run: CommandRunner
   cache: CacheStore
@@ -70,7 +69,9 @@ export async function runMain(services: Services = realServices, restoreOnly = f
   const inputs = getInputs()
   const state = await planMounts(services, inputs)
   const { engine } = state
-  log.info(`Client: ${engine.client === 'buildx' ? 'docker buildx build' : 'DOCKER_BUILDKIT=1 docker build'}${engine.builder ? ` (builder ${engine.builder})` : ''}`)
+  log.info(
+    `Client: ${engine.client === 'buildx' ? 'docker buildx build' : 'DOCKER_BUILDKIT=1 docker build'}${engine.builder ? ` (builder ${engine.builder})` : ''}`
+  )
   // Saved before anything can fail, so post always finds the frozen keys.
   saveMainState(state)
 
@@ -95,7 +96,7 @@ export async function restoreMounts(services: Services, state: MainState): Promi
       await log.group('Inject into the builder', async () => inject(services.run, state, restored))
     }
   } finally {
-    await Promise.all(mounts.map(m => rm(m.archivePath, { force: true })))
+    await Promise.all(mounts.map(m => rm(m.archivePath, { recursive: true, force: true })))
   }
 }
 
@@ -112,7 +113,7 @@ async function restoreAll(cache: CacheStore, mounts: MountState[], maxBytes: num
     const started = Date.now()
     try {
       await mkdir(dirname(m.archivePath), { recursive: true })
-      await rm(m.archivePath, { force: true })
+      await rm(m.archivePath, { recursive: true, force: true })
       const matched = await cache.restore(m.archivePath, m.keys.base, m.keys.restoreKeys)
       if (matched === undefined) {
         log.info(`${m.spec.id}: miss (looked for ${m.keys.base})`)
@@ -136,14 +137,22 @@ async function restoreAll(cache: CacheStore, mounts: MountState[], maxBytes: num
 
 async function inject(run: CommandRunner, state: MainState, restored: MountState[]): Promise<void> {
   const started = Date.now()
-  const dockerfile = injectDockerfile(state.utilityImage, restored.map(m => ({ index: m.index, spec: m.spec })))
+  const dockerfile = injectDockerfile(
+    state.utilityImage,
+    restored.map(m => ({ index: m.index, spec: m.spec }))
+  )
   log.debug(`Inject Dockerfile:\n${dockerfile}`)
   const context = buildContext(
     dockerfile,
     restored.map(m => ({ dir: contextDir(m.index), archivePath: m.archivePath }))
   )
   try {
-    await runBuild(run, state.engine, { context, output: async out => pipeline(out, discard()), onLine: line => log.debug(line), buildArgs: generatedBuildArgs(state) })
+    await runBuild(run, state.engine, {
+      context,
+      output: async out => pipeline(out, discard()),
+      onLine: line => log.debug(line),
+      buildArgs: generatedBuildArgs(state)
+    })
     const bytes = restored.reduce((sum, m) => sum + (m.restoredBytes ?? 0), 0)
     log.info(`Injected ${restored.length} mount(s), ${formatBytes(bytes)} in ${seconds(started)}`)
   } catch (error) {

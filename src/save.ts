@@ -71,7 +71,7 @@ export async function saveMounts(services: Services, state: MainState): Promise<
     const summaries = await log.group('Extract from the builder', async () => extract(services, state, report))
     if (summaries) await log.group('Save cache entries', async () => saveAll(services, state, summaries, report))
   } finally {
-    await Promise.all(state.mounts.map(m => rm(m.archivePath, { force: true })))
+    await Promise.all(state.mounts.map(m => rm(m.archivePath, { recursive: true, force: true })))
   }
   await writeSummary(state, report)
 }
@@ -90,7 +90,9 @@ async function extract(services: Services, state: MainState, report: SaveReport)
       choice: state.extractVia ?? 'auto'
     })
     const bytes = [...result.summaries.values()].reduce((sum, s) => sum + s.bytes, 0)
-    log.info(`Extracted ${mounts.length} mount(s), ${formatBytes(bytes)} in ${seconds(started)} (${result.mode === 'loopback' ? 'loopback stream' : 'build exporter'})`)
+    log.info(
+      `Extracted ${mounts.length} mount(s), ${formatBytes(bytes)} in ${seconds(started)} (${result.mode === 'loopback' ? 'loopback stream' : 'build exporter'})`
+    )
     return result.summaries
   } catch (error) {
     log.warning(`Could not extract the cache mounts from the builder; nothing is saved: ${errorMessage(error)}`)

@@ -63,7 +63,13 @@ export function parseMainState(text: string): MainState | undefined {
   } catch {
     throw new Error('the saved state is not JSON')
   }
-  if (value.version !== 1 || !Array.isArray(value.mounts) || !value.engine || typeof value.utilityImage !== 'string' || typeof value.save !== 'boolean') {
+  if (
+    value.version !== 1 ||
+    !Array.isArray(value.mounts) ||
+    !value.engine ||
+    typeof value.utilityImage !== 'string' ||
+    typeof value.save !== 'boolean'
+  ) {
     throw new Error('saved state from the main step has an unexpected shape')
   }
   return value as MainState

@@ -18,10 +18,19 @@ const secs = (ms: number | undefined): string => (ms === undefined ? '' : `${(ms
 /** Job summary: one row per mount. Skipped quietly outside a runner (no summary file). */
 export async function writeSummary(state: MainState, report: SaveReport | undefined): Promise<void> {
   if (!process.env.GITHUB_STEP_SUMMARY) return
-  const header = ['id', 'target', 'key', 'restore', 'restored', 'saved', 'restore time', 'inject', 'extract', 'save time'].map(data => ({ data, header: true }))
+  const header = ['id', 'target', 'key', 'restore', 'restored', 'saved', 'restore time', 'inject', 'extract', 'save time'].map(data => ({
+    data,
+    header: true
+  }))
   const rows = state.mounts.map(m => {
     const outcome = report?.outcomes.get(m.index)
-    const saved = !report ? 'not saved by this step' : !outcome ? '' : outcome.kind === 'saved' ? `${formatBytes(outcome.bytes)} as ${outcome.key}` : outcome.kind
+    const saved = !report
+      ? 'not saved by this step'
+      : !outcome
+        ? ''
+        : outcome.kind === 'saved'
+          ? `${formatBytes(outcome.bytes)} as ${outcome.key}`
+          : outcome.kind
     return [
       m.spec.id,
       m.spec.target,
@@ -36,7 +45,10 @@ export async function writeSummary(state: MainState, report: SaveReport | undefi
     ]
   })
   try {
-    await core.summary.addHeading('BuildKit cache mounts', 3).addTable([header, ...rows]).write()
+    await core.summary
+      .addHeading('BuildKit cache mounts', 3)
+      .addTable([header, ...rows])
+      .write()
   } catch (error) {
     core.debug(`No job summary: ${String(error)}`)
   }

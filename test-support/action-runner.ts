@@ -46,7 +46,11 @@ export async function runStep(entry: 'main' | 'post' | 'restore-only' | 'save-on
   for (const [name, value] of Object.entries(options.inputs)) env[`INPUT_${name.replace(/ /g, '_').toUpperCase()}`] = value
   for (const [name, value] of Object.entries(options.state ?? {})) env[`STATE_${name}`] = value
   try {
-    const child = spawn(process.execPath, [join(options.bundleDir, `${entry}.cjs`)], { cwd: options.cwd ?? REPO_ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] })
+    const child = spawn(process.execPath, [join(options.bundleDir, `${entry}.cjs`)], {
+      cwd: options.cwd ?? REPO_ROOT,
+      env,
+      stdio: ['ignore', 'pipe', 'pipe']
+    })
     let stdout = ''
     let stderr = ''
     child.stdout.setEncoding('utf8').on('data', (c: string) => (stdout += c))
@@ -92,5 +96,10 @@ function workflowCommands(stdout: string, kind: string): string[] {
   return stdout
     .split('\n')
     .filter(l => l.startsWith(`::${kind}`))
-    .map(l => l.slice(l.indexOf('::', 2) + 2).replace(/%0A/g, '\n').replace(/%25/g, '%'))
+    .map(l =>
+      l
+        .slice(l.indexOf('::', 2) + 2)
+        .replace(/%0A/g, '\n')
+        .replace(/%25/g, '%')
+    )
 }

@@ -39,7 +39,13 @@ export function userBuild(client: ClientName, dockerfile: string, outDir: string
     writeFileSync(join(ctx, 'Dockerfile'), dockerfile)
     mkdirSync(outDir, { recursive: true })
     const c = CLIENTS[client]
-    const args = [...c.args, ...Object.entries(buildArgs).flatMap(([k, v]) => ['--build-arg', `${k}=${v}`]), '--output', `type=local,dest=${outDir}`, ctx]
+    const args = [
+      ...c.args,
+      ...Object.entries(buildArgs).flatMap(([k, v]) => ['--build-arg', `${k}=${v}`]),
+      '--output',
+      `type=local,dest=${outDir}`,
+      ctx
+    ]
     const r = spawnSync(c.cmd, args, { env: { ...process.env, ...c.env }, encoding: 'utf8', maxBuffer: 64 << 20 })
     if (r.status !== 0) throw new Error(`user build failed (${client}, exit ${r.status}):\n${r.stderr.slice(-4000)}`)
     return r.stderr

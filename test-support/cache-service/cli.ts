@@ -74,6 +74,6 @@ async function main(): Promise<void> {
 }
 
 main().catch((err: unknown) => {
-  process.stderr.write(`cache-service: ${err instanceof Error ? err.stack ?? err.message : String(err)}\n`)
+  process.stderr.write(`cache-service: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`)
   process.exit(1)
 })

@@ -30,11 +30,7 @@ export type CacheClientEnv = {
 }
 
 /** The env vars the @actions/cache client needs to talk to the service at `url`. */
-export function cacheClientEnv(
-  url: string,
-  token: string,
-  version: CacheServiceVersion = 'v2'
-): CacheClientEnv {
+export function cacheClientEnv(url: string, token: string, version: CacheServiceVersion = 'v2'): CacheClientEnv {
   const base = url.endsWith('/') ? url : `${url}/`
   return {
     // '' rather than absent so that applying the v1 env also switches off a
@@ -51,10 +47,7 @@ export function cacheClientEnv(
  * Sets `vars` on `target` (process.env by default; an undefined value deletes
  * the variable) and returns a function that restores the previous values.
  */
-export function applyEnv(
-  vars: Readonly<Record<string, string | undefined>>,
-  target: NodeJS.ProcessEnv = process.env
-): () => void {
+export function applyEnv(vars: Readonly<Record<string, string | undefined>>, target: NodeJS.ProcessEnv = process.env): () => void {
   const previous = new Map<string, string | undefined>()
   for (const [name, value] of Object.entries(vars)) {
     if (!previous.has(name)) previous.set(name, target[name])
@@ -70,10 +63,7 @@ export function applyEnv(
 }
 
 /** `KEY=VALUE` lines (what $GITHUB_ENV accepts) or a JSON object. */
-export function formatEnv(
-  vars: Readonly<Record<string, string>>,
-  format: 'lines' | 'json' = 'lines'
-): string {
+export function formatEnv(vars: Readonly<Record<string, string>>, format: 'lines' | 'json' = 'lines'): string {
   if (format === 'json') return `${JSON.stringify(vars)}\n`
   return Object.entries(vars)
     .map(([name, value]) => `${name}=${value}\n`)

@@ -57,9 +57,20 @@ const OP_GROUPS: Readonly<Record<string, readonly Op[]>> = {
 }
 const ALL_OPS: readonly string[] = [
   ...TWIRP_OPS,
-  'PutBlob', 'PutBlock', 'PutBlockList', 'GetBlob', 'GetBlobProperties',
-  'v1.GetCacheEntry', 'v1.ListCaches', 'v1.ReserveCache', 'v1.UploadChunk', 'v1.CommitCache',
-  'unknown', 'blob-upload', 'blob-download', '*'
+  'PutBlob',
+  'PutBlock',
+  'PutBlockList',
+  'GetBlob',
+  'GetBlobProperties',
+  'v1.GetCacheEntry',
+  'v1.ListCaches',
+  'v1.ReserveCache',
+  'v1.UploadChunk',
+  'v1.CommitCache',
+  'unknown',
+  'blob-upload',
+  'blob-download',
+  '*'
 ]
 
 export interface RequestRecord {
@@ -273,10 +284,7 @@ export function blockIdToHex(blockId: string): string | undefined {
  * Parses `bytes=a-b`, `bytes=a-` or `bytes=-n` against a blob of `size` bytes.
  * undefined = no (usable) range, serve everything; 'unsatisfiable' = 416.
  */
-export function parseRange(
-  header: string | undefined,
-  size: number
-): { start: number; end: number } | 'unsatisfiable' | undefined {
+export function parseRange(header: string | undefined, size: number): { start: number; end: number } | 'unsatisfiable' | undefined {
   if (!header) return undefined
   const m = /^bytes=(\d*)-(\d*)$/.exec(header.trim())
   if (!m || (m[1] === '' && m[2] === '')) return undefined // multi-range / garbage: ignore
@@ -455,26 +463,31 @@ const BLOB_PREFIX = '/blobs/cache/' // IP-style blob URL: /<account>/<container>
 const V1_PREFIX = '/_apis/artifactcache/'
 const TWIRP_PREFIX = `/twirp/${TWIRP_SERVICE}/`
 
-const TWIRP_STATUS: Readonly<Record<string, number>> = {
-  canceled: 408, unknown: 500, invalid_argument: 400, malformed: 400, deadline_exceeded: 408,
-  not_found: 404, bad_route: 404, already_exists: 409, permission_denied: 403, unauthenticated: 401,
-  resource_exhausted: 429, failed_precondition: 412, aborted: 409, out_of_range: 400,
-  unimplemented: 501, internal: 500, unavailable: 503, data_loss: 500
-}
-
 function twirpCodeFor(status: number): string {
   const preferred: Record<number, string> = {
-    400: 'invalid_argument', 401: 'unauthenticated', 403: 'permission_denied', 404: 'not_found',
-    408: 'deadline_exceeded', 409: 'already_exists', 412: 'failed_precondition', 429: 'resource_exhausted',
-    501: 'unimplemented', 503: 'unavailable'
+    400: 'invalid_argument',
+    401: 'unauthenticated',
+    403: 'permission_denied',
+    404: 'not_found',
+    408: 'deadline_exceeded',
+    409: 'already_exists',
+    412: 'failed_precondition',
+    429: 'resource_exhausted',
+    501: 'unimplemented',
+    503: 'unavailable'
   }
   return preferred[status] ?? (status >= 500 ? 'internal' : 'unknown')
 }
 
 function azureCodeFor(status: number): string {
   const preferred: Record<number, string> = {
-    400: 'InvalidInput', 403: 'AuthenticationFailed', 404: 'BlobNotFound', 409: 'BlobAlreadyExists',
-    412: 'ConditionNotMet', 500: 'InternalError', 503: 'ServerBusy'
+    400: 'InvalidInput',
+    403: 'AuthenticationFailed',
+    404: 'BlobNotFound',
+    409: 'BlobAlreadyExists',
+    412: 'ConditionNotMet',
+    500: 'InternalError',
+    503: 'ServerBusy'
   }
   return preferred[status] ?? 'InternalError'
 }
@@ -737,7 +750,15 @@ export async function startCacheService(opts: StartOptions): Promise<CacheServic
     return h
   }
 
-  const azureError = (req: http.IncomingMessage, res: http.ServerResponse, status: number, code: string, message: string, reset?: number, extra: Record<string, string> = {}): Promise<void> => {
+  const azureError = (
+    req: http.IncomingMessage,
+    res: http.ServerResponse,
+    status: number,
+    code: string,
+    message: string,
+    reset?: number,
+    extra: Record<string, string> = {}
+  ): Promise<void> => {
     const headers = azureHeaders(req)
     const xml =
       `<?xml version="1.0" encoding="utf-8"?><Error><Code>${code}</Code><Message>${message}\n` +
@@ -841,7 +862,13 @@ export async function startCacheService(opts: StartOptions): Promise<CacheServic
       const declaredMd5 = req.headers['content-md5']
       if (typeof declaredMd5 === 'string' && declaredMd5 !== md5.toString('base64')) {
         await fsp.rm(tmp, { force: true })
-        await azureError(req, res, 400, 'Md5Mismatch', 'The MD5 value specified in the request did not match with the MD5 value calculated by the server.')
+        await azureError(
+          req,
+          res,
+          400,
+          'Md5Mismatch',
+          'The MD5 value specified in the request did not match with the MD5 value calculated by the server.'
+        )
         return false
       }
       return true
@@ -850,7 +877,13 @@ export async function startCacheService(opts: StartOptions): Promise<CacheServic
     if (op === 'PutBlob') {
       if (req.headers['x-ms-blob-type'] !== 'BlockBlob') {
         await drain(req)
-        return azureError(req, res, 400, 'MissingRequiredHeader', 'An HTTP header that is mandatory for this request is not specified: x-ms-blob-type: BlockBlob.')
+        return azureError(
+          req,
+          res,
+          400,
+          'MissingRequiredHeader',
+          'An HTTP header that is mandatory for this request is not specified: x-ms-blob-type: BlockBlob.'
+        )
       }
       const tmp = store.tmpPath()
       const { size, md5 } = await receiveToFile(req, tmp, { resetAfterBytes: reset })
@@ -864,7 +897,13 @@ export async function startCacheService(opts: StartOptions): Promise<CacheServic
       const hex = blockIdToHex(blockId)
       if (!hex) {
         await drain(req)
-        return azureError(req, res, 400, 'InvalidQueryParameterValue', `Value for one of the query parameters specified in the request URI is invalid: blockid=${blockId}`)
+        return azureError(
+          req,
+          res,
+          400,
+          'InvalidQueryParameterValue',
+          `Value for one of the query parameters specified in the request URI is invalid: blockid=${blockId}`
+        )
       }
       const tmp = store.tmpPath()
       const { size, md5 } = await receiveToFile(req, tmp, { resetAfterBytes: reset })
@@ -922,7 +961,12 @@ export async function startCacheService(opts: StartOptions): Promise<CacheServic
       : sendBody(res, status, { 'Content-Type': 'application/json' }, Buffer.from(JSON.stringify(body)), reset)
 
   const v1Error = (res: http.ServerResponse, status: number, message: string, reset?: number): Promise<void> =>
-    v1Json(res, status, { $id: '1', innerException: null, message, typeName: 'CacheServiceException', typeKey: 'CacheServiceException', errorCode: 0, eventId: 3000 }, reset)
+    v1Json(
+      res,
+      status,
+      { $id: '1', innerException: null, message, typeName: 'CacheServiceException', typeKey: 'CacheServiceException', errorCode: 0, eventId: 3000 },
+      reset
+    )
 
   const v1Entry = (e: StoredEntry): object => ({
     scope: 'refs/heads/main',
