@@ -17,8 +17,8 @@ const itg = useItgEnv('cycle')
 
 const LONG = 'L'.repeat(120)
 
-/** Writes a tree with every kind of thing the cache must keep into /cache/a, /cache/b, /cache/c. */
-function writerDockerfile(ids: string[]): string {
+/** The user's build stage: one RUN with the three cache mounts, running `script` (busybox sh). */
+function userDockerfile(ids: string[], script: string): string {
   const [a, b, c] = ids
   return `FROM ${UTILITY_IMAGE}
 ARG RUN_ID
@@ -26,7 +26,20 @@ RUN --mount=type=cache,id=${a},target=/cache/a,uid=1000,gid=1000,mode=0750 \\
     --mount=type=cache,id=${b},target=/cache/b \\
     --mount=type=cache,id=${c},target=/cache/c,gid=2000,mode=0775,sharing=locked <<'EOS'
 set -eu
-cd /cache/a
+${script}
+mkdir -p /out
+${listingScript('/cache/a', '/out/a')}
+${listingScript('/cache/b', '/out/b')}
+${listingScript('/cache/c', '/out/c')}
+EOS
+`
+}
+
+/** Writes a tree with every kind of thing the cache must keep into /cache/a, /cache/b, /cache/c. */
+function writerDockerfile(ids: string[]): string {
+  return userDockerfile(
+    ids,
+    `cd /cache/a
 printf 'hello\\n' > plain.txt && chown 1000:1000 plain.txt && chmod 0640 plain.txt
 head -c 200000 /dev/urandom > random.bin && chown 1001:1002 random.bin
 ln plain.txt hardlink.txt
@@ -41,29 +54,13 @@ cd /cache/b
 mkdir -p deep/a/b/c && echo deep > deep/a/b/c/file && chown -R 1234:5678 deep && chmod 2755 deep/a
 touch -t 201901010000.00 deep/a/b/c/file deep/a/b/c
 cd /cache/c
-i=0; while [ $i -lt 50 ]; do echo "$i" > "f$i"; i=$((i+1)); done
-mkdir -p /out
-${listingScript('/cache/a', '/out/a')}
-${listingScript('/cache/b', '/out/b')}
-${listingScript('/cache/c', '/out/c')}
-EOS
-`
+i=0; while [ $i -lt 50 ]; do echo "$i" > "f$i"; i=$((i+1)); done`
+  )
 }
 
+/** Only lists the three mounts. */
 function readerDockerfile(ids: string[]): string {
-  const [a, b, c] = ids
-  return `FROM ${UTILITY_IMAGE}
-ARG RUN_ID
-RUN --mount=type=cache,id=${a},target=/cache/a,uid=1000,gid=1000,mode=0750 \\
-    --mount=type=cache,id=${b},target=/cache/b \\
-    --mount=type=cache,id=${c},target=/cache/c,gid=2000,mode=0775,sharing=locked <<'EOS'
-set -eu
-mkdir -p /out
-${listingScript('/cache/a', '/out/a')}
-${listingScript('/cache/b', '/out/b')}
-${listingScript('/cache/c', '/out/c')}
-EOS
-`
+  return userDockerfile(ids, '')
 }
 
 /** Replaces inode numbers by the first path that had them (hardlink groups), drops directory sizes (filesystem-specific). */

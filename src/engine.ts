@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto'
-import type { Readable } from 'node:stream'
+import { Writable, type Readable } from 'node:stream'
+import { pipeline } from 'node:stream/promises'
 
 import type { CommandRunner } from './command.js'
 import { NONCE_ARG } from './dockerfile.js'
@@ -76,8 +77,8 @@ export function buildInvocation(
 export interface BuildRun {
   /** The build context (a tar with the Dockerfile) for stdin. */
   context: Readable
-  /** Consumes the build's result (a tar on stdout). */
-  output: (tar: Readable) => Promise<unknown>
+  /** Consumes the build's result (a tar on stdout); without it the result (a marker file) is drained. */
+  output?: (tar: Readable) => Promise<unknown>
   onLine?: (line: string) => void
   buildArgs?: Record<string, string>
   /** `host` only for the loopback stream to the action's own listener. */
@@ -90,7 +91,7 @@ export async function runBuild(run: CommandRunner, engine: Engine, build: BuildR
   await run(inv.command, inv.args, {
     env: inv.env,
     stdin: build.context,
-    stdout: build.output,
+    stdout: build.output ?? (async tar => pipeline(tar, new Writable({ write: (_chunk, _enc, cb) => cb() }))),
     ...(build.onLine ? { onStderrLine: build.onLine } : {})
   })
 }

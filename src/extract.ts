@@ -1,15 +1,12 @@
 import { Readable } from 'node:stream'
-import { Writable } from 'node:stream'
-import { pipeline } from 'node:stream/promises'
 
 import { buildContext, forEachEntry, splitExport, type ArchiveSummary, type SplitTarget } from './archive.js'
 import type { CommandRunner } from './command.js'
-import { EXPORT_FILE, extractDockerfile, PORT_ARG, TOKEN_ARG, type ExtractMode } from './dockerfile.js'
+import { EXPORT_FILE, extractDockerfile, PORT_ARG, TOKEN_ARG, type ExtractMode, type IndexedMount } from './dockerfile.js'
 import { runBuild, type Engine } from './engine.js'
 import { ArchiveError, errorMessage } from './errors.js'
 import { log } from './log.js'
 import { listenOnce } from './loopback.js'
-import type { IndexedMount } from './dockerfile.js'
 
 export type ExtractChoice = 'auto' | ExtractMode
 
@@ -58,7 +55,6 @@ async function viaLoopback(run: CommandRunner, request: ExtractRequest): Promise
   try {
     await runBuild(run, request.engine, {
       context: buildContext(dockerfile, []),
-      output: async out => pipeline(out, discard()),
       onLine: line => log.debug(line),
       buildArgs: { ...request.buildArgs, [PORT_ARG]: String(listener.port), [TOKEN_ARG]: listener.token },
       network: 'host'
@@ -101,8 +97,4 @@ class LocalSplitError extends Error {
     super(errorMessage(cause), { cause })
     this.name = 'LocalSplitError'
   }
-}
-
-function discard(): Writable {
-  return new Writable({ write: (_chunk, _enc, cb) => cb() })
 }

@@ -1,7 +1,5 @@
 import { mkdir, rm } from 'node:fs/promises'
 import { dirname } from 'node:path'
-import { Writable } from 'node:stream'
-import { pipeline } from 'node:stream/promises'
 
 import * as core from '@actions/core'
 import * as glob from '@actions/glob'
@@ -149,7 +147,6 @@ async function inject(run: CommandRunner, state: MainState, restored: MountState
   try {
     await runBuild(run, state.engine, {
       context,
-      output: async out => pipeline(out, discard()),
       onLine: line => log.debug(line),
       buildArgs: generatedBuildArgs(state)
     })
@@ -165,10 +162,6 @@ async function inject(run: CommandRunner, state: MainState, restored: MountState
   } finally {
     state.injectMs = Date.now() - started
   }
-}
-
-function discard(): Writable {
-  return new Writable({ write: (_chunk, _enc, cb) => cb() })
 }
 
 function setOutputs(state: MainState): void {

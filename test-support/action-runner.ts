@@ -36,21 +36,34 @@ export interface StepOptions {
   cwd?: string
 }
 
-export async function runStep(entry: 'main' | 'post' | 'restore-only' | 'save-only', options: StepOptions): Promise<StepResult> {
+export type EntryName = 'main' | 'post' | 'restore-only' | 'save-only'
+
+export async function runStep(entry: EntryName, options: StepOptions): Promise<StepResult> {
+  return runStepVia(entry, options, script => [process.execPath, [script]])
+}
+
+/**
+ * The runner's side of one step, with the command line chosen by `launch`
+ * (given the bundled script's path): e.g. node directly, or node inside a
+ * private mount namespace. `envOverrides` win over options.env.
+ */
+export async function runStepVia(
+  entry: EntryName,
+  options: StepOptions,
+  launch: (script: string) => [string, string[]],
+  envOverrides: NodeJS.ProcessEnv = {}
+): Promise<StepResult> {
   const files = mkdtempSync(join(tmpdir(), 'bmc-step-'))
   const stateFile = join(files, 'state')
   const outputFile = join(files, 'output')
   writeFileSync(stateFile, '')
   writeFileSync(outputFile, '')
-  const env: NodeJS.ProcessEnv = { ...process.env, ...options.env, GITHUB_STATE: stateFile, GITHUB_OUTPUT: outputFile }
+  const env: NodeJS.ProcessEnv = { ...process.env, ...options.env, ...envOverrides, GITHUB_STATE: stateFile, GITHUB_OUTPUT: outputFile }
   for (const [name, value] of Object.entries(options.inputs)) env[`INPUT_${name.replace(/ /g, '_').toUpperCase()}`] = value
   for (const [name, value] of Object.entries(options.state ?? {})) env[`STATE_${name}`] = value
   try {
-    const child = spawn(process.execPath, [join(options.bundleDir, `${entry}.cjs`)], {
-      cwd: options.cwd ?? REPO_ROOT,
-      env,
-      stdio: ['ignore', 'pipe', 'pipe']
-    })
+    const [command, args] = launch(join(options.bundleDir, `${entry}.cjs`))
+    const child = spawn(command, args, { cwd: options.cwd ?? REPO_ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] })
     let stdout = ''
     let stderr = ''
     child.stdout.setEncoding('utf8').on('data', (c: string) => (stdout += c))
