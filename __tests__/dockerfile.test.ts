@@ -30,12 +30,23 @@ test('inject Dockerfile copies every restored mount in one RUN and exports a mar
   expect(text).toContain('cp -a /bmc/d2/. /bmc/c2/')
   expect(text).toMatch(/^FROM busybox:1\.36 AS inject\nARG BMC_NONCE\n/)
   expect(text).toMatch(/FROM scratch\nCOPY --from=inject \/bmc\/out \/\n$/)
+  expect(text).toContain('{ echo "0 $(manifest c0)"; echo "2 $(manifest c2)"; } > /bmc/out/manifests')
+})
+
+test('loopback inject Dockerfile unpacks the stream into the mounts and applies its fix-up list', () => {
+  const text = injectDockerfile('img', [{ index: 1, spec: { id: 'a', target: '/a' } }], 'loopback')
+  expect(text).not.toContain('type=bind')
+  expect(text).toContain('ARG BMC_PORT\nARG BMC_TOKEN\n')
+  expect(text).toContain('echo "$BMC_TOKEN" | nc 127.0.0.1 "$BMC_PORT" | tar -x -C /bmc')
+  expect(text).toContain('test -f /bmc/fixups')
+  expect(text).toContain('done < /bmc/fixups')
+  expect(text.split('\n').filter(l => l.startsWith('RUN'))).toHaveLength(1)
 })
 
 test.each([
-  ['loopback', /\{ echo "\$BMC_TOKEN"; tar -c -C \/bmc c1 c3; \} \| nc 127\.0\.0\.1 "\$BMC_PORT"/],
-  ['export', /tar -c -C \/bmc c1 c3 > \/bmc\/out\/mounts\.tar/]
-] as [ExtractMode, RegExp][])('extract Dockerfile (%s) mounts read-only and tars every mount in one RUN', (mode, command) => {
+  ['loopback', /\{ echo "\$BMC_TOKEN"; tar -c -C \/bmc status \$d; \} \| nc 127\.0\.0\.1 "\$BMC_PORT"/],
+  ['export', /tar -c -C \/bmc status \$d > \/bmc\/out\/mounts\.tar/]
+] as [ExtractMode, RegExp][])('extract Dockerfile (%s) mounts read-only and tars every changed mount in one RUN', (mode, command) => {
   const text = extractDockerfile(
     'img',
     [
@@ -44,6 +55,8 @@ test.each([
     ],
     mode
   )
+  expect(text).toContain('ARG BMC_MANIFEST_1\nARG BMC_MANIFEST_3\n')
+  expect(text).toContain('if [ -n "$BMC_MANIFEST_3" ] && [ "$(manifest c3)" = "$BMC_MANIFEST_3" ]; then echo c3 >> /bmc/status; else d="$d c3"; fi')
   expect(text).toContain('--mount=type=cache,id=a,target=/bmc/c1,sharing=locked,readonly')
   expect(text).toMatch(command)
   expect(text.split('\n').filter(l => l.startsWith('RUN'))).toHaveLength(1)

@@ -263,7 +263,7 @@ function entryTime(mtime: Date | undefined, path: string): Date {
 const TYPE_BITS: Record<EntryType, number> = { file: 0o100000, directory: 0o040000, symlink: 0o120000, link: 0o100000 }
 
 /** A tar-stream header for `name`; type bits keep a 0000 mode from being replaced by a default. */
-function toTarHeader(h: EntryHeader, name: string, linkname?: string): TarHeader {
+export function toTarHeader(h: EntryHeader, name: string, linkname?: string): TarHeader {
   const out: TarHeader = {
     name: h.type === 'directory' && !name.endsWith('/') ? `${name}/` : name,
     type: h.type,
@@ -280,7 +280,7 @@ function toTarHeader(h: EntryHeader, name: string, linkname?: string): TarHeader
 }
 
 /** Writes one entry into a pack, copying `body` (if any) and feeding every chunk to `onChunk`. */
-async function writeEntry(pack: tar.Pack, header: TarHeader, body?: AsyncIterable<Buffer>, onChunk?: (c: Buffer) => void): Promise<void> {
+export async function writeEntry(pack: tar.Pack, header: TarHeader, body?: AsyncIterable<Buffer>, onChunk?: (c: Buffer) => void): Promise<void> {
   const sink = pack.entry(header) as unknown as Writable
   const finished = new Promise<void>((resolve, reject) => {
     sink.once('error', reject)
@@ -399,7 +399,7 @@ function tooLarge(maxBytes: number): ArchiveError {
  * symlink (a restored entry could plant one pointing at any file of the
  * runner), never blocking on a FIFO or device node.
  */
-async function openArchive(archivePath: string, maxBytes?: number): Promise<Readable> {
+export async function openArchive(archivePath: string, maxBytes?: number): Promise<Readable> {
   let handle: FileHandle
   try {
     handle = await open(archivePath, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK)
@@ -421,7 +421,7 @@ async function openArchive(archivePath: string, maxBytes?: number): Promise<Read
   return handle.createReadStream()
 }
 
-function readMountEntry(h: TarHeader): EntryHeader {
+export function readMountEntry(h: TarHeader): EntryHeader {
   const path = relativeEntryPath(h.name)
   const linkname = h.type === 'link' ? relativeEntryPath(h.linkname ?? '') : h.type === 'symlink' ? (h.linkname ?? '') : undefined
   return toEntryHeader(h, path, linkname)
@@ -470,12 +470,12 @@ export function buildContext(dockerfile: string, mounts: ContextMount[]): Readab
   return pack as unknown as Readable
 }
 
-async function* oneChunk(chunk: Buffer): AsyncIterable<Buffer> {
+export async function* oneChunk(chunk: Buffer): AsyncIterable<Buffer> {
   yield chunk
 }
 
 /** Root entry for a tree that arrived without one (BuildKit's default cache-mount root). */
-function defaultRoot(): EntryHeader {
+export function defaultRoot(): EntryHeader {
   return { path: '', type: 'directory', mode: 0o755, uid: 0, gid: 0, mtime: new Date(0), size: 0 }
 }
 
@@ -532,35 +532,50 @@ export function excludeMatcher(patterns: string[] = []): (path: string) => boole
 /**
  * Splits the extract build's output (one top-level directory per mount) into
  * one mount archive per directory, computing each tree's digest on the way.
- * Nothing is unpacked on the host. Entries outside the known directories are
- * ignored (the exporter adds none, but a stray marker must not break a save).
+ * Nothing is unpacked on the host. A mount the stream leaves out (the build
+ * found it unchanged) gets no archive and no summary. Top-level files go to
+ * `onOther` (the build's status file); other entries outside the known
+ * directories are ignored (a stray marker must not break a save).
  */
-export async function splitExport(source: Readable, targets: SplitTarget[]): Promise<Map<string, ArchiveSummary>> {
-  const outputs = new Map<string, SplitOutput>(
-    targets.map((t): [string, SplitOutput] => {
-      const pack = tar.pack()
-      const written = pipeline(pack as unknown as Readable, createWriteStream(t.archivePath))
-      const state: SplitOutput = {
-        excluded: excludeMatcher(t.exclude),
-        pack,
-        written,
-        digest: new TreeDigest(),
-        guard: new EntryGuard(),
-        sawRoot: false
-      }
-      written.catch((error: unknown) => {
-        state.writeError ??= error
-      })
-      return [t.dir, state]
+export async function splitExport(
+  source: Readable,
+  targets: SplitTarget[],
+  onOther?: (name: string, body: AsyncIterable<Buffer>) => Promise<void>
+): Promise<Map<string, ArchiveSummary>> {
+  const byDir = new Map(targets.map(t => [t.dir, t]))
+  // Opened on a mount's first entry: a mount the stream leaves out gets no archive and no summary.
+  const outputs = new Map<string, SplitOutput>()
+  const outputFor = (dir: string): SplitOutput | undefined => {
+    const existing = outputs.get(dir)
+    if (existing) return existing
+    const t = byDir.get(dir)
+    if (!t) return undefined
+    const pack = tar.pack()
+    const written = pipeline(pack as unknown as Readable, createWriteStream(t.archivePath))
+    const state: SplitOutput = {
+      excluded: excludeMatcher(t.exclude),
+      pack,
+      written,
+      digest: new TreeDigest(),
+      guard: new EntryGuard(),
+      sawRoot: false
+    }
+    written.catch((error: unknown) => {
+      state.writeError ??= error
     })
-  )
+    outputs.set(dir, state)
+    return state
+  }
   try {
     await forEachEntry(source, async (h, body) => {
       const full = relativeEntryPath(h.name)
       const slash = full.indexOf('/')
       const top = slash < 0 ? full : full.slice(0, slash)
-      const out = outputs.get(top)
-      if (!out) return
+      const out = outputFor(top)
+      if (!out) {
+        if (onOther && slash < 0 && h.type === 'file') await onOther(full, body)
+        return
+      }
       const path = slash < 0 ? '' : full.slice(slash + 1)
       if (out.excluded(path)) return
       let linkname: string | undefined

@@ -20,6 +20,27 @@ export const PORT_ARG = 'BMC_PORT'
 export const TOKEN_ARG = 'BMC_TOKEN'
 /** Build argument that makes every generated build unique. */
 export const NONCE_ARG = 'BMC_NONCE'
+/** The fix-up list that ends the loopback inject stream (see inject-stream.ts), unpacked to /bmc/. */
+export const FIXUPS_FILE = 'fixups'
+/** Inject's result: one `<index> <manifest>` line per mount. */
+export const MANIFEST_FILE = 'manifests'
+/** First entry of the extract stream: the mount directories the build found unchanged, one a line. */
+export const STATUS_FILE = 'status'
+/** Build argument carrying mount `index`'s manifest from inject to extract. */
+export const manifestArg = (index: number): string => `BMC_MANIFEST_${integer(index)}`
+
+/** What `manifestOf` prints: an md5 in hex. */
+export const MANIFEST = /^[0-9a-f]{32}$/
+
+/**
+ * A shell function printing a mount's manifest: the md5 of every entry's
+ * name, size, type and mode, owner, link count, inode, mtime and ctime (to
+ * the nanosecond). Nothing can change a file without changing its ctime (it
+ * cannot be set), so a mount whose manifest is the one inject left behind
+ * still holds exactly what was injected, and extract can skip it without
+ * reading a byte of content. Constant text; `$1` is a generated `c<n>`.
+ */
+const MANIFEST_FUNCTION = `manifest() { (cd /bmc && find "$1" -exec stat -c '%n|%s|%f|%u|%g|%h|%i|%y|%z' {} + | md5sum | cut -c1-32); }`
 
 const SAFE_ID = /^[A-Za-z0-9_./][A-Za-z0-9_.:@+/-]*$/
 const SAFE_IMAGE = /^[a-z0-9][a-z0-9._/:@-]*$/
@@ -68,20 +89,55 @@ function runLines(flags: string[], commands: string[]): string[] {
 }
 
 /**
- * Inject: copies each restored mount's files (a directory of the tar build
- * context, bind-mounted) into its cache mount, keeping owners, modes, times
- * and links (`cp -a`). The final stage depends on the RUN through a marker
- * file, so BuildKit cannot skip it; the nonce argument defeats layer caching.
+ * How inject receives the restored mounts. `context`: a directory of the tar
+ * build context per mount, bind-mounted and copied with `cp -a`. `loopback`:
+ * the RUN reads one tar stream from the action's one-shot listener on
+ * 127.0.0.1 (host networking) and unpacks it straight into the mounts with
+ * busybox `tar -x`, then applies the stream's fix-up list (see
+ * inject-stream.ts): no context for BuildKit to load and copy first.
  */
-export function injectDockerfile(image: string, mounts: IndexedMount[]): string {
+export type InjectMode = 'context' | 'loopback'
+
+/**
+ * Inject: fills each mount, keeping owners, modes, times and links, and
+ * writes each mount's manifest into the result (MANIFEST_FILE). The final
+ * stage depends on the RUN through that file, so BuildKit cannot skip it;
+ * the nonce argument defeats layer caching.
+ */
+export function injectDockerfile(image: string, mounts: IndexedMount[], mode: InjectMode = 'context'): string {
   if (mounts.length === 0) throw new Error('inject needs at least one mount')
-  const flags = mounts.flatMap(m => [cacheMountFlag(m), `--mount=type=bind,source=${contextDir(m.index)},target=/bmc/d${m.index}`])
+  const flags =
+    mode === 'context'
+      ? mounts.flatMap(m => [cacheMountFlag(m), `--mount=type=bind,source=${contextDir(m.index)},target=/bmc/d${m.index}`])
+      : mounts.map(m => cacheMountFlag(m))
+  const fill =
+    mode === 'context'
+      ? mounts.flatMap(m => [`cp -a /bmc/d${m.index}/. ${cachePath(m.index)}/`, keepSymlinkTimes(`/bmc/d${m.index}`, cachePath(m.index))])
+      : [
+          'set -o pipefail',
+          `echo "$${TOKEN_ARG}" | nc 127.0.0.1 "$${PORT_ARG}" | tar -x -C /bmc`,
+          // The list is the stream's last entry: without it the stream was cut short.
+          `test -f /bmc/${FIXUPS_FILE}`,
+          `while read -r k u g t && IFS= read -r p; do { [ "$k" = D ] || chown -h "$u:$g" "$p"; } && touch -h -d "@$t" "$p" || exit 1; done < /bmc/${FIXUPS_FILE}`
+        ]
+  const manifests = mounts.map(m => `echo "${m.index} $(manifest ${exportDir(m.index)})"`).join('; ')
   const commands = [
-    ...mounts.flatMap(m => [`cp -a /bmc/d${m.index}/. ${cachePath(m.index)}/`, keepSymlinkTimes(`/bmc/d${m.index}`, cachePath(m.index))]),
-    `mkdir -p /bmc/out`,
+    ...fill,
+    'mkdir -p /bmc/out',
+    MANIFEST_FUNCTION,
+    `{ ${manifests}; } > /bmc/out/${MANIFEST_FILE}`,
     `echo "$${NONCE_ARG}" > /bmc/out/injected`
   ]
-  return [fromLine(image, 'inject'), `ARG ${NONCE_ARG}`, ...runLines(flags, commands), 'FROM scratch', 'COPY --from=inject /bmc/out /', ''].join('\n')
+  const args = mode === 'loopback' ? [`ARG ${PORT_ARG}`, `ARG ${TOKEN_ARG}`] : []
+  return [
+    fromLine(image, 'inject'),
+    `ARG ${NONCE_ARG}`,
+    ...args,
+    ...runLines(flags, commands),
+    'FROM scratch',
+    'COPY --from=inject /bmc/out /',
+    ''
+  ].join('\n')
 }
 
 /**
@@ -98,17 +154,23 @@ export type ExtractMode = 'loopback' | 'export'
 export function extractDockerfile(image: string, mounts: IndexedMount[], mode: ExtractMode): string {
   if (mounts.length === 0) throw new Error('extract needs at least one mount')
   const flags = mounts.map(m => cacheMountFlag(m, ['readonly']))
-  const dirs = mounts.map(m => exportDir(m.index)).join(' ')
-  const commands =
-    mode === 'loopback'
-      ? [
-          'set -o pipefail',
-          `{ echo "$${TOKEN_ARG}"; tar -c -C /bmc ${dirs}; } | nc 127.0.0.1 "$${PORT_ARG}"`,
-          'mkdir -p /bmc/out',
-          'echo streamed > /bmc/out/extracted'
-        ]
-      : ['mkdir -p /bmc/out', `tar -c -C /bmc ${dirs} > /bmc/out/${EXPORT_FILE}`]
-  const args = mode === 'loopback' ? [`ARG ${PORT_ARG}`, `ARG ${TOKEN_ARG}`] : []
+  // A mount whose manifest is still the one inject left is listed in the status file and not archived.
+  const select = mounts.map(m => {
+    const arg = manifestArg(m.index)
+    const dir = exportDir(m.index)
+    return `if [ -n "$${arg}" ] && [ "$(manifest ${dir})" = "$${arg}" ]; then echo ${dir} >> /bmc/${STATUS_FILE}; else d="$d ${dir}"; fi`
+  })
+  const archive = `tar -c -C /bmc ${STATUS_FILE} $d`
+  const commands = [
+    'set -o pipefail',
+    MANIFEST_FUNCTION,
+    `d= && : > /bmc/${STATUS_FILE}`,
+    ...select,
+    ...(mode === 'loopback'
+      ? [`{ echo "$${TOKEN_ARG}"; ${archive}; } | nc 127.0.0.1 "$${PORT_ARG}"`, 'mkdir -p /bmc/out', 'echo streamed > /bmc/out/extracted']
+      : ['mkdir -p /bmc/out', `${archive} > /bmc/out/${EXPORT_FILE}`])
+  ]
+  const args = [...(mode === 'loopback' ? [`ARG ${PORT_ARG}`, `ARG ${TOKEN_ARG}`] : []), ...mounts.map(m => `ARG ${manifestArg(m.index)}`)]
   return [
     fromLine(image, 'extract'),
     `ARG ${NONCE_ARG}`,

@@ -2,7 +2,17 @@ import { Readable } from 'node:stream'
 
 import { buildContext, forEachEntry, splitExport, type ArchiveSummary, type SplitTarget } from './archive.js'
 import type { CommandRunner } from './command.js'
-import { EXPORT_FILE, extractDockerfile, PORT_ARG, TOKEN_ARG, type ExtractMode, type IndexedMount } from './dockerfile.js'
+import {
+  EXPORT_FILE,
+  extractDockerfile,
+  MANIFEST,
+  manifestArg,
+  PORT_ARG,
+  STATUS_FILE,
+  TOKEN_ARG,
+  type ExtractMode,
+  type IndexedMount
+} from './dockerfile.js'
 import { runBuild, type Engine } from './engine.js'
 import { ArchiveError, errorMessage } from './errors.js'
 import { log } from './log.js'
@@ -17,11 +27,22 @@ export interface ExtractRequest {
   targets: SplitTarget[]
   buildArgs: Record<string, string>
   choice: ExtractChoice
+  /** Manifests inject recorded, by mount index: the build skips a mount whose manifest is unchanged. */
+  manifests?: Map<number, string>
 }
 
 export interface ExtractResult {
+  /** Per mount directory that was archived. */
   summaries: Map<string, ArchiveSummary>
+  /** Mount directories the build found unchanged since inject (not archived). */
+  unchanged: Set<string>
   mode: ExtractMode
+}
+
+/** What the stream of an extract build holds: archived mounts, and the names of the unchanged ones. */
+interface Received {
+  summaries: Map<string, ArchiveSummary>
+  unchanged: Set<string>
 }
 
 /**
@@ -34,19 +55,48 @@ export interface ExtractResult {
 export async function extractMounts(run: CommandRunner, request: ExtractRequest): Promise<ExtractResult> {
   if (request.choice !== 'export') {
     try {
-      return { summaries: await viaLoopback(run, request), mode: 'loopback' }
+      return { ...(await viaLoopback(run, request)), mode: 'loopback' }
     } catch (error) {
       if (request.choice === 'loopback' || error instanceof LocalSplitError) throw error
       log.info(`Loopback stream not available (${errorMessage(error)}); extracting through the build's exporter instead.`)
     }
   }
-  return { summaries: await viaExport(run, request), mode: 'export' }
+  return { ...(await viaExport(run, request)), mode: 'export' }
 }
 
-async function viaLoopback(run: CommandRunner, request: ExtractRequest): Promise<Map<string, ArchiveSummary>> {
+/** Build arguments of the extract build: the manifests (validated: they reach a shell test). */
+function extractArgs(request: ExtractRequest): Record<string, string> {
+  const args = { ...request.buildArgs }
+  for (const m of request.mounts) {
+    const manifest = request.manifests?.get(m.index)
+    if (manifest !== undefined && MANIFEST.test(manifest)) args[manifestArg(m.index)] = manifest
+  }
+  return args
+}
+
+/** Splits one extract stream: mount archives, and the status file naming the unchanged mounts. */
+async function receive(source: Readable, targets: SplitTarget[]): Promise<Received> {
+  const unchanged = new Set<string>()
+  const summaries = await splitExport(source, targets, async (name, body) => {
+    if (name !== STATUS_FILE) return
+    const chunks: Buffer[] = []
+    for await (const chunk of body) chunks.push(chunk)
+    for (const line of Buffer.concat(chunks).toString('utf8').split('\n')) if (targets.some(t => t.dir === line)) unchanged.add(line)
+  })
+  const missing = targets.filter(t => !summaries.has(t.dir) && !unchanged.has(t.dir))
+  if (missing.length > 0) {
+    throw new ArchiveError(
+      'ARCHIVE_UNEXPECTED',
+      `the extract stream has no ${missing.map(t => t.dir).join(', ')} and does not list them as unchanged`
+    )
+  }
+  return { summaries, unchanged }
+}
+
+async function viaLoopback(run: CommandRunner, request: ExtractRequest): Promise<Received> {
   const listener = await listenOnce()
   let splitError: unknown
-  const splitting = listener.accepted.then(socket => splitExport(socket, request.targets))
+  const splitting = listener.accepted.then(socket => receive(socket, request.targets))
   splitting.catch((error: unknown) => {
     splitError = error
   })
@@ -56,7 +106,7 @@ async function viaLoopback(run: CommandRunner, request: ExtractRequest): Promise
     await runBuild(run, request.engine, {
       context: buildContext(dockerfile, []),
       onLine: line => log.debug(line),
-      buildArgs: { ...request.buildArgs, [PORT_ARG]: String(listener.port), [TOKEN_ARG]: listener.token },
+      buildArgs: { ...extractArgs(request), [PORT_ARG]: String(listener.port), [TOKEN_ARG]: listener.token },
       network: 'host'
     })
   } catch (error) {
@@ -73,22 +123,22 @@ async function viaLoopback(run: CommandRunner, request: ExtractRequest): Promise
   })
 }
 
-async function viaExport(run: CommandRunner, request: ExtractRequest): Promise<Map<string, ArchiveSummary>> {
+async function viaExport(run: CommandRunner, request: ExtractRequest): Promise<Received> {
   const dockerfile = extractDockerfile(request.image, request.mounts, 'export')
   log.debug(`Extract Dockerfile:\n${dockerfile}`)
-  let summaries: Map<string, ArchiveSummary> | undefined
+  let received: Received | undefined
   await runBuild(run, request.engine, {
     context: buildContext(dockerfile, []),
     output: async out =>
       forEachEntry(out, async (header, body) => {
-        if (header.name.replace(/^\.?\//, '') !== EXPORT_FILE || summaries) return
-        summaries = await splitExport(Readable.from(body), request.targets)
+        if (header.name.replace(/^\.?\//, '') !== EXPORT_FILE || received) return
+        received = await receive(Readable.from(body), request.targets)
       }),
     onLine: line => log.debug(line),
-    buildArgs: request.buildArgs
+    buildArgs: extractArgs(request)
   })
-  if (!summaries) throw new ArchiveError('ARCHIVE_UNEXPECTED', `the extract build's output has no ${EXPORT_FILE}`)
-  return summaries
+  if (!received) throw new ArchiveError('ARCHIVE_UNEXPECTED', `the extract build's output has no ${EXPORT_FILE}`)
+  return received
 }
 
 /** The mounts reached the action but could not be split and stored; no other route would do better. */

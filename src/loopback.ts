@@ -26,8 +26,13 @@ export interface OneShotListener {
 export interface ListenOptions {
   /** Time a connection has to present the token. */
   tokenTimeoutMs?: number
-  /** An accepted connection idle this long is destroyed. */
+  /** An accepted connection idle this long is destroyed; 0: never (the action's side paces the stream). */
   idleTimeoutMs?: number
+  /**
+   * Keep sending after the peer has finished sending: the inject build's nc
+   * sends the token, finishes its side, and then reads the whole stream.
+   */
+  sendAfterPeerEnds?: boolean
 }
 
 const TOKEN_BYTES = 24
@@ -45,7 +50,7 @@ export async function listenOnce(options: ListenOptions = {}): Promise<OneShotLi
   })
   accepted.catch(() => undefined)
 
-  const server: Server = createServer(socket => {
+  const server: Server = createServer({ allowHalfOpen: options.sendAfterPeerEnds ?? false }, socket => {
     if (done) {
       socket.destroy()
       return

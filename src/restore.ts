@@ -4,17 +4,19 @@ import { dirname } from 'node:path'
 import * as core from '@actions/core'
 import * as glob from '@actions/glob'
 
-import { buildContext, scanMountArchive } from './archive.js'
+import { scanMountArchive } from './archive.js'
 import type { CacheStore } from './cache.js'
 import { runCommand, type CommandRunner } from './command.js'
 import { DEFAULT_MAX_RESTORE_BYTES, getInputs, InputName, mountArchivePath, type Inputs } from './context.js'
-import { contextDir, injectDockerfile } from './dockerfile.js'
-import { resolveEngine, runBuild } from './engine.js'
+import { resolveEngine } from './engine.js'
 import { errorMessage } from './errors.js'
 import { forEachLimit, TRANSFER_CONCURRENCY } from './concurrency.js'
 import { formatBytes, seconds } from './format.js'
+import { injectMounts } from './inject.js'
+import type { StreamMount } from './inject-stream.js'
 import { mountKeys } from './keys.js'
 import { log } from './log.js'
+import { ReadyQueue } from './ready-queue.js'
 import { generatedBuildArgs, saveMainState, type MainState, type MountState } from './state.js'
 import { deferredStore } from './storage/select.js'
 import { writeSummary } from './summary.js'
@@ -82,23 +84,31 @@ export async function runMain(services: Services = realServices, restoreOnly = f
 
 /**
  * Restores every mount's entry and injects the restored ones in one build.
- * Records hits, digests and timings in `state`; never throws for cache or
+ * Over loopback, the inject build starts as soon as the first archive is
+ * ready and takes the others as their downloads finish. Records hits,
+ * digests, manifests and timings in `state`; never throws for cache or
  * engine trouble (warnings, and the mount counts as a miss).
  */
 export async function restoreMounts(services: Services, state: MainState): Promise<void> {
   const { mounts } = state
+  const ready = new ReadyQueue<StreamMount>()
+  const started = Date.now()
   try {
-    await log.group('Restore cache entries', async () => restoreAll(services.cache, mounts, state.maxRestoreBytes ?? DEFAULT_MAX_RESTORE_BYTES))
-    const restored = mounts.filter(m => m.restoredDigest !== undefined)
-    if (restored.length > 0) {
-      await log.group('Inject into the builder', async () => inject(services.run, state, restored))
-    }
+    // One log group: over loopback the downloads and the inject build run at the same time.
+    await log.group('Restore cache entries and inject them into the builder', async () => {
+      const restored = restoreAll(services.cache, mounts, state.maxRestoreBytes ?? DEFAULT_MAX_RESTORE_BYTES, m => ready.push(m)).finally(() =>
+        ready.end()
+      )
+      if ((await ready.first()) !== undefined) await inject(services.run, state, ready)
+      await restored
+    })
   } finally {
+    state.restoreToReadyMs = Date.now() - started
     await Promise.all(mounts.map(m => rm(m.archivePath, { recursive: true, force: true })))
   }
 }
 
-async function restoreAll(cache: CacheStore, mounts: MountState[], maxBytes: number): Promise<void> {
+async function restoreAll(cache: CacheStore, mounts: MountState[], maxBytes: number, onReady: (m: StreamMount) => void): Promise<void> {
   if (!cache.available()) {
     log.warning('The cache service is not available: every mount starts empty and nothing will be restored.')
     return
@@ -122,6 +132,7 @@ async function restoreAll(cache: CacheStore, mounts: MountState[], maxBytes: num
       m.restoredDigest = summary.digest
       m.restoredBytes = summary.bytes
       log.info(`${m.spec.id}: restored ${matched} (${formatBytes(summary.bytes)}, ${summary.entries} entries, ${seconds(started)})`)
+      onReady({ index: m.index, archivePath: m.archivePath })
     } catch (error) {
       log.warning(`${m.spec.id}: cannot restore the cache entry, the mount starts empty: ${errorMessage(error)}`)
       delete m.matchedKey
@@ -133,31 +144,42 @@ async function restoreAll(cache: CacheStore, mounts: MountState[], maxBytes: num
   })
 }
 
-async function inject(run: CommandRunner, state: MainState, restored: MountState[]): Promise<void> {
+/**
+ * The mounts the inject build attaches: every mount not known to have
+ * missed when it starts (later ones are streamed as they arrive).
+ */
+async function inject(run: CommandRunner, state: MainState, ready: ReadyQueue<StreamMount>): Promise<void> {
   const started = Date.now()
-  const dockerfile = injectDockerfile(
-    state.utilityImage,
-    restored.map(m => ({ index: m.index, spec: m.spec }))
-  )
-  log.debug(`Inject Dockerfile:\n${dockerfile}`)
-  const context = buildContext(
-    dockerfile,
-    restored.map(m => ({ dir: contextDir(m.index), archivePath: m.archivePath }))
-  )
+  const attach = state.mounts.filter(m => m.restoredDigest !== undefined || m.restoreMs === undefined)
   try {
-    await runBuild(run, state.engine, {
-      context,
-      onLine: line => log.debug(line),
-      buildArgs: generatedBuildArgs(state)
+    const result = await injectMounts(run, {
+      engine: state.engine,
+      image: state.utilityImage,
+      mounts: attach.map(m => ({ index: m.index, spec: m.spec })),
+      ready,
+      buildArgs: generatedBuildArgs(state),
+      choice: state.extractVia ?? 'auto'
     })
-    const bytes = restored.reduce((sum, m) => sum + (m.restoredBytes ?? 0), 0)
-    log.info(`Injected ${restored.length} mount(s), ${formatBytes(bytes)} in ${seconds(started)}`)
+    if (result.fallbackReason !== undefined) state.loopback = false
+    let bytes = 0
+    for (const m of state.mounts) {
+      if (!result.injected.includes(m.index)) {
+        // Restored after all (a race the queue rules out) or not at all: not in the builder.
+        delete m.restoredDigest
+        continue
+      }
+      bytes += m.restoredBytes ?? 0
+      const manifest = result.manifests.get(m.index)
+      if (manifest !== undefined) m.manifest = manifest
+    }
+    const how = result.mode === 'loopback' ? 'loopback stream' : 'build context'
+    log.info(`Injected ${result.injected.length} mount(s), ${formatBytes(bytes)} in ${seconds(started)} (${how})`)
   } catch (error) {
-    context.destroy()
     log.warning(`Could not inject the restored caches into the builder; the build runs with empty cache mounts: ${errorMessage(error)}`)
-    for (const m of restored) {
+    for (const m of state.mounts) {
       // Not in the builder, so post must not treat the content as unchanged.
       delete m.restoredDigest
+      delete m.manifest
     }
   } finally {
     state.injectMs = Date.now() - started

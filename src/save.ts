@@ -7,7 +7,7 @@ import type { ArchiveSummary } from './archive.js'
 import { getInputs, InputName } from './context.js'
 import { forEachLimit, TRANSFER_CONCURRENCY } from './concurrency.js'
 import { exportDir } from './dockerfile.js'
-import { extractMounts } from './extract.js'
+import { extractMounts, type ExtractResult } from './extract.js'
 import { errorMessage } from './errors.js'
 import { formatBytes, seconds } from './format.js'
 import { saveKey } from './keys.js'
@@ -68,15 +68,15 @@ export async function saveMounts(services: Services, state: MainState): Promise<
   }
   const report: SaveReport = { outcomes: new Map() }
   try {
-    const summaries = await log.group('Extract from the builder', async () => extract(services, state, report))
-    if (summaries) await log.group('Save cache entries', async () => saveAll(services, state, summaries, report))
+    const extracted = await log.group('Extract from the builder', async () => extract(services, state, report))
+    if (extracted) await log.group('Save cache entries', async () => saveAll(services, state, extracted, report))
   } finally {
     await Promise.all(state.mounts.map(m => rm(m.archivePath, { recursive: true, force: true })))
   }
   await writeSummary(state, report)
 }
 
-async function extract(services: Services, state: MainState, report: SaveReport): Promise<Map<string, ArchiveSummary> | undefined> {
+async function extract(services: Services, state: MainState, report: SaveReport): Promise<ExtractResult | undefined> {
   const { mounts } = state
   const started = Date.now()
   try {
@@ -87,13 +87,16 @@ async function extract(services: Services, state: MainState, report: SaveReport)
       mounts: mounts.map(m => ({ index: m.index, spec: m.spec })),
       targets: mounts.map(m => ({ dir: exportDir(m.index), archivePath: m.archivePath, ...(m.spec.exclude ? { exclude: m.spec.exclude } : {}) })),
       buildArgs: generatedBuildArgs(state),
-      choice: state.extractVia ?? 'auto'
+      // Inject already found host networking refused: no second try.
+      choice: state.loopback === false && (state.extractVia ?? 'auto') === 'auto' ? 'export' : (state.extractVia ?? 'auto'),
+      manifests: new Map(mounts.flatMap(m => (m.manifest !== undefined && m.restoredDigest !== undefined ? [[m.index, m.manifest]] : [])))
     })
     const bytes = [...result.summaries.values()].reduce((sum, s) => sum + s.bytes, 0)
+    const same = result.unchanged.size > 0 ? `; ${result.unchanged.size} unchanged since inject, not read` : ''
     log.info(
-      `Extracted ${mounts.length} mount(s), ${formatBytes(bytes)} in ${seconds(started)} (${result.mode === 'loopback' ? 'loopback stream' : 'build exporter'})`
+      `Extracted ${result.summaries.size} mount(s), ${formatBytes(bytes)} in ${seconds(started)} (${result.mode === 'loopback' ? 'loopback stream' : 'build exporter'}${same})`
     )
-    return result.summaries
+    return result
   } catch (error) {
     log.warning(`Could not extract the cache mounts from the builder; nothing is saved: ${errorMessage(error)}`)
     return undefined
@@ -102,9 +105,15 @@ async function extract(services: Services, state: MainState, report: SaveReport)
   }
 }
 
-async function saveAll(services: Services, state: MainState, summaries: Map<string, ArchiveSummary>, report: SaveReport): Promise<void> {
+async function saveAll(services: Services, state: MainState, extracted: ExtractResult, report: SaveReport): Promise<void> {
   await forEachLimit(state.mounts, TRANSFER_CONCURRENCY, async m => {
-    const summary = summaries.get(exportDir(m.index))
+    const dir = exportDir(m.index)
+    if (extracted.unchanged.has(dir)) {
+      log.info(`${m.spec.id}: unchanged since restore (${m.matchedKey}; its manifest is the one inject left), nothing to save`)
+      report.outcomes.set(m.index, { kind: 'unchanged', bytes: m.restoredBytes ?? 0 })
+      return
+    }
+    const summary = extracted.summaries.get(dir)
     if (!summary) return
     const outcome = await saveOne(services, m, summary, m.spec.maxSize ?? state.maxSize)
     report.outcomes.set(m.index, outcome)

@@ -23,6 +23,10 @@ export interface MainState {
   mounts: MountState[]
   /** Milliseconds the inject build took, when one ran. */
   injectMs?: number
+  /** Milliseconds from the first download to the last mount in the builder (downloads and inject overlap). */
+  restoreToReadyMs?: number
+  /** false: inject found the loopback stream unavailable, so extract goes straight to the exporter. */
+  loopback?: boolean
 }
 
 export interface MountState {
@@ -36,6 +40,8 @@ export interface MountState {
   restoredBytes?: number
   /** Milliseconds the restore (download + validation) took. */
   restoreMs?: number
+  /** The mount's manifest right after inject (see dockerfile.ts): extract skips it while unchanged. */
+  manifest?: string
 }
 
 const STATE_KEY = 'mount-cache-state'
