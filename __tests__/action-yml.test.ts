@@ -23,7 +23,7 @@ const codeInputs = Object.values(InputName) as string[]
 
 describe.each([
   ['action.yml', ['state']],
-  ['restore/action.yml', ['save', 'max-size', 'extract-via', 'state']],
+  ['restore/action.yml', ['save', 'max-size', 'state']],
   ['save/action.yml', ['save']]
 ])('%s', (path, notHere) => {
   const action = read(path)

@@ -52,3 +52,22 @@ test('binds the loopback address only', async () => {
   ).rejects.toThrow()
   listener.close()
 })
+
+test('inject direction: a stray connection reads nothing, the token holder reads everything after finishing its side', async () => {
+  const listener = await listenOnce({ tokenTimeoutMs: 2000, idleTimeoutMs: 0, sendAfterPeerEnds: true })
+  const received: Buffer[] = []
+  const stray = await send(listener.port, 'guess\n')
+  stray.on('data', (c: Buffer) => received.push(c))
+  await closed(stray)
+  // As the build's `echo TOKEN | nc`: the token, then the end of its side.
+  const good = await send(listener.port, `${listener.token}\n`)
+  good.end()
+  const socket = await listener.accepted
+  const reading = text(good)
+  await new Promise(resolve => setTimeout(resolve, 50))
+  socket.end('the stream')
+  expect(await reading).toBe('the stream')
+  expect(Buffer.concat(received).length).toBe(0)
+  expect(listener.rejected()).toBe(1)
+  listener.close()
+})

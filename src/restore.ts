@@ -102,6 +102,13 @@ export async function restoreMounts(services: Services, state: MainState): Promi
       if ((await ready.first()) !== undefined) await inject(services.run, state, ready)
       await restored
     })
+    const restored = mounts.filter(m => m.restoredDigest !== undefined)
+    if (restored.length > 0) {
+      const slowest = Math.max(...mounts.map(m => m.restoreMs ?? 0)) / 1000
+      log.info(
+        `Restore to ready: ${seconds(started)} for ${restored.length} mount(s) (slowest restore ${slowest.toFixed(1)} s, inject ${((state.injectMs ?? 0) / 1000).toFixed(1)} s, overlapped)`
+      )
+    }
   } finally {
     state.restoreToReadyMs = Date.now() - started
     await Promise.all(mounts.map(m => rm(m.archivePath, { recursive: true, force: true })))

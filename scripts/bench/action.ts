@@ -13,16 +13,23 @@ export interface ActionStep {
   result: StepResult
   /** Peak RSS of the step's node process (KiB), when the probe reported it. */
   maxRssKiB?: number
-  /** From "Extracted N mount(s), X in Y s (mode)". */
+  /** From "Extracted N mount(s), X in Y s (mode[; K unchanged since inject, not read])". */
   extractSeconds?: number
-  /** The "(mode)" of that line, e.g. "loopback stream" or "build exporter". */
+  /** The mode of that line, e.g. "loopback stream" or "build exporter". */
   extractMode?: string
-  /** From "Injected N mount(s), X in Y s". */
+  /** The K of "; K unchanged since inject, not read" (0 without it). */
+  extractNotRead?: number
+  /** From "Injected N mount(s), X in Y s (mode)". */
   injectSeconds?: number
+  /** The "(mode)" of that line: "loopback stream" or "build context". */
+  injectMode?: string
+  /** From "Restore to ready: X s for N mount(s) (slowest restore Y s, inject Z s, overlapped)". */
+  restoreToReady?: { seconds: number; slowestRestore: number; inject: number }
   /** From "<id>: restored <key> (<size>, N entries, Z s)". */
   restored: Array<{ id: string; seconds: number; entries: number }>
   /** From "<id>: saved <key> (<size>, Z s)". */
   saved: Array<{ id: string; seconds: number }>
+  /** Mounts logged "<id>: unchanged since restore (...)", with or without "; its manifest is the one inject left". */
   unchanged: string[]
   /** BuildKit step seconds of the step's generated build (its progress comes as debug lines). */
   buildSteps: Record<StepKind, number>
@@ -83,20 +90,40 @@ export function parseActionLog(stdout: string): Omit<ActionStep, 'entry' | 'seco
       debug.push(line.slice('::debug::'.length).replace(/%0D/g, '\r').replace(/%0A/g, '\n').replace(/%25/g, '%'))
       continue
     }
-    let m = /^Extracted \d+ mount\(s\), .* in ([\d.]+) s(?: \((.+)\))?$/.exec(line)
-    if (m) {
-      out.extractSeconds = Number(m[1])
-      if (m[2]) out.extractMode = m[2]
-    }
-    m = /^Injected \d+ mount\(s\), .* in ([\d.]+) s$/.exec(line)
-    if (m) out.injectSeconds = Number(m[1])
-    m = /^(.+): restored \S+ \(.*, (\d+) entries, ([\d.]+) s\)$/.exec(line)
-    if (m) out.restored.push({ id: m[1] as string, entries: Number(m[2]), seconds: Number(m[3]) })
-    m = /^(.+): saved \S+ \(.*, ([\d.]+) s\)$/.exec(line)
-    if (m) out.saved.push({ id: m[1] as string, seconds: Number(m[2]) })
-    m = /^(.+): unchanged since restore/.exec(line)
-    if (m) out.unchanged.push(m[1] as string)
+    parseLine(line, out)
   }
   out.buildSteps = stepSeconds(debug.join('\n'))
   return out
+}
+
+type ParsedLog = ReturnType<typeof parseActionLog>
+
+const EXTRACTED = /^Extracted \d+ mount\(s\), .* in ([\d.]+) s(?: \(([^;)]+)(?:; (\d+) unchanged since inject, not read)?\))?$/
+const INJECTED = /^Injected \d+ mount\(s\), .* in ([\d.]+) s(?: \((.+)\))?$/
+const READY = /^Restore to ready: ([\d.]+) s for \d+ mount\(s\) \(slowest restore ([\d.]+) s, inject ([\d.]+) s(?:, overlapped)?\)$/
+const RESTORED = /^(.+): restored \S+ \(.*, (\d+) entries, ([\d.]+) s\)$/
+const SAVED = /^(.+): saved \S+ \(.*, ([\d.]+) s\)$/
+const UNCHANGED = /^(.+?): unchanged since restore\b/
+
+/** One (non-debug) log line of a step into `out`. */
+function parseLine(line: string, out: ParsedLog): void {
+  let m = EXTRACTED.exec(line)
+  if (m) {
+    out.extractSeconds = Number(m[1])
+    if (m[2]) out.extractMode = m[2]
+    out.extractNotRead = Number(m[3] ?? 0)
+  }
+  m = INJECTED.exec(line)
+  if (m) {
+    out.injectSeconds = Number(m[1])
+    if (m[2]) out.injectMode = m[2]
+  }
+  m = READY.exec(line)
+  if (m) out.restoreToReady = { seconds: Number(m[1]), slowestRestore: Number(m[2]), inject: Number(m[3]) }
+  m = RESTORED.exec(line)
+  if (m) out.restored.push({ id: m[1] as string, entries: Number(m[2]), seconds: Number(m[3]) })
+  m = SAVED.exec(line)
+  if (m) out.saved.push({ id: m[1] as string, seconds: Number(m[2]) })
+  m = UNCHANGED.exec(line)
+  if (m) out.unchanged.push(m[1] as string)
 }

@@ -3,16 +3,25 @@
 // per-mount method of buildkit-cache-dance, all measured in the same run.
 //
 //   npx tsx scripts/bench/bench.ts [--size-mib 1024] [--files 20000] [--quick]
-//       [--repeat 1] [--json FILE] [--private-engine] [--prune-all]
+//       [--sizes 256,512,1024] [--repeat 1] [--json FILE] [--private-engine]
+//       [--prune-all] [--compression]
 //
 // --quick        64 MiB / 2,000 files, a sanity run
+// --sizes LIST   a sweep: the whole measurement at each size (MiB), one after
+//                another, then a growth table (seconds per GiB by size). Files
+//                scale with the size at 20000 per 1024 MiB, or with --files
+//                given, that many at the largest size and proportionally fewer
+//                below. Replaces --size-mib and --quick.
 // --repeat N     N rounds; every figure is the median of its N samples
-// --json FILE    also write every sample and the table as JSON
+// --json FILE    also write every sample and the table as JSON (with --sizes:
+//                one element of `sizes` per size, and `growth`)
 // --private-engine  run on a private dockerd (same binary, own socket and data
 //                root, deleted at the end) instead of the shared engine: use it
 //                when other jobs build or prune on the shared one (see private-engine.ts)
 // --prune-all    finish with `docker buildx prune --all --force` (default: prune
 //                only the records this run created; other jobs may share the engine)
+// --compression  also measure tar | zstd at a few levels over the host tree of
+//                each size and over two synthetic samples (see compression.ts)
 //
 // Other jobs that `buildx prune --all` the shared engine empty the bench's
 // mounts; the bench notices (every move is checked) and repeats the round on
@@ -28,9 +37,10 @@ import { join } from 'node:path'
 import { performance } from 'node:perf_hooks'
 
 import { bundleAction, REPO_ROOT } from '../../test-support/action-runner.js'
-import { startCacheService, type CacheService } from '../../test-support/cache-service/server.js'
+import { startCacheService } from '../../test-support/cache-service/server.js'
 import { UTILITY_IMAGE } from '../../test-support/user-build.js'
 import { runActionStep, type ActionRunner, type ActionStep } from './action.js'
+import { compressionTable, measureCompression, measureSyntheticSamples, type CompressionResult } from './compression.js'
 import {
   actionMountsInput,
   benchMounts,
@@ -44,24 +54,42 @@ import {
   type Signature
 } from './dataset.js'
 import { EXTRACT_VARIANTS, extractFloor, hostFloors, INJECT_VARIANTS, injectFloor } from './floor.js'
-import { foreignBuilds, hostTreeSignature, listRecords, median, pruneRecords, q, sh, type CacheRecord, type TreeSignature } from './lib.js'
+import { foreignBuilds, hostTreeSignature, listRecords, pruneRecords, q, sh, type CacheRecord, type TreeSignature } from './lib.js'
 import { PerMount, type CacheMap, type DanceMountTiming } from './per-mount.js'
 import { startPrivateEngine, type PrivateEngine } from './private-engine.js'
+import { buildReport, growthRows, growthTable, Samples, type SizeOutcome } from './report.js'
 
 // ---------------------------------------------------------------------------
 // Options
 
+const DEFAULT_SIZE_MIB = 1024
+const DEFAULT_FILES = 20000
+
 interface Options {
   sizeMiB: number
   files: number
+  /** --sizes: the MiB of each dataset, ascending, measured one after another. */
+  sizes?: number[]
+  /** --files was given (with --sizes it is the count at the largest size). */
+  filesGiven: boolean
   repeat: number
   json?: string
   pruneAll: boolean
   privateEngine: boolean
+  compression: boolean
 }
 
 function parseArgs(argv: string[]): Options {
-  const opts: Options = { sizeMiB: 1024, files: 20000, repeat: 1, pruneAll: false, privateEngine: false }
+  const opts: Options = {
+    sizeMiB: DEFAULT_SIZE_MIB,
+    files: DEFAULT_FILES,
+    filesGiven: false,
+    repeat: 1,
+    pruneAll: false,
+    privateEngine: false,
+    compression: false
+  }
+  let sizeGiven = false
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i]
     const value = (): string => {
@@ -74,75 +102,90 @@ function parseArgs(argv: string[]): Options {
       if (!Number.isInteger(n) || n <= 0) throw new Error(`${arg} needs a positive integer, got ${v}`)
       return n
     }
-    if (arg === '--quick') Object.assign(opts, { sizeMiB: 64, files: 2000 })
-    else if (arg === '--size-mib') opts.sizeMiB = positive(value())
-    else if (arg === '--files') opts.files = positive(value())
-    else if (arg === '--repeat') opts.repeat = positive(value())
+    if (arg === '--quick') {
+      Object.assign(opts, { sizeMiB: 64, files: 2000 })
+      sizeGiven = true
+    } else if (arg === '--size-mib') {
+      opts.sizeMiB = positive(value())
+      sizeGiven = true
+    } else if (arg === '--sizes')
+      opts.sizes = [
+        ...new Set(
+          value()
+            .split(',')
+            .map(v => positive(v.trim()))
+        )
+      ].sort((a, b) => a - b)
+    else if (arg === '--files') {
+      opts.files = positive(value())
+      opts.filesGiven = true
+    } else if (arg === '--repeat') opts.repeat = positive(value())
     else if (arg === '--json') opts.json = value()
     else if (arg === '--prune-all') opts.pruneAll = true
     else if (arg === '--private-engine') opts.privateEngine = true
+    else if (arg === '--compression') opts.compression = true
     else if (arg === '--help' || arg === '-h') {
-      console.log('usage: bench.ts [--size-mib N] [--files N] [--quick] [--repeat N] [--json FILE] [--private-engine] [--prune-all]')
+      console.log(
+        'usage: bench.ts [--size-mib N | --sizes N,N,...] [--files N] [--quick] [--repeat N] [--json FILE] [--private-engine] [--prune-all] [--compression]'
+      )
       process.exit(0)
     } else throw new Error(`unknown argument ${arg}`)
   }
+  if (opts.sizes && sizeGiven) throw new Error('--sizes replaces --size-mib and --quick: give one or the other')
   return opts
 }
 
-// ---------------------------------------------------------------------------
-// Samples: every measured figure by name, one sample per round
+interface SizeSpec {
+  sizeMiB: number
+  files: number
+}
 
-class Samples {
-  readonly values = new Map<string, number[]>()
-  /** How our extract ran (the "(mode)" of its log line). */
-  readonly modes: string[] = []
-  add(name: string, seconds: number | undefined): void {
-    if (seconds === undefined || Number.isNaN(seconds)) return
-    const list = this.values.get(name) ?? []
-    list.push(seconds)
-    this.values.set(name, list)
-  }
-  get(name: string): number | undefined {
-    const list = this.values.get(name)
-    return list && list.length > 0 ? median(list) : undefined
-  }
-  merge(other: Samples): void {
-    for (const [name, list] of other.values) for (const v of list) this.add(name, v)
-    for (const m of other.modes) if (!this.modes.includes(m)) this.modes.push(m)
-  }
-  need(name: string): number {
-    const v = this.get(name)
-    if (v === undefined) throw new Error(`no sample for ${name}`)
-    return v
-  }
+/**
+ * The dataset sizes to measure. With --sizes the file count keeps the files
+ * per MiB of the default (or of --files at the largest size); at least 100.
+ */
+function sizeSpecs(opts: Options): SizeSpec[] {
+  if (!opts.sizes) return [{ sizeMiB: opts.sizeMiB, files: opts.files }]
+  const largest = Math.max(...opts.sizes)
+  const filesPerMiB = opts.filesGiven ? opts.files / largest : DEFAULT_FILES / DEFAULT_SIZE_MIB
+  return opts.sizes.map(sizeMiB => ({ sizeMiB, files: Math.max(100, Math.round(sizeMiB * filesPerMiB)) }))
 }
 
 const log = (text: string): void => console.log(`[bench ${new Date().toISOString().slice(11, 19)}] ${text}`)
 
 // ---------------------------------------------------------------------------
 
+/** What every size shares. */
+interface Bench {
+  opts: Options
+  /** Run id: in every record description, key and name the run creates. */
+  run: string
+  /** Records created since then (and naming the run) are the run's own. */
+  startedAt: number
+  work: string
+  bundleDir: string
+  perMount: PerMount
+}
+
+interface SizeResult extends SizeOutcome {
+  fidelity: Record<string, string>
+  details: Record<string, unknown>
+  rss: Record<string, number[]>
+  compression?: CompressionResult
+}
+
 async function main(): Promise<void> {
   const opts = parseArgs(process.argv.slice(2))
-  const sizeBytes = opts.sizeMiB * 1024 * 1024
-  const plan = planDataset(sizeBytes, opts.files)
+  const specs = sizeSpecs(opts)
+  const plans = specs.map(s => planDataset(s.sizeMiB * 1024 * 1024, s.files))
 
   const engine = spawnSync('bash', [join(REPO_ROOT, 'scripts/engine.sh'), 'start'], { stdio: ['ignore', 'ignore', 'inherit'] })
   if (engine.status !== 0) throw new Error('scripts/engine.sh start failed')
 
   const work = mkdtempSync(join(tmpdir(), 'bmc-bench-'))
-  const avail = Number((await sh(`df -B1 --output=avail ${q(work)} | tail -1`)).stdout.trim())
-  // Per round: host tree, tar context files, per-mount copies, cache entries,
-  // and the builder's copies (mounts, floor injects, exported layers).
-  const needed = 16 * plan.totalBytes + 2 * 1024 ** 3
-  if (avail < needed) {
-    rmSync(work, { recursive: true, force: true })
-    throw new Error(
-      `not enough disk: ${(avail / 1024 ** 3).toFixed(1)} GiB free, the bench needs about ${(needed / 1024 ** 3).toFixed(1)} GiB; lower --size-mib`
-    )
-  }
+  await checkDisk(work, Math.max(...plans.map(p => p.totalBytes)), opts)
 
   const run = `${Date.now().toString(36)}${randomBytes(2).toString('hex')}`
-  const mounts = benchMounts(run)
   const startedAt = Date.now() - 2000
   const others = await foreignBuilds()
   if (others.length > 0) {
@@ -158,17 +201,12 @@ async function main(): Promise<void> {
     process.env.DOCKER_HOST = privateEngine.host
     log(`private engine: dockerd pid ${privateEngine.pid} on ${privateEngine.host}`)
   }
-  log(
-    `run ${run}: ${(plan.totalBytes / 1024 ** 2).toFixed(0)} MiB, ${plan.files} files + ${plan.hardlinks} hardlinks + ${plan.symlinks} symlinks in 3 mounts; ${opts.repeat} round(s); work dir ${work}`
-  )
 
   const engineVersions = (await sh("docker version --format 'dockerd {{.Server.Version}}'; docker buildx version", { allowFail: true })).stdout
     .trim()
     .split('\n')
-  let service: CacheService
   let bundle: ReturnType<typeof bundleAction>
   try {
-    service = await startCacheService({ dataDir: join(work, 'cache-service') })
     bundle = bundleAction()
   } catch (error) {
     await privateEngine?.stop()
@@ -181,6 +219,73 @@ async function main(): Promise<void> {
     builder: 'default',
     namePrefix: `bmc-bench-dance-${run}`
   })
+  const bench: Bench = { opts, run, startedAt, work, bundleDir: bundle.dir, perMount }
+  const results: SizeResult[] = []
+  const synthetic: CompressionResult[] = []
+  let failure: unknown
+  try {
+    for (const [i, spec] of specs.entries()) {
+      if (i > 0) {
+        // The previous size's mounts, layers and contexts go, as after a run.
+        log('pruning the previous size from the builder')
+        await pruneOwn(run, startedAt, [])
+      }
+      const label = specs.length > 1 ? `, size ${i + 1}/${specs.length}` : ''
+      results.push(await measureSize(bench, spec, plans[i] as DatasetPlan, label))
+    }
+    if (opts.compression) {
+      log('compression of the synthetic samples')
+      synthetic.push(...(await measureSyntheticSamples(work, opts.repeat)))
+    }
+  } catch (error) {
+    failure = error
+  } finally {
+    log('cleaning up')
+    await perMount.cleanup().catch(() => undefined)
+    bundle.cleanup()
+    rmSync(work, { recursive: true, force: true })
+    if (privateEngine) {
+      await privateEngine.stop()
+      delete process.env.DOCKER_HOST
+    } else if (opts.pruneAll) await sh('docker buildx prune --all --force', { allowFail: true })
+    else await pruneOwn(run, startedAt, []).catch((e: unknown) => log(`prune failed: ${String(e)}`))
+  }
+  // Sizes that completed are reported even when a later one failed.
+  if (results.length > 0) {
+    const compression = [...results.flatMap(r => (r.compression ? [r.compression] : [])), ...synthetic]
+    printResults(results, compression, others)
+    if (opts.json) writeJson(opts.json, { run, opts, engineVersions, others }, results, compression)
+  }
+  if (failure !== undefined) throw failure
+}
+
+async function checkDisk(work: string, largestBytes: number, opts: Options): Promise<void> {
+  const avail = Number((await sh(`df -B1 --output=avail ${q(work)} | tail -1`)).stdout.trim())
+  // Per round: host tree, tar context files, per-mount copies, cache entries,
+  // and the builder's copies (mounts, floor injects, exported layers).
+  const needed = 16 * largestBytes + 2 * 1024 ** 3
+  if (avail < needed) {
+    rmSync(work, { recursive: true, force: true })
+    throw new Error(
+      `not enough disk: ${(avail / 1024 ** 3).toFixed(1)} GiB free, the bench needs about ${(needed / 1024 ** 3).toFixed(1)} GiB; lower ${opts.sizes ? 'the largest of --sizes' : '--size-mib'}`
+    )
+  }
+}
+
+/**
+ * Every measurement at one dataset size: generate the mounts, the rounds,
+ * and (--compression) tar | zstd over its host tree. With several sizes its
+ * mounts, cache keys and work dir are its own (their names carry the size);
+ * the cache service is started for it and stopped after, its entries deleted.
+ */
+async function measureSize(bench: Bench, spec: SizeSpec, plan: DatasetPlan, label: string): Promise<SizeResult> {
+  const { opts, startedAt, perMount } = bench
+  const run = opts.sizes ? `${bench.run}s${spec.sizeMiB}` : bench.run
+  const mounts = benchMounts(run)
+  const work = join(bench.work, `size-${spec.sizeMiB}`)
+  log(
+    `run ${bench.run}${label}: ${(plan.totalBytes / 1024 ** 2).toFixed(0)} MiB, ${plan.files} files + ${plan.hardlinks} hardlinks + ${plan.symlinks} symlinks in 3 mounts; ${opts.repeat} round(s); work dir ${work}`
+  )
   const samples = new Samples()
   const fidelity: Record<string, string> = {}
   const details: Record<string, unknown> = {}
@@ -188,8 +293,9 @@ async function main(): Promise<void> {
   const workspace = join(work, 'workspace')
   mkdirSync(workspace, { recursive: true })
   mkdirSync(join(work, 'rss'), { recursive: true })
+  const service = await startCacheService({ dataDir: join(work, 'cache-service') })
   const runner: ActionRunner = {
-    bundleDir: bundle.dir,
+    bundleDir: bench.bundleDir,
     workspace,
     env: { ...service.env(), RUNNER_TEMP: join(work, 'runner-temp'), GITHUB_WORKSPACE: workspace },
     inputs: { mounts: actionMountsInput(mounts), 'key-files': '', 'utility-image': UTILITY_IMAGE, client: 'buildx' },
@@ -330,7 +436,6 @@ async function main(): Promise<void> {
     expectAll(postSame.unchanged, mounts, 'unchanged', postSame)
     compare('ours: restore + inject (builder tree vs generated)', await signaturesOf(mounts.map(m => m.id)), original)
     addStep(s, r, 'ours.mainHit', mainHit)
-    s.add('ours.mainHit.restoreWall', mainHit.seconds - (mainHit.injectSeconds ?? Number.NaN))
     s.add('ours.mainHit.restoreMax', Math.max(...mainHit.restored.map(x => x.seconds)))
     addStep(s, r, 'ours.postUnchanged', postSame)
 
@@ -364,7 +469,7 @@ async function main(): Promise<void> {
     details[`${tag}.saved`] = postMiss.saved
   }
 
-  let ok = false
+  let compression: CompressionResult | undefined
   try {
     await generate()
     for (let round = 0; round < opts.repeat; round++) {
@@ -385,29 +490,33 @@ async function main(): Promise<void> {
           // Keep the disk in check between rounds: everything but our three mounts.
           if (round + 1 < opts.repeat)
             await pruneOwn(
-              run,
+              bench.run,
               startedAt,
               mounts.map(m => m.id)
             )
         }
       }
     }
-    ok = true
+    if (opts.compression) {
+      log('compression of the host tree')
+      compression = await measureCompression(hostData, { label: `bench tree, ${spec.sizeMiB} MiB`, workDir: work, repeat: opts.repeat })
+    }
   } finally {
-    log('cleaning up')
-    await perMount.cleanup().catch(() => undefined)
     await service.close().catch(() => undefined)
-    bundle.cleanup()
     rmSync(work, { recursive: true, force: true })
-    if (privateEngine) {
-      await privateEngine.stop()
-      delete process.env.DOCKER_HOST
-    } else if (opts.pruneAll) await sh('docker buildx prune --all --force', { allowFail: true })
-    else await pruneOwn(run, startedAt, []).catch((e: unknown) => log(`prune failed: ${String(e)}`))
   }
-  if (!ok) return
+  const report = buildReport(samples, plan, opts.repeat)
+  return { sizeMiB: spec.sizeMiB, plan, samples, report, fidelity, details, rss, ...(compression ? { compression } : {}) }
+}
 
-  const report = buildReport(samples, plan, opts)
+function printResults(results: SizeResult[], compression: CompressionResult[], others: string[]): void {
+  for (const result of results) printSize(result)
+  if (results.length > 1) console.log(growthTable(growthRows(results)))
+  if (compression.length > 0) console.log(compressionTable(compression))
+  if (others.length > 0) console.log('\nNote: other builds were running on the engine when the bench started; figures are noisier than usual.')
+}
+
+function printSize({ report, fidelity, rss, plan }: SizeResult): void {
   console.log(report.text)
   console.log('\nFidelity (metadata of the moved tree vs the generated one):')
   for (const [k, v] of Object.entries(fidelity)) console.log(`  ${k}: ${v}`)
@@ -415,30 +524,34 @@ async function main(): Promise<void> {
     .map(([k, v]) => `${k} ${(Math.max(...v) / 1024).toFixed(0)} MiB`)
     .join(', ')
   console.log(`\nPeak RSS of the action's node process: ${rssLine} (${(plan.totalBytes / 1024 ** 2).toFixed(0)} MiB moved)`)
-  if (others.length > 0) console.log('\nNote: other builds were running on the engine when the bench started; figures are noisier than usual.')
-  if (opts.json) {
-    writeFileSync(
-      opts.json,
-      `${JSON.stringify(
-        {
-          run,
-          options: opts,
-          dataset: { bytes: plan.totalBytes, bytesPerMount: plan.bytes, files: plan.files, hardlinks: plan.hardlinks, symlinks: plan.symlinks },
-          engine: { private: opts.privateEngine, versions: engineVersions },
-          samples: Object.fromEntries(samples.values),
-          table: report.rows,
-          roundTrip: report.roundTrip,
-          fidelity,
-          maxRssKiB: rss,
-          foreignBuildsAtStart: others,
-          details
-        },
-        null,
-        2
-      )}\n`
-    )
-    console.log(`\nJSON written to ${opts.json}`)
+}
+
+/** One size's part of the JSON (the whole JSON without --sizes). */
+function sizeJson(r: SizeResult): Record<string, unknown> {
+  const { plan } = r
+  return {
+    sizeMiB: r.sizeMiB,
+    dataset: { bytes: plan.totalBytes, bytesPerMount: plan.bytes, files: plan.files, hardlinks: plan.hardlinks, symlinks: plan.symlinks },
+    samples: Object.fromEntries(r.samples.values),
+    table: r.report.rows,
+    roundTrip: r.report.roundTrip,
+    fidelity: r.fidelity,
+    maxRssKiB: r.rss,
+    details: r.details
   }
+}
+
+function writeJson(
+  file: string,
+  meta: { run: string; opts: Options; engineVersions: string[]; others: string[] },
+  results: SizeResult[],
+  compression: CompressionResult[]
+): void {
+  const common = { run: meta.run, options: meta.opts, engine: { private: meta.opts.privateEngine, versions: meta.engineVersions } }
+  const perSize = meta.opts.sizes ? { sizes: results.map(sizeJson), growth: growthRows(results) } : sizeJson(results[0] as SizeResult)
+  const json = { ...common, ...perSize, foreignBuildsAtStart: meta.others, ...(compression.length > 0 ? { compression } : {}) }
+  writeFileSync(file, `${JSON.stringify(json, null, 2)}\n`)
+  console.log(`\nJSON written to ${file}`)
 }
 
 /** Our mounts were emptied by someone else (other jobs on this engine run `buildx prune --all`). */
@@ -466,10 +579,21 @@ function expectAll(ids: string[], mounts: BenchMount[], what: string, step: Acti
 function addStep(samples: Samples, rss: Record<string, number[]>, name: string, step: ActionStep): void {
   samples.add(name, step.seconds)
   samples.add(`${name}.extract`, step.extractSeconds)
-  if (step.extractMode && !samples.modes.includes(step.extractMode)) samples.modes.push(step.extractMode)
+  samples.addMode('extract', step.extractMode)
+  if (step.extractSeconds !== undefined) samples.add(`${name}.extractNotRead`, step.extractNotRead)
   samples.add(`${name}.inject`, step.injectSeconds)
+  samples.addMode('inject', step.injectMode)
+  if (step.restoreToReady) addRestoreToReady(samples, name, step.restoreToReady)
   for (const [kind, seconds] of Object.entries(step.buildSteps)) if (seconds > 0) samples.add(`${name}.build.${kind}`, seconds)
   if (step.maxRssKiB !== undefined) (rss[name] ??= []).push(step.maxRssKiB)
+}
+
+/** "Restore to ready" against the same line's slowest restore + inject, as if they had run one after the other. */
+function addRestoreToReady(samples: Samples, name: string, ready: NonNullable<ActionStep['restoreToReady']>): void {
+  const sequential = ready.slowestRestore + ready.inject
+  samples.add(`${name}.restoreToReady`, ready.seconds)
+  samples.add(`${name}.restoreSequential`, sequential)
+  if (sequential > 0) samples.add(`${name}.restoreOverlap`, ready.seconds / sequential)
 }
 
 function addDance(samples: Samples, name: string, timings: DanceMountTiming[]): void {
@@ -494,114 +618,6 @@ async function pruneOwn(run: string, since: number, keep: string[]): Promise<voi
     return /^(local source for context|http url http:\/\/buildkit-session|copy \/context \/)/.test(r.description) || r.description.includes('/bmc/')
   })
   await pruneRecords(doomed.map(r => r.id))
-}
-
-// ---------------------------------------------------------------------------
-// Report
-
-interface Row {
-  phase: string
-  seconds: number
-  vsFloor?: number
-  vsPerMount?: number
-  vsHostTar?: number
-}
-
-function buildReport(samples: Samples, plan: DatasetPlan, opts: Options): { text: string; rows: Row[]; roundTrip: Record<string, number> } {
-  const floorInject = Math.min(...INJECT_VARIANTS.map(v => samples.need(`floor.inject-${v}`)))
-  const floorExtract = Math.min(...EXTRACT_VARIANTS.map(v => samples.need(`floor.extract-${v}`)))
-  const bestInject = INJECT_VARIANTS.find(v => samples.need(`floor.inject-${v}`) === floorInject)
-  const bestExtract = EXTRACT_VARIANTS.find(v => samples.need(`floor.extract-${v}`) === floorExtract)
-  const pmInject = samples.need('perMount.inject')
-  const pmExtract = samples.need('perMount.extract')
-  const hostTar = samples.need('floor.host-tar')
-  const rows: Row[] = []
-  const row = (phase: string, name: string, floor?: number, perMount?: number): void => {
-    const seconds = samples.get(name)
-    if (seconds === undefined) return
-    const r: Row = { phase, seconds, vsHostTar: seconds / hostTar }
-    if (floor !== undefined) r.vsFloor = seconds / floor
-    if (perMount !== undefined) r.vsPerMount = seconds / perMount
-    rows.push(r)
-  }
-  const E: [number, number] = [floorExtract, pmExtract]
-  const I: [number, number] = [floorInject, pmInject]
-  row('ours: post on a miss (extract + save), whole step', 'ours.postMiss', ...E)
-  row(`    extract (log "Extracted ... in", ${samples.modes.join('/') || '?'})`, 'ours.postMiss.extract', ...E)
-  row('      BuildKit RUN step', 'ours.postMiss.build.run')
-  row('      BuildKit COPY --from', 'ours.postMiss.build.copy')
-  row('      BuildKit export (tar to stdout)', 'ours.postMiss.build.export')
-  row('    save, 3 concurrent uploads (step − extract)', 'ours.postMiss.saveWall', ...E)
-  row('      slowest upload (log "saved ... s")', 'ours.postMiss.saveMax')
-  row('builder prune (our 3 mounts)', 'ours.prune')
-  row('ours: main on a miss (3 lookups, no inject), whole step', 'ours.mainMiss')
-  row('ours: main on a hit (restore + inject), whole step', 'ours.mainHit', ...I)
-  row('    restore, 3 concurrent downloads + scans (step − inject)', 'ours.mainHit.restoreWall', ...I)
-  row('      slowest restore (log "restored ... s")', 'ours.mainHit.restoreMax')
-  row('    inject (log "Injected ... in")', 'ours.mainHit.inject', ...I)
-  row('      BuildKit context load', 'ours.mainHit.build.context')
-  row('      BuildKit RUN step', 'ours.mainHit.build.run')
-  row('      BuildKit export (marker to stdout)', 'ours.mainHit.build.export')
-  row('ours: post, unchanged (extract, no upload), whole step', 'ours.postUnchanged', ...E)
-  row(`    extract (log "Extracted ... in", ${samples.modes.join('/') || '?'})`, 'ours.postUnchanged.extract', ...E)
-  row('      BuildKit RUN step', 'ours.postUnchanged.build.run')
-  row('floor: host tar -c | cat', 'floor.host-tar')
-  row('floor: host tar -c | zstd -T0 --long=30', 'floor.host-tar-zstd')
-  for (const v of INJECT_VARIANTS) row(`floor inject: ${v}${v === bestInject ? ' (best = floor)' : ''}`, `floor.inject-${v}`, floorInject, pmInject)
-  for (const v of EXTRACT_VARIANTS)
-    row(`floor extract: ${v}${v === bestExtract ? ' (best = floor)' : ''}`, `floor.extract-${v}`, floorExtract, pmExtract)
-  row('per-mount inject (3 builds, dir context)', 'perMount.inject', floorInject, pmInject)
-  row('    its builds', 'perMount.inject.build')
-  row('    its rm -rf of the sources', 'perMount.inject.clean')
-  row('per-mount extract (3 builds + docker cp + untar)', 'perMount.extract', floorExtract, pmExtract)
-  row('    its builds (--load)', 'perMount.extract.build')
-  row('    docker create', 'perMount.extract.create')
-  row('    docker cp | tar -x', 'perMount.extract.copy')
-
-  const oursEngine = samples.need('ours.mainHit.inject') + samples.need('ours.postMiss.extract')
-  const oursSteps = samples.need('ours.mainHit') + samples.need('ours.postMiss')
-  const oursStepsSame = samples.need('ours.mainHit') + samples.need('ours.postUnchanged')
-  const perMountTrip = pmInject + pmExtract
-  const floorTrip = floorInject + floorExtract
-  const roundTrip = {
-    oursEngineSeconds: oursEngine,
-    oursStepsSeconds: oursSteps,
-    oursStepsUnchangedSeconds: oursStepsSame,
-    perMountSeconds: perMountTrip,
-    floorSeconds: floorTrip,
-    hostTarSeconds: hostTar,
-    oursEngineVsFloor: oursEngine / floorTrip,
-    oursEngineVsPerMount: oursEngine / perMountTrip,
-    oursStepsVsFloor: oursSteps / floorTrip,
-    oursStepsVsPerMount: oursSteps / perMountTrip,
-    oursStepsUnchangedVsPerMount: oursStepsSame / perMountTrip,
-    perMountVsFloor: perMountTrip / floorTrip,
-    floorVsHostTar: floorTrip / hostTar
-  }
-
-  const fmt = (n: number | undefined, digits = 2): string => (n === undefined ? '' : n.toFixed(digits))
-  const width = Math.max(...rows.map(r => r.phase.length), 10)
-  const lines = [
-    '',
-    `Bench: ${(plan.totalBytes / 1024 ** 2).toFixed(0)} MiB, ${plan.files} files (+${plan.hardlinks} hardlinks, ${plan.symlinks} symlinks) in 3 cache mounts; ${opts.repeat} round(s), medians.`,
-    `Ratios are against the same run's floor (inject phases: best single inject build "${bestInject}"; extract/save phases: best single export build "${bestExtract}"),`,
-    'against the per-mount method (inject vs its inject, extract vs its extract) and against host tar -c | cat of the tree.',
-    '',
-    `${'phase'.padEnd(width)}  ${'s'.padStart(7)}  ${'× floor'.padStart(8)}  ${'× per-mount'.padStart(11)}  ${'× host tar'.padStart(10)}`,
-    `${'-'.repeat(width)}  ${'-'.repeat(7)}  ${'-'.repeat(8)}  ${'-'.repeat(11)}  ${'-'.repeat(10)}`,
-    ...rows.map(
-      r =>
-        `${r.phase.padEnd(width)}  ${fmt(r.seconds).padStart(7)}  ${fmt(r.vsFloor).padStart(8)}  ${fmt(r.vsPerMount).padStart(11)}  ${fmt(r.vsHostTar, 1).padStart(10)}`
-    ),
-    '',
-    'Round trip (inject + extract):',
-    `  ours, engine part (Injected + Extracted)      ${fmt(roundTrip.oursEngineVsFloor)} × floor, ${fmt(roundTrip.oursEngineVsPerMount)} × per-mount`,
-    `  ours, whole steps (main hit + post miss)      ${fmt(roundTrip.oursStepsVsFloor)} × floor, ${fmt(roundTrip.oursStepsVsPerMount)} × per-mount (per-mount without its actions/cache step)`,
-    `  ours, whole steps (main hit + post unchanged) ${fmt(oursStepsSame / floorTrip)} × floor, ${fmt(roundTrip.oursStepsUnchangedVsPerMount)} × per-mount`,
-    `  per-mount (inject + extract)                  ${fmt(roundTrip.perMountVsFloor)} × floor`,
-    `  floor (best inject + best extract)            ${fmt(roundTrip.floorVsHostTar, 1)} × host tar -c | cat`
-  ]
-  return { text: lines.join('\n'), rows, roundTrip }
 }
 
 main().catch((error: unknown) => {
