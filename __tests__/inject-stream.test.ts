@@ -6,7 +6,7 @@ import { buffer } from 'node:stream/consumers'
 import { afterAll, describe, expect, test } from '@jest/globals'
 import * as tar from 'tar-stream'
 
-import { injectStream, type StreamMount } from '../src/inject-stream.js'
+import { FIXUP_GROUP_PATHS, injectStream, type StreamMount } from '../src/inject-stream.js'
 import { ReadyQueue } from '../src/ready-queue.js'
 import { makeTar, readTar, type RawEntry } from './helpers/tar.js'
 
@@ -48,8 +48,24 @@ describe('injectStream', () => {
     const entries = await readTar(injectStream(of({ index: 0, archivePath: await archive(tree) })))
     const fixups = entries.at(-1)?.body.toString()
     expect(fixups).toBe(
-      [`E 300000 5 ${ts}`, '/bmc/c0/a/b/f', 'E 7 8 1000', '/bmc/c0/a/l', `D 0 0 ${ts}`, '/bmc/c0/a', `D 0 0 ${ts}`, '/bmc/c0', ''].join('\n')
+      [`E 300000 5 ${ts} 1`, '/bmc/c0/a/b/f', 'E 7 8 1000 1', '/bmc/c0/a/l', `D 0 0 ${ts} 2`, '/bmc/c0/a', '/bmc/c0', ''].join('\n')
     )
+  })
+
+  test('entries sharing an owner and a time share one group, split every FIXUP_GROUP_PATHS paths', async () => {
+    const links: RawEntry[] = Array.from({ length: FIXUP_GROUP_PATHS + 5 }, (_, i) => ({
+      name: `l${i}`,
+      type: 'symlink',
+      linkname: 'x',
+      uid: 3,
+      gid: 4,
+      mtime: t
+    }))
+    const entries = await readTar(injectStream(of({ index: 0, archivePath: await archive([{ name: './', type: 'directory', mtime: t }, ...links]) })))
+    const lines = (entries.at(-1)?.body.toString() ?? '').split('\n')
+    expect(lines.filter(l => l.startsWith('E '))).toEqual([`E 3 4 ${ts} ${FIXUP_GROUP_PATHS}`, `E 3 4 ${ts} 5`])
+    expect(lines.filter(l => l.startsWith('D '))).toEqual([`D 0 0 ${ts} 1`])
+    expect(lines.filter(l => l.startsWith('/bmc/c0/l'))).toHaveLength(FIXUP_GROUP_PATHS + 5)
   })
 
   test('a tree without a root entry gets the default root, last', async () => {

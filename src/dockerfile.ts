@@ -118,7 +118,8 @@ export function injectDockerfile(image: string, mounts: IndexedMount[], mode: In
           `echo "$${TOKEN_ARG}" | nc 127.0.0.1 "$${PORT_ARG}" | tar -x -C /bmc`,
           // The list is the stream's last entry: without it the stream was cut short.
           `test -f /bmc/${FIXUPS_FILE}`,
-          `while read -r k u g t && IFS= read -r p; do { [ "$k" = D ] || chown -h "$u:$g" "$p"; } && touch -h -d "@$t" "$p" || exit 1; done < /bmc/${FIXUPS_FILE}`
+          // Groups of paths sharing an owner and a time (see inject-stream.ts): two processes a group, not an entry.
+          `while read -r k u g t n; do set --; while [ $# -lt "$n" ] && IFS= read -r p; do set -- "$@" "$p"; done; [ $# -eq "$n" ] && { [ "$k" = D ] || chown -h "$u:$g" "$@"; } && touch -h -d "@$t" "$@" || exit 1; done < /bmc/${FIXUPS_FILE}`
         ]
   const manifests = mounts.map(m => `echo "${m.index} $(manifest ${exportDir(m.index)})"`).join('; ')
   const commands = [

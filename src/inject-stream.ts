@@ -29,24 +29,41 @@ export interface StreamMount {
 /** Ids tar headers carry without pax records (busybox reads no pax uid/gid). */
 const MAX_PLAIN_ID = 0o777777
 
+/** Most paths one fix-up group hands to a single chown/touch (well below any argument-size limit). */
+export const FIXUP_GROUP_PATHS = 200
+
 /**
- * The fix-up list: per line pair, `E uid gid mtime` (chown -h and touch -h)
- * or `D 0 0 mtime` (touch), then the absolute path on a line of its own
- * (archive paths never contain a newline: EntryGuard refuses them). Every E
- * line comes before every D line: the owner and time fixes of entries do not
- * touch their directories, but creating links did, before the list runs.
+ * The fix-up list, in groups of entries that share what is to be set, so the
+ * build runs one `chown -h` and one `touch -h` per group rather than per
+ * entry: a line `E uid gid mtime count` (owner and time) or `D 0 0 mtime
+ * count` (time only), then `count` absolute paths, one a line (archive paths
+ * never contain a newline: EntryGuard refuses them). Every E group comes
+ * before every D group: fixing owners and times of entries does not touch
+ * their directories, but creating links did, before the list runs.
  */
 class FixupList {
-  private readonly entries: string[] = []
-  private readonly dirs: string[] = []
+  private readonly groups = new Map<string, string[]>()
   entry(path: string, e: EntryHeader): void {
-    this.entries.push(`E ${e.uid} ${e.gid} ${seconds(e)}\n${path}\n`)
+    this.add(`E ${e.uid} ${e.gid} ${seconds(e)}`, path)
   }
   dir(path: string, e: EntryHeader): void {
-    this.dirs.push(`D 0 0 ${seconds(e)}\n${path}\n`)
+    this.add(`D 0 0 ${seconds(e)}`, path)
   }
   text(): string {
-    return [...this.entries, ...this.dirs].join('')
+    const lines: string[] = []
+    const groups = [...this.groups].sort(([a], [b]) => Number(b.startsWith('E')) - Number(a.startsWith('E')))
+    for (const [head, paths] of groups) {
+      for (let i = 0; i < paths.length; i += FIXUP_GROUP_PATHS) {
+        const chunk = paths.slice(i, i + FIXUP_GROUP_PATHS)
+        lines.push(`${head} ${chunk.length}`, ...chunk)
+      }
+    }
+    return lines.length > 0 ? `${lines.join('\n')}\n` : ''
+  }
+  private add(head: string, path: string): void {
+    const list = this.groups.get(head)
+    if (list) list.push(path)
+    else this.groups.set(head, [path])
   }
 }
 
