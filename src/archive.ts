@@ -1,7 +1,6 @@
 import { createHash, type Hash } from 'node:crypto'
 import { constants, createWriteStream } from 'node:fs'
 import { open, type FileHandle } from 'node:fs/promises'
-import { once } from 'node:events'
 import type { Readable, Writable } from 'node:stream'
 import { pipeline } from 'node:stream/promises'
 
@@ -308,17 +307,19 @@ export async function writeEntry(pack: tar.Pack, header: TarHeader, body?: Async
 async function drained(stream: Writable): Promise<void> {
   const closed = (): Error => stream.errored ?? new Error('the archive stream was closed')
   if (stream.destroyed) throw closed()
-  const ac = new AbortController()
-  try {
-    await Promise.race([
-      once(stream, 'drain', { signal: ac.signal }),
-      once(stream, 'close', { signal: ac.signal }).then(() => {
-        throw closed()
-      })
-    ])
-  } finally {
-    ac.abort()
-  }
+  // Plain listeners, not events.once with an AbortSignal: this runs once per chunk, and aborting builds an error each time.
+  await new Promise<void>((resolve, reject) => {
+    const settle = (error?: Error): void => {
+      stream.off('drain', onDrain)
+      stream.off('close', onClose)
+      if (error) reject(error)
+      else resolve()
+    }
+    const onDrain = (): void => settle()
+    const onClose = (): void => settle(closed())
+    stream.on('drain', onDrain)
+    stream.on('close', onClose)
+  })
 }
 
 /**
@@ -389,6 +390,8 @@ export async function scanMountArchive(archivePath: string, limits: { maxBytes: 
 }
 
 const HEADER_BYTES = 512
+/** Write size for mount archives: fewer, larger writes than the 16 KiB default. */
+const WRITE_CHUNK = 1024 ** 2
 
 function tooLarge(maxBytes: number): ArchiveError {
   return new ArchiveError('ARCHIVE_TOO_LARGE', `archive expands past the ${maxBytes}-byte limit (content plus ${HEADER_BYTES} bytes per entry)`)
@@ -551,7 +554,7 @@ export async function splitExport(
     const t = byDir.get(dir)
     if (!t) return undefined
     const pack = tar.pack()
-    const written = pipeline(pack as unknown as Readable, createWriteStream(t.archivePath))
+    const written = pipeline(pack as unknown as Readable, createWriteStream(t.archivePath, { highWaterMark: WRITE_CHUNK }))
     const state: SplitOutput = {
       excluded: excludeMatcher(t.exclude),
       pack,
