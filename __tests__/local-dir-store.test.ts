@@ -21,6 +21,8 @@ function archive(content: Buffer = randomBytes(200_000)): { path: string; conten
   return { path, content }
 }
 const out = (): string => join(work, `out-${++n}.tar`)
+/** An entry's archive file: .tar (stored), .tar.zst or .tar.gz. */
+const isArchive = (name: string): boolean => /\.tar(\.zst|\.gz)?$/.test(name)
 const clock = (start: number) => {
   let t = start
   return { now: () => new Date((t += 1000)) }
@@ -39,6 +41,38 @@ describe.each(onPath('zstd') ? (['zstd', 'gzip'] as const) : (['gzip'] as const)
     expect(entry?.compression).toBe(codec)
     expect(entry?.size).toBeLessThan(a.content.length)
   })
+})
+
+test('none: stored as a plain tar, restored byte for byte', async () => {
+  const store = new LocalDirStore(join(work, 'rt-none'), { codec: 'none' })
+  const a = archive()
+  expect(await store.save(a.path, 'k-none-1')).toBe(true)
+  const dest = out()
+  expect(await store.restore(dest, 'k-none-1', [])).toBe('k-none-1')
+  expect(readFileSync(dest).equals(a.content)).toBe(true)
+  const [entry] = await store.list('k-none-')
+  expect(entry).toMatchObject({ compression: 'none', size: a.content.length })
+})
+
+test('without a codec, each archive is probed: incompressible data is stored, the rest compressed', async () => {
+  const store = new LocalDirStore(join(work, 'rt-auto'))
+  // 13 MiB: the probe samples start, middle and end.
+  const random = archive(randomBytes(13 * 1024 ** 2))
+  const text = archive(Buffer.from('export function add(a, b) { return a + b }\n'.repeat(300_000)))
+  expect(await store.save(random.path, 'auto-random')).toBe(true)
+  expect(await store.save(text.path, 'auto-text')).toBe(true)
+  const entries = new Map((await store.list('auto-')).map(e => [e.key, e]))
+  expect(entries.get('auto-random')?.compression).toBe('none')
+  expect(entries.get('auto-text')?.compression).toBe(onPath('zstd') ? 'zstd' : 'gzip')
+  expect(entries.get('auto-text')?.size).toBeLessThan(text.content.length / 5)
+  for (const [key, a] of [
+    ['auto-random', random],
+    ['auto-text', text]
+  ] as const) {
+    const dest = out()
+    expect(await store.restore(dest, key, [])).toBe(key)
+    expect(readFileSync(dest).equals(a.content)).toBe(true)
+  }
 })
 
 test('restore-keys lookup: exact, primary key as prefix, then restore keys; newest by save time', async () => {
@@ -79,7 +113,7 @@ test('two saves of one key racing: the first complete one wins, the other is a n
   // Losers removed their archives: one archive per sidecar, nothing left in the temp dir.
   const names = readdirSync(root)
   expect(names.filter(f => f.endsWith('.json'))).toHaveLength(5)
-  expect(names.filter(f => f.includes('.tar.'))).toHaveLength(5)
+  expect(names.filter(f => isArchive(f))).toHaveLength(5)
   expect(readdirSync(join(root, '.tmp'))).toEqual([])
 })
 
@@ -97,7 +131,7 @@ test('exists, list, delete; a save of an existing key is a no-op', async () => {
   await store.delete('m-1')
   expect(await store.exists(a.path, 'm-1')).toBe(false)
   expect((await store.list('')).map(e => e.key)).toEqual(['m-2'])
-  expect(readdirSync(join(work, 'manage')).filter(f => f.includes('.tar.'))).toHaveLength(1)
+  expect(readdirSync(join(work, 'manage')).filter(f => isArchive(f))).toHaveLength(1)
 })
 
 test('a restore records the last use; a fresh entry counts as unused since its save', async () => {
@@ -127,7 +161,7 @@ test('unreadable sidecars are skipped; sweep removes old leftovers of interrupte
   expect((await store.list('s-')).map(e => e.key)).toEqual(['s-1'])
   expect(await store.restore(out(), 's-2', ['s-'])).toBe('s-1')
   expect(await store.sweep()).toBe(2000)
-  expect(readdirSync(root).filter(f => f.includes('.tar.')).length).toBe(2)
+  expect(readdirSync(root).filter(f => isArchive(f)).length).toBe(2)
   expect(statSync(fresh).isFile()).toBe(true)
 })
 
@@ -135,7 +169,7 @@ test('an entry pruned between lookup and read is an error, not a partial restore
   const root = join(work, 'vanish')
   const store = new LocalDirStore(root)
   await store.save(archive().path, 'v-1')
-  for (const f of readdirSync(root)) if (f.includes('.tar.')) rmSync(join(root, f))
+  for (const f of readdirSync(root)) if (isArchive(f)) rmSync(join(root, f))
   await expect(store.restore(out(), 'v-1', [])).rejects.toThrow(/ENOENT/)
 })
 

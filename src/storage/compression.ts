@@ -1,4 +1,5 @@
 import { accessSync, constants, createReadStream, createWriteStream } from 'node:fs'
+import { open } from 'node:fs/promises'
 import { delimiter, join } from 'node:path'
 import type { Readable, Transform } from 'node:stream'
 import { pipeline } from 'node:stream/promises'
@@ -14,12 +15,45 @@ import { metered } from './progress.js'
  * stores compress them on the way in and record the codec in the entry, so
  * that a reader on another machine picks the right decoder.
  */
-export type Codec = 'zstd' | 'gzip'
+export type Codec = 'zstd' | 'gzip' | 'none'
 
-export const CODECS: readonly Codec[] = ['zstd', 'gzip']
+export const CODECS: readonly Codec[] = ['zstd', 'gzip', 'none']
 
 /** File name suffix of an archive compressed with `codec`. */
-export const CODEC_SUFFIX: Record<Codec, string> = { zstd: '.tar.zst', gzip: '.tar.gz' }
+export const CODEC_SUFFIX: Record<Codec, string> = { zstd: '.tar.zst', gzip: '.tar.gz', none: '.tar' }
+
+/** Bytes of each sample the compressibility probe reads (start, middle and end of the archive). */
+const PROBE_BYTES = 4 * 1024 ** 2
+/** Samples that deflate to more than this fraction of their size are stored as they are. */
+const INCOMPRESSIBLE = 0.9
+
+/**
+ * The codec for one archive: `none` when samples of it barely compress
+ * (caches of downloaded .crate, .whl, .tgz or .jar files, which are
+ * compressed already), else the default codec. Measured with `npm run bench
+ * --compression`: on already-compressed data zstd only costs time (ratio
+ * 1.00, several times slower than storing), while on source-like text it
+ * shrinks the archive 7-8× and pays for itself on any network.
+ */
+export async function chooseCodec(path: string): Promise<Codec> {
+  const handle = await open(path, 'r')
+  try {
+    const { size } = await handle.stat()
+    const offsets = size <= 3 * PROBE_BYTES ? [0] : [0, Math.floor(size / 2), size - PROBE_BYTES]
+    let raw = 0
+    let packed = 0
+    for (const offset of offsets) {
+      const buffer = Buffer.alloc(Math.min(PROBE_BYTES, size))
+      const { bytesRead } = await handle.read(buffer, 0, buffer.length, offset)
+      if (bytesRead === 0) continue
+      raw += bytesRead
+      packed += zlib.deflateRawSync(buffer.subarray(0, bytesRead), { level: 1 }).length
+    }
+    return raw > 0 && packed / raw > INCOMPRESSIBLE ? 'none' : defaultCodec()
+  } finally {
+    await handle.close()
+  }
+}
 
 export function parseCodec(text: string, input: string): Codec {
   if ((CODECS as readonly string[]).includes(text)) return text as Codec
@@ -67,6 +101,14 @@ export async function compressFile(
   run: CommandRunner = runCommand
 ): Promise<void> {
   const source = meter ? metered(createReadStream(path), meter) : createReadStream(path)
+  if (codec === 'none') {
+    try {
+      await consume(source)
+    } finally {
+      source.destroy()
+    }
+    return
+  }
   if (codec === 'zstd') {
     // A consumer that gives up must close the pipe, or zstd blocks on a full pipe forever;
     // its own error (e.g. an S3 precondition) is the one worth reporting.
@@ -99,6 +141,10 @@ export async function compressFile(
 
 /** Decompresses `source` into the file at `dest` (created or truncated). */
 export async function decompressToFile(source: Readable, codec: Codec, dest: string, run: CommandRunner = runCommand): Promise<void> {
+  if (codec === 'none') {
+    await pipeline(source, createWriteStream(dest))
+    return
+  }
   if (codec === 'gzip') {
     await pipeline(source, zlib.createGunzip(), createWriteStream(dest))
     return

@@ -4,7 +4,7 @@ import { link, mkdir, open, readdir, readFile, rename, rm, stat, utimes, writeFi
 import { basename, join } from 'node:path'
 import { pipeline } from 'node:stream/promises'
 
-import { CODEC_SUFFIX, compressFile, decompressToFile, defaultCodec, type Codec } from './compression.js'
+import { chooseCodec, CODEC_SUFFIX, CODECS, compressFile, decompressToFile, type Codec } from './compression.js'
 import { matchEntry } from './lookup.js'
 import type { ManagedStore, StoredEntry } from './managed.js'
 import { metered, progressMeter } from './progress.js'
@@ -105,7 +105,7 @@ export class LocalDirStore implements ManagedStore {
     const sidecar = join(this.root, `${stem}${SIDECAR_SUFFIX}`)
     const temp = join(this.root, TEMP_DIR)
     await mkdir(temp, { recursive: true })
-    const codec = this.options.codec ?? defaultCodec()
+    const codec = this.options.codec ?? (await chooseCodec(archivePath))
     const unique = `${stem}.${randomUUID().slice(0, 8)}`
     const archive = `${unique}${CODEC_SUFFIX[codec]}`
     const tempArchive = join(temp, archive)
@@ -182,7 +182,7 @@ export class LocalDirStore implements ManagedStore {
       const [text, s] = await Promise.all([readFile(path, 'utf8'), stat(path)])
       const r = JSON.parse(text) as Partial<EntryRecord>
       if (r.version !== 1 || typeof r.key !== 'string' || typeof r.archive !== 'string' || typeof r.created !== 'string') return undefined
-      if (r.compression !== 'zstd' && r.compression !== 'gzip') return undefined
+      if (r.compression === undefined || !CODECS.includes(r.compression)) return undefined
       const created = new Date(r.created)
       return {
         key: r.key,

@@ -5,7 +5,7 @@ import { Readable } from 'node:stream'
 import { DeleteObjectCommand, GetObjectCommand, HeadObjectCommand, ListObjectsV2Command, S3Client, type S3ClientConfig } from '@aws-sdk/client-s3'
 import { Upload } from '@aws-sdk/lib-storage'
 
-import { CODECS, compressFile, decompressToFile, defaultCodec, type Codec } from './compression.js'
+import { CODECS, compressFile, decompressToFile, chooseCodec, type Codec } from './compression.js'
 import { findEntry } from './lookup.js'
 import type { ManagedStore, StoredEntry } from './managed.js'
 import { metered, progressMeter } from './progress.js'
@@ -59,6 +59,8 @@ export function s3ClientConfig(options: S3Options, env: NodeJS.ProcessEnv = proc
   return config
 }
 
+const CONTENT_TYPE: Record<Codec, string> = { zstd: 'application/zstd', gzip: 'application/gzip', none: 'application/x-tar' }
+
 export class S3Store implements ManagedStore {
   readonly location: string
   private readonly client: S3Client
@@ -107,7 +109,7 @@ export class S3Store implements ManagedStore {
 
   async save(archivePath: string, key: string): Promise<boolean> {
     if (await this.head(key)) return false
-    const codec = this.options.codec ?? defaultCodec()
+    const codec = this.options.codec ?? (await chooseCodec(archivePath))
     const rawSize = (await stat(archivePath)).size
     const upload = async (conditional: boolean): Promise<void> => {
       const meter = progressMeter({ label: `${basename(archivePath, '.tar')}: uploading`, total: rawSize })
@@ -123,7 +125,7 @@ export class S3Store implements ManagedStore {
               Bucket: this.options.bucket,
               Key: this.objectKey(key),
               Body: body,
-              ContentType: codec === 'zstd' ? 'application/zstd' : 'application/gzip',
+              ContentType: CONTENT_TYPE[codec],
               Metadata: { [METADATA_CODEC]: codec, [METADATA_RAW_SIZE]: String(rawSize) },
               ...(conditional ? { IfNoneMatch: '*' } : {})
             }
