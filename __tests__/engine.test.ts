@@ -80,3 +80,12 @@ describe('buildInvocation', () => {
     expect(inv.env.DOCKER_BUILDKIT).toBe(buildkit)
   })
 })
+
+test('host networking asks buildx for the network.host entitlement; classic docker build has no such flag', () => {
+  const buildx = buildInvocation({ client: 'buildx', builder: 'b1', docker: 'docker' }, 'n', {}, {}, 'host').args
+  expect(buildx.slice(0, 8)).toEqual(['buildx', 'build', '--builder', 'b1', '--provenance=false', '--allow', 'network.host', '--progress=plain'])
+  expect(buildx).toContain('--network=host')
+  const classic = buildInvocation({ client: 'docker', docker: 'docker' }, 'n', {}, {}, 'host').args
+  expect(classic).not.toContain('--allow')
+  expect(classic).toContain('--network=host')
+})

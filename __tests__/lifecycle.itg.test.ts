@@ -220,7 +220,7 @@ test('the save sub-action under if: always() keeps what a failed build downloade
   expect(s.keys()[0]).toContain(s.ids.pkgs)
 })
 
-test('extract falls back to the build exporter, and says so, when host networking is refused', async () => {
+test('inject and extract fall back to the build context and exporter, and say so, when host networking is refused', async () => {
   // A docker-container builder without the network.host entitlement refuses the loopback build;
   // this docker wrapper answers the way buildx does and passes every other command through.
   const bin = join(itg.work, 'no-host-net')
@@ -238,5 +238,24 @@ test('extract falls back to the build exporter, and says so, when host networkin
   const post = await step('post', s.inputs, { state: a.state, env })
   expect(post.stdout).toMatch(/Loopback stream not available \(.*network\.host is not allowed.*\); extracting through the build's exporter instead/)
   expect(post.stdout).toContain('(build exporter)')
+  expect(s.keys()).toHaveLength(2)
+
+  // A fresh builder: inject falls back to the build context, and post goes straight to the exporter.
+  pruneBuilder('buildx')
+  const b = await step('main', s.inputs, { env })
+  expect(hits(b)).toEqual([true, true])
+  expect(b.stdout).toMatch(/Loopback stream not available \(.*network\.host is not allowed.*\); injecting through the build context instead/)
+  expect(b.stdout).toContain('(build context)')
+  const out = join(itg.work, `fb-read-${s.run}`)
+  userBuild(
+    'buildx',
+    `FROM ${UTILITY_IMAGE}\nARG N\nRUN --mount=type=cache,id=${s.ids.tools},target=/tools --mount=type=cache,id=${s.ids.pkgs},target=/pkgs,uid=1000 mkdir /out && cat /tools/version /pkgs/p-fb > /out/read && stat -c '%u' /pkgs/p-fb >> /out/read\n`,
+    out,
+    { N: s.run }
+  )
+  expect(readFileSync(join(out, 'out/read'), 'utf8')).toBe('fb\nfb\n1000\n')
+  const again = await step('post', s.inputs, { state: b.state, env })
+  expect(again.stdout).not.toContain('Loopback stream not available')
+  expect(again.stdout).toContain('(build exporter; 2 unchanged since inject, not read)')
   expect(s.keys()).toHaveLength(2)
 })

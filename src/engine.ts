@@ -69,7 +69,10 @@ export function buildInvocation(
   const common = ['--progress=plain', `--network=${network}`, '--build-arg', `${NONCE_ARG}=${nonce}`, ...args, '--output', 'type=tar,dest=-', '-']
   if (engine.client === 'buildx') {
     const builder = engine.builder ? ['--builder', engine.builder] : []
-    return { command: engine.docker, args: ['buildx', 'build', ...builder, '--provenance=false', ...common], env: baseEnv }
+    // Asks for the entitlement host networking needs: the docker driver grants it, a docker-container
+    // builder only when started with --allow-insecure-entitlement network.host (else the build is refused: fallback).
+    const allow = network === 'host' ? ['--allow', 'network.host'] : []
+    return { command: engine.docker, args: ['buildx', 'build', ...builder, '--provenance=false', ...allow, ...common], env: baseEnv }
   }
   return { command: engine.docker, args: ['build', ...common], env: { ...baseEnv, DOCKER_BUILDKIT: '1' } }
 }
