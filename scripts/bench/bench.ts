@@ -439,6 +439,31 @@ async function measureSize(bench: Bench, spec: SizeSpec, plan: DatasetPlan, labe
     s.add('ours.mainHit.restoreMax', Math.max(...mainHit.restored.map(x => x.seconds)))
     addStep(s, r, 'ours.postUnchanged', postSame)
 
+    // 2e. The fallback path (no host networking, as on a docker-container builder without the
+    // entitlement): extract through the exporter on a miss (own key prefix), prune, inject through the build context.
+    log('our post step on a miss, fallback path (build exporter)')
+    const fallback: ActionRunner = { ...runner, inputs: { ...runner.inputs, 'extract-via': 'export' } }
+    const fbPrefix = `${prefix}-fb`
+    const fbMiss = await runActionStep(fallback, 'main', fbPrefix)
+    const fbPost = await runActionStep(fallback, 'post', fbPrefix, fbMiss.result.state)
+    expectAll(
+      fbPost.saved.map(x => x.id),
+      mounts,
+      'saved',
+      fbPost
+    )
+    s.add('fallback.extract', fbPost.extractSeconds)
+    await pruneRecords(
+      (await listRecords()).filter(x => x.type === 'exec.cachemount' && mounts.some(m => isMountOf(x.description, m.id))).map(x => x.id)
+    )
+    log('our main step on a hit, fallback path (build context)')
+    const fbHit = await runActionStep(fallback, 'main', fbPrefix)
+    if (fbHit.result.outputs['cache-hit'] !== 'true' || fbHit.injectMode !== 'build context') {
+      throw new Error(`the fallback main did not hit through the build context:\n${fbHit.result.stdout.slice(-3000)}`)
+    }
+    s.add('fallback.inject', fbHit.injectSeconds)
+    compare('ours, fallback: restore + inject via build context (builder tree vs generated)', await signaturesOf(mounts.map(m => m.id)), original)
+
     // 3b. Inject floors, into fresh ids.
     for (const v of INJECT_VARIANTS) {
       log(`inject floor: ${v}`)

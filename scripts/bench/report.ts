@@ -105,6 +105,8 @@ export function buildReport(samples: Samples, plan: DatasetPlan, repeat: number)
   const notReadNote = notRead === undefined ? '' : `; ${fmt(notRead, 0)} of 3 unchanged since inject, not read`
   row(`    extract (log "Extracted ... in", ${extractModes}${notReadNote})`, 'ours.postUnchanged.extract', ...E)
   row('      BuildKit RUN step', 'ours.postUnchanged.build.run')
+  row('ours, fallback path: inject (log "Injected ... in", build context)', 'fallback.inject', ...I)
+  row('ours, fallback path: extract (log "Extracted ... in", build exporter)', 'fallback.extract', ...E)
   row('floor: host tar -c | cat', 'floor.host-tar')
   row('floor: host tar -c | zstd -T0 --long=30', 'floor.host-tar-zstd')
   for (const v of INJECT_VARIANTS) row(`floor inject: ${v}${v === floor.bestInject ? ' (best = floor)' : ''}`, `floor.inject-${v}`, ...I)
@@ -136,6 +138,7 @@ export function buildReport(samples: Samples, plan: DatasetPlan, repeat: number)
     `  ours, engine part (Injected + Extracted)      ${fmt(roundTrip.oursEngineVsFloor)} × floor, ${fmt(roundTrip.oursEngineVsPerMount)} × per-mount`,
     `  ours, whole steps (main hit + post miss)      ${fmt(roundTrip.oursStepsVsFloor)} × floor, ${fmt(roundTrip.oursStepsVsPerMount)} × per-mount (per-mount without its actions/cache step)`,
     `  ours, whole steps (main hit + post unchanged) ${fmt(roundTrip.oursStepsUnchangedVsFloor)} × floor, ${fmt(roundTrip.oursStepsUnchangedVsPerMount)} × per-mount`,
+    `  ours, fallback path (context + exporter)      ${fmt(roundTrip.fallbackVsFloor)} × floor, ${fmt(roundTrip.fallbackVsPerMount)} × per-mount`,
     `  per-mount (inject + extract)                  ${fmt(roundTrip.perMountVsFloor)} × floor`,
     `  floor (best inject + best extract)            ${fmt(roundTrip.floorVsHostTar, 1)} × host tar -c | cat`
   ]
@@ -166,6 +169,13 @@ function roundTripOf(samples: Samples, floorTrip: number, perMountTrip: number, 
   }
   const overlap = samples.get('ours.mainHit.restoreOverlap')
   if (overlap !== undefined) roundTrip.restoreToReadyVsSequential = overlap
+  const fallbackInject = samples.get('fallback.inject')
+  const fallbackExtract = samples.get('fallback.extract')
+  if (fallbackInject !== undefined && fallbackExtract !== undefined) {
+    roundTrip.fallbackSeconds = fallbackInject + fallbackExtract
+    roundTrip.fallbackVsFloor = roundTrip.fallbackSeconds / floorTrip
+    roundTrip.fallbackVsPerMount = roundTrip.fallbackSeconds / perMountTrip
+  }
   return roundTrip
 }
 
@@ -191,7 +201,9 @@ const GROWTH_RATIOS: Array<[string, string]> = [
   ['eng×fl', 'oursEngineVsFloor'],
   ['eng×pm', 'oursEngineVsPerMount'],
   ['steps×fl', 'oursStepsVsFloor'],
-  ['steps×pm', 'oursStepsVsPerMount']
+  ['steps×pm', 'oursStepsVsPerMount'],
+  ['fb×fl', 'fallbackVsFloor'],
+  ['fb×pm', 'fallbackVsPerMount']
 ]
 
 export interface GrowthRow {
@@ -238,6 +250,7 @@ export function growthTable(rows: GrowthRow[]): string {
     ...GROWTH_PHASES.map(p => `  ${p.column.padEnd(width)}  ${p.phase}`),
     `  ${'eng×fl'.padEnd(width)}  round trip, ours engine part (Injected + Extracted) × floor; eng×pm: × per-mount`,
     `  ${'steps×fl'.padEnd(width)}  round trip, ours whole steps (main hit + post miss) × floor; steps×pm: × per-mount`,
+    `  ${'fb×fl'.padEnd(width)}  round trip, ours on the fallback path (build context + exporter) × floor; fb×pm: × per-mount`,
     '',
     line('MiB', 'files', columns),
     line(
