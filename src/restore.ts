@@ -99,6 +99,8 @@ export async function restoreMounts(services: Services, state: MainState): Promi
       const restored = restoreAll(services.cache, mounts, state.maxRestoreBytes ?? DEFAULT_MAX_RESTORE_BYTES, m => ready.push(m)).finally(() =>
         ready.end()
       )
+      // Without host networking (extract-via: export) there is nothing to overlap: inject takes every archive at once.
+      if ((state.extractVia ?? 'auto') === 'export') await restored
       if ((await ready.first()) !== undefined) await inject(services.run, state, ready)
       await restored
     })
@@ -106,7 +108,7 @@ export async function restoreMounts(services: Services, state: MainState): Promi
     if (restored.length > 0) {
       const slowest = Math.max(...mounts.map(m => m.restoreMs ?? 0)) / 1000
       log.info(
-        `Restore to ready: ${seconds(started)} for ${restored.length} mount(s) (slowest restore ${slowest.toFixed(1)} s, inject ${((state.injectMs ?? 0) / 1000).toFixed(1)} s, overlapped)`
+        `Restore to ready: ${seconds(started)} for ${restored.length} mount(s) (slowest restore ${slowest.toFixed(1)} s, inject ${((state.injectMs ?? 0) / 1000).toFixed(1)} s, ${(state.extractVia ?? 'auto') === 'export' ? 'one after the other' : 'overlapped'})`
       )
     }
   } finally {

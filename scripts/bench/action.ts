@@ -100,7 +100,8 @@ type ParsedLog = ReturnType<typeof parseActionLog>
 
 const EXTRACTED = /^Extracted \d+ mount\(s\), .* in ([\d.]+) s(?: \(([^;)]+)(?:; (\d+) unchanged since inject, not read)?\))?$/
 const INJECTED = /^Injected \d+ mount\(s\), .* in ([\d.]+) s(?: \((.+)\))?$/
-const READY = /^Restore to ready: ([\d.]+) s for \d+ mount\(s\) \(slowest restore ([\d.]+) s, inject ([\d.]+) s(?:, overlapped)?\)$/
+const READY =
+  /^Restore to ready: ([\d.]+) s for \d+ mount\(s\) \(slowest restore ([\d.]+) s, inject ([\d.]+) s(?:, overlapped|, one after the other)?\)$/
 const RESTORED = /^(.+): restored \S+ \(.*, (\d+) entries, ([\d.]+) s\)$/
 const SAVED = /^(.+): saved \S+ \(.*, ([\d.]+) s\)$/
 const UNCHANGED = /^(.+?): unchanged since restore\b/
