@@ -20,14 +20,17 @@ describe('cacheMountFlag', () => {
   })
 })
 
-test('inject Dockerfile copies every restored mount in one RUN and exports a marker', () => {
+test('context inject Dockerfile unpacks the stream file of the context into every mount in one RUN and exports the manifests', () => {
   const text = injectDockerfile('busybox:1.36', [
     { index: 0, spec: { id: 'a', target: '/a' } },
     { index: 2, spec: { id: 'c', target: '/c', uid: 1 } }
   ])
   expect(text.split('\n').filter(l => l.startsWith('RUN'))).toHaveLength(1)
-  expect(text).toContain('--mount=type=bind,source=m2,target=/bmc/d2')
-  expect(text).toContain('cp -a /bmc/d2/. /bmc/c2/')
+  expect(text).toContain('--mount=type=cache,id=c,target=/bmc/c2,uid=1,sharing=locked')
+  expect(text).toContain('--mount=type=bind,source=mounts.tar,target=/bmc/in/mounts.tar')
+  expect(text).toContain('tar -x -f /bmc/in/mounts.tar -C /bmc')
+  expect(text).toContain('done < /bmc/fixups')
+  expect(text).not.toContain('nc 127.0.0.1')
   expect(text).toMatch(/^FROM busybox:1\.36 AS inject\nARG BMC_NONCE\n/)
   expect(text).toMatch(/FROM scratch\nCOPY --from=inject \/bmc\/out \/\n$/)
   expect(text).toContain('{ echo "0 $(manifest c0)"; echo "2 $(manifest c2)"; } > /bmc/out/manifests')

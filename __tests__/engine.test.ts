@@ -89,3 +89,9 @@ test('host networking asks buildx for the network.host entitlement; classic dock
   expect(classic).not.toContain('--allow')
   expect(classic).toContain('--network=host')
 })
+
+test('a directory context goes last instead of stdin', () => {
+  const args = buildInvocation({ client: 'docker', docker: 'docker' }, 'n', {}, {}, 'none', '/tmp/ctx').args
+  expect(args.at(-1)).toBe('/tmp/ctx')
+  expect(args).not.toContain('-')
+})

@@ -9,8 +9,6 @@ import { formatMode, type MountSpec } from './mounts.js'
 
 /** Where mount number `index` is attached inside the generated builds. */
 export const cachePath = (index: number): string => `/bmc/c${index}`
-/** Context directory holding the restored files of mount number `index`. */
-export const contextDir = (index: number): string => `m${index}`
 /** Top-level directory of mount number `index` in the extract stream (`tar -c -C /bmc c0 c1 ...`). */
 export const exportDir = (index: number): string => `c${index}`
 /** The one file the exporter variant of extract produces. */
@@ -75,28 +73,23 @@ function fromLine(image: string, stage: string): string {
   return `FROM ${image} AS ${stage}`
 }
 
-/**
- * `cp -a` (busybox and GNU alike) gives copied symlinks the current time;
- * this loop sets each symlink under `dst` to the mtime of its twin under
- * `src`. Constant text: the paths are generated ones, names come from `find`.
- */
-export function keepSymlinkTimes(src: string, dst: string): string {
-  return `(cd ${src} && find . -type l) | while IFS= read -r p; do touch -h -d "@$(stat -c %Y "${src}/$p")" "${dst}/$p"; done`
-}
-
 function runLines(flags: string[], commands: string[]): string[] {
   return ['RUN \\', ...flags.map(f => `    ${f} \\`), `    ${commands.join(' \\\n    && ')}`]
 }
 
 /**
- * How inject receives the restored mounts. `context`: a directory of the tar
- * build context per mount, bind-mounted and copied with `cp -a`. `loopback`:
- * the RUN reads one tar stream from the action's one-shot listener on
- * 127.0.0.1 (host networking) and unpacks it straight into the mounts with
- * busybox `tar -x`, then applies the stream's fix-up list (see
- * inject-stream.ts): no context for BuildKit to load and copy first.
+ * How inject receives the restored mounts: one tar stream (see
+ * inject-stream.ts) that the RUN unpacks straight into the mounts with
+ * busybox `tar -x`, then applies its fix-up list. `loopback`: the RUN reads
+ * the stream from the action's one-shot listener on 127.0.0.1 (host
+ * networking), as the action produces it. `context`: the stream is a file
+ * (STREAM_FILE) of a directory build context, bind-mounted: no host
+ * networking, one file for BuildKit to transfer, nothing copied twice.
  */
 export type InjectMode = 'context' | 'loopback'
+
+/** The inject stream as a file of the directory build context (inject mode `context`). */
+export const STREAM_FILE = 'mounts.tar'
 
 /**
  * Inject: fills each mount, keeping owners, modes, times and links, and
@@ -106,24 +99,18 @@ export type InjectMode = 'context' | 'loopback'
  */
 export function injectDockerfile(image: string, mounts: IndexedMount[], mode: InjectMode = 'context'): string {
   if (mounts.length === 0) throw new Error('inject needs at least one mount')
-  const flags =
-    mode === 'context'
-      ? mounts.flatMap(m => [cacheMountFlag(m), `--mount=type=bind,source=${contextDir(m.index)},target=/bmc/d${m.index}`])
-      : mounts.map(m => cacheMountFlag(m))
-  const fill =
-    mode === 'context'
-      ? mounts.flatMap(m => [`cp -a /bmc/d${m.index}/. ${cachePath(m.index)}/`, keepSymlinkTimes(`/bmc/d${m.index}`, cachePath(m.index))])
-      : [
-          'set -o pipefail',
-          `echo "$${TOKEN_ARG}" | nc 127.0.0.1 "$${PORT_ARG}" | tar -x -C /bmc`,
-          // The list is the stream's last entry: without it the stream was cut short.
-          `test -f /bmc/${FIXUPS_FILE}`,
-          // Groups of paths sharing an owner and a time (see inject-stream.ts): two processes a group, not an entry.
-          `while read -r k u g t n; do set --; while [ $# -lt "$n" ] && IFS= read -r p; do set -- "$@" "$p"; done; [ $# -eq "$n" ] && { [ "$k" = D ] || chown -h "$u:$g" "$@"; } && touch -h -d "@$t" "$@" || exit 1; done < /bmc/${FIXUPS_FILE}`
-        ]
+  const flags = mounts.map(m => cacheMountFlag(m))
+  if (mode === 'context') flags.push(`--mount=type=bind,source=${STREAM_FILE},target=/bmc/in/${STREAM_FILE}`)
+  const unpack =
+    mode === 'context' ? `tar -x -f /bmc/in/${STREAM_FILE} -C /bmc` : `echo "$${TOKEN_ARG}" | nc 127.0.0.1 "$${PORT_ARG}" | tar -x -C /bmc`
   const manifests = mounts.map(m => `echo "${m.index} $(manifest ${exportDir(m.index)})"`).join('; ')
   const commands = [
-    ...fill,
+    'set -o pipefail',
+    unpack,
+    // The list is the stream's last entry: without it the stream was cut short.
+    `test -f /bmc/${FIXUPS_FILE}`,
+    // Groups of paths sharing an owner and a time (see inject-stream.ts): two processes a group, not an entry.
+    `while read -r k u g t n; do set --; while [ $# -lt "$n" ] && IFS= read -r p; do set -- "$@" "$p"; done; [ $# -eq "$n" ] && { [ "$k" = D ] || chown -h "$u:$g" "$@"; } && touch -h -d "@$t" "$@" || exit 1; done < /bmc/${FIXUPS_FILE}`,
     'mkdir -p /bmc/out',
     MANIFEST_FUNCTION,
     `{ ${manifests}; } > /bmc/out/${MANIFEST_FILE}`,

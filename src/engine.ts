@@ -63,10 +63,20 @@ export function buildInvocation(
   nonce: string = randomUUID(),
   baseEnv: NodeJS.ProcessEnv = process.env,
   buildArgs: Record<string, string> = {},
-  network: 'none' | 'host' = 'none'
+  network: 'none' | 'host' = 'none',
+  contextDir?: string
 ): BuildInvocation {
   const args = Object.entries(buildArgs).flatMap(([k, v]) => ['--build-arg', `${k}=${v}`])
-  const common = ['--progress=plain', `--network=${network}`, '--build-arg', `${NONCE_ARG}=${nonce}`, ...args, '--output', 'type=tar,dest=-', '-']
+  const common = [
+    '--progress=plain',
+    `--network=${network}`,
+    '--build-arg',
+    `${NONCE_ARG}=${nonce}`,
+    ...args,
+    '--output',
+    'type=tar,dest=-',
+    contextDir ?? '-'
+  ]
   if (engine.client === 'buildx') {
     const builder = engine.builder ? ['--builder', engine.builder] : []
     // Asks for the entitlement host networking needs: the docker driver grants it, a docker-container
@@ -78,8 +88,8 @@ export function buildInvocation(
 }
 
 export interface BuildRun {
-  /** The build context (a tar with the Dockerfile) for stdin. */
-  context: Readable
+  /** The build context: a tar with the Dockerfile for stdin, or a directory holding the Dockerfile. */
+  context: Readable | { dir: string }
   /** Consumes the build's result (a tar on stdout); without it the result (a marker file) is drained. */
   output?: (tar: Readable) => Promise<unknown>
   onLine?: (line: string) => void
@@ -90,10 +100,11 @@ export interface BuildRun {
 
 /** Runs one generated build. */
 export async function runBuild(run: CommandRunner, engine: Engine, build: BuildRun): Promise<void> {
-  const inv = buildInvocation(engine, undefined, undefined, build.buildArgs ?? {}, build.network ?? 'none')
+  const dir = 'dir' in build.context ? build.context.dir : undefined
+  const inv = buildInvocation(engine, undefined, undefined, build.buildArgs ?? {}, build.network ?? 'none', dir)
   await run(inv.command, inv.args, {
     env: inv.env,
-    stdin: build.context,
+    ...(dir === undefined ? { stdin: build.context as Readable } : {}),
     stdout: build.output ?? (async tar => pipeline(tar, new Writable({ write: (_chunk, _enc, cb) => cb() }))),
     ...(build.onLine ? { onStderrLine: build.onLine } : {})
   })

@@ -1,9 +1,13 @@
+import { createWriteStream } from 'node:fs'
+import { mkdtemp, rm, writeFile } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import type { Readable } from 'node:stream'
 import { pipeline } from 'node:stream/promises'
 
 import { buildContext, forEachEntry } from './archive.js'
 import type { CommandRunner } from './command.js'
-import { contextDir, injectDockerfile, MANIFEST, MANIFEST_FILE, PORT_ARG, TOKEN_ARG, type IndexedMount, type InjectMode } from './dockerfile.js'
+import { injectDockerfile, MANIFEST, MANIFEST_FILE, PORT_ARG, STREAM_FILE, TOKEN_ARG, type IndexedMount, type InjectMode } from './dockerfile.js'
 import { runBuild, type Engine } from './engine.js'
 import { errorMessage } from './errors.js'
 import type { ExtractChoice } from './extract.js'
@@ -102,26 +106,29 @@ async function viaContext(run: CommandRunner, request: InjectRequest): Promise<I
   if (mounts.length === 0) return { mode: 'context', injected: [], manifests: new Map() }
   const dockerfile = injectDockerfile(request.image, mounts, 'context')
   log.debug(`Inject Dockerfile:\n${dockerfile}`)
-  const context = buildContext(
-    dockerfile,
-    ready.map(m => ({ dir: contextDir(m.index), archivePath: m.archivePath }))
-  )
+  // A directory context of two files: BuildKit transfers the stream as one file and the RUN unpacks it in place.
+  const dir = await mkdtemp(join(process.env.RUNNER_TEMP ?? tmpdir(), 'buildkit-mount-cache-inject-'))
   let manifests = new Map<number, string>()
   try {
+    await writeFile(join(dir, 'Dockerfile'), dockerfile)
+    await pipeline(injectStream(ofList(ready)), createWriteStream(join(dir, STREAM_FILE)))
     await runBuild(run, request.engine, {
-      context,
+      context: { dir },
       output: async out => {
         manifests = await readManifests(out)
       },
       onLine: line => log.debug(line),
       buildArgs: request.buildArgs
     })
-  } catch (error) {
-    context.destroy()
-    throw error
+  } finally {
+    await rm(dir, { recursive: true, force: true })
   }
   const injected = ready.map(m => m.index)
   return { mode: 'context', injected, manifests: only(manifests, injected) }
+}
+
+async function* ofList<T>(items: T[]): AsyncIterable<T> {
+  yield* items
 }
 
 /** The manifests the inject build wrote (MANIFEST_FILE in its result); malformed lines are ignored. */
