@@ -7,12 +7,12 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { Readable } from 'node:stream'
-import { buffer } from 'node:stream/consumers'
 
 import { afterAll, afterEach, describe, expect, test } from '@jest/globals'
 import fc from 'fast-check'
 
-import { buildContext, scanMountArchive, splitExport, TreeDigest, type ArchiveSummary } from '../src/archive.js'
+import { scanMountArchive, splitExport, TreeDigest, type ArchiveSummary } from '../src/archive.js'
+import { injectStream, type StreamMount } from '../src/inject-stream.js'
 import { getInputs, InputName } from '../src/context.js'
 import { cacheMountFlag, extractDockerfile, injectDockerfile, type IndexedMount } from '../src/dockerfile.js'
 import { ArchiveError, InputError } from '../src/errors.js'
@@ -485,6 +485,10 @@ describe('step inputs: hostile values are input errors naming the input', () => 
 
 describe('mount archives: scan and context agree, hostile trees are refused', () => {
   const dir = mkdtempSync(join(tmpdir(), 'bmc-prop-'))
+  /** One restored mount as the inject stream takes it. */
+  async function* oneMount(archivePath: string): AsyncIterable<StreamMount> {
+    yield { index: 0, archivePath }
+  }
   afterAll(() => rmSync(dir, { recursive: true, force: true }))
   let n = 0
 
@@ -517,10 +521,11 @@ describe('mount archives: scan and context agree, hostile trees are refused', ()
           expect(error).toBeInstanceOf(ArchiveError)
           return
         }
-        const context = await readTar(await buffer(buildContext('FROM x\n', [{ dir: 'm0', archivePath: file }])))
-        const names = context.map(e => e.header.name).slice(1)
-        for (const e of context.slice(1)) {
-          expect(e.header.name.startsWith('m0/')).toBe(true)
+        // What the inject build unpacks: the mount's entries, then the fix-up list.
+        const context = (await readTar(injectStream(oneMount(file)))).slice(0, -1)
+        const names = context.map(e => e.header.name)
+        for (const e of context) {
+          expect(e.header.name.startsWith('c0/')).toBe(true)
           expect(e.header.name.split('/')).not.toContain('..')
           expect((e.header.mode ?? 0) & (e.header.type === 'directory' ? 0o4000 : 0o6000)).toBe(0)
           if (e.header.type === 'link') expect(names).toContain(e.header.linkname)
@@ -528,9 +533,9 @@ describe('mount archives: scan and context agree, hostile trees are refused', ()
         }
         // The digest of the injected tree is the one the scan reported.
         const digest = new TreeDigest()
-        for (const e of context.slice(1)) {
-          const path = e.header.name.replace(/^m0\/?/, '').replace(/\/$/, '')
-          const link = e.header.type === 'link' ? (e.header.linkname ?? '').replace(/^m0\//, '') : (e.header.linkname ?? undefined)
+        for (const e of context) {
+          const path = e.header.name.replace(/^c0\/?/, '').replace(/\/$/, '')
+          const link = e.header.type === 'link' ? (e.header.linkname ?? '').replace(/^c0\//, '') : (e.header.linkname ?? undefined)
           digest.header({
             path,
             type: e.header.type as 'file',
@@ -549,7 +554,7 @@ describe('mount archives: scan and context agree, hostile trees are refused', ()
     )
   })
 
-  test('ids above 262143 survive the context (pax records), setuid is stripped on save', async () => {
+  test('ids above 262143 survive the inject stream (pax records), setuid is stripped on save', async () => {
     const exported = await makeTar([
       { name: '0/', type: 'directory', mode: 0o755 },
       { name: '0/big', type: 'file', body: 'x', uid: 300000, gid: 4000000000, mode: 0o4755, pax: { uid: '300000', gid: '4000000000' } },
@@ -562,8 +567,8 @@ describe('mount archives: scan and context agree, hostile trees are refused', ()
     expect(saved.find(e => e.header.name === 'big')?.header).toMatchObject({ mode: 0o755, pax: { uid: '300000', gid: '4000000000' } })
     expect(saved.find(e => e.header.name === 'sgid-dir/')?.header.mode).toBe(0o2775)
     expect(await scanMountArchive(archivePath, { maxBytes: 1e9 })).toEqual(split.get('0'))
-    const context = await readTar(await buffer(buildContext('FROM x\n', [{ dir: 'm0', archivePath }])))
-    expect(context.find(e => e.header.name === 'm0/big')?.header).toMatchObject({ pax: { uid: '300000', gid: '4000000000' } })
+    const context = await readTar(injectStream(oneMount(archivePath)))
+    expect(context.find(e => e.header.name === 'c0/big')?.header).toMatchObject({ pax: { uid: '300000', gid: '4000000000' } })
   })
 
   test('a destination that fails mid-write ends the split with an error instead of hanging', async () => {

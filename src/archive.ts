@@ -430,18 +430,11 @@ export function readMountEntry(h: TarHeader): EntryHeader {
   return toEntryHeader(h, path, linkname)
 }
 
-export interface ContextMount {
-  /** Directory name inside the build context. */
-  dir: string
-  archivePath: string
-}
-
 /**
- * A generated build's context, as a tar stream: the Dockerfile, then each
- * mount archive's entries under its context directory. Archives
- * must have passed scanMountArchive; they are checked again while streaming.
+ * A generated build's context, as a tar stream holding only its Dockerfile
+ * (the mounts reach the inject build as its own stream: inject-stream.ts).
  */
-export function buildContext(dockerfile: string, mounts: ContextMount[]): Readable {
+export function buildContext(dockerfile: string): Readable {
   const pack = tar.pack()
   const fill = async (): Promise<void> => {
     await writeEntry(
@@ -449,24 +442,6 @@ export function buildContext(dockerfile: string, mounts: ContextMount[]): Readab
       { name: 'Dockerfile', type: 'file', mode: 0o100644, size: Buffer.byteLength(dockerfile), mtime: new Date(0) },
       oneChunk(Buffer.from(dockerfile))
     )
-    for (const m of mounts) {
-      const guard = new EntryGuard()
-      let sawRoot = false
-      await forEachEntry(await openArchive(m.archivePath), async (h, body) => {
-        const entry = readMountEntry(h)
-        guard.check(entry)
-        if (entry.path === '') {
-          if (sawRoot) return
-          sawRoot = true
-        } else if (!sawRoot) {
-          await writeEntry(pack, { name: `${m.dir}/`, type: 'directory', mode: 0o040755, mtime: new Date(0) })
-          sawRoot = true
-        }
-        const name = entry.path === '' ? `${m.dir}/` : `${m.dir}/${entry.path}`
-        const link = entry.type === 'link' ? `${m.dir}/${entry.linkname}` : entry.linkname
-        await writeEntry(pack, toTarHeader(entry, name, link), entry.type === 'file' ? body : undefined)
-      })
-    }
     pack.finalize()
   }
   fill().catch((error: unknown) => pack.destroy(error as Error))

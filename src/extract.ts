@@ -104,7 +104,7 @@ async function viaLoopback(run: CommandRunner, request: ExtractRequest): Promise
   log.debug(`Extract Dockerfile:\n${dockerfile}`)
   try {
     await runBuild(run, request.engine, {
-      context: buildContext(dockerfile, []),
+      context: buildContext(dockerfile),
       onLine: line => log.debug(line),
       buildArgs: { ...extractArgs(request), [PORT_ARG]: String(listener.port), [TOKEN_ARG]: listener.token },
       network: 'host'
@@ -128,7 +128,7 @@ async function viaExport(run: CommandRunner, request: ExtractRequest): Promise<R
   log.debug(`Extract Dockerfile:\n${dockerfile}`)
   let received: Received | undefined
   await runBuild(run, request.engine, {
-    context: buildContext(dockerfile, []),
+    context: buildContext(dockerfile),
     output: async out =>
       forEachEntry(out, async (header, body) => {
         if (header.name.replace(/^\.?\//, '') !== EXPORT_FILE || received) return

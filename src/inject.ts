@@ -79,7 +79,7 @@ async function viaLoopback(run: CommandRunner, request: InjectRequest): Promise<
   let manifests = new Map<number, string>()
   try {
     await runBuild(run, request.engine, {
-      context: buildContext(dockerfile, []),
+      context: buildContext(dockerfile),
       output: async out => {
         manifests = await readManifests(out)
       },
