@@ -1,4 +1,5 @@
 import { Readable } from 'node:stream'
+import { text } from 'node:stream/consumers'
 
 import { buildContext, forEachEntry, splitExport, type ArchiveSummary, type SplitTarget } from './archive.js'
 import type { CommandRunner } from './command.js'
@@ -79,9 +80,7 @@ async function receive(source: Readable, targets: SplitTarget[]): Promise<Receiv
   const unchanged = new Set<string>()
   const summaries = await splitExport(source, targets, async (name, body) => {
     if (name !== STATUS_FILE) return
-    const chunks: Buffer[] = []
-    for await (const chunk of body) chunks.push(chunk)
-    for (const line of Buffer.concat(chunks).toString('utf8').split('\n')) if (targets.some(t => t.dir === line)) unchanged.add(line)
+    for (const line of (await text(body)).split('\n')) if (targets.some(t => t.dir === line)) unchanged.add(line)
   })
   const missing = targets.filter(t => !summaries.has(t.dir) && !unchanged.has(t.dir))
   if (missing.length > 0) {

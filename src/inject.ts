@@ -3,6 +3,7 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import type { Readable } from 'node:stream'
+import { text } from 'node:stream/consumers'
 import { pipeline } from 'node:stream/promises'
 
 import { buildContext, forEachEntry } from './archive.js'
@@ -136,9 +137,7 @@ async function readManifests(out: Readable): Promise<Map<number, string>> {
   const manifests = new Map<number, string>()
   await forEachEntry(out, async (header, body) => {
     if (header.name.replace(/^\.?\//, '') !== MANIFEST_FILE || header.type !== 'file' || (header.size ?? 0) > 1024 ** 2) return
-    const chunks: Buffer[] = []
-    for await (const chunk of body) chunks.push(chunk)
-    for (const line of Buffer.concat(chunks).toString('utf8').split('\n')) {
+    for (const line of (await text(body)).split('\n')) {
       const match = /^(\d{1,6}) (\S+)$/.exec(line)
       if (match && MANIFEST.test(match[2] ?? '')) manifests.set(Number(match[1]), match[2] as string)
     }

@@ -112,7 +112,6 @@ export async function restoreMounts(services: Services, state: MainState): Promi
       )
     }
   } finally {
-    state.restoreToReadyMs = Date.now() - started
     await Promise.all(mounts.map(m => rm(m.archivePath, { recursive: true, force: true })))
   }
 }

@@ -23,8 +23,6 @@ export interface MainState {
   mounts: MountState[]
   /** Milliseconds the inject build took, when one ran. */
   injectMs?: number
-  /** Milliseconds from the first download to the last mount in the builder (downloads and inject overlap). */
-  restoreToReadyMs?: number
   /** false: inject found the loopback stream unavailable, so extract goes straight to the exporter. */
   loopback?: boolean
 }

@@ -5,7 +5,7 @@ import { Readable } from 'node:stream'
 import { DeleteObjectCommand, GetObjectCommand, HeadObjectCommand, ListObjectsV2Command, S3Client, type S3ClientConfig } from '@aws-sdk/client-s3'
 import { Upload } from '@aws-sdk/lib-storage'
 
-import { CODECS, compressFile, decompressToFile, chooseCodec, type Codec } from './compression.js'
+import { chooseCodec, CODECS, compressFile, decompressToFile, type Codec } from './compression.js'
 import { findEntry } from './lookup.js'
 import type { ManagedStore, StoredEntry } from './managed.js'
 import { metered, progressMeter } from './progress.js'
