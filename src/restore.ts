@@ -93,14 +93,15 @@ export async function restoreMounts(services: Services, state: MainState): Promi
   const { mounts } = state
   const ready = new ReadyQueue<StreamMount>()
   const started = Date.now()
+  // Without host networking (extract-via: export) there is nothing to overlap: inject takes every archive at once.
+  const oneAfterTheOther = (state.extractVia ?? 'auto') === 'export'
   try {
     // One log group: over loopback the downloads and the inject build run at the same time.
     await log.group('Restore cache entries and inject them into the builder', async () => {
       const restored = restoreAll(services.cache, mounts, state.maxRestoreBytes ?? DEFAULT_MAX_RESTORE_BYTES, m => ready.push(m)).finally(() =>
         ready.end()
       )
-      // Without host networking (extract-via: export) there is nothing to overlap: inject takes every archive at once.
-      if ((state.extractVia ?? 'auto') === 'export') await restored
+      if (oneAfterTheOther) await restored
       if ((await ready.first()) !== undefined) await inject(services.run, state, ready)
       await restored
     })
@@ -108,7 +109,7 @@ export async function restoreMounts(services: Services, state: MainState): Promi
     if (restored.length > 0) {
       const slowest = Math.max(...mounts.map(m => m.restoreMs ?? 0)) / 1000
       log.info(
-        `Restore to ready: ${seconds(started)} for ${restored.length} mount(s) (slowest restore ${slowest.toFixed(1)} s, inject ${((state.injectMs ?? 0) / 1000).toFixed(1)} s, ${(state.extractVia ?? 'auto') === 'export' ? 'one after the other' : 'overlapped'})`
+        `Restore to ready: ${seconds(started)} for ${restored.length} mount(s) (slowest restore ${slowest.toFixed(1)} s, inject ${((state.injectMs ?? 0) / 1000).toFixed(1)} s, ${oneAfterTheOther ? 'one after the other' : 'overlapped'})`
       )
     }
   } finally {
