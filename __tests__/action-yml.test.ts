@@ -7,7 +7,7 @@ import { dirname, join } from 'node:path'
 import { describe, expect, test } from '@jest/globals'
 import { load } from 'js-yaml'
 
-import { InputName } from '../src/context.js'
+import { InputName } from '../src/action/inputs.js'
 
 interface ActionYml {
   name: string

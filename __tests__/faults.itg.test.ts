@@ -11,7 +11,7 @@ import { join } from 'node:path'
 
 import { afterAll, beforeAll, describe, expect, test } from '@jest/globals'
 
-import { idSegment, mountKeys } from '../src/keys.js'
+import { idSegment, mountKeys } from '../src/core/keys.js'
 import { runStep, type StepResult } from '../test-support/action-runner.js'
 import type { CacheService, FaultSpec } from '../test-support/cache-service/server.js'
 import { dyingDocker, engineLeftovers, tmpfsOver, useTestEngine } from '../test-support/hostile/engine-faults.js'

@@ -6,8 +6,8 @@ import { buffer } from 'node:stream/consumers'
 import { afterAll, describe, expect, test } from '@jest/globals'
 import * as tar from 'tar-stream'
 
-import { FIXUP_GROUP_PATHS, injectStream, type StreamMount } from '../src/inject-stream.js'
-import { ReadyQueue } from '../src/ready-queue.js'
+import { FIXUP_GROUP_PATHS, injectStream, type StreamMount } from '../src/archive/inject-stream.js'
+import { ReadyQueue } from '../src/core/ready-queue.js'
 import { makeTar, readTar, type RawEntry } from './helpers/tar.js'
 
 const dir = mkdtempSync(join(tmpdir(), 'inject-stream-test-'))

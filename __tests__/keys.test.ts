@@ -1,6 +1,6 @@
 import { expect, test } from '@jest/globals'
 
-import { idSegment, keyHasDigest, mountKeys, platformSegment, runnerPlatform, saveKey } from '../src/keys.js'
+import { idSegment, keyHasDigest, mountKeys, platformSegment, runnerPlatform, saveKey } from '../src/core/keys.js'
 
 test('id segments are readable and distinct', () => {
   expect(idSegment('npm')).toBe('npm')

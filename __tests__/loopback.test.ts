@@ -3,7 +3,7 @@ import { text } from 'node:stream/consumers'
 
 import { expect, test } from '@jest/globals'
 
-import { listenOnce } from '../src/loopback.js'
+import { listenOnce } from '../src/builder/listener.js'
 
 function send(port: number, data: string): Promise<Socket> {
   return new Promise((resolve, reject) => {

@@ -1,7 +1,7 @@
 import { describe, expect, test } from '@jest/globals'
 
 import { InputError } from '../src/errors.js'
-import { cleanTarget, parseMounts, parseSize } from '../src/mounts.js'
+import { cleanTarget, parseMounts, parseSize } from '../src/mounts/spec.js'
 
 describe('parseMounts', () => {
   test.each([

@@ -11,13 +11,15 @@ import { Readable } from 'node:stream'
 import { afterAll, afterEach, describe, expect, test } from '@jest/globals'
 import fc from 'fast-check'
 
-import { scanMountArchive, splitExport, TreeDigest, type ArchiveSummary } from '../src/archive.js'
-import { injectStream, type StreamMount } from '../src/inject-stream.js'
-import { getInputs, InputName } from '../src/context.js'
-import { cacheMountFlag, extractDockerfile, injectDockerfile, type IndexedMount } from '../src/dockerfile.js'
+import { scanMountArchive } from '../src/archive/scan.js'
+import { splitExport } from '../src/archive/split.js'
+import { TreeDigest, type ArchiveSummary } from '../src/archive/digest.js'
+import { injectStream, type StreamMount } from '../src/archive/inject-stream.js'
+import { getInputs, InputName } from '../src/action/inputs.js'
+import { cacheMountFlag, extractDockerfile, injectDockerfile, type IndexedMount } from '../src/builder/dockerfile.js'
 import { ArchiveError, InputError } from '../src/errors.js'
-import { idSegment, mountKeys, platformSegment } from '../src/keys.js'
-import { cleanTarget, formatMode, parseMounts, type MountSpec } from '../src/mounts.js'
+import { idSegment, mountKeys, platformSegment } from '../src/core/keys.js'
+import { cleanTarget, formatMode, parseMounts, type MountSpec } from '../src/mounts/spec.js'
 import { makeTar, readTar, type RawEntry } from './helpers/tar.js'
 
 const RUNS = { numRuns: 400 }
@@ -310,7 +312,7 @@ describe('generated Dockerfiles', () => {
   const generators: [string, (image: string, mounts: IndexedMount[]) => string][] = [
     ['inject', injectDockerfile],
     ['extract (export)', (image, mounts) => extractDockerfile(image, mounts, 'export')],
-    ['extract (loopback)', (image, mounts) => extractDockerfile(image, mounts, 'loopback')]
+    ['extract (loopback)', (image, mounts) => extractDockerfile(image, mounts, { host: '127.0.0.1' })]
   ]
 
   test.each(generators)('%s: values only fill their own slots', (_name, generate) => {

@@ -1,11 +1,21 @@
-/** A bad action input: the message names the input and what was expected. */
+/**
+ * A bad action input: the message names the input and what was expected.
+ * `where` is the input's name, optionally followed by a place inside it
+ * (`mounts line 3`, `mounts[0]`): `input` is the name alone, `location` the
+ * rest, `detail` what was wrong.
+ */
 export class InputError extends Error {
+  readonly input: string
+  readonly location: string
   constructor(
-    readonly input: string,
-    detail: string
+    where: string,
+    readonly detail: string
   ) {
-    super(`Input "${input}": ${detail}`)
+    super(`Input "${where}": ${detail}`)
     this.name = 'InputError'
+    const cut = where.search(/[ [(]/)
+    this.input = cut < 0 ? where : where.slice(0, cut)
+    this.location = cut < 0 ? '' : where.slice(cut).trim()
   }
 }
 

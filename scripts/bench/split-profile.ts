@@ -15,7 +15,8 @@ import { pipeline } from 'node:stream/promises'
 
 import * as tar from 'tar-stream'
 
-import { forEachEntry, splitExport } from '../../src/archive.js'
+import { forEachEntry } from '../../src/archive/tar-io.js'
+import { splitExport } from '../../src/archive/split.js'
 
 interface Options {
   sizeMiB: number

@@ -1,8 +1,8 @@
 import { join } from 'node:path'
 import { parseArgs, type ParseArgsConfig } from 'node:util'
 
-import { InputName } from '../context.js'
-import { parseSize } from '../mounts.js'
+import { InputName, withDefaults, type InputReader } from '../action/inputs.js'
+import { parseSize } from '../mounts/spec.js'
 import { BACKEND_INPUT } from '../storage/select.js'
 import { parseAge } from '../storage/prune.js'
 
@@ -142,15 +142,12 @@ export function parseCli(argv: readonly string[], env: NodeJS.ProcessEnv = proce
   return { help: false, options }
 }
 
-/** The INPUT_* variables @actions/core reads: every input set (empty when not given), so none leaks in from the environment. */
-export function inputEnv(options: CliOptions): Record<string, string> {
-  const env: Record<string, string> = {}
-  const set = (name: string, value: string): void => {
-    env[`INPUT_${name.replace(/ /g, '_').toUpperCase()}`] = value
-  }
-  for (const input of Object.values(InputName) as string[]) set(input, options.inputs[input] ?? '')
-  set(InputName.save, 'true')
-  set(InputName.state, '')
-  set(BACKEND_INPUT, options.backend)
-  return env
+/**
+ * The action's input reader over the command line: each input's option value,
+ * else its action.yml default. `save` is the save command itself and
+ * `backend` is --backend.
+ */
+export function cliInputs(options: CliOptions): InputReader {
+  const given: Record<string, string> = { ...options.inputs, [InputName.save]: 'true', [InputName.state]: '', [BACKEND_INPUT]: options.backend }
+  return withDefaults(name => given[name] ?? '')
 }

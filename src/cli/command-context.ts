@@ -1,4 +1,6 @@
-import type { CacheStore } from '../cache.js'
+import type { InputReader } from '../action/inputs.js'
+import { INPUT_DEFAULTS } from '../action/input-defaults.js'
+import type { CacheStore } from '../storage/store.js'
 import { isManagedStore, type ManagedStore } from '../storage/managed.js'
 import { UsageError, type CliOptions } from './args.js'
 import type { Output } from './output.js'
@@ -8,6 +10,10 @@ export interface CommandContext {
   options: CliOptions
   output: Output
   store: CacheStore
+  /** The action's inputs as the options give them (cliInputs). */
+  read: InputReader
+  /** Where mount archives wait (a private directory for self-hosted backends). */
+  archiveRoot: string
 }
 
 /** The store's location for messages. */
@@ -23,5 +29,5 @@ export function managedStore(store: CacheStore, command: string): ManagedStore {
 
 /** The key prefix every entry of this project starts with (the key-prefix input's default when not given). */
 export function keyPrefix(options: CliOptions): string {
-  return options.inputs['key-prefix']?.trim() || 'buildkit-mount-cache'
+  return options.inputs['key-prefix']?.trim() || (INPUT_DEFAULTS['key-prefix'] ?? '')
 }

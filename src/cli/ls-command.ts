@@ -1,9 +1,10 @@
 import { existsSync } from 'node:fs'
 import { join } from 'node:path'
 
-import { getInputs } from '../context.js'
+import { getInputs } from '../action/inputs.js'
+import { keyIdOf } from '../core/job.js'
 import { formatBytes } from '../format.js'
-import { mountKeys } from '../keys.js'
+import { mountKeys } from '../core/keys.js'
 import type { StoredEntry } from '../storage/managed.js'
 import { formatAge, lastUse } from '../storage/prune.js'
 import { keyPrefix, managedStore, type CommandContext } from './command-context.js'
@@ -19,12 +20,16 @@ export interface MountFamily {
  * for grouping; none when the options name no mounts (then `ls` lists
  * every entry under the key prefix).
  */
-export function mountFamilies(options: CommandContext['options'], cwd: string = process.env.GITHUB_WORKSPACE || process.cwd()): MountFamily[] {
+export function mountFamilies(
+  options: CommandContext['options'],
+  read: CommandContext['read'],
+  cwd: string = process.env.GITHUB_WORKSPACE || process.cwd()
+): MountFamily[] {
   const named = (options.inputs.mounts ?? '') !== '' || (options.inputs.dockerfile ?? '') !== '' || existsSync(join(cwd, 'Dockerfile'))
   if (!named) return []
-  const inputs = getInputs()
+  const inputs = getInputs(read)
   return inputs.mounts.map(spec => {
-    const keyId = inputs.cacheNamespace ? `${inputs.cacheNamespace}/${spec.id}` : spec.id
+    const keyId = keyIdOf(inputs, spec.id)
     return { id: spec.id, family: mountKeys(inputs.keyPrefix, keyId, inputs.platform, '').restoreKeys.at(-1) ?? '' }
   })
 }
@@ -45,10 +50,10 @@ export function groupEntries(entries: readonly StoredEntry[], families: readonly
 }
 
 /** `ls`: what the store holds for this project, per mount: key, size, age, last use. */
-export async function lsCommand({ options, output, store }: CommandContext): Promise<void> {
+export async function lsCommand({ options, output, store, read }: CommandContext): Promise<void> {
   const managed = managedStore(store, 'ls')
   const entries = await managed.list(`${keyPrefix(options)}-`)
-  const groups = groupEntries(entries, mountFamilies(options))
+  const groups = groupEntries(entries, mountFamilies(options, read))
   const now = Date.now()
   const total = entries.reduce((sum, e) => sum + e.size, 0)
   if (options.json) {

@@ -1,21 +1,22 @@
 import { errorMessage, InputError } from '../errors.js'
 import { setLogger } from '../log.js'
 import { BACKEND_INPUT, openStore, parseBackend } from '../storage/select.js'
-import { inputEnv, inputOptions, parseCli, UsageError, type Command, type ParsedCli } from './args.js'
+import { cliInputs, inputOptions, parseCli, UsageError, type Command, type ParsedCli } from './args.js'
 import type { CommandContext } from './command-context.js'
 import { lsCommand } from './ls-command.js'
 import { takeOverStdout, terminalLogger } from './output.js'
 import { pruneCommand } from './prune-command.js'
 import { restoreCommand } from './restore-command.js'
 import { saveCommand } from './save-command.js'
-import { useScratchDir } from './scratch.js'
+import { scratchDir } from './scratch.js'
 import { helpText } from './usage.js'
 
 /**
  * `buildkit-mount-cache restore|save|ls|prune`: the action's core driven
- * from a terminal or any CI. The options become the action's INPUT_*
- * variables, so they are read and validated by the same getInputs() as the
- * action's; the store comes from --backend. Returns the exit code: 0 on
+ * from a terminal or any CI. The options are the action's inputs, read and
+ * validated by the same getInputs() as the action's through the CLI's own
+ * reader (nothing is written into the environment); the store comes from
+ * --backend. Returns the exit code: 0 on
  * success and on cache trouble (warnings), 1 on an unexpected failure,
  * 2 on a usage error.
  */
@@ -46,9 +47,9 @@ export async function main(argv: readonly string[], env: NodeJS.ProcessEnv = pro
   let cleanup = async (): Promise<void> => undefined
   let code = 0
   try {
-    Object.assign(env, inputEnv(options))
-    cleanup = await useScratchDir(parseBackend(options.backend).kind === 'github', env)
-    await COMMANDS[options.command]({ options, output, store: openStore(options.backend) })
+    const scratch = await scratchDir(parseBackend(options.backend).kind === 'github', env)
+    cleanup = scratch.cleanup
+    await COMMANDS[options.command]({ options, output, store: openStore(options.backend), read: cliInputs(options), archiveRoot: scratch.root })
   } catch (error) {
     if (error instanceof UsageError || error instanceof InputError) {
       output.error(`${asOption(error)}\nRun buildkit-mount-cache --help for the commands and options.`)
@@ -70,9 +71,7 @@ export function asOption(error: Error): string {
   if (!(error instanceof InputError)) return error.message
   const byInput = new Map([...inputOptions()].map(([option, { input }]) => [input, option]))
   byInput.set(BACKEND_INPUT, 'backend')
-  const input = [...byInput.keys()].find(name => error.input === name || error.input.startsWith(`${name} `))
-  if (input === undefined) return error.message
-  const rest = error.input.slice(input.length).trim()
-  const detail = error.message.slice(`Input "${error.input}": `.length)
-  return `--${byInput.get(input) ?? input}${rest ? ` (${rest})` : ''}: ${detail}`
+  const option = byInput.get(error.input)
+  if (option === undefined) return error.message
+  return `--${option}${error.location ? ` (${error.location})` : ''}: ${error.detail}`
 }

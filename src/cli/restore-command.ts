@@ -1,8 +1,11 @@
-import { runCommand } from '../command.js'
-import { getInputs } from '../context.js'
+import { planAndLog } from '../action/main.js'
+import { getInputs } from '../action/inputs.js'
+import { cacheHit, mountOutputs } from '../action/report.js'
+import { runCommand } from '../builder/command.js'
+import { findReach } from '../builder/reach.js'
+import { restoreMounts } from '../core/restore.js'
+import type { Services } from '../core/services.js'
 import { formatBytes } from '../format.js'
-import { planMounts, restoreMounts, type Services } from '../restore.js'
-import type { MainState } from '../state.js'
 import { storeName, type CommandContext } from './command-context.js'
 import { writeStateFile } from './state-file.js'
 
@@ -11,13 +14,13 @@ import { writeStateFile } from './state-file.js'
  * state file before anything can fail so `save` always finds the keys,
  * restores and injects, then writes the state again with what was restored.
  */
-export async function restoreCommand({ options, output, store }: CommandContext): Promise<void> {
-  const services: Services = { run: runCommand, cache: store }
-  const state = await planMounts(services, getInputs())
+export async function restoreCommand({ options, output, store, read, archiveRoot }: CommandContext): Promise<void> {
+  const services: Services = { run: runCommand, cache: store, archiveRoot }
+  const { state, engine } = await planAndLog(services, getInputs(read))
   await writeStateFile(options.state, state)
-  await restoreMounts(services, state)
+  await restoreMounts(services, engine, state, await findReach(services.run, engine))
   await writeStateFile(options.state, state)
-  const mounts = restoredMounts(state)
+  const mounts = mountOutputs(state)
   if (options.json) {
     output.result(
       JSON.stringify(
@@ -31,20 +34,4 @@ export async function restoreCommand({ options, output, store }: CommandContext)
   const hits = mounts.filter(m => m.hit)
   const bytes = hits.reduce((sum, m) => sum + m['restored-bytes'], 0)
   output.info(`Restored ${hits.length} of ${mounts.length} mount(s), ${formatBytes(bytes)}, from ${storeName(store)}; state in ${options.state}`)
-}
-
-/** As the action's `mounts` output. */
-function restoredMounts(state: MainState): { id: string; key: string; 'matched-key': string; hit: boolean; 'restored-bytes': number }[] {
-  return state.mounts.map(m => ({
-    id: m.spec.id,
-    key: m.keys.base,
-    'matched-key': m.matchedKey ?? '',
-    hit: m.restoredDigest !== undefined,
-    'restored-bytes': m.restoredBytes ?? 0
-  }))
-}
-
-/** As the action's `cache-hit` output: every mount restored from an entry of the same key files. */
-function cacheHit(state: MainState): boolean {
-  return state.mounts.every(m => m.matchedKey !== undefined && m.matchedKey.startsWith(`${m.keys.base}-`) && m.restoredDigest !== undefined)
 }

@@ -1,26 +1,26 @@
-import { runCommand } from '../command.js'
-import { getInputs } from '../context.js'
-import { planMounts, type Services } from '../restore.js'
-import { saveMounts } from '../save.js'
+import { getInputs } from '../action/inputs.js'
+import { planAndLog } from '../action/main.js'
+import { saveJob } from '../action/post.js'
+import { storeOutcome } from '../action/report.js'
+import { runCommand } from '../builder/command.js'
+import type { Services } from '../core/services.js'
 import { storeName, type CommandContext } from './command-context.js'
-import { recordingStore } from './recording-store.js'
-import { readStateFile, rehomeArchives } from './state-file.js'
+import { readStateFile } from './state-file.js'
 
 /**
  * `save`: the action's post step (or the save/ sub-action without state).
  * With restore's state file the keys are those frozen at restore and mounts
  * unchanged since restore are skipped; without one it plans from the options.
  */
-export async function saveCommand({ options, output, store }: CommandContext): Promise<void> {
-  const recorder = recordingStore(store)
-  const services: Services = { run: runCommand, cache: recorder.store }
+export async function saveCommand({ options, output, store, read, archiveRoot }: CommandContext): Promise<void> {
+  const services: Services = { run: runCommand, cache: store, archiveRoot }
   const saved = await readStateFile(options.state)
   if (saved) output.info(`Using the keys restore froze in ${options.state}`)
-  const state = saved ? rehomeArchives(saved) : await planMounts(services, getInputs())
-  await saveMounts(services, state)
+  const state = saved ?? (await planAndLog(services, getInputs(read))).state
+  const report = await saveJob(services, state)
   const mounts = state.mounts.map(m => {
-    const record = recorder.records.get(m.archivePath)
-    return { id: m.spec.id, key: m.keys.base, outcome: record?.outcome ?? 'nothing-to-save', ...(record ? { 'entry-key': record.key } : {}) }
+    const { outcome, key } = storeOutcome(report?.saves.get(m.index))
+    return { id: m.spec.id, key: m.keys.base, outcome, ...(key !== undefined ? { 'entry-key': key } : {}) }
   })
   if (options.json) {
     output.result(JSON.stringify({ command: 'save', backend: storeName(store), mounts, warnings: output.warnings }, null, 2))

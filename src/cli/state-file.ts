@@ -1,25 +1,25 @@
 import { readFile, rename, writeFile } from 'node:fs/promises'
-import { tmpdir } from 'node:os'
-import { basename, join } from 'node:path'
 
+import { parseJobState, serializeJobState } from '../action/state.js'
+import type { JobState } from '../core/job.js'
 import { errorMessage } from '../errors.js'
-import { parseMainState, type MainState } from '../state.js'
 import { UsageError } from './args.js'
 
 /**
  * The CLI's state file: what the action keeps in GITHUB_STATE between main
- * and post (frozen keys, restored digests, the engine), so `save` after the
- * build knows what `restore` injected and skips unchanged mounts.
+ * and post (frozen keys, what was injected, the client and builder), so
+ * `save` after the build knows what `restore` injected and skips unchanged
+ * mounts. Loaded with the same field-by-field checks as the action's state.
  */
-export async function writeStateFile(path: string, state: MainState): Promise<void> {
+export async function writeStateFile(path: string, state: JobState): Promise<void> {
   // Replaced atomically: a save reading it meanwhile sees the old or the new state, never half.
   const temp = `${path}.${process.pid}.tmp`
-  await writeFile(temp, `${JSON.stringify(state, null, 2)}\n`)
+  await writeFile(temp, `${JSON.stringify(JSON.parse(serializeJobState(state)), null, 2)}\n`)
   await rename(temp, path)
 }
 
 /** The state, or undefined when there is no state file. */
-export async function readStateFile(path: string): Promise<MainState | undefined> {
+export async function readStateFile(path: string): Promise<JobState | undefined> {
   let text: string
   try {
     text = await readFile(path, 'utf8')
@@ -28,19 +28,8 @@ export async function readStateFile(path: string): Promise<MainState | undefined
     throw error
   }
   try {
-    return parseMainState(text)
+    return parseJobState(text)
   } catch (error) {
     throw new UsageError(`state file ${path}: ${errorMessage(error)}; run restore again or remove the file`)
   }
-}
-
-/**
- * The archive paths of a state written by another process, moved to this
- * process's scratch directory (the restoring process's one is gone). The
- * file name is kept: for the GitHub backend the path is part of the entry's
- * version and both processes share RUNNER_TEMP.
- */
-export function rehomeArchives(state: MainState, env: NodeJS.ProcessEnv = process.env): MainState {
-  const root = join(env.RUNNER_TEMP || tmpdir(), 'buildkit-mount-cache')
-  return { ...state, mounts: state.mounts.map(m => ({ ...m, archivePath: join(root, basename(m.archivePath)) })) }
 }

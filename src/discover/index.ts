@@ -1,7 +1,7 @@
 import { posix } from 'node:path'
 
 import { errorMessage, InputError } from '../errors.js'
-import { cleanTarget, formatMode, parseMounts, type MountSpec } from '../mounts.js'
+import { cleanTarget, formatMode, parseMounts, type MountSpec } from '../mounts/spec.js'
 import { mountType, parseMountFlag, type MountOptions } from './mount-flag.js'
 import { argPairs, envPairs, parseDockerfile, type ParsedDockerfile } from './parser.js'
 import { automaticArgs, parsePlatform, type Platform } from './platform.js'
@@ -361,7 +361,7 @@ function discoverOne(
     const [spec] = parseMounts(JSON.stringify([entry]), where(location))
     return { spec: spec!, readonly: options.readonly }
   } catch (error) {
-    if (error instanceof InputError) return skip(error.message.slice(`Input "${error.input}": `.length))
+    if (error instanceof InputError) return skip(error.detail)
     return skip(errorMessage(error))
   }
 }

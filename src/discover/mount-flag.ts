@@ -1,4 +1,4 @@
-import { type Sharing } from '../mounts.js'
+import { type Sharing } from '../mounts/spec.js'
 
 /**
  * The value of a RUN instruction's `--mount` flag, read as BuildKit reads it

@@ -1,4 +1,4 @@
-import { runPost } from '../save.js'
+import { runPost } from '../action/post.js'
 import { runEntry } from './run.js'
 
 runEntry(() => runPost(), false)

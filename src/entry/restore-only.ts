@@ -1,4 +1,4 @@
-import { runMain } from '../restore.js'
+import { runMain } from '../action/main.js'
 import { runEntry } from './run.js'
 
-runEntry(() => runMain(undefined, true), true)
+runEntry(() => runMain(true), true)

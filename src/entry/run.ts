@@ -6,7 +6,7 @@ import * as core from '@actions/core'
  * explicit exit matters: the cache client's HTTP agents can keep the event
  * loop alive after the work is done.
  */
-export function runEntry(phase: () => Promise<void>, failJob: boolean): void {
+export function runEntry(phase: () => Promise<unknown>, failJob: boolean): void {
   phase()
     .catch((error: unknown) => {
       const message = error instanceof Error ? error.message : String(error)

@@ -1,4 +1,4 @@
-import { runSaveOnly } from '../save.js'
+import { runSaveOnly } from '../action/post.js'
 import { runEntry } from './run.js'
 
 // Input errors fail this step; cache and engine trouble are warnings inside.

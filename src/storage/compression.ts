@@ -5,7 +5,7 @@ import type { Readable, Transform } from 'node:stream'
 import { pipeline } from 'node:stream/promises'
 import * as zlib from 'node:zlib'
 
-import { runCommand, type CommandRunner } from '../command.js'
+import { runCommand, type CommandRunner } from '../builder/command.js'
 import { InputError } from '../errors.js'
 import { metered } from './progress.js'
 

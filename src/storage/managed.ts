@@ -1,4 +1,4 @@
-import type { CacheStore } from '../cache.js'
+import type { CacheStore } from './store.js'
 import type { Codec } from './compression.js'
 
 /** One stored entry, as `ls` shows it and `prune` judges it. */

@@ -1,9 +1,10 @@
 import { homedir } from 'node:os'
 import { join, resolve } from 'node:path'
 
-import { actionsCache, type CacheStore } from '../cache.js'
+import { actionsCache } from './actions-cache.js'
+import type { CacheStore } from './store.js'
 import { InputError } from '../errors.js'
-import { parseSize } from '../mounts.js'
+import { parseSize } from '../mounts/spec.js'
 import { parseCodec, type Codec } from './compression.js'
 import { LocalDirStore } from './local-dir.js'
 import { MIN_PART_SIZE, S3Store, type S3Options } from './s3.js'

@@ -8,8 +8,8 @@ import { dirname, join } from 'node:path'
 
 import * as cache from '@actions/cache'
 
-import { mountArchivePath } from '../../src/context.js'
-import { mountKeys } from '../../src/keys.js'
+import { archivePathOf, defaultArchiveRoot } from '../../src/core/job.js'
+import { mountKeys } from '../../src/core/keys.js'
 import { applyEnv } from '../cache-service/env.js'
 import type { CacheService } from '../cache-service/server.js'
 
@@ -61,7 +61,7 @@ export interface Planting {
  */
 export async function plantMany(target: PlantTarget, plantings: Planting[], concurrency = 6): Promise<void> {
   const paths = plantings.map(p => {
-    const archivePath = mountArchivePath(p.id, { RUNNER_TEMP: target.runnerTemp })
+    const archivePath = archivePathOf(defaultArchiveRoot({ RUNNER_TEMP: target.runnerTemp }), {}, p.id)
     mkdirSync(dirname(archivePath), { recursive: true })
     rmSync(archivePath, { recursive: true, force: true })
     p.make(archivePath)

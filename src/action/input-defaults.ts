@@ -1,0 +1,11 @@
+// Generated from action.yml by scripts/input-defaults.mjs: do not edit.
+/** The action's input defaults, for readers that no runner fills in (the CLI, tests). */
+export const INPUT_DEFAULTS: Readonly<Record<string, string>> = {
+  'key-prefix': 'buildkit-mount-cache',
+  'utility-image': 'busybox:1.36',
+  'max-restore-size': '64G',
+  client: 'auto',
+  save: 'true',
+  'extract-via': 'auto',
+  backend: 'github'
+}

@@ -1,0 +1,203 @@
+import * as core from '@actions/core'
+
+import type { ClientChoice } from '../builder/engine.js'
+import type { RouteChoice } from '../builder/route.js'
+import { runnerPlatform } from '../core/keys.js'
+import type { PlanInputs } from '../core/plan.js'
+import { InputError } from '../errors.js'
+import { log } from '../log.js'
+import { parseBuildArgs, resolveMounts, type ResolvedMounts } from '../mounts/sources.js'
+import { parseSize } from '../mounts/spec.js'
+import { parseBackend } from '../storage/select.js'
+import { INPUT_DEFAULTS } from './input-defaults.js'
+
+/** Input names as in action.yml. Defaults live in action.yml only (input-defaults.ts is generated from it). */
+export const InputName = {
+  mounts: 'mounts',
+  keyFiles: 'key-files',
+  keyPrefix: 'key-prefix',
+  builder: 'builder',
+  utilityImage: 'utility-image',
+  client: 'client',
+  platform: 'platform',
+  save: 'save',
+  maxSize: 'max-size',
+  extractVia: 'extract-via',
+  maxRestoreSize: 'max-restore-size',
+  dockerfile: 'dockerfile',
+  buildArgs: 'build-args',
+  platforms: 'platforms',
+  backend: 'backend',
+  state: 'state'
+} as const
+
+/** Every input, read and validated once. */
+export interface Inputs extends PlanInputs {
+  /** Where entries live: github (the Actions cache), dir:/path, s3://bucket/prefix (see src/storage/select.ts). */
+  backend: string
+}
+
+/** Reads one input's raw text by its action.yml name. */
+export type InputReader = (name: string) => string
+
+/**
+ * A reader that gives an empty input its action.yml default, as the runner
+ * does for an input that is not given (and as this action always did for
+ * one given empty).
+ */
+export function withDefaults(read: InputReader): InputReader {
+  return name => {
+    const value = read(name)
+    return value.trim() === '' ? (INPUT_DEFAULTS[name] ?? value) : value
+  }
+}
+
+/** The action's reader: the runner's INPUT_* variables. */
+export const actionInputs: InputReader = withDefaults(name => core.getInput(name))
+
+const CLIENTS: readonly string[] = ['auto', 'buildx', 'docker']
+const IMAGE_PATTERN = /^[a-z0-9][a-z0-9._/:@-]*$/
+const BUILDER_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._-]*$/
+const PLATFORM_PATTERN = /^[a-z0-9]+\/[a-z0-9]+(\/[a-z0-9]+)?$/
+const PREFIX_PATTERN = /^[A-Za-z0-9._-]{1,100}$/
+const MAX_IMAGE_LENGTH = 512
+const MAX_BUILDER_LENGTH = 128
+const MAX_PLATFORM_LENGTH = 64
+
+/** A value quoted for an error message: JSON escapes (no raw newline reaches the log), at most ~80 characters. */
+function shown(value: string): string {
+  return JSON.stringify(value.length > 80 ? `${value.slice(0, 77)}...` : value)
+}
+
+/** Reads and validates every input once. Throws InputError naming the input. */
+export function getInputs(read: InputReader = actionInputs): Inputs {
+  const keyPrefix = read(InputName.keyPrefix).trim()
+  if (!PREFIX_PATTERN.test(keyPrefix)) {
+    throw new InputError(InputName.keyPrefix, 'must be 1-100 letters, digits, ".", "_" or "-"')
+  }
+  const utilityImage = read(InputName.utilityImage).trim()
+  if (utilityImage.length > MAX_IMAGE_LENGTH || !IMAGE_PATTERN.test(utilityImage)) {
+    throw new InputError(InputName.utilityImage, `${shown(utilityImage)} is not an image reference (lowercase name[:tag][@digest])`)
+  }
+  const builder = read(InputName.builder).trim()
+  if (builder !== '' && (builder.length > MAX_BUILDER_LENGTH || !BUILDER_PATTERN.test(builder))) {
+    throw new InputError(InputName.builder, `${shown(builder)} is not a builder name (letters, digits, ".", "_", "-")`)
+  }
+  const client = read(InputName.client).trim()
+  if (!CLIENTS.includes(client)) {
+    throw new InputError(InputName.client, `must be one of ${CLIENTS.join(', ')}, got ${shown(client)}`)
+  }
+  const platform = read(InputName.platform).trim()
+  if (platform !== '' && !validPlatform(platform)) {
+    throw new InputError(InputName.platform, `${shown(platform)} is not a platform like linux/amd64`)
+  }
+  const keyFiles = listInput(read(InputName.keyFiles))
+  const platforms = platformsInput(read)
+  const resolved = readMounts(read, keyFiles, platforms)
+  const inputs: Inputs = {
+    mounts: resolved.mounts,
+    keyFiles,
+    keyPrefix,
+    utilityImage,
+    client: client as ClientChoice,
+    // Keys follow the build's platforms (a per-platform matrix job keys itself), else the runner's.
+    platform: platform || (platforms.length > 0 ? platforms.join(',') : runnerPlatform()),
+    save: booleanInput(read, InputName.save),
+    extractVia: extractViaInput(read),
+    maxRestoreBytes: maxRestoreInput(read),
+    backend: backendInput(read)
+  }
+  if (builder !== '') inputs.builder = builder
+  if (resolved.cacheNamespace !== undefined) inputs.cacheNamespace = resolved.cacheNamespace
+  const maxSize = read(InputName.maxSize).trim()
+  if (maxSize !== '') inputs.maxSize = parseSize(maxSize, InputName.maxSize, 'the value')
+  return inputs
+}
+
+/** The `max-restore-size` input in bytes (e.g. 10G). */
+function maxRestoreInput(read: InputReader): number {
+  const text = read(InputName.maxRestoreSize).trim()
+  const bytes = parseSize(text, InputName.maxRestoreSize, 'the value')
+  if (!Number.isSafeInteger(bytes) || bytes < 1024) {
+    throw new InputError(InputName.maxRestoreSize, `must be a size of at least 1K, like 500M or 10G, got ${shown(text)}`)
+  }
+  return bytes
+}
+
+function validPlatform(p: string): boolean {
+  return p.length <= MAX_PLATFORM_LENGTH && PLATFORM_PATTERN.test(p)
+}
+
+/**
+ * The mounts to persist: the `mounts` input, plus those found in the
+ * `dockerfile`s (default `Dockerfile` when `mounts` is empty). Logs the table
+ * and discovery warnings.
+ */
+function readMounts(read: InputReader, stepKeyFiles: string[], platforms: string[]): ResolvedMounts {
+  const mountsText = read(InputName.mounts)
+  let dockerfiles = listInput(read(InputName.dockerfile))
+  if (dockerfiles.length === 0 && mountsText.trim() === '') dockerfiles = ['Dockerfile']
+  const buildPlatform = runnerPlatform()
+  const resolved = resolveMounts({
+    mountsText,
+    dockerfiles,
+    buildArgs: parseBuildArgs(read(InputName.buildArgs)),
+    platforms: platforms.length > 0 ? platforms : [buildPlatform],
+    buildPlatform,
+    workspace: process.env.GITHUB_WORKSPACE || process.cwd(),
+    stepKeyFiles
+  })
+  if (resolved.report.length > 0) log.info(`Cache mounts:\n${resolved.report.join('\n')}`)
+  for (const w of resolved.warnings) log.warning(w)
+  if (resolved.mounts.length === 0) {
+    log.warning(
+      `No cache mounts to persist: none in the mounts input${dockerfiles.length > 0 ? ` and none found in ${dockerfiles.join(', ')}` : ''}.`
+    )
+  }
+  return resolved
+}
+
+/** The `backend` input, checked here so a bad spec fails the step before anything runs. */
+export function backendInput(read: InputReader): string {
+  const backend = read(InputName.backend).trim()
+  parseBackend(backend)
+  return backend
+}
+
+function extractViaInput(read: InputReader): RouteChoice {
+  const value = read(InputName.extractVia).trim()
+  if (!EXTRACT_CHOICES.includes(value)) {
+    throw new InputError(InputName.extractVia, `must be one of ${EXTRACT_CHOICES.join(', ')}, got ${shown(value)}`)
+  }
+  return value as RouteChoice
+}
+
+const EXTRACT_CHOICES: readonly string[] = ['auto', 'loopback', 'export']
+
+/** The `platforms` input: comma or newline separated; empty when not given. */
+function platformsInput(read: InputReader): string[] {
+  const platforms = read(InputName.platforms)
+    .split(/[,\n]/)
+    .map(p => p.trim())
+    .filter(p => p !== '')
+  for (const p of platforms) {
+    if (!validPlatform(p)) throw new InputError(InputName.platforms, `${shown(p)} is not a platform like linux/arm64`)
+  }
+  return platforms
+}
+
+/** A YAML 1.2 core-schema boolean, like core.getBooleanInput. */
+function booleanInput(read: InputReader, name: string): boolean {
+  const value = read(name).trim()
+  if (['true', 'True', 'TRUE'].includes(value)) return true
+  if (['false', 'False', 'FALSE'].includes(value)) return false
+  throw new InputError(name, `must be true or false, got ${shown(value)}`)
+}
+
+/** One entry per line; blank lines and surrounding spaces dropped. */
+export function listInput(text: string): string[] {
+  return text
+    .split(/\r?\n/)
+    .map(s => s.trim())
+    .filter(s => s !== '')
+}

@@ -1,0 +1,41 @@
+import { findReach } from '../builder/reach.js'
+import type { Engine } from '../builder/engine.js'
+import type { JobState } from '../core/job.js'
+import { planMounts } from '../core/plan.js'
+import { restoreMounts } from '../core/restore.js'
+import type { Services } from '../core/services.js'
+import { log } from '../log.js'
+import { actionInputs, getInputs, type InputReader, type Inputs } from './inputs.js'
+import { setActionOutputs, writeSummary } from './report.js'
+import { realServices } from './services.js'
+import { saveJobState, serializeJobState } from './state.js'
+
+/**
+ * The main step (and the restore/ sub-action): reads the inputs, plans,
+ * restores every mount and injects the restored ones. Only bad inputs
+ * throw; cache and engine trouble end as warnings with the mount empty, so
+ * the user's build still runs.
+ */
+export async function runMain(restoreOnly: boolean, read: InputReader = actionInputs, services?: Services): Promise<JobState> {
+  const inputs = getInputs(read)
+  const svc = services ?? realServices(inputs.backend)
+  const { state, engine } = await planAndLog(svc, inputs)
+  // Saved before anything can fail, so post always finds the frozen keys.
+  saveJobState(state)
+  await restoreMounts(svc, engine, state, await findReach(svc.run, engine))
+  saveJobState(state)
+  setActionOutputs(state, serializeJobState(state))
+  // With a save to come, post writes the summary with both halves.
+  if (restoreOnly || !state.save) await writeSummary(state, undefined)
+  return state
+}
+
+/** Plans the job and says which client drives the builds. */
+export async function planAndLog(services: Services, inputs: Inputs): Promise<{ state: JobState; engine: Engine }> {
+  const planned = await planMounts(services, inputs)
+  const { engine } = planned
+  log.info(
+    `Client: ${engine.client === 'buildx' ? 'docker buildx build' : 'DOCKER_BUILDKIT=1 docker build'}${engine.builder ? ` (builder ${engine.builder})` : ''}`
+  )
+  return planned
+}

@@ -1,0 +1,72 @@
+import { resolveEngine } from '../builder/engine.js'
+import { findReach } from '../builder/reach.js'
+import type { JobState } from '../core/job.js'
+import { saveMounts, type SaveReport } from '../core/save.js'
+import type { Services } from '../core/services.js'
+import { errorMessage, InputError } from '../errors.js'
+import { log } from '../log.js'
+import { actionInputs, backendInput, getInputs, InputName, type InputReader } from './inputs.js'
+import { planAndLog } from './main.js'
+import { writeSummary } from './report.js'
+import { realServices } from './services.js'
+import { loadJobState, parseJobState } from './state.js'
+
+/** Post step of the combined action: saves what main planned. Never fails the job. */
+export async function runPost(read: InputReader = actionInputs, services?: Services): Promise<SaveReport | undefined> {
+  let state: JobState | undefined
+  try {
+    state = loadJobState()
+  } catch (error) {
+    log.warning(`Not saving cache mounts: ${errorMessage(error)}`)
+    return undefined
+  }
+  if (!state) {
+    log.info('The main step did not run to the point of restoring; nothing to save.')
+    return undefined
+  }
+  if (!state.save) {
+    log.info('save is false: cache mounts are not saved.')
+    return undefined
+  }
+  return saveJob(services ?? realServices(backendInput(read)), state)
+}
+
+/**
+ * The save sub-action: takes the restore step's `state` output when given
+ * (frozen keys, what was injected), else plans from its own inputs. Input
+ * errors fail the step; everything else is a warning.
+ */
+export async function runSaveOnly(read: InputReader = actionInputs, services?: Services): Promise<SaveReport | undefined> {
+  const given = read(InputName.state).trim()
+  let state: JobState | undefined
+  if (given !== '') {
+    try {
+      state = parseJobState(given)
+    } catch (error) {
+      throw new InputError(InputName.state, `${errorMessage(error)}; pass the restore step's state output unchanged`)
+    }
+  }
+  if (state) return saveJob(services ?? realServices(backendInput(read)), state)
+  const inputs = getInputs(read)
+  const svc = services ?? realServices(inputs.backend)
+  const planned = await planAndLog(svc, inputs)
+  return saveJob(svc, planned.state)
+}
+
+/**
+ * Extracts and saves, with the engine resolved again from the recorded
+ * client and builder (the state never names a program). Writes the job
+ * summary with both halves.
+ */
+export async function saveJob(services: Services, state: JobState): Promise<SaveReport | undefined> {
+  let engine
+  try {
+    engine = await resolveEngine(services.run, state.engine.client, state.engine.builder, services.docker)
+  } catch (error) {
+    log.warning(`Cache mounts are not saved: ${errorMessage(error)}`)
+    return undefined
+  }
+  const report = await saveMounts(services, engine, state, await findReach(services.run, engine))
+  await writeSummary(state, report)
+  return report
+}

@@ -1,0 +1,89 @@
+import { createWriteStream } from 'node:fs'
+import { mkdtemp, rm, writeFile } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { Readable } from 'node:stream'
+import { pipeline } from 'node:stream/promises'
+
+import { injectStream } from '../archive/inject-stream.js'
+import { forEachEntry } from '../archive/tar-io.js'
+import { ArchiveError } from '../errors.js'
+import { log } from '../log.js'
+import type { CommandRunner } from './command.js'
+import { dockerfileContext } from './context-tar.js'
+import { EXPORT_FILE, extractDockerfile, injectDockerfile, STREAM_FILE } from './dockerfile.js'
+import { runBuild } from './engine.js'
+import { manifestsFor, readManifests } from './manifests.js'
+import { receiveExtract } from './receive.js'
+import type { Extracted, ExtractJob, Injected, InjectJob, Phase, Transport } from './transport.js'
+
+/**
+ * The route every builder has: the build's own channels, no network. Inject
+ * writes the inject stream as one file of a directory build context (one
+ * file for BuildKit to transfer) that the RUN unpacks from a bind mount;
+ * extract has the RUN write the extract stream into one file that the build
+ * exports as its result. Nothing to overlap: inject starts after every
+ * download.
+ */
+export class BuildIoTransport implements Transport {
+  readonly route = 'build-io' as const
+  readonly overlapsDownloads = false
+
+  label(phase: Phase): string {
+    return phase === 'inject' ? 'build context' : 'build exporter'
+  }
+
+  through(phase: Phase): string {
+    return phase === 'inject' ? 'the build context' : "the build's exporter"
+  }
+
+  /** The last route: there is nothing to fall back to. */
+  classify(_error: unknown): 'fallback' | 'final' {
+    return 'final'
+  }
+
+  async inject(run: CommandRunner, job: InjectJob): Promise<Injected> {
+    const ready = await job.ready.all()
+    const byIndex = new Set(ready.map(m => m.index))
+    const mounts = job.mounts.filter(m => byIndex.has(m.index))
+    if (mounts.length === 0) return { injected: [], manifests: new Map() }
+    const dockerfile = injectDockerfile(job.image, mounts, 'context')
+    log.debug(`Inject Dockerfile:\n${dockerfile}`)
+    const dir = await mkdtemp(join(process.env.RUNNER_TEMP || tmpdir(), 'buildkit-mount-cache-inject-'))
+    let manifests = new Map<number, string>()
+    try {
+      await writeFile(join(dir, 'Dockerfile'), dockerfile)
+      await pipeline(injectStream(Readable.from(ready)), createWriteStream(join(dir, STREAM_FILE)))
+      await runBuild(run, job.engine, {
+        context: { dir },
+        output: async out => {
+          manifests = await readManifests(out)
+        },
+        onLine: line => log.debug(line),
+        buildArgs: job.buildArgs
+      })
+    } finally {
+      await rm(dir, { recursive: true, force: true })
+    }
+    const injected = ready.map(m => m.index)
+    return { injected, manifests: manifestsFor(manifests, injected) }
+  }
+
+  async extract(run: CommandRunner, job: ExtractJob): Promise<Extracted> {
+    const dockerfile = extractDockerfile(job.image, job.mounts, 'export')
+    log.debug(`Extract Dockerfile:\n${dockerfile}`)
+    let received: Extracted | undefined
+    await runBuild(run, job.engine, {
+      context: dockerfileContext(dockerfile),
+      output: async out =>
+        forEachEntry(out, async (header, body) => {
+          if (header.name.replace(/^\.?\//, '') !== EXPORT_FILE || received) return
+          received = await receiveExtract(Readable.from(body), job.targets)
+        }),
+      onLine: line => log.debug(line),
+      buildArgs: job.buildArgs
+    })
+    if (!received) throw new ArchiveError('ARCHIVE_UNEXPECTED', `the extract build's output has no ${EXPORT_FILE}`)
+    return received
+  }
+}

@@ -1,0 +1,76 @@
+import { spawn } from 'node:child_process'
+import type { Readable } from 'node:stream'
+import { pipeline } from 'node:stream/promises'
+
+import { CommandError } from '../errors.js'
+
+export interface RunOptions {
+  env?: NodeJS.ProcessEnv
+  /** Streamed to the command's stdin (closed when it ends). */
+  stdin?: Readable
+  /** Consumes the command's stdout; without it stdout is collected as text. */
+  stdout?: (stream: Readable) => Promise<unknown>
+  /** Called with each line the command writes to stderr (build progress). */
+  onStderrLine?: (line: string) => void
+}
+
+export interface RunResult {
+  stdout: string
+  stderr: string
+}
+
+/** Runs one command: argv array only, decided by its exit code, streams piped both ways. */
+export type CommandRunner = (command: string, args: readonly string[], options?: RunOptions) => Promise<RunResult>
+
+const STDERR_TAIL = 64 * 1024
+
+/**
+ * The one place that spawns processes. @actions/exec cannot stream stdin,
+ * and the generated builds both read a tar context from stdin and write a
+ * tar to stdout, so this wraps child_process.spawn with stream pipelines.
+ * Throws CommandError when the command cannot start or exits non-zero;
+ * a stdout consumer's own error wins over the exit code (it explains more).
+ */
+export const runCommand: CommandRunner = async (command, args, options = {}) => {
+  const argv = [command, ...args]
+  const child = spawn(command, args, {
+    env: options.env ?? process.env,
+    stdio: [options.stdin ? 'pipe' : 'ignore', 'pipe', 'pipe']
+  })
+  const { stdout: out, stderr: err } = child
+  if (!out || !err) throw new CommandError(argv, null, 'no stdio pipes')
+  let stderr = ''
+  let partial = ''
+  err.setEncoding('utf8')
+  err.on('data', (chunk: string) => {
+    stderr = (stderr + chunk).slice(-STDERR_TAIL)
+    if (!options.onStderrLine) return
+    const lines = (partial + chunk).split('\n')
+    partial = lines.pop() ?? ''
+    for (const line of lines) options.onStderrLine(line)
+  })
+
+  const exited = new Promise<number | null>((resolve, reject) => {
+    child.once('error', reject)
+    child.once('close', code => resolve(code))
+  })
+  const feeding = options.stdin && child.stdin ? pipeline(options.stdin, child.stdin) : Promise.resolve()
+  let stdoutText = ''
+  const consuming = options.stdout
+    ? options.stdout(out)
+    : (async () => {
+        out.setEncoding('utf8')
+        for await (const chunk of out) stdoutText += chunk as string
+      })()
+
+  const [feed, consume, exit] = await Promise.allSettled([feeding, consuming, exited])
+  if (partial && options.onStderrLine) options.onStderrLine(partial)
+  if (exit.status === 'rejected') throw new CommandError(argv, null, stderr, exit.reason)
+  if (consume.status === 'rejected') {
+    if (exit.value === 0) throw consume.reason
+    throw new CommandError(argv, exit.value, stderr, consume.reason)
+  }
+  if (exit.value !== 0) throw new CommandError(argv, exit.value, stderr)
+  if (feed.status === 'rejected') throw new CommandError(argv, exit.value, stderr, feed.reason)
+  return { stdout: stdoutText, stderr }
+}

@@ -1,0 +1,184 @@
+import { formatMode, type MountSpec } from '../mounts/spec.js'
+
+/**
+ * Generated Dockerfiles for the inject and extract builds. Every user value
+ * that reaches the text (id, uid, gid, mode, sharing, image) has been
+ * validated by its parser; the checks here repeat the character rules so no
+ * caller can hand over an unvalidated value by mistake.
+ */
+
+/** Where mount number `index` is attached inside the generated builds. */
+export const cachePath = (index: number): string => `/bmc/c${index}`
+/** Top-level directory of mount number `index` in the extract stream (`tar -c -C /bmc c0 c1 ...`). */
+export const exportDir = (index: number): string => `c${index}`
+/** The one file the exporter variant of extract produces. */
+export const EXPORT_FILE = 'mounts.tar'
+/** Build arguments of the stream variants of inject and extract. */
+export const PORT_ARG = 'BMC_PORT'
+export const TOKEN_ARG = 'BMC_TOKEN'
+/** Build argument that makes every generated build unique. */
+export const NONCE_ARG = 'BMC_NONCE'
+/** The fix-up list that ends the inject stream (see inject-stream.ts), unpacked to /bmc/. */
+export const FIXUPS_FILE = 'fixups'
+/** Inject's result: one `<index> <manifest>` line per mount. */
+export const MANIFEST_FILE = 'manifests'
+/** First entry of the extract stream: the mount directories the build found unchanged, one a line. */
+export const STATUS_FILE = 'status'
+/** Build argument carrying mount `index`'s manifest from inject to extract. */
+export const manifestArg = (index: number): string => `BMC_MANIFEST_${integer(index)}`
+
+/** What `manifestOf` prints: an md5 in hex. */
+export const MANIFEST = /^[0-9a-f]{32}$/
+
+/**
+ * A shell function printing a mount's manifest: the md5 of every entry's
+ * name, size, type and mode, owner, link count, inode, mtime and ctime (to
+ * the nanosecond). Nothing can change a file without changing its ctime (it
+ * cannot be set), so a mount whose manifest is the one inject left behind
+ * still holds exactly what was injected, and extract can skip it without
+ * reading a byte of content. Constant text; `$1` is a generated `c<n>`.
+ */
+const MANIFEST_FUNCTION = `manifest() { (cd /bmc && find "$1" -exec stat -c '%n|%s|%f|%u|%g|%h|%i|%y|%z' {} + | md5sum | cut -c1-32); }`
+
+const SAFE_ID = /^[A-Za-z0-9_./][A-Za-z0-9_.:@+/-]*$/
+const SAFE_IMAGE = /^[a-z0-9][a-z0-9._/:@-]*$/
+
+export interface IndexedMount {
+  /** Position in the step's mount list; names the generated paths. */
+  index: number
+  spec: MountSpec
+}
+
+/** The `--mount=type=cache,...` flag selecting the same cache as the user's build. */
+export function cacheMountFlag(mount: IndexedMount, extra: string[] = []): string {
+  const { spec, index } = mount
+  if (!SAFE_ID.test(spec.id)) throw new Error(`unsafe cache id reached the Dockerfile generator: ${JSON.stringify(spec.id)}`)
+  const opts = [`type=cache`, `id=${spec.id}`, `target=${cachePath(index)}`]
+  if (spec.uid !== undefined) opts.push(`uid=${integer(spec.uid)}`)
+  if (spec.gid !== undefined) opts.push(`gid=${integer(spec.gid)}`)
+  if (spec.mode !== undefined) opts.push(`mode=${formatMode(integer(spec.mode) & 0o7777)}`)
+  // The generated builds run alone, but a user build may share the builder
+  // (self-hosted runners): take the lock rather than race it.
+  opts.push('sharing=locked', ...extra)
+  return `--mount=${opts.join(',')}`
+}
+
+function integer(n: number): number {
+  if (!Number.isSafeInteger(n) || n < 0) throw new Error(`not a non-negative integer: ${n}`)
+  return n
+}
+
+function fromLine(image: string, stage: string): string {
+  if (!SAFE_IMAGE.test(image)) throw new Error(`unsafe image reference reached the Dockerfile generator: ${JSON.stringify(image)}`)
+  return `FROM ${image} AS ${stage}`
+}
+
+function runLines(flags: string[], commands: string[]): string[] {
+  return ['RUN \\', ...flags.map(f => `    ${f} \\`), `    ${commands.join(' \\\n    && ')}`]
+}
+
+/**
+ * How inject receives the restored mounts: one tar stream (see
+ * inject-stream.ts) that the RUN unpacks straight into the mounts with
+ * busybox `tar -x`, then applies its fix-up list. A stream: the RUN reads
+ * it from the action's one-shot listener at `host` (127.0.0.1 with host
+ * networking, or a builder network's gateway), as the action produces it. `context`: the stream is a file
+ * (STREAM_FILE) of a directory build context, bind-mounted: no host
+ * networking, one file for BuildKit to transfer, nothing copied twice.
+ */
+export type InjectMode = 'context' | StreamVia
+
+/** Where the generated RUN connects to the action's listener: an IPv4 address of the runner. */
+export interface StreamVia {
+  host: string
+}
+
+const IPV4 = /^(25[0-5]|2[0-4]\d|1?\d?\d)(\.(25[0-5]|2[0-4]\d|1?\d?\d)){3}$/
+
+/** The host of a stream, checked again: it is written into the RUN. */
+function streamHost(via: StreamVia): string {
+  if (!IPV4.test(via.host)) throw new Error(`unsafe stream address reached the Dockerfile generator: ${JSON.stringify(via.host)}`)
+  return via.host
+}
+
+/** The inject stream as a file of the directory build context (inject mode `context`). */
+export const STREAM_FILE = 'mounts.tar'
+
+/**
+ * Inject: fills each mount, keeping owners, modes, times and links, and
+ * writes each mount's manifest into the result (MANIFEST_FILE). The final
+ * stage depends on the RUN through that file, so BuildKit cannot skip it;
+ * the nonce argument defeats layer caching.
+ */
+export function injectDockerfile(image: string, mounts: IndexedMount[], mode: InjectMode = 'context'): string {
+  if (mounts.length === 0) throw new Error('inject needs at least one mount')
+  const flags = mounts.map(m => cacheMountFlag(m))
+  if (mode === 'context') flags.push(`--mount=type=bind,source=${STREAM_FILE},target=/bmc/in/${STREAM_FILE}`)
+  const unpack =
+    mode === 'context' ? `tar -x -f /bmc/in/${STREAM_FILE} -C /bmc` : `echo "$${TOKEN_ARG}" | nc ${streamHost(mode)} "$${PORT_ARG}" | tar -x -C /bmc`
+  const manifests = mounts.map(m => `echo "${m.index} $(manifest ${exportDir(m.index)})"`).join('; ')
+  const commands = [
+    'set -o pipefail',
+    unpack,
+    // The list is the stream's last entry: without it the stream was cut short.
+    `test -f /bmc/${FIXUPS_FILE}`,
+    // Groups of paths sharing an owner and a time (see inject-stream.ts): two processes a group, not an entry.
+    `while read -r k u g t n; do set --; while [ $# -lt "$n" ] && IFS= read -r p; do set -- "$@" "$p"; done; [ $# -eq "$n" ] && { [ "$k" = D ] || chown -h "$u:$g" "$@"; } && touch -h -d "@$t" "$@" || exit 1; done < /bmc/${FIXUPS_FILE}`,
+    'mkdir -p /bmc/out',
+    MANIFEST_FUNCTION,
+    `{ ${manifests}; } > /bmc/out/${MANIFEST_FILE}`,
+    `echo "$${NONCE_ARG}" > /bmc/out/injected`
+  ]
+  const args = mode !== 'context' ? [`ARG ${PORT_ARG}`, `ARG ${TOKEN_ARG}`] : []
+  return [
+    fromLine(image, 'inject'),
+    `ARG ${NONCE_ARG}`,
+    ...args,
+    ...runLines(flags, commands),
+    'FROM scratch',
+    'COPY --from=inject /bmc/out /',
+    ''
+  ].join('\n')
+}
+
+/**
+ * How extract hands the mounts over. A stream: the RUN sends `tar -c` of
+ * the mounts to the action's one-shot listener at `host`, nothing is
+ * written in the builder. `export`: the
+ * RUN writes the same tar into one file that the build exports as its
+ * result. Either way busybox `tar -c` reads the mounts directly, keeping
+ * owners, modes, mtimes (symlinks too), hardlinks and long names, and the
+ * mounts are read-only so extracting can never change a cache.
+ */
+export type ExtractMode = StreamVia | 'export'
+
+export function extractDockerfile(image: string, mounts: IndexedMount[], mode: ExtractMode): string {
+  if (mounts.length === 0) throw new Error('extract needs at least one mount')
+  const flags = mounts.map(m => cacheMountFlag(m, ['readonly']))
+  // A mount whose manifest is still the one inject left is listed in the status file and not archived.
+  const select = mounts.map(m => {
+    const arg = manifestArg(m.index)
+    const dir = exportDir(m.index)
+    return `if [ -n "$${arg}" ] && [ "$(manifest ${dir})" = "$${arg}" ]; then echo ${dir} >> /bmc/${STATUS_FILE}; else d="$d ${dir}"; fi`
+  })
+  const archive = `tar -c -C /bmc ${STATUS_FILE} $d`
+  const commands = [
+    'set -o pipefail',
+    MANIFEST_FUNCTION,
+    `d= && : > /bmc/${STATUS_FILE}`,
+    ...select,
+    ...(mode !== 'export'
+      ? [`{ echo "$${TOKEN_ARG}"; ${archive}; } | nc ${streamHost(mode)} "$${PORT_ARG}"`, 'mkdir -p /bmc/out', 'echo streamed > /bmc/out/extracted']
+      : ['mkdir -p /bmc/out', `${archive} > /bmc/out/${EXPORT_FILE}`])
+  ]
+  const args = [...(mode !== 'export' ? [`ARG ${PORT_ARG}`, `ARG ${TOKEN_ARG}`] : []), ...mounts.map(m => `ARG ${manifestArg(m.index)}`)]
+  return [
+    fromLine(image, 'extract'),
+    `ARG ${NONCE_ARG}`,
+    ...args,
+    ...runLines(flags, commands),
+    'FROM scratch',
+    'COPY --from=extract /bmc/out /',
+    ''
+  ].join('\n')
+}

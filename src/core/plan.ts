@@ -1,0 +1,59 @@
+import * as glob from '@actions/glob'
+
+import { resolveEngine, type ClientChoice, type Engine } from '../builder/engine.js'
+import type { RouteChoice } from '../builder/route.js'
+import type { MountSpec } from '../mounts/spec.js'
+import { keyIdOf, type JobState } from './job.js'
+import { mountKeys } from './keys.js'
+import type { Services } from './services.js'
+import type { MountState } from './status.js'
+
+/** What planning needs from the inputs (action/inputs.ts reads and validates them). */
+export interface PlanInputs {
+  mounts: MountSpec[]
+  cacheNamespace?: string
+  keyFiles: string[]
+  keyPrefix: string
+  builder?: string
+  utilityImage: string
+  client: ClientChoice
+  platform: string
+  save: boolean
+  maxSize?: number
+  maxRestoreBytes: number
+  extractVia: RouteChoice
+}
+
+/**
+ * Resolves the engine and freezes every mount's keys; every mount starts
+ * `pending`. Key files are hashed once per distinct pattern list; a mount's
+ * own key-files replace the step's.
+ */
+export async function planMounts(services: Services, inputs: PlanInputs): Promise<{ state: JobState; engine: Engine }> {
+  const engine = await resolveEngine(services.run, inputs.client, inputs.builder, services.docker)
+  const hashes = new Map<string, Promise<string>>()
+  const hashOf = (patterns: string[]): Promise<string> => {
+    const text = patterns.join('\n')
+    if (text === '') return Promise.resolve('')
+    if (!hashes.has(text)) hashes.set(text, (services.hashFiles ?? glob.hashFiles)(text))
+    return hashes.get(text) as Promise<string>
+  }
+  const mounts: MountState[] = []
+  for (const [index, spec] of inputs.mounts.entries()) {
+    const filesHash = await hashOf(spec.keyFiles ?? inputs.keyFiles)
+    const keys = mountKeys(inputs.keyPrefix, keyIdOf(inputs, spec.id), inputs.platform, filesHash)
+    mounts.push({ index, spec, keys, restore: { kind: 'pending' } })
+  }
+  const state: JobState = {
+    version: 2,
+    engine: engine.builder !== undefined ? { client: engine.client, builder: engine.builder } : { client: engine.client },
+    utilityImage: inputs.utilityImage,
+    save: inputs.save,
+    extractVia: inputs.extractVia,
+    maxRestoreBytes: inputs.maxRestoreBytes,
+    mounts
+  }
+  if (inputs.maxSize !== undefined) state.maxSize = inputs.maxSize
+  if (inputs.cacheNamespace !== undefined) state.cacheNamespace = inputs.cacheNamespace
+  return { state, engine }
+}

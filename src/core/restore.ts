@@ -1,0 +1,141 @@
+import { mkdir, rm } from 'node:fs/promises'
+import { dirname } from 'node:path'
+
+import { scanMountArchive } from '../archive/scan.js'
+import type { StreamMount } from '../archive/inject-stream.js'
+import type { Engine } from '../builder/engine.js'
+import { routePlan, type StreamReach } from '../builder/route.js'
+import { runPhase, type Transport } from '../builder/transport.js'
+import { errorMessage } from '../errors.js'
+import { formatBytes, seconds } from '../format.js'
+import { log } from '../log.js'
+import type { CacheStore } from '../storage/store.js'
+import { forEachLimit, TRANSFER_CONCURRENCY } from './concurrency.js'
+import { archivePathOf, generatedBuildArgs, type JobState } from './job.js'
+import { ReadyQueue } from './ready-queue.js'
+import { archiveRootOf, type Services } from './services.js'
+import type { MountState } from './status.js'
+
+/**
+ * Main's work after planning: restores every mount's entry and injects the
+ * restored ones in one build. Over a stream the inject build starts as soon
+ * as the first archive is ready and takes the others as their downloads
+ * finish. Every mount ends `miss`, `refused`, `failed` or `injected`; never
+ * throws for cache or engine trouble (warnings, and the mount starts empty).
+ */
+export async function restoreMounts(services: Services, engine: Engine, state: JobState, reach: StreamReach | undefined): Promise<void> {
+  const { mounts } = state
+  const ready = new ReadyQueue<StreamMount>()
+  const root = archiveRootOf(services)
+  const started = Date.now()
+  const plan = routePlan(state.extractVia, reach)
+  // Without a stream to overlap with, inject takes every archive at once.
+  const overlapped = plan[0]?.overlapsDownloads ?? false
+  try {
+    // One log group: over a stream the downloads and the inject build run at the same time.
+    await log.group('Restore cache entries and inject them into the builder', async () => {
+      const restored = restoreAll(services.cache, state, root, m =>
+        ready.push({ index: m.index, archivePath: archivePathOf(root, state, m.spec.id) })
+      ).finally(() => ready.end())
+      if (!overlapped) await restored
+      if ((await ready.first()) !== undefined) await inject(services, engine, state, plan, ready)
+      await restored
+      // A download that finished after a failed inject build: its archive never reached the builder.
+      for (const m of mounts) {
+        if (m.restore.kind === 'restored')
+          m.restore = { kind: 'failed', reason: 'not taken by the inject build', matchedKey: m.restore.entry.matchedKey }
+      }
+    })
+    const injected = mounts.filter(m => m.restore.kind === 'injected')
+    if (injected.length > 0) {
+      const slowest = Math.max(...mounts.map(m => m.restoreMs ?? 0)) / 1000
+      log.info(
+        `Restore to ready: ${seconds(started)} for ${injected.length} mount(s) (slowest restore ${slowest.toFixed(1)} s, inject ${((state.injectMs ?? 0) / 1000).toFixed(1)} s, ${overlapped ? 'overlapped' : 'one after the other'})`
+      )
+    }
+  } finally {
+    await Promise.all(mounts.map(m => rm(archivePathOf(root, state, m.spec.id), { recursive: true, force: true })))
+  }
+}
+
+async function restoreAll(cache: CacheStore, state: JobState, root: string, onReady: (m: MountState) => void): Promise<void> {
+  const { mounts } = state
+  if (!cache.available()) {
+    log.warning('The cache service is not available: every mount starts empty and nothing will be restored.')
+    for (const m of mounts) m.restore = { kind: 'refused', reason: 'cache service not available' }
+    return
+  }
+  if (!cache.readable()) {
+    log.notice('This job may not read the cache (ACTIONS_CACHE_MODE); every mount starts empty.')
+    for (const m of mounts) m.restore = { kind: 'refused', reason: 'cache not readable (ACTIONS_CACHE_MODE)' }
+    return
+  }
+  await forEachLimit(mounts, TRANSFER_CONCURRENCY, async m => {
+    const started = Date.now()
+    const archivePath = archivePathOf(root, state, m.spec.id)
+    let matchedKey: string | undefined
+    try {
+      await mkdir(dirname(archivePath), { recursive: true })
+      await rm(archivePath, { recursive: true, force: true })
+      matchedKey = await cache.restore(archivePath, m.keys.base, m.keys.restoreKeys)
+      if (matchedKey === undefined) {
+        log.info(`${m.spec.id}: miss (looked for ${m.keys.base})`)
+        m.restore = { kind: 'miss' }
+        return
+      }
+      const summary = await scanMountArchive(archivePath, { maxBytes: state.maxRestoreBytes })
+      m.restore = { kind: 'restored', entry: { matchedKey, digest: summary.digest, bytes: summary.bytes } }
+      log.info(`${m.spec.id}: restored ${matchedKey} (${formatBytes(summary.bytes)}, ${summary.entries} entries, ${seconds(started)})`)
+    } catch (error) {
+      log.warning(`${m.spec.id}: cannot restore the cache entry, the mount starts empty: ${errorMessage(error)}`)
+      m.restore = { kind: 'failed', reason: errorMessage(error), ...(matchedKey !== undefined ? { matchedKey } : {}) }
+    } finally {
+      m.restoreMs = Date.now() - started
+    }
+    // After restoreMs is set: the inject build may take the mount at once.
+    if (m.restore.kind === 'restored') onReady(m)
+  })
+}
+
+/**
+ * The inject build. It attaches every mount still restoring or restored when
+ * it starts (later ones stream in as they arrive); a restored mount the build
+ * did not take, or every one when the build failed, ends `failed`.
+ */
+async function inject(services: Services, engine: Engine, state: JobState, plan: Transport[], ready: ReadyQueue<StreamMount>): Promise<void> {
+  const started = Date.now()
+  const attach = state.mounts.filter(m => m.restore.kind === 'restored' || m.restore.kind === 'pending')
+  const job = {
+    engine,
+    image: state.utilityImage,
+    mounts: attach.map(m => ({ index: m.index, spec: m.spec })),
+    ready,
+    buildArgs: generatedBuildArgs(state)
+  }
+  try {
+    const { result, transport, fallbackReason } = await runPhase(plan, 'inject', t => t.inject(services.run, job))
+    state.inject = { route: transport.route, ...(fallbackReason !== undefined ? { fallback: fallbackReason } : {}) }
+    let bytes = 0
+    for (const m of state.mounts) {
+      if (m.restore.kind !== 'restored') continue
+      if (!result.injected.includes(m.index)) {
+        // Restored after the stream ended (a race the queue rules out): not in the builder.
+        m.restore = { kind: 'failed', reason: 'not taken by the inject build', matchedKey: m.restore.entry.matchedKey }
+        continue
+      }
+      bytes += m.restore.entry.bytes
+      const manifest = result.manifests.get(m.index)
+      m.restore = { kind: 'injected', entry: m.restore.entry, ...(manifest !== undefined ? { manifest } : {}) }
+    }
+    log.info(`Injected ${result.injected.length} mount(s), ${formatBytes(bytes)} in ${seconds(started)} (${transport.label('inject')})`)
+  } catch (error) {
+    log.warning(`Could not inject the restored caches into the builder; the build runs with empty cache mounts: ${errorMessage(error)}`)
+    for (const m of state.mounts) {
+      // Not in the builder, so post must not treat the content as unchanged.
+      if (m.restore.kind === 'restored')
+        m.restore = { kind: 'failed', reason: `inject failed: ${errorMessage(error)}`, matchedKey: m.restore.entry.matchedKey }
+    }
+  } finally {
+    state.injectMs = Date.now() - started
+  }
+}

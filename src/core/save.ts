@@ -1,0 +1,161 @@
+import { mkdir, rm } from 'node:fs/promises'
+import { dirname } from 'node:path'
+
+import type { ArchiveSummary } from '../archive/split.js'
+import { exportDir, manifestArg, MANIFEST } from '../builder/dockerfile.js'
+import type { Engine } from '../builder/engine.js'
+import { routePlan, type RouteRecord, type StreamReach } from '../builder/route.js'
+import { runPhase, type Extracted } from '../builder/transport.js'
+import { errorMessage } from '../errors.js'
+import { formatBytes, seconds } from '../format.js'
+import { log } from '../log.js'
+import { forEachLimit, TRANSFER_CONCURRENCY } from './concurrency.js'
+import { archivePathOf, generatedBuildArgs, type JobState } from './job.js'
+import { saveKey } from './keys.js'
+import { archiveRootOf, type Services } from './services.js'
+import { injectedEntry, type MountState, type SaveStatus } from './status.js'
+
+/** What post did: one save status per mount (by index), the extract's time and route. */
+export interface SaveReport {
+  saves: Map<number, SaveStatus>
+  extractMs?: number
+  extract?: RouteRecord
+}
+
+/**
+ * Post's work: extracts every mount in one build (skipping in the builder
+ * those whose manifest is the one inject left), splits the stream per mount
+ * and saves the changed ones. Every mount gets a save status; cache and
+ * engine trouble are warnings, never thrown.
+ */
+export async function saveMounts(services: Services, engine: Engine, state: JobState, reach: StreamReach | undefined): Promise<SaveReport> {
+  const report: SaveReport = { saves: new Map() }
+  const root = archiveRootOf(services)
+  const skipAll = (reason: 'cache unavailable' | 'cache read-only'): SaveReport => {
+    for (const m of state.mounts) report.saves.set(m.index, { kind: 'skipped', reason })
+    return report
+  }
+  if (state.mounts.length === 0) return report
+  if (!services.cache.available()) {
+    log.warning('The cache service is not available: cache mounts are not saved.')
+    return skipAll('cache unavailable')
+  }
+  if (!services.cache.writable()) {
+    log.notice('This job may not write to the cache (ACTIONS_CACHE_MODE); cache mounts are not saved.')
+    return skipAll('cache read-only')
+  }
+  try {
+    const extracted = await log.group('Extract from the builder', async () => extract(services, engine, state, reach, root, report))
+    if (extracted) await log.group('Save cache entries', async () => saveAll(services, state, root, extracted, report))
+  } finally {
+    await Promise.all(state.mounts.map(m => rm(archivePathOf(root, state, m.spec.id), { recursive: true, force: true })))
+  }
+  return report
+}
+
+/** Extract build arguments: each injected mount's manifest (validated: it reaches a shell test). */
+function manifestArgs(mounts: MountState[]): Record<string, string> {
+  const args: Record<string, string> = {}
+  for (const m of mounts) {
+    const manifest = m.restore.kind === 'injected' ? m.restore.manifest : undefined
+    if (manifest !== undefined && MANIFEST.test(manifest)) args[manifestArg(m.index)] = manifest
+  }
+  return args
+}
+
+async function extract(
+  services: Services,
+  engine: Engine,
+  state: JobState,
+  reach: StreamReach | undefined,
+  root: string,
+  report: SaveReport
+): Promise<Extracted | undefined> {
+  const { mounts } = state
+  const started = Date.now()
+  try {
+    await Promise.all(mounts.map(m => mkdir(dirname(archivePathOf(root, state, m.spec.id)), { recursive: true })))
+    const job = {
+      engine,
+      image: state.utilityImage,
+      mounts: mounts.map(m => ({ index: m.index, spec: m.spec })),
+      targets: mounts.map(m => ({
+        dir: exportDir(m.index),
+        archivePath: archivePathOf(root, state, m.spec.id),
+        ...(m.spec.exclude ? { exclude: m.spec.exclude } : {})
+      })),
+      buildArgs: { ...generatedBuildArgs(state), ...manifestArgs(mounts) }
+    }
+    // Inject already found the stream not working: no second try.
+    const plan = routePlan(state.extractVia, reach, state.inject?.fallback !== undefined)
+    const { result, transport, fallbackReason } = await runPhase(plan, 'extract', t => t.extract(services.run, job))
+    report.extract = { route: transport.route, ...(fallbackReason !== undefined ? { fallback: fallbackReason } : {}) }
+    const bytes = [...result.summaries.values()].reduce((sum, s) => sum + s.bytes, 0)
+    const same = result.unchanged.size > 0 ? `; ${result.unchanged.size} unchanged since inject, not read` : ''
+    log.info(`Extracted ${result.summaries.size} mount(s), ${formatBytes(bytes)} in ${seconds(started)} (${transport.label('extract')}${same})`)
+    return result
+  } catch (error) {
+    log.warning(`Could not extract the cache mounts from the builder; nothing is saved: ${errorMessage(error)}`)
+    for (const m of mounts) report.saves.set(m.index, { kind: 'failed', reason: `extract failed: ${errorMessage(error)}` })
+    return undefined
+  } finally {
+    report.extractMs = Date.now() - started
+  }
+}
+
+async function saveAll(services: Services, state: JobState, root: string, extracted: Extracted, report: SaveReport): Promise<void> {
+  await forEachLimit(state.mounts, TRANSFER_CONCURRENCY, async m => {
+    const dir = exportDir(m.index)
+    const entry = injectedEntry(m.restore)
+    if (extracted.unchanged.has(dir)) {
+      log.info(`${m.spec.id}: unchanged since restore (${entry?.matchedKey ?? ''}; its manifest is the one inject left), nothing to save`)
+      report.saves.set(m.index, { kind: 'unchanged', bytes: entry?.bytes ?? 0, how: 'manifest' })
+      return
+    }
+    const summary = extracted.summaries.get(dir)
+    if (!summary) {
+      report.saves.set(m.index, { kind: 'skipped', reason: 'not extracted' })
+      return
+    }
+    report.saves.set(m.index, await saveOne(services, state, root, m, summary))
+  })
+}
+
+async function saveOne(services: Services, state: JobState, root: string, m: MountState, summary: ArchiveSummary): Promise<SaveStatus> {
+  const entry = injectedEntry(m.restore)
+  const maxSize = m.spec.maxSize ?? state.maxSize
+  if (summary.entries <= 1) {
+    log.info(`${m.spec.id}: the mount is empty, nothing to save`)
+    return { kind: 'skipped', reason: 'empty' }
+  }
+  if (entry !== undefined && summary.digest === entry.digest) {
+    log.info(`${m.spec.id}: unchanged since restore (${entry.matchedKey}), nothing to save`)
+    return { kind: 'unchanged', bytes: summary.bytes, how: 'digest' }
+  }
+  if (maxSize !== undefined && summary.bytes > maxSize) {
+    log.warning(`${m.spec.id}: ${formatBytes(summary.bytes)} is over max-size ${formatBytes(maxSize)}, not saved (exclude paths to make it smaller)`)
+    return { kind: 'skipped', bytes: summary.bytes, reason: 'over max-size' }
+  }
+  const key = saveKey(m.keys, summary.digest)
+  const archivePath = archivePathOf(root, state, m.spec.id)
+  const started = Date.now()
+  let stage: 'lookup' | 'upload' = 'lookup'
+  try {
+    // Entries are immutable: the same content saved by an earlier run or a parallel job is already there.
+    if (await services.cache.exists(archivePath, key)) {
+      log.info(`${m.spec.id}: ${key} is already in the cache, nothing to save`)
+      return { kind: 'unchanged', bytes: summary.bytes, how: 'exists', key }
+    }
+    stage = 'upload'
+    const saved = await services.cache.save(archivePath, key)
+    if (!saved) {
+      log.info(`${m.spec.id}: not saved under ${key} (see above; an entry with this exact content may exist already)`)
+      return { kind: 'skipped', reason: 'not stored', key }
+    }
+    log.info(`${m.spec.id}: saved ${key} (${formatBytes(summary.bytes)}, ${seconds(started)})`)
+    return { kind: 'saved', key, bytes: summary.bytes, ms: Date.now() - started }
+  } catch (error) {
+    log.warning(`${m.spec.id}: cannot save the cache entry: ${errorMessage(error)}`)
+    return { kind: 'failed', reason: errorMessage(error), ...(stage === 'upload' ? { key } : {}) }
+  }
+}

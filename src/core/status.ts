@@ -1,0 +1,83 @@
+import type { MountKeys } from './keys.js'
+import type { MountSpec } from '../mounts/spec.js'
+
+/**
+ * One mount's way through a job, as explicit states. Main moves every mount
+ * from `pending` to exactly one of `miss`, `refused`, `failed` or
+ * `restored`, and a restored one to `injected` (or `failed` when the inject
+ * build did not take it). Post gives each mount one save status. Outputs,
+ * the job summary and the CLI's results are all derived from these (see
+ * report.ts); nothing else decides whether a mount was a hit.
+ */
+export type RestoreStatus =
+  /** Planned; its restore has not settled yet. */
+  | { kind: 'pending' }
+  /** No entry matched its keys. */
+  | { kind: 'miss' }
+  /** The cache could not be read at all (service unavailable, read not allowed). */
+  | { kind: 'refused'; reason: string }
+  /** An entry matched but did not reach the builder (download, check or inject failed). */
+  | { kind: 'failed'; reason: string; matchedKey?: string }
+  /** Downloaded and checked; waiting for (or streaming into) the inject build. */
+  | { kind: 'restored'; entry: RestoredEntry }
+  /** In the builder's cache mount, with the manifest the inject build recorded when it could. */
+  | { kind: 'injected'; entry: RestoredEntry; manifest?: string }
+
+export interface RestoredEntry {
+  matchedKey: string
+  /** Digest of the restored tree (see archive/digest.ts). */
+  digest: string
+  /** Content bytes of the tree. */
+  bytes: number
+}
+
+export type SaveStatus =
+  /** Nothing to upload: the builder holds what was restored, or the same content is stored already. */
+  | { kind: 'unchanged'; bytes: number; how: 'manifest' | 'digest' | 'exists'; key?: string }
+  | { kind: 'saved'; key: string; bytes: number; ms: number }
+  /** Deliberately not saved; `reason` says why in a few words. */
+  | { kind: 'skipped'; reason: SkipReason; bytes?: number; key?: string }
+  /** Saving was tried and went wrong (a warning was logged). */
+  | { kind: 'failed'; reason: string; key?: string }
+
+export type SkipReason = 'empty' | 'over max-size' | 'cache unavailable' | 'cache read-only' | 'not extracted' | 'not stored'
+
+export interface MountState {
+  index: number
+  spec: MountSpec
+  keys: MountKeys
+  restore: RestoreStatus
+  /** Milliseconds the restore (download and check) took, once it settled. */
+  restoreMs?: number
+}
+
+export interface MountOutcome extends MountState {
+  save?: SaveStatus
+}
+
+/** The entry in the builder, if this mount's restore got that far. */
+export function injectedEntry(status: RestoreStatus): RestoredEntry | undefined {
+  return status.kind === 'injected' ? status.entry : undefined
+}
+
+/** The key that matched, whatever happened afterwards. */
+export function matchedKeyOf(status: RestoreStatus): string | undefined {
+  if (status.kind === 'restored' || status.kind === 'injected') return status.entry.matchedKey
+  if (status.kind === 'failed') return status.matchedKey
+  return undefined
+}
+
+/** A hit: the mount's entry is in the builder. */
+export function isHit(status: RestoreStatus): boolean {
+  return status.kind === 'injected'
+}
+
+/**
+ * An exact hit (the action's `cache-hit`): in the builder, from an entry
+ * saved for the same key files (the primary key's family, not a fallback
+ * prefix).
+ */
+export function isExactHit(m: MountState): boolean {
+  const entry = injectedEntry(m.restore)
+  return entry !== undefined && entry.matchedKey.startsWith(`${m.keys.base}-`)
+}

@@ -1,0 +1,22 @@
+/**
+ * Cache I/O: the only module that talks to @actions/cache. Each mount is one
+ * entry holding one file (the mount archive); the path array must be the
+ * same at restore and save because the library hashes it into the entry's
+ * version, so callers take it from mountArchivePath().
+ */
+export interface CacheStore {
+  available(): boolean
+  /** Whether the runner lets this job read / write the cache (ACTIONS_CACHE_MODE). */
+  readable(): boolean
+  writable(): boolean
+  /**
+   * Returns the matched key, or undefined on a miss. Throws when an entry
+   * was found but did not arrive as a regular file at `archivePath`
+   * (download or unpacking failed, or the entry holds something else).
+   */
+  restore(archivePath: string, primaryKey: string, restoreKeys: string[]): Promise<string | undefined>
+  /** Whether an entry with exactly this key exists (no download). */
+  exists(archivePath: string, key: string): Promise<boolean>
+  /** Returns true when the entry was stored. */
+  save(archivePath: string, key: string): Promise<boolean>
+}
