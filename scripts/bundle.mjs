@@ -15,7 +15,7 @@ await build({
   entryPoints: Object.fromEntries(entries.map(e => [e, `src/entry/${e}.ts`])),
   bundle: true,
   platform: 'node',
-  target: 'node20',
+  target: 'node24',
   format: 'cjs',
   outdir,
   outExtension: { '.js': '.cjs' },

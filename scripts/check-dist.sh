@@ -2,6 +2,7 @@
 # Fails when the committed dist/ differs from a fresh bundle of the sources.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+node scripts/input-defaults.mjs --check
 fresh="$(mktemp -d)"
 trap 'rm -rf "$fresh"' EXIT
 node scripts/bundle.mjs "$fresh/dist"

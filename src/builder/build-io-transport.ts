@@ -12,6 +12,7 @@ import { log } from '../log.js'
 import type { CommandRunner } from './command.js'
 import { dockerfileContext } from './context-tar.js'
 import { EXPORT_FILE, extractDockerfile, injectDockerfile, STREAM_FILE } from './dockerfile.js'
+import { buildIdleMs, buildTotalMs, Deadline } from './deadline.js'
 import { runBuild } from './engine.js'
 import { manifestsFor, readManifests } from './manifests.js'
 import { receiveExtract } from './receive.js'
@@ -60,7 +61,8 @@ export class BuildIoTransport implements Transport {
           manifests = await readManifests(out)
         },
         onLine: line => log.debug(line),
-        buildArgs: job.buildArgs
+        buildArgs: job.buildArgs,
+        deadline: new Deadline(buildIdleMs(), buildTotalMs(job.bytes))
       })
     } finally {
       await rm(dir, { recursive: true, force: true })
@@ -81,7 +83,8 @@ export class BuildIoTransport implements Transport {
           received = await receiveExtract(Readable.from(body), job.targets)
         }),
       onLine: line => log.debug(line),
-      buildArgs: job.buildArgs
+      buildArgs: job.buildArgs,
+      deadline: new Deadline(buildIdleMs(), buildTotalMs(job.bytes))
     })
     if (!received) throw new ArchiveError('ARCHIVE_UNEXPECTED', `the extract build's output has no ${EXPORT_FILE}`)
     return received

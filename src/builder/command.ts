@@ -1,8 +1,9 @@
-import { spawn } from 'node:child_process'
+import { spawn, type ChildProcess } from 'node:child_process'
 import type { Readable } from 'node:stream'
 import { pipeline } from 'node:stream/promises'
 
-import { CommandError } from '../errors.js'
+import { CommandError, errorMessage } from '../errors.js'
+import type { Deadline } from './deadline.js'
 
 export interface RunOptions {
   env?: NodeJS.ProcessEnv
@@ -12,6 +13,8 @@ export interface RunOptions {
   stdout?: (stream: Readable) => Promise<unknown>
   /** Called with each line the command writes to stderr (build progress). */
   onStderrLine?: (line: string) => void
+  /** Stops the command when it passes (each output chunk counts as activity). */
+  deadline?: Deadline
 }
 
 export interface RunResult {
@@ -41,8 +44,17 @@ export const runCommand: CommandRunner = async (command, args, options = {}) => 
   if (!out || !err) throw new CommandError(argv, null, 'no stdio pipes')
   let stderr = ''
   let partial = ''
+  const { deadline } = options
+  let expired: unknown
+  const onExpired = (): void => {
+    expired = deadline?.signal.reason
+    stop(child)
+  }
+  deadline?.signal.addEventListener('abort', onExpired, { once: true })
+  if (deadline) out.on('data', () => deadline.touch())
   err.setEncoding('utf8')
   err.on('data', (chunk: string) => {
+    deadline?.touch()
     stderr = (stderr + chunk).slice(-STDERR_TAIL)
     if (!options.onStderrLine) return
     const lines = (partial + chunk).split('\n')
@@ -64,7 +76,9 @@ export const runCommand: CommandRunner = async (command, args, options = {}) => 
       })()
 
   const [feed, consume, exit] = await Promise.allSettled([feeding, consuming, exited])
+  deadline?.signal.removeEventListener('abort', onExpired)
   if (partial && options.onStderrLine) options.onStderrLine(partial)
+  if (expired !== undefined) throw new CommandError(argv, null, `stopped: ${errorMessage(expired)}`, expired)
   if (exit.status === 'rejected') throw new CommandError(argv, null, stderr, exit.reason)
   if (consume.status === 'rejected') {
     if (exit.value === 0) throw consume.reason
@@ -73,4 +87,13 @@ export const runCommand: CommandRunner = async (command, args, options = {}) => 
   if (exit.value !== 0) throw new CommandError(argv, exit.value, stderr)
   if (feed.status === 'rejected') throw new CommandError(argv, exit.value, stderr, feed.reason)
   return { stdout: stdoutText, stderr }
+}
+
+/** Ends a command past its deadline: SIGTERM, then SIGKILL if it is still there 10 s later; its pipes are cut. */
+function stop(child: ChildProcess): void {
+  child.kill('SIGTERM')
+  const kill = setTimeout(() => child.kill('SIGKILL'), 10_000)
+  kill.unref()
+  child.once('close', () => clearTimeout(kill))
+  child.stdin?.destroy()
 }

@@ -6,6 +6,7 @@ import { log } from '../log.js'
 import type { CommandRunner } from './command.js'
 import { dockerfileContext } from './context-tar.js'
 import { extractDockerfile, injectDockerfile, PORT_ARG, TOKEN_ARG } from './dockerfile.js'
+import { buildIdleMs, buildTotalMs, Deadline } from './deadline.js'
 import { runBuild, type BuildNetwork } from './engine.js'
 import { listenOnce, type OneShotListener } from './listener.js'
 import { manifestsFor, readManifests } from './manifests.js'
@@ -49,6 +50,7 @@ export class StreamTransport implements Transport {
   async inject(run: CommandRunner, job: InjectJob): Promise<Injected> {
     // The stream waits for downloads; the build on the other end waits with it.
     const listener = await listenOnce({ host: this.host, idleTimeoutMs: 0, sendAfterPeerEnds: true })
+    const deadline = new Deadline(buildIdleMs(), buildTotalMs(job.bytes))
     const injected: number[] = []
     let stream: Readable | undefined
     const sent = listener.accepted.then(async socket => {
@@ -59,6 +61,7 @@ export class StreamTransport implements Transport {
         }
       }
       stream = injectStream(sources())
+      stream.on('data', () => deadline.touch())
       await pipeline(stream, socket)
     })
     sent.catch(() => undefined)
@@ -73,7 +76,8 @@ export class StreamTransport implements Transport {
         },
         onLine: line => log.debug(line),
         buildArgs: { ...job.buildArgs, ...listenerArgs(listener) },
-        network: this.network
+        network: this.network,
+        deadline
       })
     } catch (error) {
       stream?.destroy()
@@ -88,9 +92,11 @@ export class StreamTransport implements Transport {
 
   async extract(run: CommandRunner, job: ExtractJob): Promise<Extracted> {
     const listener = await listenOnce({ host: this.host })
+    const deadline = new Deadline(buildIdleMs(), buildTotalMs(job.bytes))
     let socketOf: (() => void) | undefined
     const splitting = listener.accepted.then(socket => {
       socketOf = () => socket.destroy()
+      socket.on('data', () => deadline.touch())
       return receiveExtract(socket, job.targets)
     })
     const settled = splitting.then(
@@ -104,7 +110,8 @@ export class StreamTransport implements Transport {
         context: dockerfileContext(dockerfile),
         onLine: line => log.debug(line),
         buildArgs: { ...job.buildArgs, ...listenerArgs(listener) },
-        network: this.network
+        network: this.network,
+        deadline
       })
     } catch (buildError) {
       // Whichever side failed first: a split that had already failed (full disk, an unsafe entry)

@@ -32,6 +32,8 @@ export interface InjectJob {
   /** Restored archives, pushed as each download is checked; ended when every restore settled. */
   ready: ReadyQueue<StreamMount>
   buildArgs: Record<string, string>
+  /** Bytes known to be coming (the total bound of the build grows with them). */
+  bytes: number
 }
 
 export interface Injected {
@@ -48,6 +50,8 @@ export interface ExtractJob {
   targets: SplitTarget[]
   /** Every generated build's arguments plus each mount's manifest argument. */
   buildArgs: Record<string, string>
+  /** Bytes expected (what was injected): the total bound of the build grows with them. */
+  bytes: number
 }
 
 export interface Extracted {

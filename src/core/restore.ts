@@ -110,7 +110,8 @@ async function inject(services: Services, engine: Engine, state: JobState, plan:
     image: state.utilityImage,
     mounts: attach.map(m => ({ index: m.index, spec: m.spec })),
     ready,
-    buildArgs: generatedBuildArgs(state)
+    buildArgs: generatedBuildArgs(state),
+    bytes: attach.reduce((sum, m) => sum + (m.restore.kind === 'restored' ? m.restore.entry.bytes : 0), 0)
   }
   try {
     const { result, transport, fallbackReason } = await runPhase(plan, 'inject', t => t.inject(services.run, job))

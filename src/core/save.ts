@@ -84,7 +84,8 @@ async function extract(
         archivePath: archivePathOf(root, state, m.spec.id),
         ...(m.spec.exclude ? { exclude: m.spec.exclude } : {})
       })),
-      buildArgs: { ...generatedBuildArgs(state), ...manifestArgs(mounts) }
+      buildArgs: { ...generatedBuildArgs(state), ...manifestArgs(mounts) },
+      bytes: mounts.reduce((sum, m) => sum + (injectedEntry(m.restore)?.bytes ?? 0), 0)
     }
     // Inject already found the stream not working: no second try.
     const plan = routePlan(state.extractVia, reach, state.inject?.fallback !== undefined)
