@@ -76,7 +76,9 @@ async function reachOf(run: CommandRunner, engine: Engine, info: BuilderInfo, lo
   let networks: { mode: string; gateways: string[] }
   try {
     const format = '{{.HostConfig.NetworkMode}}|{{range .NetworkSettings.Networks}}{{.Gateway}} {{end}}'
-    const out = (await run(engine.docker, ['inspect', '--type', 'container', '--format', format, container], { deadline: new Deadline(shortCallMs()) })).stdout
+    const out = (
+      await run(engine.docker, ['inspect', '--type', 'container', '--format', format, container], { deadline: new Deadline(shortCallMs()) })
+    ).stdout
     const [mode = '', gateways = ''] = out.trim().split('|')
     networks = { mode, gateways: gateways.split(' ').filter(g => g !== '') }
   } catch (error) {
