@@ -10,7 +10,20 @@ import { join } from 'node:path'
  */
 export type ClientName = 'buildx' | 'docker'
 
-export const UTILITY_IMAGE = 'buildkit-mount-cache/utility:busybox'
+/**
+ * The builder the integration tier runs on, from the environment scripts/test.sh sets per
+ * profile: the engine (DOCKER_HOST, DOCKER_CONFIG), the buildx builder (BUILDX_BUILDER, which
+ * the action's and the tests' `docker buildx` use as the current builder), the utility image as
+ * that builder can pull it (a docker-container builder pulls from the local registry), the
+ * stream route the action should take there, and whether the classic client is tested.
+ */
+export const TEST_PROFILE = {
+  name: process.env.BMC_TEST_PROFILE || 'classic',
+  streamLabel: process.env.BMC_TEST_STREAM_LABEL || 'loopback stream',
+  classicClient: (process.env.BMC_TEST_PROFILE || 'classic') === 'classic'
+}
+
+export const UTILITY_IMAGE = process.env.BMC_TEST_UTILITY_IMAGE || 'buildkit-mount-cache/utility:busybox'
 
 interface ClientCommand {
   cmd: string

@@ -2,6 +2,7 @@ import type { Readable } from 'node:stream'
 import { pipeline } from 'node:stream/promises'
 
 import { injectStream, type StreamMount } from '../archive/inject-stream.js'
+import { errorMessage } from '../errors.js'
 import { log } from '../log.js'
 import type { CommandRunner } from './command.js'
 import { dockerfileContext } from './context-tar.js'
@@ -141,13 +142,16 @@ class StreamCut extends Error {}
 async function splitOutcome(settled: Promise<unknown>, cut: (() => void) | undefined): Promise<unknown> {
   if (cut === undefined) return undefined
   const early = await Promise.race([settled, Promise.resolve(RUNNING)])
-  if (early !== RUNNING) return early
+  // A stream that ended early is the build's failure (it died mid-stream), not the split's.
+  if (early !== RUNNING) return early !== undefined && TRUNCATED.test(errorMessage(early)) ? new StreamCut('cut') : early
   cut()
   await settled
   return new StreamCut('cut')
 }
 
 const RUNNING = Symbol('running')
+/** How a split reports a stream that stopped before its end. */
+const TRUNCATED = /unexpected end of data|premature close|ECONNRESET|socket hang up|aborted/i
 
 function listenerArgs(listener: OneShotListener): Record<string, string> {
   return { [PORT_ARG]: String(listener.port), [TOKEN_ARG]: listener.token }

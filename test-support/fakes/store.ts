@@ -1,0 +1,89 @@
+import { readFile, writeFile } from 'node:fs/promises'
+
+import type { CacheStore } from '../../src/storage/store.js'
+
+/** Switches that make the in-memory store misbehave the way a real cache service can. */
+export interface StoreFaults {
+  /** available() is false: no cache service at all. */
+  unavailable?: boolean
+  /** readable() is false (ACTIONS_CACHE_MODE without read). */
+  unreadable?: boolean
+  /** writable() is false (ACTIONS_CACHE_MODE read-only). */
+  readOnly?: boolean
+  /** restore() throws (a download that failed midway). */
+  throwOnRestore?: boolean
+  /** exists() throws (the lookup before an upload failed). */
+  throwOnExists?: boolean
+  /** save() throws (an upload that failed). */
+  throwOnSave?: boolean
+  /** save() returns false without storing (the service declined the entry). */
+  saveReturnsFalse?: boolean
+  /** restore() of this key waits for this promise first (a slow download, released by the test). */
+  gate?: { key: string; open: Promise<void> }
+  /** restore() writes these bytes instead of the stored ones (a corrupt download). */
+  corruptBytes?: Buffer
+}
+
+/**
+ * An in-memory CacheStore: archive bytes per key, in insertion order (the
+ * newest entry wins a prefix lookup, as in the GitHub cache). restore()
+ * matches the primary key exactly, then each restore key as a prefix; it
+ * writes the entry's bytes to the archive path the core asked for, and
+ * save() reads them from there, so whatever the core wrote is what is kept.
+ */
+export class MemoryStore implements CacheStore {
+  readonly entries = new Map<string, Buffer>()
+  faults: StoreFaults
+
+  constructor(faults: StoreFaults = {}) {
+    this.faults = faults
+  }
+
+  available(): boolean {
+    return !this.faults.unavailable
+  }
+  readable(): boolean {
+    return !this.faults.unreadable
+  }
+  writable(): boolean {
+    return !this.faults.readOnly
+  }
+
+  /** Puts an entry as another job would have saved it. */
+  put(key: string, bytes: Buffer): void {
+    this.entries.delete(key)
+    this.entries.set(key, bytes)
+  }
+
+  /** The key a lookup would match, without restoring. */
+  lookup(primaryKey: string, restoreKeys: string[]): string | undefined {
+    if (this.entries.has(primaryKey)) return primaryKey
+    const newestFirst = [...this.entries.keys()].reverse()
+    for (const prefix of restoreKeys) {
+      const hit = newestFirst.find(k => k.startsWith(prefix))
+      if (hit !== undefined) return hit
+    }
+    return undefined
+  }
+
+  async restore(archivePath: string, primaryKey: string, restoreKeys: string[]): Promise<string | undefined> {
+    const key = this.lookup(primaryKey, restoreKeys)
+    if (key === undefined) return undefined
+    if (this.faults.gate?.key === key) await this.faults.gate.open
+    if (this.faults.throwOnRestore) throw new Error(`download of ${key} failed: connection reset`)
+    await writeFile(archivePath, this.faults.corruptBytes ?? (this.entries.get(key) as Buffer))
+    return key
+  }
+
+  async exists(_archivePath: string, key: string): Promise<boolean> {
+    if (this.faults.throwOnExists) throw new Error('lookup failed: 503 Service Unavailable')
+    return this.entries.has(key)
+  }
+
+  async save(archivePath: string, key: string): Promise<boolean> {
+    if (this.faults.throwOnSave) throw new Error(`upload of ${key} failed: 500 Internal Server Error`)
+    if (this.faults.saveReturnsFalse || this.entries.has(key)) return false
+    this.put(key, await readFile(archivePath))
+    return true
+  }
+}
