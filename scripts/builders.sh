@@ -32,7 +32,7 @@
 set -euo pipefail
 LOG_TAG=builders
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-# shellcheck source=lib/common.sh
+# shellcheck source=SCRIPTDIR/lib/common.sh
 source "$HERE/lib/common.sh"
 
 ENGINE="${BUILDERS_ENGINE:-runner}"

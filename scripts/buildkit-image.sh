@@ -31,12 +31,11 @@
 set -euo pipefail
 LOG_TAG=buildkit-image
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-# shellcheck source=lib/common.sh
+# shellcheck source=SCRIPTDIR/lib/common.sh
 source "$HERE/lib/common.sh"
 
 readonly PREFIX="${BUILDKIT_PREFIX:-/opt/buildkit-mount-cache-buildkit}"
 readonly IMAGE="${BUILDKIT_IMAGE:-moby/buildkit:buildx-stable-1}"
-readonly CLIENT=/usr/bin/docker # Debian 12's 20.10 client: any API version, honours -H
 HOST="${DOCKER_HOST:-unix:///var/run/docker.sock}"
 PUSH_NAME=""
 
@@ -77,7 +76,7 @@ DEV_PACKAGES=(
   golang-opentelemetry-proto-dev
 )
 
-dock() { "$CLIENT" -H "$HOST" "$@"; }
+dock() { "$(docker_client)" -H "$HOST" "$@"; }
 
 # ---------------------------------------------------------------------------------------------
 # The docker.io source version in trixie (+updates, +security): the highest one the lists know.
@@ -207,13 +206,15 @@ compile() {
       -ldflags "-s -w -X github.com/moby/buildkit/version.Version=${version} -X github.com/moby/buildkit/version.Revision=debian-${SRC_VERSION}" \
       -o "$work/out/" ./cmd/buildkitd ./cmd/buildctl
   ) >"$work/build.log" 2>&1 || { tail -n 30 "$work/build.log" >&2; die "go build failed; see $work/build.log"; }
-  file "$work/out/buildkitd" | grep -q 'statically linked' || log "warning: buildkitd is not static: $(file "$work/out/buildkitd")"
+  if command -v file >/dev/null && ! file "$work/out/buildkitd" | grep -q 'statically linked'; then
+    log "warning: buildkitd is not statically linked"
+  fi
   mkdir -p "$BIN_DIR.new"
   mv "$work/out/buildkitd" "$work/out/buildctl" "$BIN_DIR.new/"
   rm -rf "$BIN_DIR"
   mv "$BIN_DIR.new" "$BIN_DIR"
   rm -rf "$work" # the GOPATH copy and build cache (the sources and Go stay for a rebuild)
-  log "compiled in $((SECONDS - t1))s: $("$BIN_DIR/buildkitd" --version)"
+  log "compiled in $((SECONDS - t1))s: $("$BIN_DIR/buildkitd" --version 2>/dev/null)"
 }
 
 # ---------------------------------------------------------------------------------------------
@@ -283,7 +284,7 @@ status() {
   resolve_version
   echo "source: docker.io $SRC_VERSION (trixie)"
   if [[ -x $PREFIX/$SRC_VERSION/bin/buildkitd ]]; then
-    echo "binaries: $PREFIX/$SRC_VERSION/bin ($("$PREFIX/$SRC_VERSION/bin/buildkitd" --version))"
+    echo "binaries: $PREFIX/$SRC_VERSION/bin ($("$PREFIX/$SRC_VERSION/bin/buildkitd" --version 2>/dev/null))"
   else
     echo "binaries: not built"
   fi

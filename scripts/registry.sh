@@ -28,7 +28,7 @@
 set -euo pipefail
 LOG_TAG=registry
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-# shellcheck source=lib/common.sh
+# shellcheck source=SCRIPTDIR/lib/common.sh
 source "$HERE/lib/common.sh"
 
 readonly PREFIX="${REGISTRY_PREFIX:-/opt/buildkit-mount-cache-registry}"
@@ -39,11 +39,11 @@ readonly PIDFILE="$PREFIX/registry.pid"
 readonly LOGFILE="$PREFIX/registry.log"
 readonly CONFIG="$PREFIX/config.yml"
 readonly STORAGE="$PREFIX/storage"
-readonly CLIENT=/usr/bin/docker
 
 answers() { curl -fsS --max-time 3 "http://127.0.0.1:$PORT/v2/" >/dev/null 2>&1; }
 
 install_registry() {
+  command -v curl >/dev/null || apt_install_missing curl
   [[ -x $BIN ]] && return 0
   local before
   before="$(pgrep -x docker-registry || true)"
@@ -155,8 +155,10 @@ cmd_push() {
   local ref="127.0.0.1:$PORT/$name"
   [[ $name == *:* || $name == *@* ]] || ref="$ref:latest"
   log "pushing $image as $ref (daemon $host)"
-  "$CLIENT" -H "$host" tag "$image" "$ref"
-  "$CLIENT" -H "$host" push "$ref" >&2
+  local client
+  client="$(docker_client)"
+  "$client" -H "$host" tag "$image" "$ref"
+  "$client" -H "$host" push "$ref" >&2
   echo "$ref"
 }
 

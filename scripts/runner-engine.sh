@@ -14,7 +14,11 @@
 # Side by side with /var/run/docker.sock's daemon: its own socket ($RUN_DIR/docker.sock),
 # --data-root, --exec-root, --pidfile, --config-file, its own containerd (own root, state, socket,
 # opt dir; CRI/NRI off), its own bridge device $RUNNER_BRIDGE ($RUNNER_BRIDGE_CIDR; no iptables,
-# no masquerading: containers reach the host's gateway address, nothing beyond) and address pool.
+# no masquerading: containers reach the host's gateway address, nothing beyond).
+# Never pass --default-address-pool here (nor --bridge=none): on every start after the first, dockerd
+# then deletes the device named docker0 (daemon_unix.go removeDefaultBridgeInterface), which is the
+# other daemon's bridge. User-defined networks come from the default pools; libnetwork skips
+# ranges that overlap a route on the host (docker0's 172.17.0.0/16, $RUNNER_BRIDGE_CIDR).
 # Runtime: Debian 12's /usr/sbin/runc (sid's runc needs glibc 2.38). docker-init: /usr/bin/tini-static.
 # Clients: sid's docker CLI 28.5 ($PREFIX/bin/docker) with buildx 0.29 in $PREFIX/docker-config/cli-plugins
 # (the system's /usr/libexec/docker/cli-plugins/docker-buildx, buildx 0.13, is not touched).
@@ -24,7 +28,6 @@
 #   RUNNER_RUN_DIR      sockets and pid files (default /run/buildkit-mount-cache-runner)
 #   RUNNER_BRIDGE       bridge device (default bmc-run0)
 #   RUNNER_BRIDGE_CIDR  its address (default 10.229.41.1/24; docker0 is 172.17.0.1/16)
-#   RUNNER_POOL         address pool for user-defined networks (default 10.229.64.0/18, /24 each)
 #   RUNNER_SUITE        Debian suite (default sid)
 #   RUNNER_REFRESH=1    refresh the private package lists (else only when missing)
 #   RUNNER_WAIT         seconds to wait for a daemon (default 60)
@@ -32,14 +35,13 @@
 set -euo pipefail
 LOG_TAG=runner-engine
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-# shellcheck source=lib/common.sh
+# shellcheck source=SCRIPTDIR/lib/common.sh
 source "$HERE/lib/common.sh"
 
 readonly PREFIX="${RUNNER_PREFIX:-/opt/buildkit-mount-cache-runner}"
 readonly RUN_DIR="${RUNNER_RUN_DIR:-/run/buildkit-mount-cache-runner}"
 readonly BRIDGE="${RUNNER_BRIDGE:-bmc-run0}"
 readonly BRIDGE_CIDR="${RUNNER_BRIDGE_CIDR:-10.229.41.1/24}"
-readonly POOL="${RUNNER_POOL:-10.229.64.0/18}"
 readonly SUITE="${RUNNER_SUITE:-sid}"
 readonly WAIT="${RUNNER_WAIT:-60}"
 readonly DRIVERS="${RUNNER_STORAGE_DRIVER:-overlay2 vfs}"
@@ -62,7 +64,7 @@ readonly BRIDGE_MARK="$RUN_DIR/bridge.created"
 readonly UTILITY_IMAGE=buildkit-mount-cache/utility:busybox
 
 # The client for our own checks: sid's 28.5 CLI with buildx 0.29, pointed at our socket only.
-dock() { DOCKER_HOST="unix://$SOCK" DOCKER_CONFIG="$DOCKER_CONFIG_DIR" DOCKER_CONTEXT= "$DOCKER_CLI" "$@"; }
+dock() { DOCKER_HOST="unix://$SOCK" DOCKER_CONFIG="$DOCKER_CONFIG_DIR" DOCKER_CONTEXT='' "$DOCKER_CLI" "$@"; }
 daemon_answers() { [[ -x $DOCKER_CLI && -S $SOCK ]] && timeout 10 env DOCKER_HOST="unix://$SOCK" DOCKER_CONFIG="$DOCKER_CONFIG_DIR" "$DOCKER_CLI" info --format '{{.ServerVersion}}' >/dev/null 2>&1; }
 ctrd_answers() { [[ -S $CTRD_SOCK ]] && timeout 10 "$ROOT/usr/bin/ctr" --address "$CTRD_SOCK" version >/dev/null 2>&1; }
 gateway_ip() { echo "${BRIDGE_CIDR%/*}"; }
@@ -164,6 +166,7 @@ disabled_plugins = [
   "io.containerd.cri.v1.runtime",
   "io.containerd.cri.v1.images",
   "io.containerd.nri.v1.nri",
+  "io.containerd.podsandbox.controller.v1.podsandbox",
 ]
 
 [grpc]
@@ -221,7 +224,6 @@ start_dockerd() {
       --pidfile "$DOCKERD_PID" \
       --containerd "$CTRD_SOCK" \
       --bridge "$BRIDGE" \
-      --default-address-pool "base=$POOL,size=24" \
       --iptables=false --ip6tables=false --ip-masq=false \
       --storage-driver "$driver" \
       >>"$DOCKERD_LOG" 2>&1 </dev/null 9>&-) &
@@ -349,6 +351,7 @@ cmd_status() {
 cmd_env() {
   printf 'export DOCKER_HOST=%q\n' "unix://$SOCK"
   printf 'export DOCKER_CONFIG=%q\n' "$DOCKER_CONFIG_DIR"
+  # shellcheck disable=SC2016 # $PATH expands where the output is eval'd
   printf 'export PATH=%q:"$PATH"\n' "$BIN_DIR"
   printf 'unset DOCKER_CONTEXT\n'
   printf '# bridge gateway (the host, as seen from containers on the default network): %s\n' "$(gateway_ip)"

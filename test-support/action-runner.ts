@@ -20,6 +20,9 @@ export interface StepResult {
 
 export const REPO_ROOT = resolve(new URL('..', import.meta.url).pathname)
 
+/** The node that runs the bundled steps: the runner's Node 24 when scripts/test.sh provides it (BMC_TEST_NODE). */
+export const STEP_NODE = process.env.BMC_TEST_NODE || process.execPath
+
 /** Bundles src/entry/* into a fresh temp dir so tests never run a stale dist/. */
 export function bundleAction(): { dir: string; cleanup: () => void } {
   const dir = mkdtempSync(join(tmpdir(), 'bmc-bundle-'))
@@ -39,7 +42,7 @@ export interface StepOptions {
 export type EntryName = 'main' | 'post' | 'restore-only' | 'save-only'
 
 export async function runStep(entry: EntryName, options: StepOptions): Promise<StepResult> {
-  return runStepVia(entry, options, script => [process.execPath, [script]])
+  return runStepVia(entry, options, script => [STEP_NODE, [script]])
 }
 
 /**

@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Shared helpers for the provisioning scripts in scripts/ (sourced, not run).
 # The caller sets LOG_TAG before sourcing; everything here follows scripts/engine.sh's style.
 #
@@ -181,4 +182,14 @@ apt_install_missing() {
     apt-get update -q >&2
     without_services apt-get install -y -q --no-install-recommends "${missing[@]}" >&2
   fi
+}
+
+# A docker CLI for -H use against any of our daemons: Debian 12's 20.10 client (scripts/engine.sh),
+# else the runner engine's 28.5 client (scripts/runner-engine.sh), else whatever is on PATH.
+docker_client() {
+  local c
+  for c in /usr/bin/docker "${RUNNER_PREFIX:-/opt/buildkit-mount-cache-runner}/bin/docker" /usr/local/bin/docker; do
+    [[ -x $c ]] && { echo "$c"; return 0; }
+  done
+  command -v docker || die "no docker client (run scripts/engine.sh or scripts/runner-engine.sh start first)"
 }

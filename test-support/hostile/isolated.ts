@@ -6,7 +6,7 @@
 // like two jobs on two runners.
 import { join } from 'node:path'
 
-import { REPO_ROOT, runStepVia, type EntryName, type StepOptions, type StepResult } from '../action-runner.js'
+import { REPO_ROOT, runStepVia, STEP_NODE, type EntryName, type StepOptions, type StepResult } from '../action-runner.js'
 
 export interface IsolatedStepOptions extends StepOptions {
   /** The RUNNER_TEMP path every job sees. */
@@ -20,7 +20,7 @@ export async function runIsolatedStep(entry: EntryName, options: IsolatedStepOpt
   return runStepVia(
     entry,
     options,
-    script => ['unshare', ['--mount', '--propagation', 'private', process.execPath, wrapper, options.privateTemp, options.runnerTemp, script]],
+    script => ['unshare', ['--mount', '--propagation', 'private', STEP_NODE, wrapper, options.privateTemp, options.runnerTemp, script]],
     { RUNNER_TEMP: options.runnerTemp }
   )
 }
