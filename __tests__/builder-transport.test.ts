@@ -71,7 +71,7 @@ describe('runPhase and the route plan', () => {
   })
 
   test('labels for the log lines', () => {
-    const gw = new StreamTransport('172.17.0.1', 'default', 'gateway')
+    const gw = new StreamTransport({ host: '172.17.0.1', network: 'default', route: 'gateway' })
     expect(gw.label('inject')).toBe('gateway stream (172.17.0.1)')
     expect(gw.through('extract')).toBe('the gateway stream (172.17.0.1)')
     const io = new BuildIoTransport()

@@ -4,7 +4,7 @@ import type { RouteRecord } from '../builder/route.js'
 import type { JobState } from '../core/job.js'
 import type { SaveReport } from '../core/save.js'
 import { isExactHit, isHit, matchedKeyOf, type MountState, type RestoreStatus, type SaveStatus } from '../core/status.js'
-import { formatBytes } from '../format.js'
+import { formatBytes, oneLine } from '../format.js'
 
 /**
  * Everything users see of a job's result, derived from the mounts' explicit
@@ -85,10 +85,7 @@ function saveCell(save: SaveStatus | undefined, report: SaveReport | undefined):
   }
 }
 
-const short = (text: string): string => {
-  const line = text.split('\n')[0] ?? ''
-  return line.length > 100 ? `${line.slice(0, 97)}...` : line
-}
+const short = (text: string): string => oneLine(text, 100)
 
 const secs = (ms: number | undefined): string => (ms === undefined ? '' : `${(ms / 1000).toFixed(1)} s`)
 

@@ -12,7 +12,7 @@ import { log } from '../log.js'
 import type { CommandRunner } from './command.js'
 import { dockerfileContext } from './context-tar.js'
 import { EXPORT_FILE, extractDockerfile, injectDockerfile, STREAM_FILE } from './dockerfile.js'
-import { buildIdleMs, buildTotalMs, Deadline } from './deadline.js'
+import { buildDeadline } from './deadline.js'
 import { runBuild } from './engine.js'
 import { manifestsFor, readManifests } from './manifests.js'
 import { receiveExtract } from './receive.js'
@@ -62,7 +62,7 @@ export class BuildIoTransport implements Transport {
         },
         onLine: line => log.debug(line),
         buildArgs: job.buildArgs,
-        deadline: new Deadline(buildIdleMs(), buildTotalMs(job.bytes))
+        deadline: buildDeadline(job.bytes)
       })
     } finally {
       await rm(dir, { recursive: true, force: true })
@@ -84,7 +84,7 @@ export class BuildIoTransport implements Transport {
         }),
       onLine: line => log.debug(line),
       buildArgs: job.buildArgs,
-      deadline: new Deadline(buildIdleMs(), buildTotalMs(job.bytes))
+      deadline: buildDeadline(job.bytes)
     })
     if (!received) throw new ArchiveError('ARCHIVE_UNEXPECTED', `the extract build's output has no ${EXPORT_FILE}`)
     return received

@@ -51,7 +51,6 @@ export const runCommand: CommandRunner = async (command, args, options = {}) => 
     stop(child)
   }
   deadline?.signal.addEventListener('abort', onExpired, { once: true })
-  if (deadline) out.on('data', () => deadline.touch())
   err.setEncoding('utf8')
   err.on('data', (chunk: string) => {
     deadline?.touch()
@@ -74,6 +73,8 @@ export const runCommand: CommandRunner = async (command, args, options = {}) => 
         out.setEncoding('utf8')
         for await (const chunk of out) stdoutText += chunk as string
       })()
+  // Only once the consumer reads: a 'data' listener alone would start the flow before it is there.
+  if (deadline) out.on('data', () => deadline.touch())
 
   const [feed, consume, exit] = await Promise.allSettled([feeding, consuming, exited])
   deadline?.signal.removeEventListener('abort', onExpired)

@@ -61,6 +61,11 @@ export function buildTotalMs(bytes: number): number {
   return 30 * 60_000 + Math.ceil(bytes / 512 / 1024 ** 2) * 60_000
 }
 
+/** The deadline of a generated build moving `bytes`: the idle and total bounds above. */
+export function buildDeadline(bytes: number): Deadline {
+  return new Deadline(buildIdleMs(), buildTotalMs(bytes))
+}
+
 /** Bound of a short docker call (version, inspect): 60 s, or the idle bound when that is shorter. */
 export function shortCallMs(env: NodeJS.ProcessEnv = process.env): number {
   return Math.min(60_000, buildIdleMs(env))

@@ -5,7 +5,7 @@ import { pipeline } from 'node:stream/promises'
 import type { CommandRunner } from './command.js'
 import { NONCE_ARG } from './dockerfile.js'
 import { InputError } from '../errors.js'
-import { buildIdleMs, buildTotalMs, Deadline, shortCallMs } from './deadline.js'
+import { Deadline, shortCallMs } from './deadline.js'
 
 /** `buildx`: `docker buildx build` (GitHub runners); `docker`: `DOCKER_BUILDKIT=1 docker build`. */
 export type ClientKind = 'buildx' | 'docker'
@@ -100,20 +100,19 @@ export interface BuildRun {
   buildArgs?: Record<string, string>
   /** Not `none` only for a stream to the action's own listener (stream-transport.ts). */
   network?: BuildNetwork
-  /** Bounds the build (deadline.ts); without one, a build gets the default idle and total bounds. */
-  deadline?: Deadline
+  /** Bounds the build (deadline.ts: buildDeadline). */
+  deadline: Deadline
 }
 
 /** Runs one generated build. */
 export async function runBuild(run: CommandRunner, engine: Engine, build: BuildRun): Promise<void> {
   const dir = 'dir' in build.context ? build.context.dir : undefined
   const inv = buildInvocation(engine, undefined, undefined, build.buildArgs ?? {}, build.network ?? 'none', dir)
-  const deadline = build.deadline ?? new Deadline(buildIdleMs(), buildTotalMs(0))
   await run(inv.command, inv.args, {
     env: inv.env,
     ...(dir === undefined ? { stdin: build.context as Readable } : {}),
     stdout: build.output ?? (async tar => pipeline(tar, new Writable({ write: (_chunk, _enc, cb) => cb() }))),
     ...(build.onLine ? { onStderrLine: build.onLine } : {}),
-    deadline
-  }).finally(() => deadline.clear())
+    deadline: build.deadline
+  }).finally(() => build.deadline.clear())
 }

@@ -26,12 +26,9 @@ export const LOOPBACK: StreamReach = { route: 'loopback', host: '127.0.0.1', net
 export function routePlan(choice: RouteChoice, reach: StreamReach | undefined, streamRefused = false): Transport[] {
   const buildIo = new BuildIoTransport()
   if (choice === 'export') return [buildIo]
-  if (choice === 'loopback') {
-    const r = reach ?? LOOPBACK
-    return [new StreamTransport(r.host, r.network, r.route)]
-  }
+  if (choice === 'loopback') return [new StreamTransport(reach ?? LOOPBACK)]
   if (reach === undefined || streamRefused) return [buildIo]
-  return [new StreamTransport(reach.host, reach.network, reach.route), buildIo]
+  return [new StreamTransport(reach), buildIo]
 }
 
 /** What a phase recorded about its route, kept in the state for post. */

@@ -7,11 +7,12 @@ import { log } from '../log.js'
 import type { CommandRunner } from './command.js'
 import { dockerfileContext } from './context-tar.js'
 import { extractDockerfile, injectDockerfile, PORT_ARG, TOKEN_ARG } from './dockerfile.js'
-import { buildIdleMs, buildTotalMs, Deadline } from './deadline.js'
+import { buildDeadline } from './deadline.js'
 import { runBuild, type BuildNetwork } from './engine.js'
 import { listenOnce, type OneShotListener } from './listener.js'
 import { manifestsFor, readManifests } from './manifests.js'
 import { receiveExtract } from './receive.js'
+import type { StreamReach } from './route.js'
 import { LocalTransferError, type Extracted, type ExtractJob, type Injected, type InjectJob, type Phase, type Transport } from './transport.js'
 
 /**
@@ -25,14 +26,12 @@ import { LocalTransferError, type Extracted, type ExtractJob, type Injected, typ
  */
 export class StreamTransport implements Transport {
   readonly overlapsDownloads = true
-  readonly route
+  readonly route: StreamReach['route']
+  private readonly host: string
+  private readonly network: BuildNetwork
 
-  constructor(
-    readonly host: string,
-    private readonly network: BuildNetwork,
-    route: 'loopback' | 'gateway'
-  ) {
-    this.route = route
+  constructor(reach: StreamReach) {
+    ;({ route: this.route, host: this.host, network: this.network } = reach)
   }
 
   label(_phase: Phase): string {
@@ -51,7 +50,7 @@ export class StreamTransport implements Transport {
   async inject(run: CommandRunner, job: InjectJob): Promise<Injected> {
     // The stream waits for downloads; the build on the other end waits with it.
     const listener = await listenOnce({ host: this.host, idleTimeoutMs: 0, sendAfterPeerEnds: true })
-    const deadline = new Deadline(buildIdleMs(), buildTotalMs(job.bytes))
+    const deadline = buildDeadline(job.bytes)
     const injected: number[] = []
     let stream: Readable | undefined
     const sent = listener.accepted.then(async socket => {
@@ -93,10 +92,10 @@ export class StreamTransport implements Transport {
 
   async extract(run: CommandRunner, job: ExtractJob): Promise<Extracted> {
     const listener = await listenOnce({ host: this.host })
-    const deadline = new Deadline(buildIdleMs(), buildTotalMs(job.bytes))
-    let socketOf: (() => void) | undefined
+    const deadline = buildDeadline(job.bytes)
+    let cut: (() => void) | undefined
     const splitting = listener.accepted.then(socket => {
-      socketOf = () => socket.destroy()
+      cut = () => socket.destroy()
       socket.on('data', () => deadline.touch())
       return receiveExtract(socket, job.targets)
     })
@@ -115,10 +114,10 @@ export class StreamTransport implements Transport {
         deadline
       })
     } catch (buildError) {
-      // Whichever side failed first: a split that had already failed (full disk, an unsafe entry)
-      // is why the build's nc died, and the exporter would fail the same way.
-      const splitError = await splitOutcome(settled, socketOf)
-      if (splitError !== undefined && !(splitError instanceof StreamCut)) throw new LocalTransferError(splitError)
+      // A split that had failed on its own (full disk, an unsafe entry) is why the build's nc died,
+      // and the exporter would fail the same way; anything else is the build's failure.
+      const own = await ownSplitFailure(settled, cut)
+      if (own !== undefined) throw new LocalTransferError(own)
       throw buildError
     } finally {
       closeListener(listener, 'extract')
@@ -131,22 +130,21 @@ export class StreamTransport implements Transport {
   }
 }
 
-/** The stream ended because the build failed and this side cut it: not a failure of the split itself. */
-class StreamCut extends Error {}
-
 /**
- * After a failed build: what the split ended with. A split still running
- * (the build died mid-stream) is cut now and reported as StreamCut; one that
- * never started (no connection) reports nothing.
+ * After a failed build: the split's own failure, if it had one. A split that
+ * never started (no connection) or was still running (the build died
+ * mid-stream: it is cut now) has none, and neither has one that ended on a
+ * stream stopped short, which the dying build caused.
  */
-async function splitOutcome(settled: Promise<unknown>, cut: (() => void) | undefined): Promise<unknown> {
+async function ownSplitFailure(settled: Promise<unknown>, cut: (() => void) | undefined): Promise<unknown> {
   if (cut === undefined) return undefined
   const early = await Promise.race([settled, Promise.resolve(RUNNING)])
-  // A stream that ended early is the build's failure (it died mid-stream), not the split's.
-  if (early !== RUNNING) return early !== undefined && TRUNCATED.test(errorMessage(early)) ? new StreamCut('cut') : early
-  cut()
-  await settled
-  return new StreamCut('cut')
+  if (early === RUNNING) {
+    cut()
+    await settled
+    return undefined
+  }
+  return early !== undefined && !TRUNCATED.test(errorMessage(early)) ? early : undefined
 }
 
 const RUNNING = Symbol('running')

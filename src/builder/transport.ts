@@ -2,6 +2,7 @@ import type { ArchiveSummary, SplitTarget } from '../archive/split.js'
 import type { StreamMount } from '../archive/inject-stream.js'
 import type { ReadyQueue } from '../core/ready-queue.js'
 import { errorMessage } from '../errors.js'
+import { oneLine } from '../format.js'
 import { log } from '../log.js'
 import type { CommandRunner } from './command.js'
 import type { IndexedMount } from './dockerfile.js'
@@ -96,16 +97,9 @@ export interface PhaseRun<T> {
   fallbackReason?: string
 }
 
-const MAX_REASON = 160
-
-/** A failure reason in one short line (a failed build's message can hold its whole script). */
+/** A failure reason in one short line, for the fallback's log line. */
 export function shortReason(error: unknown): string {
-  const line =
-    errorMessage(error)
-      .split('\n')
-      .map(l => l.trim())
-      .find(l => l !== '') ?? 'unknown error'
-  return line.length > MAX_REASON ? `${line.slice(0, MAX_REASON - 3)}...` : line
+  return oneLine(errorMessage(error), 160) || 'unknown error'
 }
 
 /**
@@ -114,9 +108,10 @@ export function shortReason(error: unknown): string {
  * line; a `final` failure, or the last route's, is thrown.
  */
 export async function runPhase<T>(plan: readonly Transport[], phase: Phase, attempt: (t: Transport) => Promise<T>): Promise<PhaseRun<T>> {
-  if (plan.length === 0) throw new Error(`no route to ${phase} by`)
   let fallbackReason: string | undefined
-  for (const [i, transport] of plan.entries()) {
+  for (let i = 0; ; i++) {
+    const transport = plan[i]
+    if (transport === undefined) throw new Error(`no route to ${phase} by`)
     const next = plan[i + 1]
     try {
       const result = await attempt(transport)
@@ -129,8 +124,6 @@ export async function runPhase<T>(plan: readonly Transport[], phase: Phase, atte
       )
     }
   }
-  /* c8 ignore next */
-  throw new Error('unreachable')
 }
 
 const capitalize = (s: string): string => s.charAt(0).toUpperCase() + s.slice(1)
