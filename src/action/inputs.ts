@@ -64,6 +64,16 @@ const MAX_IMAGE_LENGTH = 512
 const MAX_BUILDER_LENGTH = 128
 const MAX_PLATFORM_LENGTH = 64
 
+/** What the `utility-image` input accepts: a lowercase image reference. */
+export function isImageRef(value: string): boolean {
+  return value.length <= MAX_IMAGE_LENGTH && IMAGE_PATTERN.test(value)
+}
+
+/** What the `builder` input accepts: a buildx builder name. */
+export function isBuilderName(value: string): boolean {
+  return value.length <= MAX_BUILDER_LENGTH && BUILDER_PATTERN.test(value)
+}
+
 /** A value quoted for an error message: JSON escapes (no raw newline reaches the log), at most ~80 characters. */
 function shown(value: string): string {
   return JSON.stringify(value.length > 80 ? `${value.slice(0, 77)}...` : value)
@@ -76,11 +86,11 @@ export function getInputs(read: InputReader = actionInputs): Inputs {
     throw new InputError(InputName.keyPrefix, 'must be 1-100 letters, digits, ".", "_" or "-"')
   }
   const utilityImage = read(InputName.utilityImage).trim()
-  if (utilityImage.length > MAX_IMAGE_LENGTH || !IMAGE_PATTERN.test(utilityImage)) {
+  if (!isImageRef(utilityImage)) {
     throw new InputError(InputName.utilityImage, `${shown(utilityImage)} is not an image reference (lowercase name[:tag][@digest])`)
   }
   const builder = read(InputName.builder).trim()
-  if (builder !== '' && (builder.length > MAX_BUILDER_LENGTH || !BUILDER_PATTERN.test(builder))) {
+  if (builder !== '' && !isBuilderName(builder)) {
     throw new InputError(InputName.builder, `${shown(builder)} is not a builder name (letters, digits, ".", "_", "-")`)
   }
   const client = read(InputName.client).trim()

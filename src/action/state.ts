@@ -1,12 +1,15 @@
 import * as core from '@actions/core'
 
 import type { ClientKind } from '../builder/engine.js'
+import { MANIFEST } from '../builder/dockerfile.js'
 import type { RouteChoice, RouteRecord } from '../builder/route.js'
 import type { RouteName } from '../builder/transport.js'
 import type { JobState } from '../core/job.js'
 import type { MountKeys } from '../core/keys.js'
 import type { MountState, RestoreStatus, RestoredEntry } from '../core/status.js'
+import { isCacheNamespace } from '../mounts/sources.js'
 import { formatMode, specFromRecord, type MountSpec } from '../mounts/spec.js'
+import { isBuilderName, isImageRef } from './inputs.js'
 
 /**
  * The job state as text: what main hands to post through the step state,
@@ -64,13 +67,13 @@ export function parseJobState(text: string): JobState | undefined {
   const state: JobState = {
     version: 2,
     engine: engineRecord(r.object('engine')),
-    utilityImage: r.string('utilityImage', IMAGE),
+    utilityImage: r.string('utilityImage', isImageRef, 'an image reference'),
     save: r.boolean('save'),
     extractVia: r.oneOf('extractVia', ROUTE_CHOICES) as RouteChoice,
     maxRestoreBytes: r.integer('maxRestoreBytes'),
     mounts: r.array('mounts').map((m, i) => mountState(m, i))
   }
-  const ns = r.optional('cacheNamespace', k => r.string(k, NAMESPACE))
+  const ns = r.optional('cacheNamespace', k => r.string(k, isCacheNamespace, 'a cache namespace'))
   if (ns !== undefined) state.cacheNamespace = ns
   const maxSize = r.optional('maxSize', k => r.integer(k))
   if (maxSize !== undefined) state.maxSize = maxSize
@@ -87,19 +90,15 @@ export function parseJobState(text: string): JobState | undefined {
   return state
 }
 
-const IMAGE = /^[a-z0-9][a-z0-9._/:@-]{0,511}$/
-const NAMESPACE = /^[A-Za-z0-9_.-]{1,200}$/
-const BUILDER = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/
 const KEY = /^[A-Za-z0-9._-]{1,512}$/
 const DIGEST = /^[0-9a-f]{16,128}$/
-const MANIFEST = /^[0-9a-f]{32}$/
 const ROUTE_CHOICES = ['auto', 'loopback', 'export'] as const
 const ROUTES: readonly RouteName[] = ['loopback', 'gateway', 'build-io']
 const CLIENTS: readonly ClientKind[] = ['buildx', 'docker']
 
 function engineRecord(r: Reader): JobState['engine'] {
   const client = r.oneOf('client', CLIENTS) as ClientKind
-  const builder = r.optional('builder', k => r.string(k, BUILDER))
+  const builder = r.optional('builder', k => r.string(k, isBuilderName, 'a builder name'))
   return builder !== undefined ? { client, builder } : { client }
 }
 
@@ -167,10 +166,12 @@ class Reader {
   private fail(name: string, what: string): never {
     throw new StateError(`${this.where}.${name} must be ${what}`)
   }
-  string(name: string, pattern: RegExp): string {
+  /** A string matching `valid`, or accepted by it (then `what` names what it accepts). */
+  string(name: string, valid: RegExp | ((value: string) => boolean), what = ''): string {
     const v = this.field(name)
-    if (typeof v !== 'string' || !pattern.test(v)) this.fail(name, `a string matching ${String(pattern)}`)
-    return v
+    const ok = typeof v === 'string' && (typeof valid === 'function' ? valid(v) : valid.test(v))
+    if (!ok) this.fail(name, typeof valid === 'function' ? `a string: ${what}` : `a string matching ${String(valid)}`)
+    return v as string
   }
   at(name: string, index: number, pattern: RegExp): string {
     const v = (this.field(name) as unknown[])[index]

@@ -70,7 +70,15 @@ export function resolveMounts(sources: MountSources): ResolvedMounts {
 
 function namespace(buildArgs: Record<string, string>, found?: string): { cacheNamespace?: string } {
   const ns = found ?? buildArgs.BUILDKIT_CACHE_MOUNT_NS
+  if (ns && !isCacheNamespace(ns)) {
+    throw new InputError('build-args', `BUILDKIT_CACHE_MOUNT_NS ${JSON.stringify(ns.slice(0, 80))} must be 1-200 letters, digits, ".", "_" or "-"`)
+  }
   return ns ? { cacheNamespace: ns } : {}
+}
+
+/** A BUILDKIT_CACHE_MOUNT_NS this action accepts (the same rule where main reads it and where post loads the state). */
+export function isCacheNamespace(value: string): boolean {
+  return /^[A-Za-z0-9_.-]{1,200}$/.test(value)
 }
 
 /** The explicit entry's fields, minus an empty target (a partial entry keeps the discovered one). */
