@@ -8,7 +8,7 @@ import { log } from '../log.js'
 import { actionInputs, getInputs, type InputReader, type Inputs } from './inputs.js'
 import { setActionOutputs, writeSummary } from './report.js'
 import { realServices } from './services.js'
-import { saveJobState, serializeJobState } from './state.js'
+import { saveJobState } from './state.js'
 
 /**
  * The main step (and the restore/ sub-action): reads the inputs, plans,
@@ -23,8 +23,7 @@ export async function runMain(restoreOnly: boolean, read: InputReader = actionIn
   // Saved before anything can fail, so post always finds the frozen keys.
   saveJobState(state)
   await restoreMounts(svc, engine, state, await findReach(svc.run, engine))
-  saveJobState(state)
-  setActionOutputs(state, serializeJobState(state))
+  setActionOutputs(state, saveJobState(state))
   // With a save to come, post writes the summary with both halves.
   if (restoreOnly || !state.save) await writeSummary(state, undefined)
   return state

@@ -21,8 +21,11 @@ import { isBuilderName, isImageRef } from './inputs.js'
  */
 const STATE_KEY = 'mount-cache-state'
 
-export function saveJobState(state: JobState): void {
-  core.saveState(STATE_KEY, serializeJobState(state))
+/** Saves the state for post; returns the text (also the `state` output). */
+export function saveJobState(state: JobState): string {
+  const text = serializeJobState(state)
+  core.saveState(STATE_KEY, text)
+  return text
 }
 
 /** undefined when main did not get as far as saving state. Throws StateError for anything malformed. */
@@ -37,8 +40,9 @@ export class StateError extends Error {
   }
 }
 
-export function serializeJobState(state: JobState): string {
-  return JSON.stringify({ ...state, mounts: state.mounts.map(m => ({ ...m, spec: specRecord(m.spec) })) })
+/** `indent` for a file people read (the CLI's state file). */
+export function serializeJobState(state: JobState, indent?: number): string {
+  return JSON.stringify({ ...state, mounts: state.mounts.map(m => ({ ...m, spec: specRecord(m.spec) })) }, null, indent)
 }
 
 /** A spec in the input parser's own field names, so loading can run it through that parser again. */

@@ -1,5 +1,4 @@
-import type { InputReader } from '../action/inputs.js'
-import { INPUT_DEFAULTS } from '../action/input-defaults.js'
+import { InputName, type InputReader } from '../action/inputs.js'
 import type { CacheStore } from '../storage/store.js'
 import { isManagedStore, type ManagedStore } from '../storage/managed.js'
 import { UsageError, type CliOptions } from './args.js'
@@ -27,7 +26,7 @@ export function managedStore(store: CacheStore, command: string): ManagedStore {
   throw new UsageError(`${command} needs a dir: or s3:// backend (the GitHub Actions cache evicts entries by itself)`)
 }
 
-/** The key prefix every entry of this project starts with (the key-prefix input's default when not given). */
-export function keyPrefix(options: CliOptions): string {
-  return options.inputs['key-prefix']?.trim() || (INPUT_DEFAULTS['key-prefix'] ?? '')
+/** The key prefix every entry of this project starts with (the key-prefix input, defaulted as every input is). */
+export function keyPrefix(read: InputReader): string {
+  return read(InputName.keyPrefix).trim()
 }

@@ -52,7 +52,7 @@ export function groupEntries(entries: readonly StoredEntry[], families: readonly
 /** `ls`: what the store holds for this project, per mount: key, size, age, last use. */
 export async function lsCommand({ options, output, store, read }: CommandContext): Promise<void> {
   const managed = managedStore(store, 'ls')
-  const entries = await managed.list(`${keyPrefix(options)}-`)
+  const entries = await managed.list(`${keyPrefix(read)}-`)
   const groups = groupEntries(entries, mountFamilies(options, read))
   const now = Date.now()
   const total = entries.reduce((sum, e) => sum + e.size, 0)

@@ -8,9 +8,9 @@ import { keyPrefix, managedStore, type CommandContext } from './command-context.
  * --max-age, then the least recently used until the rest fits --max-total,
  * and the leftovers of interrupted saves. A failed delete is a warning.
  */
-export async function pruneCommand({ options, output, store }: CommandContext): Promise<void> {
+export async function pruneCommand({ options, output, store, read }: CommandContext): Promise<void> {
   const managed = managedStore(store, 'prune')
-  const entries = await managed.list(`${keyPrefix(options)}-`)
+  const entries = await managed.list(`${keyPrefix(read)}-`)
   const now = Date.now()
   const policy = {
     ...(options.maxAgeMs !== undefined ? { maxAgeMs: options.maxAgeMs } : {}),

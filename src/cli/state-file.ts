@@ -14,7 +14,7 @@ import { UsageError } from './args.js'
 export async function writeStateFile(path: string, state: JobState): Promise<void> {
   // Replaced atomically: a save reading it meanwhile sees the old or the new state, never half.
   const temp = `${path}.${process.pid}.tmp`
-  await writeFile(temp, `${JSON.stringify(JSON.parse(serializeJobState(state)), null, 2)}\n`)
+  await writeFile(temp, `${serializeJobState(state, 2)}\n`)
   await rename(temp, path)
 }
 
