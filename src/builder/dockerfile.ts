@@ -129,14 +129,25 @@ export function injectDockerfile(image: string, mounts: IndexedMount[], mode: In
     `{ ${manifests}; } > /bmc/out/${MANIFEST_FILE}`,
     `echo "$${NONCE_ARG}" > /bmc/out/injected`
   ]
-  const args = mode !== 'context' ? [`ARG ${PORT_ARG}`, `ARG ${TOKEN_ARG}`] : []
+  return generated(image, 'inject', mode !== 'context' ? STREAM_ARGS : [], flags, commands)
+}
+
+/** The stream variants' build arguments: where the listener is and its token. */
+const STREAM_ARGS = [`ARG ${PORT_ARG}`, `ARG ${TOKEN_ARG}`]
+
+/**
+ * A generated Dockerfile: one RUN in the utility image with the nonce and
+ * `args`, then a scratch stage holding only what the RUN put in /bmc/out
+ * (the build's result, which also keeps BuildKit from skipping the RUN).
+ */
+function generated(image: string, stage: string, args: string[], flags: string[], commands: string[]): string {
   return [
-    fromLine(image, 'inject'),
+    fromLine(image, stage),
     `ARG ${NONCE_ARG}`,
     ...args,
     ...runLines(flags, commands),
     'FROM scratch',
-    'COPY --from=inject /bmc/out /',
+    `COPY --from=${stage} /bmc/out /`,
     ''
   ].join('\n')
 }
@@ -144,9 +155,8 @@ export function injectDockerfile(image: string, mounts: IndexedMount[], mode: In
 /**
  * How extract hands the mounts over. A stream: the RUN sends `tar -c` of
  * the mounts to the action's one-shot listener at `host`, nothing is
- * written in the builder. `export`: the
- * RUN writes the same tar into one file that the build exports as its
- * result. Either way busybox `tar -c` reads the mounts directly, keeping
+ * written in the builder. `export`: the RUN writes the same tar into one
+ * file that the build exports as its result. Either way busybox `tar -c` reads the mounts directly, keeping
  * owners, modes, mtimes (symlinks too), hardlinks and long names, and the
  * mounts are read-only so extracting can never change a cache.
  */
@@ -171,14 +181,6 @@ export function extractDockerfile(image: string, mounts: IndexedMount[], mode: E
       ? [`{ echo "$${TOKEN_ARG}"; ${archive}; } | nc ${streamHost(mode)} "$${PORT_ARG}"`, 'mkdir -p /bmc/out', 'echo streamed > /bmc/out/extracted']
       : ['mkdir -p /bmc/out', `${archive} > /bmc/out/${EXPORT_FILE}`])
   ]
-  const args = [...(mode !== 'export' ? [`ARG ${PORT_ARG}`, `ARG ${TOKEN_ARG}`] : []), ...mounts.map(m => `ARG ${manifestArg(m.index)}`)]
-  return [
-    fromLine(image, 'extract'),
-    `ARG ${NONCE_ARG}`,
-    ...args,
-    ...runLines(flags, commands),
-    'FROM scratch',
-    'COPY --from=extract /bmc/out /',
-    ''
-  ].join('\n')
+  const args = [...(mode !== 'export' ? STREAM_ARGS : []), ...mounts.map(m => `ARG ${manifestArg(m.index)}`)]
+  return generated(image, 'extract', args, flags, commands)
 }
