@@ -6,8 +6,8 @@ import { runPost, runSaveOnly, saveJob } from '../src/action/post.js'
 import { parseJobState, serializeJobState } from '../src/action/state.js'
 import { InputError } from '../src/errors.js'
 import { ActionsEnv } from '../test-support/fakes/actions-env.js'
-import { World } from '../test-support/fakes/harness.js'
-import { captureLog, type CapturingLogger } from '../test-support/fakes/log.js'
+import { useWorld, type World } from '../test-support/fakes/harness.js'
+import type { CapturingLogger } from '../test-support/fakes/log.js'
 
 /**
  * The action's phases end to end through the seams: inputs from a fake
@@ -21,17 +21,14 @@ let w: World
 const env = new ActionsEnv()
 afterAll(() => env.dispose())
 let logger: CapturingLogger
-let restoreLogger: () => void
+useWorld((world, log) => {
+  w = world
+  logger = log
+})
 beforeEach(() => {
-  ;({ logger, restore: restoreLogger } = captureLog())
-  w = new World()
   env.install({ 'STATE_mount-cache-state': undefined })
 })
-afterEach(() => {
-  restoreLogger()
-  env.reset()
-  w.dispose()
-})
+afterEach(() => env.reset())
 
 function reader(inputs: Record<string, string> = {}): InputReader {
   const given: Record<string, string> = { mounts: 'id=npm,target=/root/.npm\nid=apt,target=/var/cache/apt', platform: 'linux/amd64', ...inputs }

@@ -1,6 +1,6 @@
 import { Readable } from 'node:stream'
 
-import { afterEach, beforeEach, describe, expect, test } from '@jest/globals'
+import { describe, expect, test } from '@jest/globals'
 
 import { BuildIoTransport } from '../src/builder/build-io-transport.js'
 import { readManifests, manifestsFor } from '../src/builder/manifests.js'
@@ -14,21 +14,12 @@ import { ReadyQueue } from '../src/core/ready-queue.js'
 import { restoreMounts } from '../src/core/restore.js'
 import { saveMounts } from '../src/core/save.js'
 import { archiveRootOf } from '../src/core/services.js'
-import { mountArchive, World } from '../test-support/fakes/harness.js'
-import { captureLog } from '../test-support/fakes/log.js'
+import { mountArchive, useWorld, type World } from '../test-support/fakes/harness.js'
 import { makeTar } from '../test-support/fakes/tar.js'
 
 /** The transports and the route plan, where the flows of core-restore/core-save do not reach. */
 let w: World
-let restoreLogger: () => void
-beforeEach(() => {
-  ;({ restore: restoreLogger } = captureLog())
-  w = new World()
-})
-afterEach(() => {
-  restoreLogger()
-  w.dispose()
-})
+useWorld(world => (w = world))
 
 const npm = { id: 'npm', target: '/root/.npm' }
 const apt = { id: 'apt', target: '/var/cache/apt' }

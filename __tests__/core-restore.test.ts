@@ -1,14 +1,14 @@
 import { readdirSync } from 'node:fs'
 
-import { afterEach, beforeEach, describe, expect, test } from '@jest/globals'
+import { describe, expect, test } from '@jest/globals'
 
 import { LOOPBACK } from '../src/builder/route.js'
 import type { JobState } from '../src/core/job.js'
 import { idSegment } from '../src/core/keys.js'
 import { restoreMounts } from '../src/core/restore.js'
 import { cacheHit, mountOutputs, summaryRows } from '../src/action/report.js'
-import { mountArchive, T, World } from '../test-support/fakes/harness.js'
-import { captureLog, type CapturingLogger } from '../test-support/fakes/log.js'
+import { mountArchive, T, useWorld, type World } from '../test-support/fakes/harness.js'
+import type { CapturingLogger } from '../test-support/fakes/log.js'
 import { makeTar, type RawEntry } from '../test-support/fakes/tar.js'
 
 /**
@@ -19,14 +19,9 @@ import { makeTar, type RawEntry } from '../test-support/fakes/tar.js'
  */
 let w: World
 let logger: CapturingLogger
-let restoreLogger: () => void
-beforeEach(() => {
-  ;({ logger, restore: restoreLogger } = captureLog())
-  w = new World()
-})
-afterEach(() => {
-  restoreLogger()
-  w.dispose()
+useWorld((world, log) => {
+  w = world
+  logger = log
 })
 
 const npm = { id: 'npm', target: '/root/.npm' }

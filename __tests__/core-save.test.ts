@@ -1,6 +1,6 @@
 import { readdirSync } from 'node:fs'
 
-import { afterEach, beforeEach, describe, expect, test } from '@jest/globals'
+import { describe, expect, test } from '@jest/globals'
 
 import { LOOPBACK, type StreamReach } from '../src/builder/route.js'
 import type { Engine } from '../src/builder/engine.js'
@@ -10,8 +10,8 @@ import { restoreMounts } from '../src/core/restore.js'
 import { saveMounts, type SaveReport } from '../src/core/save.js'
 import type { MountSpec } from '../src/mounts/spec.js'
 import { storeOutcome, summaryRows } from '../src/action/report.js'
-import { World } from '../test-support/fakes/harness.js'
-import { captureLog, type CapturingLogger } from '../test-support/fakes/log.js'
+import { useWorld, type World } from '../test-support/fakes/harness.js'
+import type { CapturingLogger } from '../test-support/fakes/log.js'
 import { readTar } from '../test-support/fakes/tar.js'
 
 /**
@@ -22,14 +22,9 @@ import { readTar } from '../test-support/fakes/tar.js'
  */
 let w: World
 let logger: CapturingLogger
-let restoreLogger: () => void
-beforeEach(() => {
-  ;({ logger, restore: restoreLogger } = captureLog())
-  w = new World()
-})
-afterEach(() => {
-  restoreLogger()
-  w.dispose()
+useWorld((world, log) => {
+  w = world
+  logger = log
 })
 
 const npm: MountSpec = { id: 'npm', target: '/root/.npm' }

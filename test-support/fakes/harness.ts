@@ -2,12 +2,15 @@ import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 
+import { afterEach, beforeEach } from '@jest/globals'
+
 import type { Engine } from '../../src/builder/engine.js'
 import type { JobState } from '../../src/core/job.js'
 import { planMounts, type PlanInputs } from '../../src/core/plan.js'
 import type { Services } from '../../src/core/services.js'
 import type { MountSpec } from '../../src/mounts/spec.js'
 import { FakeBuilder, type BuilderFaults } from './builder.js'
+import { captureLog, type CapturingLogger } from './log.js'
 import { MemoryStore, type StoreFaults } from './store.js'
 import { makeTar, type RawEntry } from './tar.js'
 
@@ -67,4 +70,23 @@ export class World {
   dispose(): void {
     rmSync(this.root, { recursive: true, force: true })
   }
+}
+
+/**
+ * A fresh World and a capturing logger for every test of the file (both
+ * undone after it); `take` receives them, e.g. `useWorld((world, log) => { w = world; logger = log })`.
+ */
+export function useWorld(take: (world: World, logger: CapturingLogger) => void): void {
+  let world: World | undefined
+  let restoreLogger: (() => void) | undefined
+  beforeEach(() => {
+    const captured = captureLog()
+    restoreLogger = captured.restore
+    world = new World()
+    take(world, captured.logger)
+  })
+  afterEach(() => {
+    restoreLogger?.()
+    world?.dispose()
+  })
 }
