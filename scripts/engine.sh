@@ -21,6 +21,10 @@
 #   ENGINE_STORAGE_DRIVER  storage drivers to try in order (default "overlay2 vfs")
 #   ENGINE_WAIT            seconds to wait for dockerd to answer (default 60)
 set -euo pipefail
+LOG_TAG=engine
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+# shellcheck source=SCRIPTDIR/lib/common.sh
+source "$HERE/lib/common.sh"
 
 readonly PREFIX="${ENGINE_PREFIX:-/opt/buildkit-mount-cache-engine}"
 readonly SUITE="${ENGINE_SUITE:-trixie}"
@@ -33,37 +37,16 @@ readonly BUILDX_SRC="$ROOT/usr/libexec/docker/cli-plugins/docker-buildx"
 readonly PLUGIN_DIR=/usr/libexec/docker/cli-plugins
 readonly PIDFILE="$PREFIX/dockerd.pid"
 readonly LOGFILE="$PREFIX/dockerd.log"
-readonly LOCKFILE="$PREFIX/.lock"
 readonly SOCK=/var/run/docker.sock
 readonly UTILITY_IMAGE=buildkit-mount-cache/utility:busybox
 # The Debian 12 client: installed by step 1, talks to any API version, ignores DOCKER_HOST/contexts here.
 readonly CLIENT=/usr/bin/docker
 
-readonly T0="$EPOCHREALTIME"
-log() { printf '[engine %6.1fs] %s\n' "$(bc_sub "$EPOCHREALTIME" "$T0")" "$*" >&2; }
-die() { log "error: $*"; exit 1; }
-bc_sub() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.1f", a - b }'; }
-
-# One EXIT trap runs every registered cleanup step, newest first.
-CLEANUPS=()
-on_exit() {
-  local i
-  for ((i = ${#CLEANUPS[@]} - 1; i >= 0; i--)); do eval "${CLEANUPS[i]}" || true; done
-}
-trap on_exit EXIT
-
 dock() { "$CLIENT" -H "unix://$SOCK" "$@"; }
 daemon_answers() { [[ -x $CLIENT ]] && timeout 10 "$CLIENT" -H "unix://$SOCK" info --format '{{.ServerVersion}}' >/dev/null 2>&1; }
 
 # The pid in our pid file, if that process is still our dockerd; empty otherwise.
-our_pid() {
-  local pid
-  [[ -s $PIDFILE ]] || return 0
-  pid="$(<"$PIDFILE")"
-  [[ $pid =~ ^[0-9]+$ ]] || return 0
-  [[ "$(readlink "/proc/$pid/exe" 2>/dev/null || true)" == "$(readlink -f "$DOCKERD")" ]] && echo "$pid"
-  return 0
-}
+our_pid() { pid_alive "$PIDFILE" "$DOCKERD"; }
 
 # ---------------------------------------------------------------------------------------------
 # Step 1: Debian 12 packages (containerd, runc, tini, 20.10 client) and busybox-static.
@@ -77,21 +60,9 @@ install_base() {
   ((${#missing[@]})) || return 0
   log "installing docker.io busybox-static (missing: ${missing[*]})"
 
-  # Keep every package from starting a service: Debian 12's dockerd must not own the socket.
-  # Restore whatever policy-rc.d was there before.
-  local policy=/usr/sbin/policy-rc.d
-  if [[ -e $policy ]]; then
-    cp -a "$policy" "$PREFIX/policy-rc.d.saved"
-    CLEANUPS+=("mv -f '$PREFIX/policy-rc.d.saved' '$policy'")
-  else
-    CLEANUPS+=("rm -f '$policy'")
-  fi
-  printf '#!/bin/sh\n# written by buildkit-mount-cache scripts/engine.sh during apt-get install\nexit 101\n' >"$policy"
-  chmod 0755 "$policy"
-
+  # No package may start a service (Debian 12's dockerd must not own the socket): without_services.
   local before
   before="$(daemon_pids)"
-  export DEBIAN_FRONTEND=noninteractive
   local pkgs=(docker.io busybox-static)
   # Lists are refreshed only when they do not know the packages (or the install fails below).
   local policy_out
@@ -99,10 +70,10 @@ install_base() {
   if [[ "$(grep -c 'Candidate: [0-9]' <<<"$policy_out" || true)" -lt 2 ]]; then
     apt-get update -q
   fi
-  if ! apt-get install -y -q --no-install-recommends "${pkgs[@]}"; then
+  if ! without_services apt-get install -y -q --no-install-recommends "${pkgs[@]}"; then
     log "install failed; refreshing package lists once"
     apt-get update -q
-    apt-get install -y -q --no-install-recommends "${pkgs[@]}"
+    without_services apt-get install -y -q --no-install-recommends "${pkgs[@]}"
   fi
 
   # Belt and braces: anything the install started anyway gets stopped (it was started by us).
@@ -124,43 +95,14 @@ daemon_pids() { { pgrep -x dockerd || true; pgrep -x containerd || true; } | sor
 # Step 2: Debian 13's docker.io and docker-buildx, through a private apt directory.
 fetch_engine() {
   [[ -x $DOCKERD && -x $BUILDX_SRC ]] && return 0
-  local apt="$PREFIX/apt" debs="$PREFIX/debs" codename src
-  codename="$(. /etc/os-release && echo "${VERSION_CODENAME:-}")"
-  [[ -n $codename ]] || die "no VERSION_CODENAME in /etc/os-release"
-  log "fetching docker.io and docker-buildx from $SUITE (private apt dir $apt)"
-  rm -rf "$apt/sources.list.d"
-  mkdir -p "$apt/lists/partial" "$apt/cache/archives/partial" "$apt/sources.list.d" "$apt/preferences.d" "$debs"
-  : >"$apt/status"
-
+  local debs="$PREFIX/debs"
+  log "fetching docker.io and docker-buildx from $SUITE (private apt dir $PREFIX/apt)"
   # The system's sources with its codename (and codename-updates/-security) mapped to $SUITE.
-  if [[ -f /etc/apt/sources.list.d/debian.sources ]]; then
-    src=/etc/apt/sources.list.d/debian.sources
-    sed -E -e "/^Suites:/ s/\\b${codename}\\b/${SUITE}/g" -e 's/^Types:.*/Types: deb/' "$src" \
-      >"$apt/sources.list.d/debian.sources"
-  elif [[ -f /etc/apt/sources.list ]]; then
-    src=/etc/apt/sources.list
-    sed -E -n "/^deb[[:space:]]/ { s/\\b${codename}\\b/${SUITE}/g; p }" "$src" >"$apt/sources.list.d/debian.list"
-  else
-    die "neither /etc/apt/sources.list.d/debian.sources nor /etc/apt/sources.list"
-  fi
-  grep -qw "$SUITE" "$apt"/sources.list.d/* || die "could not derive $SUITE sources from $src"
-
-  local opts=(
-    -o "Dir::State::Lists=$apt/lists"
-    -o "Dir::State::status=$apt/status"
-    -o "Dir::State::extended_states=$apt/extended_states"
-    -o "Dir::Cache=$apt/cache"
-    -o "Dir::Etc::sourcelist=/dev/null"
-    -o "Dir::Etc::sourceparts=$apt/sources.list.d"
-    -o "Dir::Etc::Preferences=/dev/null"
-    -o "Dir::Etc::PreferencesParts=$apt/preferences.d"
-    -o "APT::Sandbox::User=root"
-    -o "Acquire::Languages=none"
-    -o "Acquire::IndexTargets::deb::DEP-11::DefaultEnabled=false"
-  )
-  apt-get "${opts[@]}" update -q
+  papt_init "$PREFIX/apt" "$SUITE"
+  papt_update force
+  mkdir -p "$debs"
   rm -f "$debs"/*.deb
-  (cd "$debs" && apt-get "${opts[@]}" download docker.io docker-buildx)
+  (cd "$debs" && apt-get "${PAPT_OPTS[@]}" download docker.io docker-buildx)
 
   # Unpack next to the final place and rename, so a half-done unpack never counts as done.
   rm -rf "$ROOT.new"
@@ -232,15 +174,7 @@ start_dockerd() {
   die "dockerd did not start with any of: $DRIVERS; see $LOGFILE"
 }
 
-wait_for_daemon() {
-  local pid="$1" deadline=$((SECONDS + WAIT))
-  while ((SECONDS < deadline)); do
-    kill -0 "$pid" 2>/dev/null || return 1
-    daemon_answers && return 0
-    sleep 0.2
-  done
-  return 1
-}
+# Step 5: the utility image (lib/common.sh's build_utility_image).
 
 # ---------------------------------------------------------------------------------------------
 # Step 5: the utility image: busybox and its applets, /tmp, nothing else.
@@ -273,15 +207,9 @@ summary() {
   echo "engine: dockerd $server ($who, storage $driver), buildx ${buildx:-missing}, $UTILITY_IMAGE ${image#sha256:}"
 }
 
-lock() {
-  mkdir -p "$PREFIX"
-  exec 9>"$LOCKFILE"
-  flock 9
-}
-
 cmd_start() {
   [[ $EUID -eq 0 ]] || die "start needs root"
-  lock
+  lock_dir "$PREFIX"
   install_base
   fetch_engine
   install_buildx
@@ -293,7 +221,7 @@ cmd_start() {
 
 cmd_stop() {
   [[ -d $PREFIX ]] || { echo "engine: not set up ($PREFIX missing)"; return 0; }
-  lock
+  lock_dir "$PREFIX"
   local pid
   pid="$(our_pid)"
   if [[ -z $pid ]]; then
@@ -301,15 +229,7 @@ cmd_stop() {
     echo "engine: no dockerd started by engine.sh is running"
     return 0
   fi
-  log "stopping dockerd pid $pid"
-  kill -TERM "$pid"
-  local deadline=$((SECONDS + 60))
-  while kill -0 "$pid" 2>/dev/null && ((SECONDS < deadline)); do sleep 0.2; done
-  if kill -0 "$pid" 2>/dev/null; then
-    log "dockerd pid $pid still running after 60s; sending SIGKILL"
-    kill -KILL "$pid" 2>/dev/null || true
-    while kill -0 "$pid" 2>/dev/null; do sleep 0.2; done
-  fi
+  stop_pid "$pid" dockerd
   rm -f "$PIDFILE"
   echo "engine: stopped dockerd pid $pid"
 }

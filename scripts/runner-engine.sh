@@ -246,34 +246,8 @@ start_dockerd() {
   die "dockerd did not start with any of: $DRIVERS; see $DOCKERD_LOG"
 }
 
-wait_for_daemon() {
-  local pid="$1" deadline=$((SECONDS + WAIT))
-  while ((SECONDS < deadline)); do
-    kill -0 "$pid" 2>/dev/null || return 1
-    daemon_answers && return 0
-    sleep 0.2
-  done
-  return 1
-}
-
 # ---------------------------------------------------------------------------------------------
-# Step 7: the utility image (as scripts/engine.sh builds it) and a check.
-build_utility_image() {
-  dock image inspect "$UTILITY_IMAGE" >/dev/null 2>&1 && return 0
-  log "building $UTILITY_IMAGE"
-  local tmp applet
-  tmp="$(mktemp -d)"
-  CLEANUPS+=("rm -rf '$tmp'")
-  mkdir -p "$tmp/rootfs/bin" "$tmp/rootfs/tmp"
-  chmod 1777 "$tmp/rootfs/tmp"
-  cp /bin/busybox "$tmp/rootfs/bin/busybox"
-  for applet in $(/bin/busybox --list); do
-    [[ $applet == busybox ]] || ln -s busybox "$tmp/rootfs/bin/$applet"
-  done
-  tar --numeric-owner --owner=0 --group=0 -C "$tmp/rootfs" -c . |
-    dock import --message "buildkit-mount-cache utility image (busybox-static)" - "$UTILITY_IMAGE" >/dev/null
-}
-
+# Step 7: the utility image (lib/common.sh's build_utility_image, as for scripts/engine.sh) and a check.
 # A docker-driver build with buildx 0.29 (once per daemon data root: the marker lives there).
 verify() {
   local server client buildx

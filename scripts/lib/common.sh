@@ -12,6 +12,8 @@
 #   pid_alive PIDFILE EXE  prints the pid from PIDFILE if that process still runs EXE
 #   stop_pid PID NAME      TERM, wait up to 60 s, then KILL
 #   without_services CMD   run CMD with a policy-rc.d that keeps packages from starting services
+#   wait_for_daemon PID    wait up to $WAIT s for the caller's daemon_answers while PID lives
+#   build_utility_image    import $UTILITY_IMAGE (busybox and its applets) with the caller's dock
 
 : "${LOG_TAG:=script}"
 readonly T0="${T0:-$EPOCHREALTIME}"
@@ -192,4 +194,33 @@ docker_client() {
     [[ -x $c ]] && { echo "$c"; return 0; }
   done
   command -v docker || die "no docker client (run scripts/engine.sh or scripts/runner-engine.sh start first)"
+}
+
+# ---------------------------------------------------------------------------------------------
+# For the engine scripts: the caller defines daemon_answers, dock, WAIT and UTILITY_IMAGE.
+wait_for_daemon() {
+  local pid="$1" deadline=$((SECONDS + WAIT))
+  while ((SECONDS < deadline)); do
+    kill -0 "$pid" 2>/dev/null || return 1
+    daemon_answers && return 0
+    sleep 0.2
+  done
+  return 1
+}
+
+# The utility image: busybox and its applets, /tmp, nothing else (imported: no registry needed).
+build_utility_image() {
+  dock image inspect "$UTILITY_IMAGE" >/dev/null 2>&1 && return 0
+  log "building $UTILITY_IMAGE"
+  local tmp applet
+  tmp="$(mktemp -d)"
+  CLEANUPS+=("rm -rf '$tmp'")
+  mkdir -p "$tmp/rootfs/bin" "$tmp/rootfs/tmp"
+  chmod 1777 "$tmp/rootfs/tmp"
+  cp /bin/busybox "$tmp/rootfs/bin/busybox"
+  for applet in $(/bin/busybox --list); do
+    [[ $applet == busybox ]] || ln -s busybox "$tmp/rootfs/bin/$applet"
+  done
+  tar --numeric-owner --owner=0 --group=0 -C "$tmp/rootfs" -c . |
+    dock import --message "buildkit-mount-cache utility image (busybox-static)" - "$UTILITY_IMAGE" >/dev/null
 }
