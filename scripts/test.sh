@@ -19,6 +19,9 @@
 # on the machine (keyed on the package versions) so a second run only starts them.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+LOG_TAG=tests
+# shellcheck source=SCRIPTDIR/lib/common.sh
+source scripts/lib/common.sh
 
 itg_only=""
 if [[ ${1:-} == --itg-only ]]; then
@@ -40,16 +43,13 @@ if [[ -z $itg_only ]]; then
   jest "$@" --selectProjects unit
 fi
 
-STOPS=()
-on_exit() {
-  local i
-  for ((i = ${#STOPS[@]} - 1; i >= 0; i--)); do eval "${STOPS[i]}" || true; done
-}
-trap on_exit EXIT
-# Starts a service with `bash scripts/NAME start` and registers its stop when it was not running before.
+# Starts a service with `bash scripts/NAME start` and registers its stop (lib/common.sh's CLEANUPS,
+# run at exit) when it was not running before.
 start() {
-  local script="$1"
-  if ! bash "scripts/$script" status 2>/dev/null | grep -qE 'answers|running \(ours|: running'; then STOPS+=("bash scripts/$script stop"); fi
+  local script="$1" status
+  # Read whole before matching: grep -q quitting early would break the pipe (and pipefail the test).
+  status="$(bash "scripts/$script" status 2>/dev/null || true)"
+  if ! grep -qE ': answers|: running' <<<"$status"; then CLEANUPS+=("bash scripts/$script stop"); fi
   bash "scripts/$script" start
 }
 
@@ -94,6 +94,9 @@ for p in $profiles; do
     ;;
   container | container-host)
     if [[ -z ${builders_started:-} ]]; then
+      # builders.sh starts these itself when needed; started here first, so their stops are registered too.
+      start runner-engine.sh
+      start registry.sh
       start builders.sh
       builders_started=1
     fi
