@@ -51,10 +51,6 @@ export interface MountState {
   restoreMs?: number
 }
 
-export interface MountOutcome extends MountState {
-  save?: SaveStatus
-}
-
 /** The entry in the builder, if this mount's restore got that far. */
 export function injectedEntry(status: RestoreStatus): RestoredEntry | undefined {
   return status.kind === 'injected' ? status.entry : undefined

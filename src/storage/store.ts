@@ -2,7 +2,7 @@
  * Cache I/O: the only module that talks to @actions/cache. Each mount is one
  * entry holding one file (the mount archive); the path array must be the
  * same at restore and save because the library hashes it into the entry's
- * version, so callers take it from mountArchivePath().
+ * version, so callers take it from archivePathOf() (core/job.ts).
  */
 export interface CacheStore {
   available(): boolean
