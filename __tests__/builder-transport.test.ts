@@ -63,8 +63,8 @@ describe('runPhase and the route plan', () => {
 
   test('labels for the log lines', () => {
     const gw = new StreamTransport({ host: '172.17.0.1', network: 'default', route: 'gateway' })
-    expect(gw.label('inject')).toBe('gateway stream (172.17.0.1)')
-    expect(gw.through('extract')).toBe('the gateway stream (172.17.0.1)')
+    expect(gw.label('inject')).toBe('gateway stream at 172.17.0.1')
+    expect(gw.through('extract')).toBe('the gateway stream at 172.17.0.1')
     const io = new BuildIoTransport()
     expect([io.label('inject'), io.label('extract'), io.through('inject'), io.through('extract')]).toEqual([
       'build context',

@@ -35,7 +35,7 @@ export class StreamTransport implements Transport {
   }
 
   label(_phase: Phase): string {
-    return this.route === 'loopback' ? 'loopback stream' : `gateway stream (${this.host})`
+    return this.route === 'loopback' ? 'loopback stream' : `gateway stream at ${this.host}`
   }
 
   through(phase: Phase): string {
