@@ -4,7 +4,7 @@
 //
 //   npx tsx scripts/bench/bench.ts [--size-mib 1024] [--files 20000] [--quick]
 //       [--sizes 256,512,1024] [--repeat 1] [--json FILE] [--private-engine]
-//       [--prune-all] [--compression]
+//       [--prune-all] [--compression] [--builder NAME]
 //
 // --quick        64 MiB / 2,000 files, a sanity run
 // --sizes LIST   a sweep: the whole measurement at each size (MiB), one after
@@ -22,6 +22,11 @@
 //                only the records this run created; other jobs may share the engine)
 // --compression  also measure tar | zstd at a few levels over the host tree of
 //                each size and over two synthetic samples (see compression.ts)
+// --builder NAME every phase on buildx builder NAME (e.g. a docker-container builder:
+//                scripts/builders.sh env NAME gives the engine's environment, and
+//                BMC_TEST_UTILITY_IMAGE the utility image as that builder pulls it): the
+//                action (input builder), the per-mount method and the floors, whose
+//                stream variants use the route the action finds (src/builder/reach.ts)
 //
 // Other jobs that `buildx prune --all` the shared engine empty the bench's
 // mounts; the bench notices (every move is checked) and repeats the round on
@@ -36,6 +41,9 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { performance } from 'node:perf_hooks'
 
+import { runCommand } from '../../src/builder/command.js'
+import { findReach } from '../../src/builder/reach.js'
+import type { StreamReach } from '../../src/builder/route.js'
 import { bundleAction, REPO_ROOT } from '../../test-support/action-runner.js'
 import { startCacheService } from '../../test-support/cache-service/server.js'
 import { UTILITY_IMAGE } from '../../test-support/user-build.js'
@@ -77,6 +85,8 @@ interface Options {
   pruneAll: boolean
   privateEngine: boolean
   compression: boolean
+  /** --builder: the buildx builder every phase runs on (default: the current one). */
+  builder?: string
 }
 
 function parseArgs(argv: string[]): Options {
@@ -124,14 +134,16 @@ function parseArgs(argv: string[]): Options {
     else if (arg === '--prune-all') opts.pruneAll = true
     else if (arg === '--private-engine') opts.privateEngine = true
     else if (arg === '--compression') opts.compression = true
+    else if (arg === '--builder') opts.builder = value()
     else if (arg === '--help' || arg === '-h') {
       console.log(
-        'usage: bench.ts [--size-mib N | --sizes N,N,...] [--files N] [--quick] [--repeat N] [--json FILE] [--private-engine] [--prune-all] [--compression]'
+        'usage: bench.ts [--size-mib N | --sizes N,N,...] [--files N] [--quick] [--repeat N] [--json FILE] [--private-engine] [--prune-all] [--compression] [--builder NAME]'
       )
       process.exit(0)
     } else throw new Error(`unknown argument ${arg}`)
   }
   if (opts.sizes && sizeGiven) throw new Error('--sizes replaces --size-mib and --quick: give one or the other')
+  if (opts.builder && opts.privateEngine) throw new Error('--builder names a builder of the current engine; --private-engine starts another')
   return opts
 }
 
@@ -165,6 +177,8 @@ interface Bench {
   work: string
   bundleDir: string
   perMount: PerMount
+  /** Where a RUN of the builder reaches the bench's listeners (the stream floors). */
+  reach: StreamReach
 }
 
 interface SizeResult extends SizeOutcome {
@@ -202,6 +216,13 @@ async function main(): Promise<void> {
     log(`private engine: dockerd pid ${privateEngine.pid} on ${privateEngine.host}`)
   }
 
+  if (opts.builder) {
+    // The current builder of every docker buildx command from here on, the action's included.
+    process.env.BUILDX_BUILDER = opts.builder
+  }
+  const reach = await findReach(runCommand, { client: 'buildx', docker: 'docker', ...(opts.builder ? { builder: opts.builder } : {}) })
+  if (reach === undefined) throw new Error('no stream reaches this machine from the builder: the stream floors cannot run')
+  log(`builder ${opts.builder ?? '(current)'}: streams reach the bench at ${reach.host} (${reach.route}, build network ${reach.network})`)
   const engineVersions = (await sh("docker version --format 'dockerd {{.Server.Version}}'; docker buildx version", { allowFail: true })).stdout
     .trim()
     .split('\n')
@@ -216,10 +237,10 @@ async function main(): Promise<void> {
   const perMount = new PerMount({
     scratchDir: join(work, 'scratch'),
     utilityImage: UTILITY_IMAGE,
-    builder: 'default',
+    builder: opts.builder ?? 'default',
     namePrefix: `bmc-bench-dance-${run}`
   })
-  const bench: Bench = { opts, run, startedAt, work, bundleDir: bundle.dir, perMount }
+  const bench: Bench = { opts, run, startedAt, work, bundleDir: bundle.dir, perMount, reach }
   const results: SizeResult[] = []
   const synthetic: CompressionResult[] = []
   let failure: unknown
@@ -298,7 +319,13 @@ async function measureSize(bench: Bench, spec: SizeSpec, plan: DatasetPlan, labe
     bundleDir: bench.bundleDir,
     workspace,
     env: { ...service.env(), RUNNER_TEMP: join(work, 'runner-temp'), GITHUB_WORKSPACE: workspace },
-    inputs: { mounts: actionMountsInput(mounts), 'key-files': '', 'utility-image': UTILITY_IMAGE, client: 'buildx' },
+    inputs: {
+      mounts: actionMountsInput(mounts),
+      'key-files': '',
+      'utility-image': UTILITY_IMAGE,
+      client: 'buildx',
+      ...(bench.opts.builder ? { builder: bench.opts.builder } : {})
+    },
     rssDir: join(work, 'rss')
   }
   const hostData = join(work, 'host', 'data')
@@ -373,7 +400,7 @@ async function measureSize(bench: Bench, spec: SizeSpec, plan: DatasetPlan, labe
     // 3c. Extract floors, from the same mounts.
     for (const v of EXTRACT_VARIANTS) {
       log(`extract floor: ${v}`)
-      const f = await extractFloor(v, UTILITY_IMAGE, mounts, work)
+      const f = await extractFloor(v, UTILITY_IMAGE, mounts, work, undefined, bench.reach)
       if ((f.bytes ?? 0) < plan.totalBytes) throw new ForeignPrune(`extract floor ${v} exported ${f.bytes} bytes, the mounts hold ${plan.totalBytes}`)
       s.add(`floor.${f.name}`, f.seconds)
       details[`floor.${f.name}.steps`] = f.steps
@@ -468,7 +495,7 @@ async function measureSize(bench: Bench, spec: SizeSpec, plan: DatasetPlan, labe
     for (const v of INJECT_VARIANTS) {
       log(`inject floor: ${v}`)
       const suffix = `floor-${v}-${tag}`
-      const f = await injectFloor(v, UTILITY_IMAGE, mounts, v === 'tar-x' ? tarCtx : join(work, 'host'), suffix)
+      const f = await injectFloor(v, UTILITY_IMAGE, mounts, v === 'tar-x' ? tarCtx : join(work, 'host'), suffix, bench.reach)
       compare(`floor inject ${v} (builder tree vs generated)`, await signaturesOf(mounts.map(m => `${m.id}-${suffix}`)), original)
       s.add(`floor.${f.name}`, f.seconds)
       details[`floor.${f.name}.steps`] = f.steps
@@ -572,7 +599,11 @@ function writeJson(
   results: SizeResult[],
   compression: CompressionResult[]
 ): void {
-  const common = { run: meta.run, options: meta.opts, engine: { private: meta.opts.privateEngine, versions: meta.engineVersions } }
+  const common = {
+    run: meta.run,
+    options: meta.opts,
+    engine: { private: meta.opts.privateEngine, versions: meta.engineVersions, builder: meta.opts.builder ?? null }
+  }
   const perSize = meta.opts.sizes ? { sizes: results.map(sizeJson), growth: growthRows(results) } : sizeJson(results[0] as SizeResult)
   const json = { ...common, ...perSize, foreignBuildsAtStart: meta.others, ...(compression.length > 0 ? { compression } : {}) }
   writeFileSync(file, `${JSON.stringify(json, null, 2)}\n`)

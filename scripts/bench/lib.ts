@@ -110,26 +110,43 @@ export interface CacheRecord {
 }
 
 /**
- * Build-cache records of the engine's own builder (the docker driver the
- * bench uses). `docker system df -v` gives them as JSON with whole
- * descriptions; `buildx du --verbose` prints multi-line ones unparseably.
+ * Build-cache records of the current builder (BUILDX_BUILDER, else the
+ * engine's docker driver). buildx 0.2x prints them as JSON lines with whole
+ * descriptions (`buildx du --format json`); older buildx has no --format
+ * (and `--verbose` prints multi-line descriptions unparseably), so there the
+ * docker driver's records come from `docker system df -v`.
  */
 export async function listRecords(): Promise<CacheRecord[]> {
+  const du = await sh(`docker buildx du --format json`, { allowFail: true })
+  if (du.code === 0) {
+    return du.stdout
+      .split('\n')
+      .filter(line => line.startsWith('{'))
+      .map(line => record(JSON.parse(line) as RawRecord))
+  }
   const { stdout } = await sh(`docker system df -v --format '{{json .BuildCache}}'`)
-  const raw = JSON.parse(stdout.trim() || '[]') as Array<{
-    ID: string
-    CreatedAt: string
-    Description: string
-    CacheType: string
-    InUse: boolean | string
-  }> | null
-  return (raw ?? []).map(r => ({
+  const raw = JSON.parse(stdout.trim() || '[]') as RawRecord[] | null
+  return (raw ?? []).map(record)
+}
+
+/** A record as either command prints it (`Type` from buildx du, `CacheType` from system df). */
+interface RawRecord {
+  ID: string
+  CreatedAt: string
+  Description: string
+  Type?: string
+  CacheType?: string
+  InUse?: boolean | string
+}
+
+function record(r: RawRecord): CacheRecord {
+  return {
     id: r.ID,
     createdAt: Date.parse(r.CreatedAt.replace(/^(\S+) (\d\d:\d\d:\d\d(?:\.\d+)?) \+0000 UTC$/, '$1T$2Z')),
     description: r.Description,
-    type: r.CacheType,
+    type: r.Type ?? r.CacheType ?? '',
     inUse: String(r.InUse) === 'true'
-  }))
+  }
 }
 
 /** Prunes records one by one (the prune filter takes a single id). Returns how many went. */
