@@ -20,7 +20,7 @@ import { forEachLimit } from '../src/core/concurrency.js'
 import { runStep, type StepResult } from '../test-support/action-runner.js'
 import { EXAMPLES, exampleDef, exampleNames, mountFlags, OUR_ACTION, RUNNER_PLATFORM, testedDockerfile } from '../test-support/examples.js'
 import { useItgEnv } from '../test-support/itg-env.js'
-import { pruneBuilder, UTILITY_IMAGE } from '../test-support/user-build.js'
+import { pruneBuilder, UTILITY_IMAGE, utilityImageContext } from '../test-support/user-build.js'
 
 const itg = useItgEnv('examples')
 const run = randomUUID().slice(0, 6)
@@ -80,7 +80,7 @@ interface BuildResult {
 async function userBuild(name: string, args: Record<string, string>): Promise<BuildResult> {
   const out = join(itg.work, `out-${randomUUID()}`)
   mkdirSync(out, { recursive: true })
-  const argv = ['buildx', 'build', '--progress=plain', '-f', join(EXAMPLES, name, 'Dockerfile')]
+  const argv = ['buildx', 'build', '--progress=plain', ...utilityImageContext(), '-f', join(EXAMPLES, name, 'Dockerfile')]
   argv.push(...Object.entries(args).flatMap(([k, v]) => ['--build-arg', `${k}=${v}`]), '--output', `type=local,dest=${out}`, EXAMPLES)
   const child = spawn('docker', argv, { stdio: ['ignore', 'ignore', 'pipe'] })
   let log = ''

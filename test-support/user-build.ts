@@ -23,7 +23,14 @@ export const TEST_PROFILE = {
   classicClient: (process.env.BMC_TEST_PROFILE || 'classic') === 'classic'
 }
 
-export const UTILITY_IMAGE = process.env.BMC_TEST_UTILITY_IMAGE || 'buildkit-mount-cache/utility:busybox'
+/** The utility image as scripts/engine.sh imports it into the daemon (the name the examples' Dockerfiles use). */
+export const LOCAL_UTILITY_IMAGE = 'buildkit-mount-cache/utility:busybox'
+export const UTILITY_IMAGE = process.env.BMC_TEST_UTILITY_IMAGE || LOCAL_UTILITY_IMAGE
+
+/** Build flags that make `FROM <LOCAL_UTILITY_IMAGE>` resolve to UTILITY_IMAGE on builders that pull it from a registry. */
+export function utilityImageContext(): string[] {
+  return UTILITY_IMAGE === LOCAL_UTILITY_IMAGE ? [] : ['--build-context', `${LOCAL_UTILITY_IMAGE}=docker-image://${UTILITY_IMAGE}`]
+}
 
 interface ClientCommand {
   cmd: string
