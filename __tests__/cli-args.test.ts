@@ -6,7 +6,8 @@ import { join } from 'node:path'
 
 import { describe, expect, test } from '@jest/globals'
 
-import { cliInputs, defaultBackend, DEFAULT_STATE_FILE, parseCli, UsageError, type CliOptions } from '../src/cli/args.js'
+import { cliInputs, defaultBackend, parseCli, UsageError, type CliOptions } from '../src/cli/args.js'
+import { defaultStatePath } from '../src/cli/state-path.js'
 import { groupEntries } from '../src/cli/ls-command.js'
 import { asOption } from '../src/cli/main.js'
 import { parseWorkflowCommand } from '../src/cli/output.js'
@@ -16,8 +17,8 @@ import type { StoredEntry } from '../src/storage/managed.js'
 import { deferredStore, openStore, parseBackend } from '../src/storage/select.js'
 
 const options = (argv: string[], env: NodeJS.ProcessEnv = {}): CliOptions => {
-  const parsed = parseCli(argv, env)
-  if (parsed.help) throw new Error('unexpected help')
+  const parsed = parseCli(argv, env, '/work/project')
+  if (parsed.kind !== 'run') throw new Error(`unexpected ${parsed.kind}`)
   return parsed.options
 }
 
@@ -71,7 +72,7 @@ describe('parseCli', () => {
       platform: 'linux/arm64',
       'max-size': '2G'
     })
-    expect(o.state).toBe(DEFAULT_STATE_FILE)
+    expect(o.state).toBe(defaultStatePath({}, '/work/project', 'proj'))
     expect(o.json).toBe(false)
   })
 
@@ -107,10 +108,31 @@ describe('parseCli', () => {
     expect(o.json).toBe(true)
   })
 
-  test('help', () => {
-    expect(parseCli(['--help'])).toEqual({ help: true })
-    expect(parseCli(['help'])).toEqual({ help: true })
-    expect(parseCli(['save', '-h'])).toEqual({ help: true, command: 'save' })
+  test('help and version', () => {
+    expect(parseCli(['--help'])).toEqual({ kind: 'help' })
+    expect(parseCli(['help'])).toEqual({ kind: 'help' })
+    expect(parseCli(['save', '-h'])).toEqual({ kind: 'help', command: 'save' })
+    expect(parseCli(['help', 'prune'])).toEqual({ kind: 'help', command: 'prune' })
+    expect(parseCli(['--version'])).toEqual({ kind: 'version' })
+    expect(parseCli(['restore', '--version'])).toEqual({ kind: 'version' })
+  })
+
+  test('the state file: --state as given, else outside the working directory, named from the key prefix and the directory', () => {
+    expect(options(['restore', '--state', 'here.json']).state).toBe('here.json')
+    const home = options(['restore']).state
+    expect(home).toMatch(/^\/.*\/\.local\/state\/buildkit-mount-cache\/buildkit-mount-cache-state-[0-9a-f]{16}\.json$/)
+    expect(home.startsWith('/work/project/')).toBe(false)
+    expect(options(['save'], { XDG_STATE_HOME: '/var/state' }).state).toMatch(
+      /^\/var\/state\/buildkit-mount-cache\/buildkit-mount-cache-state-[0-9a-f]{16}\.json$/
+    )
+    // Inside a job, RUNNER_TEMP (removed by the runner after the job).
+    const job = options(['restore'], { RUNNER_TEMP: '/runner/_temp' }).state
+    expect(job).toMatch(/^\/runner\/_temp\/buildkit-mount-cache-state-[0-9a-f]{16}\.json$/)
+    // restore and save of one job find the same file; another prefix or directory another one.
+    expect(options(['save'], { RUNNER_TEMP: '/runner/_temp' }).state).toBe(job)
+    expect(options(['restore', '--key-prefix', 'buildkit-mount-cache'], { RUNNER_TEMP: '/runner/_temp' }).state).toBe(job)
+    expect(options(['restore', '--key-prefix', 'other'], { RUNNER_TEMP: '/runner/_temp' }).state).not.toBe(job)
+    expect(defaultStatePath({ RUNNER_TEMP: '/runner/_temp' }, '/work/other', 'buildkit-mount-cache')).not.toBe(job)
   })
 
   test.each([
@@ -121,6 +143,9 @@ describe('parseCli', () => {
     [['restore', '--key-prefix'], /argument missing/],
     [['restore', '--max-age', '7d'], /--max-age is an option of prune only/],
     [['ls', '--state', 'x.json'], /--state is an option of restore and save only/],
+    [['prune', '--max-age', '1d', '--mounts', 'id=x,target=/x'], /--mounts is an option of restore, save and ls only/],
+    [['ls', '--dry-run'], /--dry-run is an option of prune only/],
+    [['help', 'fetch'], /unknown command "fetch"/],
     [['prune'], /prune needs --max-age and\/or --max-total/],
     [['prune', '--max-age', '7 days'], /--max-age must be a duration/],
     [['prune', '--max-total', 'lots'], /--max-total must be a size/],

@@ -2,7 +2,8 @@
 // cycle save → empty builder → restore, checked bit-exact by listing the
 // mount from a user build, for the local-dir backend and for S3 against a
 // real S3-compatible server on 127.0.0.1 (with a multipart upload); two
-// racing saves of one key; ls, prune, JSON output and exit codes.
+// racing saves of one key; ls, prune, JSON output, exit codes, --version
+// from the bundle alone, and the state file kept out of the build context.
 import { spawn, spawnSync } from 'node:child_process'
 import { randomUUID } from 'node:crypto'
 import type { IncomingMessage, Server } from 'node:http'
@@ -60,7 +61,7 @@ interface CliResult {
 async function cli(args: string[], cwd: string, env: NodeJS.ProcessEnv = {}): Promise<CliResult> {
   const child = spawn(process.execPath, [join(bundle.dir, 'cli.cjs'), ...args], {
     cwd,
-    env: { ...process.env, GITHUB_ACTIONS: '', RUNNER_TEMP: '', ...S3_CREDENTIALS, ...env },
+    env: { ...process.env, GITHUB_ACTIONS: '', RUNNER_TEMP: '', XDG_STATE_HOME: join(work, 'state'), ...S3_CREDENTIALS, ...env },
     stdio: ['ignore', 'pipe', 'pipe']
   })
   let stdout = ''
@@ -151,6 +152,7 @@ EOS
 
 interface RestoreJson {
   'cache-hit': boolean
+  state: string
   mounts: { id: string; hit: boolean; 'matched-key': string; 'restored-bytes': number }[]
 }
 interface SaveJson {
@@ -175,6 +177,10 @@ describe.each(BACKENDS)('%s backend', (_name, backendSpec, randomMiB) => {
 
     const miss = JSON.parse((await ok(['restore', ...s.common, ...backend, '--json'], s.workspace)).stdout) as RestoreJson
     expect(miss.mounts.map(m => [m.id, m.hit])).toEqual([[s.id, false]])
+    // The state stays out of the workspace (the build context): in XDG_STATE_HOME, where the result says.
+    expect(readdirSync(s.workspace)).toEqual(['Dockerfile'])
+    expect(miss.state.startsWith(join(work, 'state', 'buildkit-mount-cache') + '/')).toBe(true)
+    expect(JSON.parse(readFileSync(miss.state, 'utf8'))).toMatchObject({ mounts: [expect.anything()] })
     const written = s.write()
     expect(written).toContain('./random.bin|')
 
@@ -196,6 +202,7 @@ describe.each(BACKENDS)('%s backend', (_name, backendSpec, randomMiB) => {
     // The state file holds what restore injected: save sees nothing changed.
     const again = JSON.parse((await ok(['save', ...s.common, ...backend, '--json'], s.workspace)).stdout) as SaveJson
     expect(again.mounts.map(m => m.outcome)).toEqual(['nothing-to-save'])
+    expect(readdirSync(s.workspace)).toEqual(['Dockerfile'])
 
     const listed = JSON.parse((await ok(['ls', ...s.common, ...backend, '--json'], s.workspace)).stdout) as LsJson
     expect(listed.entries.map(e => [e.mount, e.key])).toEqual([[s.id, saveResult.mounts[0]?.['entry-key']]])
@@ -277,5 +284,16 @@ test('exit codes: cache trouble is a warning and 0, a bad option is 2', async ()
   const help = await cli(['--help'], s.workspace)
   expect(help.code).toBe(0)
   expect(help.stdout).toMatch(/^Usage: buildkit-mount-cache <command>/)
+  const restoreHelp = await cli(['restore', '--help'], s.workspace)
+  expect(restoreHelp.code).toBe(0)
+  expect(restoreHelp.stdout).toMatch(/^Usage: buildkit-mount-cache restore \[options\]/)
+  expect(restoreHelp.stdout).toContain('--state FILE')
+
+  // --version from the bundle copied alone (as onto a CI agent): the version is built in, no package.json is read.
+  const alone = mkdtempSync(join(work, 'alone-'))
+  writeFileSync(join(alone, 'cli.cjs'), readFileSync(join(bundle.dir, 'cli.cjs')))
+  const pkg = JSON.parse(readFileSync(join(REPO_ROOT, 'package.json'), 'utf8')) as { version: string }
+  const version = spawnSync(process.execPath, [join(alone, 'cli.cjs'), '--version'], { cwd: alone, encoding: 'utf8' })
+  expect([version.status, version.stdout]).toEqual([0, `${pkg.version}\n`])
   expect(readFileSync(join(bundle.dir, 'cli.cjs'), 'utf8').startsWith('#!/usr/bin/env node\n')).toBe(true)
 })

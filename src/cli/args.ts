@@ -5,6 +5,7 @@ import { InputName, withDefaults, type InputReader } from '../action/inputs.js'
 import { parseSize } from '../mounts/spec.js'
 import { BACKEND_INPUT } from '../storage/select.js'
 import { parseAge } from '../storage/prune.js'
+import { defaultStatePath } from './state-path.js'
 
 /**
  * The CLI's command line. Every action input is an option of the same name
@@ -20,7 +21,7 @@ export interface CliOptions {
   /** Action input name → value, for the inputs given on the command line. */
   inputs: Record<string, string>
   backend: string
-  /** State file written by restore and read by save. */
+  /** State file written by restore and read by save (--state, else defaultStatePath: outside the build context). */
   state: string
   json: boolean
   verbose: boolean
@@ -30,14 +31,49 @@ export interface CliOptions {
   dryRun: boolean
 }
 
-export type ParsedCli = { help: true; command?: Command } | { help: false; options: CliOptions }
+export type ParsedCli = { kind: 'help'; command?: Command } | { kind: 'version' } | { kind: 'run'; options: CliOptions }
 
-/** A command line the CLI cannot run: exit code 2, with a pointer to --help. */
+/** A command line the CLI cannot run: exit code 2, with a pointer to --help (of the command, when known). */
 export class UsageError extends Error {
-  constructor(message: string) {
+  constructor(
+    message: string,
+    readonly command?: Command
+  ) {
     super(message)
     this.name = 'UsageError'
   }
+}
+
+/** Options that are not action inputs, with what they take (for parseArgs). */
+const OWN_OPTIONS = {
+  backend: { type: 'string' },
+  state: { type: 'string' },
+  json: { type: 'boolean' },
+  verbose: { type: 'boolean', short: 'v' },
+  'max-age': { type: 'string' },
+  'max-total': { type: 'string' },
+  'dry-run': { type: 'boolean' }
+} as const satisfies ParseArgsConfig['options']
+export type OwnOption = keyof typeof OWN_OPTIONS
+
+/**
+ * What each command takes, in one place (parseCli enforces it, --help lists
+ * it): the action inputs (`all`, or the listed ones) and its own options.
+ * ls reads the inputs to name the mounts it groups entries by; prune only
+ * the key prefix.
+ */
+export const COMMAND_OPTIONS: Readonly<Record<Command, { inputs: 'all' | readonly string[]; options: readonly OwnOption[] }>> = {
+  restore: { inputs: 'all', options: ['backend', 'state', 'json', 'verbose'] },
+  save: { inputs: 'all', options: ['backend', 'state', 'json', 'verbose'] },
+  ls: { inputs: 'all', options: ['backend', 'json', 'verbose'] },
+  prune: { inputs: [InputName.keyPrefix], options: ['backend', 'max-age', 'max-total', 'dry-run', 'json', 'verbose'] }
+}
+
+/** The option names (without --) a command accepts: its inputs' options and its own. */
+export function commandOptions(command: Command): string[] {
+  const { inputs, options } = COMMAND_OPTIONS[command]
+  const fromInputs = [...inputOptions()].filter(([, { input }]) => inputs === 'all' || inputs.includes(input)).map(([option]) => option)
+  return [...fromInputs, ...options]
 }
 
 /** Inputs that are not options: `state` is the --state file, `save` is the save command. */
@@ -51,8 +87,6 @@ const LIST_INPUTS: Readonly<Record<string, { option: string; separator: string }
   [InputName.keyFiles]: { option: 'key-files', separator: '\n' },
   [InputName.platforms]: { option: 'platforms', separator: ',' }
 }
-
-export const DEFAULT_STATE_FILE = '.buildkit-mount-cache-state.json'
 
 /** Inside GitHub Actions the Actions cache, elsewhere a directory in the user's cache dir. */
 export function defaultBackend(env: NodeJS.ProcessEnv): string {
@@ -72,35 +106,43 @@ export function inputOptions(): Map<string, { input: string; list: boolean }> {
   return out
 }
 
-export function parseCli(argv: readonly string[], env: NodeJS.ProcessEnv = process.env): ParsedCli {
+export function parseCli(argv: readonly string[], env: NodeJS.ProcessEnv = process.env, cwd: string = process.cwd()): ParsedCli {
   const byOption = inputOptions()
   const config: ParseArgsConfig['options'] = {
     help: { type: 'boolean', short: 'h' },
-    json: { type: 'boolean' },
-    verbose: { type: 'boolean', short: 'v' },
-    backend: { type: 'string' },
-    state: { type: 'string' },
-    'max-age': { type: 'string' },
-    'max-total': { type: 'string' },
-    'dry-run': { type: 'boolean' }
+    version: { type: 'boolean' },
+    ...OWN_OPTIONS
   }
   for (const [option, { list }] of byOption) config[option] = list ? { type: 'string', multiple: true } : { type: 'string' }
   let parsed: ReturnType<typeof parseArgs>
   try {
     parsed = parseArgs({ args: [...argv], options: config, allowPositionals: true, strict: true })
   } catch (error) {
-    throw new UsageError(error instanceof Error ? error.message.replace(/\. To specify a positional.*$/s, '') : String(error))
+    // parseArgs's errors (checked by shape: they may come from another realm than this module's Error).
+    const message = typeof error === 'object' && error !== null && 'message' in error ? String(error.message) : String(error)
+    const named = argv.find(a => (COMMANDS as readonly string[]).includes(a)) as Command | undefined
+    throw new UsageError(message.replace(/\. To specify a positional.*$/s, ''), named)
   }
   const { values, positionals } = parsed
   const [first, ...extra] = positionals
-  const command = first === 'help' ? undefined : first
-  if (command !== undefined && !(COMMANDS as readonly string[]).includes(command)) {
-    throw new UsageError(`unknown command "${command}" (commands: ${COMMANDS.join(', ')})`)
+  // `help restore` is `restore --help`.
+  const helpWord = first === 'help'
+  const named = helpWord ? extra.shift() : first
+  if (named !== undefined && !(COMMANDS as readonly string[]).includes(named)) {
+    throw new UsageError(`unknown command "${named}" (commands: ${COMMANDS.join(', ')})`)
   }
-  if (values.help === true || first === 'help') return command === undefined ? { help: true } : { help: true, command: command as Command }
+  const command = named as Command | undefined
+  if (values.help === true || helpWord) return command === undefined ? { kind: 'help' } : { kind: 'help', command }
+  if (values.version === true) return { kind: 'version' }
   if (command === undefined) throw new UsageError(`a command is needed: ${COMMANDS.join(', ')}`)
-  if (extra.length > 0) throw new UsageError(`unexpected argument "${extra[0] ?? ''}"`)
-  const cmd = command as Command
+  if (extra.length > 0) throw new UsageError(`unexpected argument "${extra[0] ?? ''}"`, command)
+  const cmd = command
+  const accepted = new Set(commandOptions(cmd))
+  for (const option of Object.keys(values)) {
+    if (option === 'help' || option === 'version' || accepted.has(option)) continue
+    const takers = COMMANDS.filter(c => commandOptions(c).includes(option))
+    throw new UsageError(`--${option} is an option of ${joinAnd(takers)} only`, cmd)
+  }
 
   const inputs: Record<string, string> = {}
   for (const [option, { input, list }] of byOption) {
@@ -114,19 +156,17 @@ export function parseCli(argv: readonly string[], env: NodeJS.ProcessEnv = proce
     command: cmd,
     inputs,
     backend: typeof values.backend === 'string' ? values.backend : defaultBackend(env),
-    state: typeof values.state === 'string' ? values.state : DEFAULT_STATE_FILE,
+    state:
+      typeof values.state === 'string' ? values.state : defaultStatePath(env, cwd, withDefaults(name => inputs[name] ?? '')(InputName.keyPrefix)),
     json: values.json === true,
     verbose: values.verbose === true,
     dryRun: values['dry-run'] === true
   }
-  const pruneOnly = ['max-age', 'max-total', 'dry-run'].filter(o => values[o] !== undefined)
-  if (cmd !== 'prune' && pruneOnly.length > 0) throw new UsageError(`--${pruneOnly[0] ?? ''} is an option of prune only`)
-  if (cmd !== 'restore' && cmd !== 'save' && values.state !== undefined) throw new UsageError('--state is an option of restore and save only')
   if (cmd === 'prune') {
     const age = values['max-age']
     if (typeof age === 'string') {
       const ms = parseAge(age)
-      if (ms === undefined) throw new UsageError(`--max-age must be a duration like 7d, 12h or 30m, got "${age}"`)
+      if (ms === undefined) throw new UsageError(`--max-age must be a duration like 7d, 12h or 30m, got "${age}"`, cmd)
       options.maxAgeMs = ms
     }
     const total = values['max-total']
@@ -134,12 +174,16 @@ export function parseCli(argv: readonly string[], env: NodeJS.ProcessEnv = proce
       try {
         options.maxTotalBytes = parseSize(total, 'max-total', 'the value')
       } catch {
-        throw new UsageError(`--max-total must be a size like 5G or 500M, got "${total}"`)
+        throw new UsageError(`--max-total must be a size like 5G or 500M, got "${total}"`, cmd)
       }
     }
-    if (options.maxAgeMs === undefined && options.maxTotalBytes === undefined) throw new UsageError('prune needs --max-age and/or --max-total')
+    if (options.maxAgeMs === undefined && options.maxTotalBytes === undefined) throw new UsageError('prune needs --max-age and/or --max-total', cmd)
   }
-  return { help: false, options }
+  return { kind: 'run', options }
+}
+
+function joinAnd(words: readonly string[]): string {
+  return words.length <= 1 ? (words[0] ?? '') : `${words.slice(0, -1).join(', ')} and ${words.at(-1) ?? ''}`
 }
 
 /**

@@ -49,7 +49,11 @@ export function groupEntries(entries: readonly StoredEntry[], families: readonly
   return out
 }
 
-/** `ls`: what the store holds for this project, per mount: key, size, age, last use. */
+/**
+ * `ls`: what the store holds for this project, per mount: key, size, age,
+ * last use. With --json one document of a fixed shape (every field always
+ * present; usage.ts and the README show it).
+ */
 export async function lsCommand({ options, output, store, read }: CommandContext): Promise<void> {
   const managed = managedStore(store, 'ls')
   const entries = await managed.list(`${keyPrefix(read)}-`)
@@ -64,7 +68,7 @@ export async function lsCommand({ options, output, store, read }: CommandContext
         size: e.size,
         created: e.created.toISOString(),
         'last-used': new Date(lastUse(e)).toISOString(),
-        ...(e.compression ? { compression: e.compression } : {})
+        compression: e.compression ?? null
       }))
     )
     output.result(

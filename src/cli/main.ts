@@ -9,16 +9,18 @@ import { pruneCommand } from './prune-command.js'
 import { restoreCommand } from './restore-command.js'
 import { saveCommand } from './save-command.js'
 import { scratchDir } from './scratch.js'
+import { EXIT_CODES, type ExitCode } from './exit-codes.js'
 import { helpText } from './usage.js'
+import { cliVersion } from './version.js'
 
 /**
  * `buildkit-mount-cache restore|save|ls|prune`: the action's core driven
  * from a terminal or any CI. The options are the action's inputs, read and
  * validated by the same getInputs() as the action's through the CLI's own
  * reader (nothing is written into the environment); the store comes from
- * --backend. Returns the exit code: 0 on
- * success and on cache trouble (warnings), 1 on an unexpected failure,
- * 2 on a usage error.
+ * --backend. Returns the exit code (exit-codes.ts): ok on success and on
+ * cache trouble (warnings), usage for a bad command line, option, input or
+ * state file, failure for anything else.
  */
 const COMMANDS: Record<Command, (ctx: CommandContext) => Promise<void>> = {
   restore: restoreCommand,
@@ -27,43 +29,63 @@ const COMMANDS: Record<Command, (ctx: CommandContext) => Promise<void>> = {
   prune: pruneCommand
 }
 
-export async function main(argv: readonly string[], env: NodeJS.ProcessEnv = process.env): Promise<number> {
+/** Where the CLI writes (the process's streams; tests pass their own). */
+export interface CliStreams {
+  stdout: NodeJS.WriteStream
+  stderr: NodeJS.WriteStream
+}
+
+export async function main(
+  argv: readonly string[],
+  env: NodeJS.ProcessEnv = process.env,
+  streams: CliStreams = { stdout: process.stdout, stderr: process.stderr }
+): Promise<ExitCode> {
   let parsed: ParsedCli
   try {
     parsed = parseCli(argv, env)
   } catch (error) {
-    process.stderr.write(`error: ${errorMessage(error)}\nRun buildkit-mount-cache --help for the commands and options.\n`)
-    return error instanceof UsageError ? 2 : 1
+    streams.stderr.write(`error: ${errorMessage(error)}\n${helpPointer(error)}\n`)
+    return error instanceof UsageError ? EXIT_CODES.usage : EXIT_CODES.failure
   }
-  if (parsed.help) {
-    process.stdout.write(helpText(parsed.command))
-    return 0
+  if (parsed.kind === 'help') {
+    streams.stdout.write(helpText(parsed.command))
+    return EXIT_CODES.ok
+  }
+  if (parsed.kind === 'version') {
+    streams.stdout.write(`${cliVersion()}\n`)
+    return EXIT_CODES.ok
   }
   const { options } = parsed
   // The bundle pins its AWS SDK: the SDK's notice about the Node versions of its future releases does not apply.
   env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true'
-  const output = takeOverStdout({ json: options.json, verbose: options.verbose })
+  const output = takeOverStdout({ json: options.json, verbose: options.verbose, ...streams })
   setLogger(terminalLogger(output))
   let cleanup = async (): Promise<void> => undefined
-  let code = 0
+  let code: ExitCode = EXIT_CODES.ok
   try {
     const scratch = await scratchDir(parseBackend(options.backend).kind === 'github', env)
     cleanup = scratch.cleanup
     await COMMANDS[options.command]({ options, output, store: openStore(options.backend), read: cliInputs(options), archiveRoot: scratch.root })
   } catch (error) {
     if (error instanceof UsageError || error instanceof InputError) {
-      output.error(`${asOption(error)}\nRun buildkit-mount-cache --help for the commands and options.`)
-      code = 2
+      output.error(`${asOption(error)}\n${helpPointer(error, options.command)}`)
+      code = EXIT_CODES.usage
     } else {
       output.error(errorMessage(error))
       if (error instanceof Error && error.stack) output.debug(error.stack)
-      code = 1
+      code = EXIT_CODES.failure
     }
   } finally {
     await cleanup()
   }
   await new Promise<void>(resolve => output.close(resolve))
   return code
+}
+
+/** Where to read on after a usage error: the command's own --help when the command is known. */
+function helpPointer(error: unknown, command?: Command): string {
+  const known = error instanceof UsageError && error.command !== undefined ? error.command : command
+  return known === undefined ? 'Run buildkit-mount-cache --help for the commands.' : `Run buildkit-mount-cache ${known} --help for its options.`
 }
 
 /** An input error worded for the command line: `Input "build-args": …` → `--build-arg: …`. */

@@ -7,7 +7,7 @@ import { restoreMounts } from '../core/restore.js'
 import type { Services } from '../core/services.js'
 import { formatBytes } from '../format.js'
 import { storeName, type CommandContext } from './command-context.js'
-import { writeStateFile } from './state-file.js'
+import { removeStateFile, writeStateFile } from './state-file.js'
 
 /**
  * `restore`: the action's main step. Plans (keys frozen now), writes the
@@ -16,6 +16,7 @@ import { writeStateFile } from './state-file.js'
  */
 export async function restoreCommand({ options, output, store, read, archiveRoot }: CommandContext): Promise<void> {
   const services: Services = { run: runCommand, cache: store, archiveRoot }
+  await removeStateFile(options.state)
   const { state, engine } = await planAndLog(services, getInputs(read))
   await writeStateFile(options.state, state)
   await restoreMounts(services, engine, state, await findReach(services.run, engine))

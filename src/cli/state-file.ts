@@ -1,4 +1,5 @@
-import { readFile, rename, writeFile } from 'node:fs/promises'
+import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises'
+import { dirname } from 'node:path'
 
 import { parseJobState, serializeJobState } from '../action/state.js'
 import type { JobState } from '../core/job.js'
@@ -14,8 +15,18 @@ import { UsageError } from './args.js'
 export async function writeStateFile(path: string, state: JobState): Promise<void> {
   // Replaced atomically: a save reading it meanwhile sees the old or the new state, never half.
   const temp = `${path}.${process.pid}.tmp`
+  await mkdir(dirname(path), { recursive: true })
   await writeFile(temp, `${serializeJobState(state, 2)}\n`)
   await rename(temp, path)
+}
+
+/**
+ * Removes an earlier run's state file: restore calls it first, so a restore
+ * that fails before it writes its own state never leaves save the keys of
+ * another job (the default location outlives the job outside GitHub Actions).
+ */
+export async function removeStateFile(path: string): Promise<void> {
+  await rm(path, { force: true })
 }
 
 /** The state, or undefined when there is no state file. */
