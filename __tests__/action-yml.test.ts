@@ -1,6 +1,8 @@
 // The action metadata agrees with the code: every input the code reads is
 // declared (with a description), every declared input is read, entry points
-// exist in dist/, and the runtime is node24.
+// exist in dist/, and the runtime is node24. The three action.yml files agree
+// with each other on what they share (readme.test.ts checks them against the
+// README's tables).
 import { existsSync, readFileSync } from 'node:fs'
 import { dirname, join } from 'node:path'
 
@@ -8,6 +10,7 @@ import { describe, expect, test } from '@jest/globals'
 import { load } from 'js-yaml'
 
 import { InputName } from '../src/action/inputs.js'
+import { ACTION_FILES, actionMeta } from '../test-support/examples.js'
 
 interface ActionYml {
   name: string
@@ -52,4 +55,26 @@ test('the combined action saves in post only after success; sub-actions have no 
   expect(read('action.yml').runs).toMatchObject({ post: 'dist/post.cjs', 'post-if': 'success()' })
   expect(read('restore/action.yml').runs.post).toBeUndefined()
   expect(read('save/action.yml').runs.post).toBeUndefined()
+})
+
+test('an input or output declared by several action.yml files has the same description and default in each', () => {
+  // No documented differences: an input means the same in every step that takes it.
+  const files = Object.values(ACTION_FILES).map(path => ({ path, meta: actionMeta(path) }))
+  const differences: string[] = []
+  for (const [i, a] of files.entries()) {
+    for (const b of files.slice(i + 1)) {
+      for (const [name, input] of a.meta.inputs) {
+        const other = b.meta.inputs.get(name)
+        if (other === undefined) continue
+        if (other.default !== input.default)
+          differences.push(`input ${name}: default ${JSON.stringify(input.default)} in ${a.path}, ${JSON.stringify(other.default)} in ${b.path}`)
+        if (other.description !== input.description) differences.push(`input ${name}: the description differs between ${a.path} and ${b.path}`)
+      }
+      for (const [name, description] of a.meta.outputs) {
+        const other = b.meta.outputs.get(name)
+        if (other !== undefined && other !== description) differences.push(`output ${name}: the description differs between ${a.path} and ${b.path}`)
+      }
+    }
+  }
+  expect(differences).toEqual([])
 })

@@ -46,6 +46,8 @@ function resolve(
     const resolved = value.replace(/\$\{\{\s*(.*?)\s*\}\}/g, (_, expr: string) => {
       // setup-buildx-action's builder; here the engine's current builder (an empty input).
       if (expr === 'steps.buildx.outputs.name') return ''
+      // The examples play a push (the run that saves).
+      if (expr === "github.event_name == 'push'") return 'true'
       const m = /^matrix\.([\w-]+)$/.exec(expr)
       if (m) {
         const v = matrix[m[1] ?? '']

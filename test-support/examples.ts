@@ -130,8 +130,35 @@ export function actionSteps(yaml: string): StepDef[] {
 }
 
 export interface ActionYml {
-  inputs: Record<string, { default?: string }>
-  outputs?: Record<string, unknown>
+  inputs: Record<string, { default?: string; description?: string }>
+  outputs?: Record<string, { description?: string }>
+}
+
+/** The three action.yml files: the combined action and the sub-actions, as the README's "accepted by" column names them. */
+export const ACTION_FILES = { 'main action': 'action.yml', 'restore/': 'restore/action.yml', 'save/': 'save/action.yml' } as const
+
+/** Inputs and outputs of an action.yml with their descriptions (whitespace collapsed) and defaults. */
+export function actionMeta(path: string): {
+  inputs: Map<string, { default: string; description: string }>
+  outputs: Map<string, string>
+} {
+  const a = load(readFileSync(join(REPO_ROOT, path), 'utf8')) as ActionYml
+  return {
+    inputs: new Map(Object.entries(a.inputs).map(([k, v]) => [k, { default: String(v.default ?? ''), description: collapse(v.description ?? '') }])),
+    outputs: new Map(Object.entries(a.outputs ?? {}).map(([k, v]) => [k, collapse(v.description ?? '')]))
+  }
+}
+
+function collapse(text: string): string {
+  return text.replace(/\s+/g, ' ').trim()
+}
+
+/**
+ * A table cell as plain text, the form action.yml descriptions take: links
+ * keep their text, code spans lose their backticks, whitespace collapses.
+ */
+export function plainText(markdown: string): string {
+  return collapse(markdown.replace(/\[([^\]]*)\]\([^)]*\)/g, '$1').replace(/`/g, ''))
 }
 
 export function actionYml(path: string): { inputs: Map<string, string>; outputs: string[] } {
