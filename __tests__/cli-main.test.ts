@@ -163,5 +163,13 @@ describe('ls --json', () => {
     expect(entry?.size).toBeGreaterThan(0)
     expect(new Date(String(entry?.created)).toISOString()).toBe(entry?.created)
     expect(new Date(String(entry?.['last-used'])).toISOString()).toBe(entry?.['last-used'])
+
+    // docs/cli.md shows the same document: the same fields at each level.
+    const cliDoc = readFileSync(join(REPO_ROOT, 'docs/cli.md'), 'utf8')
+    const shown = /## JSON output[\s\S]*?```json\n([\s\S]*?)\n```/.exec(cliDoc)?.[1]
+    expect(shown).toBeDefined()
+    const documented = JSON.parse(shown ?? '') as Record<string, unknown>
+    expect(Object.keys(documented).sort()).toEqual(Object.keys(doc).sort())
+    expect(Object.keys((documented.entries as Record<string, unknown>[])[0] ?? {}).sort()).toEqual(Object.keys(entry ?? {}).sort())
   })
 })

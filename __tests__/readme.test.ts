@@ -134,7 +134,7 @@ describe('README and examples agree', () => {
           problems.push(`${name}: the default column says ${JSON.stringify(shownDefault)}, ${path} has ${JSON.stringify(input.default)}`)
         if (plainText(what) !== input.description)
           problems.push(
-            `${name}: the description in ${path} must be the README cell as plain text:\n  ${plainText(what)}\n  is not\n  ${input.description}`
+            `${name}: the description in ${path} must be the README cell as plain text (node scripts/input-docs.mjs writes it):\n  ${plainText(what)}\n  is not\n  ${input.description}`
           )
       }
       const expected = acceptedLabel(takers.map(t => t.label))
@@ -154,7 +154,9 @@ describe('README and examples agree', () => {
         const what = rows.get(name)?.[0]
         if (what === undefined) problems.push(`${name}: no row in the README's Outputs table`)
         else if (plainText(what) !== description)
-          problems.push(`${name}: ${path} says ${JSON.stringify(description)}, the README ${JSON.stringify(plainText(what))}`)
+          problems.push(
+            `${name}: ${path} says ${JSON.stringify(description)}, the README ${JSON.stringify(plainText(what))} (node scripts/input-docs.mjs writes it)`
+          )
       }
     }
     expect(problems).toEqual([])
