@@ -106,6 +106,11 @@ export function inputOptions(): Map<string, { input: string; list: boolean }> {
   return out
 }
 
+/**
+ * The command line → what to do: help (of one command or all), the version,
+ * or a command with its options. A command given an option it does not take
+ * (COMMAND_OPTIONS) is a UsageError naming the commands that take it.
+ */
 export function parseCli(argv: readonly string[], env: NodeJS.ProcessEnv = process.env, cwd: string = process.cwd()): ParsedCli {
   const byOption = inputOptions()
   const config: ParseArgsConfig['options'] = {
@@ -120,6 +125,7 @@ export function parseCli(argv: readonly string[], env: NodeJS.ProcessEnv = proce
   } catch (error) {
     // parseArgs's errors (checked by shape: they may come from another realm than this module's Error).
     const message = typeof error === 'object' && error !== null && 'message' in error ? String(error.message) : String(error)
+    // The command, if one is recognisable, for the help pointer only.
     const named = argv.find(a => (COMMANDS as readonly string[]).includes(a)) as Command | undefined
     throw new UsageError(message.replace(/\. To specify a positional.*$/s, ''), named)
   }
