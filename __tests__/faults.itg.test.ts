@@ -219,7 +219,7 @@ describe.each(['stream', 'library'] as const)('cache service faults, %s client',
       expectOk(r)
       expect({ case: planted[i]!.c.name, hits: hits(r), warnings: r.warnings }).toEqual({ case: planted[i]!.c.name, hits: [true], warnings: [] })
     })
-  }, 120_000)
+  }, 300_000)
 
   test("on save: a warning or the library's info, exit 0, no partial entry; the next save works", async () => {
     interface Case {
@@ -300,7 +300,7 @@ describe.each(['stream', 'library'] as const)('cache service faults, %s client',
         entries: cases[i]!.saved ? 2 : 1
       })
     })
-  }, 120_000)
+  }, 300_000)
 })
 
 describe('engine faults', () => {
@@ -444,7 +444,7 @@ describe('engine faults', () => {
     } finally {
       unmount()
     }
-  }, 120_000)
+  }, 300_000)
 })
 
 describe('concurrency (each job on a runner of its own: same RUNNER_TEMP path, private directory)', () => {
