@@ -16,7 +16,7 @@ import { runStep, type StepResult } from '../test-support/action-runner.js'
 import type { CacheService, FaultSpec } from '../test-support/cache-service/server.js'
 import { dyingDocker, engineLeftovers, tmpfsOver, useTestEngine } from '../test-support/hostile/engine-faults.js'
 import { runIsolatedStep } from '../test-support/hostile/isolated.js'
-import { plantBytes, plantedKey, plantMany, type Planting } from '../test-support/hostile/plant.js'
+import { clientEnv, plantBytes, plantedKey, plantMany, type GitHubClient, type Planting } from '../test-support/hostile/plant.js'
 import { useItgEnv } from '../test-support/itg-env.js'
 import { UTILITY_IMAGE, userBuild } from '../test-support/user-build.js'
 import { makeTar, type RawEntry } from './helpers/tar.js'
@@ -69,7 +69,7 @@ const tree = (name: string): RawEntry[] => [
 ]
 
 /** One mount of its own per scenario: id, inputs, keys, entries, a writer. */
-function scenario(name: string, extra: Record<string, string> = {}) {
+function scenario(name: string, extra: Record<string, string> = {}, client: GitHubClient = 'stream') {
   const id = `f-${name}-${run}`
   const inputs = {
     mounts: `id=${id},target=/f`,
@@ -87,7 +87,7 @@ function scenario(name: string, extra: Record<string, string> = {}) {
     /** Stores a good entry for this mount; returns its key. */
     plant: async (runnerTemp = defaultTemp): Promise<string> => {
       const key = plantedKey(prefix, id, inputs.platform)
-      await plantBytes({ service, runnerTemp, workspace }, id, key, await makeTar(tree(name)))
+      await plantBytes({ service, runnerTemp, workspace, client }, id, key, await makeTar(tree(name)))
       return key
     },
     /** The same, to store with others in one plantMany. */
@@ -146,7 +146,9 @@ describe('inputs', () => {
   })
 })
 
-describe('cache service faults', () => {
+// Both GitHub cache clients: the stream client (service v2, the default) and the cache library (GHES, v1).
+describe.each(['stream', 'library'] as const)('cache service faults, %s client', client => {
+  const env = clientEnv(client)
   test('on restore: a warning, exit 0, the mount starts empty; the next run restores', async () => {
     interface Case {
       name: string
@@ -160,7 +162,20 @@ describe('cache service faults', () => {
     const download =
       (action: FaultSpec['action'], times?: number) =>
       (_s: Scenario, key: string): FaultSpec => ({ match: { op: 'blob-download', key }, action, ...(times ? { times } : {}) })
-    const cases: Case[] = [
+    const streamCases: Case[] = [
+      { name: 'lookup-500-once', fault: lookup({ status: 500 }, 1), hit: true },
+      { name: 'lookup-429-once', fault: lookup({ status: 429, retryAfterSeconds: 1 }, 1), hit: true },
+      { name: 'lookup-503', fault: lookup({ status: 503 }), hit: false, warning: /GetCacheEntryDownloadURL: HTTP 503/ },
+      { name: 'lookup-400', fault: lookup({ status: 400 }), hit: false, warning: /GetCacheEntryDownloadURL: HTTP 400/ },
+      { name: 'lookup-refused', fault: lookup({ refuse: true }), hit: false, warning: /socket hang up|ECONNRESET/ },
+      { name: 'lookup-slow', fault: lookup({ delayMs: 3000 }), hit: true },
+      { name: 'download-reset-once', fault: download({ resetAfterBytes: 64 }, 1), hit: true },
+      { name: 'download-reset', fault: download({ resetAfterBytes: 64 }), hit: false, warning: /cut off|ended after|aborted|ECONNRESET/ },
+      { name: 'download-vanished', fault: download({ status: 404 }), hit: false, warning: /download: HTTP 404/ },
+      { name: 'download-500', fault: download({ status: 500 }), hit: false, warning: /download: HTTP 500/ },
+      { name: 'download-slow', fault: download({ delayMs: 3000 }), hit: true }
+    ]
+    const libraryCases: Case[] = [
       { name: 'lookup-500-once', fault: lookup({ status: 500 }, 1), hit: true },
       { name: 'lookup-503', fault: lookup({ status: 503 }), hit: false, warning: /Failed to restore: .*Failed to make request after 5 attempts/ },
       { name: 'lookup-400', fault: lookup({ status: 400 }), hit: false, warning: /Failed to restore: .*Received non-retryable error/ },
@@ -171,20 +186,21 @@ describe('cache service faults', () => {
       { name: 'download-500', fault: download({ status: 500 }), hit: false, warning: /could not be downloaded or unpacked/ },
       { name: 'download-slow', fault: download({ delayMs: 3000 }), hit: true }
     ]
+    const cases = client === 'stream' ? streamCases : libraryCases
     const planted = await Promise.all(
       cases.map(async c => {
-        const s = scenario(`r-${c.name}`)
+        const s = scenario(`r-${client}-${c.name}`, {}, client)
         return { c, s, planting: await s.planting() }
       })
     ).then(async list => {
       await plantMany(
-        { service, runnerTemp: defaultTemp, workspace },
+        { service, runnerTemp: defaultTemp, workspace, client },
         list.map(p => p.planting)
       )
       return list.map(p => ({ ...p, key: p.planting.key }))
     })
     const faultIds = planted.map(p => service.faults.add(p.c.fault(p.s, p.key)))
-    const results = await Promise.all(planted.map(p => step('main', p.s.inputs)))
+    const results = await Promise.all(planted.map(p => step('main', p.s.inputs, { env })))
     for (const id of faultIds) service.faults.remove(id)
 
     planted.forEach(({ c, s }, i) => {
@@ -198,12 +214,12 @@ describe('cache service faults', () => {
     expect(leftovers()).toEqual([])
 
     // The next run, with the service healthy again, restores every one of them.
-    const again = await Promise.all(planted.map(p => step('main', p.s.inputs)))
+    const again = await Promise.all(planted.map(p => step('main', p.s.inputs, { env })))
     again.forEach((r, i) => {
       expectOk(r)
       expect({ case: planted[i]!.c.name, hits: hits(r), warnings: r.warnings }).toEqual({ case: planted[i]!.c.name, hits: [true], warnings: [] })
     })
-  }, 120_000)
+  }, 300_000)
 
   test("on save: a warning or the library's info, exit 0, no partial entry; the next save works", async () => {
     interface Case {
@@ -216,7 +232,19 @@ describe('cache service faults', () => {
     const at =
       (op: FaultSpec['match']['op'], action: FaultSpec['action'], times?: number) =>
       (key: string): FaultSpec => ({ match: { op, key }, action, ...(times ? { times } : {}) })
-    const cases: Case[] = [
+    const streamCases: Case[] = [
+      { name: 'create-503-once', fault: at('CreateCacheEntry', { status: 503 }, 1), saved: true },
+      { name: 'create-429-once', fault: at('CreateCacheEntry', { status: 429, retryAfterSeconds: 1 }, 1), saved: true },
+      { name: 'create-400', fault: at('CreateCacheEntry', { status: 400 }), saved: false, warning: /CreateCacheEntry: HTTP 400/ },
+      { name: 'create-409', fault: at('CreateCacheEntry', { status: 409 }), saved: false, info: /exists already \(or another job is saving it\)/ },
+      { name: 'create-slow', fault: at('CreateCacheEntry', { delayMs: 3000 }), saved: true },
+      { name: 'upload-500-once', fault: at('blob-upload', { status: 500 }, 1), saved: true },
+      { name: 'upload-400', fault: at('blob-upload', { status: 400 }), saved: false, warning: /upload block: HTTP 400/ },
+      { name: 'upload-reset', fault: at('blob-upload', { resetAfterBytes: 100 }, 1), saved: true },
+      { name: 'finalize-500-once', fault: at('FinalizeCacheEntryUpload', { status: 500 }, 1), saved: true },
+      { name: 'finalize-400', fault: at('FinalizeCacheEntryUpload', { status: 400 }), saved: false, warning: /FinalizeCacheEntryUpload: HTTP 400/ }
+    ]
+    const libraryCases: Case[] = [
       { name: 'create-503-once', fault: at('CreateCacheEntry', { status: 503 }, 1), saved: true },
       { name: 'create-400', fault: at('CreateCacheEntry', { status: 400 }), saved: false, info: /Failed to save: Unable to reserve cache/ },
       { name: 'create-409', fault: at('CreateCacheEntry', { status: 409 }), saved: false, info: /another job may be creating this cache/ },
@@ -232,12 +260,13 @@ describe('cache service faults', () => {
         warning: /Failed to save: .*Received non-retryable error/
       }
     ]
-    const scenarios = cases.map(c => scenario(`s-${c.name}`))
+    const cases = client === 'stream' ? streamCases : libraryCases
+    const scenarios = cases.map(c => scenario(`s-${client}-${c.name}`, {}, client))
     fill(scenarios, 'first')
     // The saved key ends with the content digest: a probe save under another prefix tells it,
     // so each fault can match its own key and all the saves run at once.
     const probePrefix = `${prefix}-probe`
-    const probes = await Promise.all(scenarios.map(s => step('save-only', { ...s.inputs, 'key-prefix': probePrefix })))
+    const probes = await Promise.all(scenarios.map(s => step('save-only', { ...s.inputs, 'key-prefix': probePrefix }, { env })))
     probes.forEach(r => expectOk(r))
     const keyOf = (s: Scenario): string => {
       const probe = service.entries().find(e => e.key.startsWith(`${mountKeys(probePrefix, s.id, PLATFORM, '').base}-`))
@@ -245,7 +274,7 @@ describe('cache service faults', () => {
       return `${s.base}-${probe.key.slice(probe.key.lastIndexOf('-') + 1)}`
     }
     const faultIds = cases.map((c, i) => service.faults.add(c.fault(keyOf(scenarios[i]!))))
-    const results = await Promise.all(scenarios.map(s => step('save-only', s.inputs)))
+    const results = await Promise.all(scenarios.map(s => step('save-only', s.inputs, { env })))
     for (const id of faultIds) service.faults.remove(id)
     cases.forEach((c, i) => {
       const r = results[i]!
@@ -262,7 +291,7 @@ describe('cache service faults', () => {
     expect(leftovers()).toEqual([])
     // The next job (new content, so a new key) saves every mount that was not saved.
     fill(scenarios, 'second')
-    const next = await Promise.all(scenarios.map(s => step('save-only', s.inputs)))
+    const next = await Promise.all(scenarios.map(s => step('save-only', s.inputs, { env })))
     next.forEach((r, i) => {
       expectOk(r)
       expect({ case: cases[i]!.name, warnings: r.warnings, entries: scenarios[i]!.entries().length }).toEqual({
@@ -271,7 +300,7 @@ describe('cache service faults', () => {
         entries: cases[i]!.saved ? 2 : 1
       })
     })
-  }, 120_000)
+  }, 300_000)
 })
 
 describe('engine faults', () => {
@@ -415,7 +444,7 @@ describe('engine faults', () => {
     } finally {
       unmount()
     }
-  }, 120_000)
+  }, 300_000)
 })
 
 describe('concurrency (each job on a runner of its own: same RUNNER_TEMP path, private directory)', () => {

@@ -1,7 +1,7 @@
 import { homedir } from 'node:os'
 import { join, resolve } from 'node:path'
 
-import { actionsCache } from './actions-cache.js'
+import { githubStore } from './github/select.js'
 import type { CacheStore } from './store.js'
 import { InputError } from '../errors.js'
 import { parseSize } from '../mounts/spec.js'
@@ -68,7 +68,7 @@ export function parseBackend(spec: string, home: string = homedir()): BackendSpe
 /** The store a spec names: the Actions cache, a directory or a bucket. */
 export function openStore(spec: string): CacheStore {
   const b = parseBackend(spec)
-  if (b.kind === 'github') return actionsCache
+  if (b.kind === 'github') return githubStore()
   if (b.kind === 'dir') return new LocalDirStore(b.path, b.codec ? { codec: b.codec } : {})
   const { kind: _kind, ...options } = b
   return new S3Store(options)

@@ -46,7 +46,7 @@ export function blobRoutes(ctx: ServiceContext): Array<Route<TrackedHandler>> {
     }
     rec.op = op
     const entry = /^[0-9a-f]{32}$/.test(blobId) ? ctx.store.entries.find(e => e.blobId === blobId) : undefined
-    const fault = await applyFault(ctx.faults, req, rec, entry?.key, (status, msg) => azureError(req, res, status, azureCodeFor(status), msg))
+    const fault = await applyFault(ctx.faults, req, rec, entry?.key, (status, msg) => azureError(req, res, status, azureCodeFor(status), msg), res)
     if (fault.done) return
     const write = op === 'PutBlob' || op === 'PutBlock' || op === 'PutBlockList'
     const denied = verifyBlobSignature(ctx.secret, blobId, url.searchParams, write ? 'w' : 'r', Date.now())

@@ -46,6 +46,8 @@ export interface FaultAction {
   delayMs?: number
   resetAfterBytes?: number
   refuse?: boolean
+  /** With status: a Retry-After header (seconds) on the answer, as GitHub sends with 429. */
+  retryAfterSeconds?: number
 }
 
 export interface FaultSpec {
@@ -82,7 +84,7 @@ export function validateFaultSpec(value: unknown): FaultSpec {
   }
   if (m['key'] !== undefined && typeof m['key'] !== 'string') fail('match.key must be a string')
   const isCount = (v: unknown): boolean => typeof v === 'number' && Number.isInteger(v) && v >= 0
-  for (const field of ['delayMs', 'resetAfterBytes'] as const) {
+  for (const field of ['delayMs', 'resetAfterBytes', 'retryAfterSeconds'] as const) {
     if (a[field] !== undefined && !isCount(a[field])) fail(`action.${field} must be an integer >= 0`)
   }
   if (a['status'] !== undefined && !(isCount(a['status']) && (a['status'] as number) >= 100 && (a['status'] as number) <= 599)) {
@@ -90,6 +92,7 @@ export function validateFaultSpec(value: unknown): FaultSpec {
   }
   if (a['message'] !== undefined && typeof a['message'] !== 'string') fail('action.message must be a string')
   if (a['refuse'] !== undefined && a['refuse'] !== true) fail('action.refuse must be true')
+  if (a['retryAfterSeconds'] !== undefined && a['status'] === undefined) fail('action.retryAfterSeconds needs a status')
   const terminal = ['status', 'resetAfterBytes', 'refuse'].filter(f => a[f] !== undefined)
   if (terminal.length > 1) fail(`combine delayMs with at most one of status/resetAfterBytes/refuse, got ${terminal.join('+')}`)
   if (terminal.length === 0 && a['delayMs'] === undefined) fail('action needs delayMs, status, resetAfterBytes or refuse')
@@ -162,7 +165,8 @@ export async function applyFault(
   req: http.IncomingMessage,
   rec: RequestRecord,
   key: string | undefined,
-  answer: (status: number, message: string) => Promise<void>
+  answer: (status: number, message: string) => Promise<void>,
+  res?: http.ServerResponse
 ): Promise<FaultOutcome> {
   if (key !== undefined) rec.key = key
   const fault = faults.take(rec.op, key)
@@ -176,6 +180,7 @@ export async function applyFault(
   }
   if (a.status !== undefined) {
     await drain(req)
+    if (a.retryAfterSeconds !== undefined) res?.setHeader('Retry-After', String(a.retryAfterSeconds))
     await answer(a.status, a.message ?? `injected fault ${fault.id}`)
     return { done: true }
   }

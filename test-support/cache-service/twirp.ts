@@ -71,7 +71,7 @@ async function twirpCall(ctx: ServiceContext, req: http.IncomingMessage, res: ht
   const body = await readJsonObject(req)
   if (!body) return twirpError(res, 400, 'malformed', 'request body is not a JSON object')
   const key = typeof body['key'] === 'string' ? body['key'] : undefined
-  const fault = await applyFault(ctx.faults, req, rec, key, (status, msg) => twirpError(res, status, twirpCodeFor(status), msg))
+  const fault = await applyFault(ctx.faults, req, rec, key, (status, msg) => twirpError(res, status, twirpCodeFor(status), msg), res)
   if (fault.done) return
   return handleTwirp(ctx, req, res, op, body, fault.reset)
 }

@@ -70,7 +70,7 @@ async function v1Call(ctx: ServiceContext, { req, res, url, params }: RouteCall,
   }
   if (op === 'v1.ReserveCache') key = typeof body['key'] === 'string' ? body['key'] : undefined
   if (op === 'v1.GetCacheEntry') key = (url.searchParams.get('keys') ?? '').split(',')[0]
-  const fault = await applyFault(ctx.faults, req, rec, key, (status, msg) => v1Error(res, status, msg))
+  const fault = await applyFault(ctx.faults, req, rec, key, (status, msg) => v1Error(res, status, msg), res)
   if (fault.done) return
   return handleV1(ctx, req, res, op, url, entry, body, fault.reset)
 }

@@ -1,7 +1,9 @@
 // Plants crafted cache entries in the local cache service the way an attacker
-// with write access to the cache scope would: through the real @actions/cache
-// client, under the path and key the action restores, so the action's own
-// restore finds them. Also corrupts stored blobs and crafts raw tar bytes.
+// with write access to the cache scope would: through the client the action
+// restores with (the stream client of service v2 by default, or the real
+// @actions/cache client for the library path), under the path and key the
+// action restores, so the action's own restore finds them. Also corrupts
+// stored blobs and crafts raw tar bytes.
 import { randomBytes } from 'node:crypto'
 import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { dirname, join } from 'node:path'
@@ -10,6 +12,8 @@ import * as cache from '@actions/cache'
 
 import { archivePathOf, defaultArchiveRoot } from '../../src/core/job.js'
 import { mountKeys } from '../../src/core/keys.js'
+import { serviceV2 } from '../../src/storage/github/config.js'
+import { GitHubStreamStore } from '../../src/storage/github/stream-store.js'
 import { applyEnv } from '../cache-service/env.js'
 import type { CacheService } from '../cache-service/server.js'
 
@@ -18,6 +22,19 @@ export interface PlantTarget {
   /** RUNNER_TEMP of the steps that will restore (the archive path must match byte for byte). */
   runnerTemp: string
   workspace: string
+  /**
+   * Which client stores the entries: `stream` (what the action uses on
+   * service v2; only regular files can be planted) or `library` (the
+   * @actions/cache path, for steps run with BUILDKIT_MOUNT_CACHE_GITHUB_CLIENT=library).
+   */
+  client?: GitHubClient
+}
+
+export type GitHubClient = 'stream' | 'library'
+
+/** The step env that makes the action use `client` for the GitHub cache. */
+export function clientEnv(client: GitHubClient): Record<string, string> {
+  return client === 'library' ? { BUILDKIT_MOUNT_CACHE_GITHUB_CLIENT: 'library' } : {}
 }
 
 /** The key a save of this mount would use (no key-files: `nofiles`), with a random digest. */
@@ -69,11 +86,15 @@ export async function plantMany(target: PlantTarget, plantings: Planting[], conc
   })
   try {
     const { value: failed, log } = await withCacheClient(target, async () => {
+      const stream = target.client === 'library' ? undefined : serviceV2(target.service.env())
+      const save = stream
+        ? (archivePath: string, key: string): Promise<boolean> => new GitHubStreamStore(stream).save(archivePath, key)
+        : async (archivePath: string, key: string): Promise<boolean> => (await cache.saveCache([archivePath], key)) !== -1
       const failures: string[] = []
       let next = 0
       const worker = async (): Promise<void> => {
         for (let i = next++; i < plantings.length; i = next++) {
-          if ((await cache.saveCache([paths[i]!], plantings[i]!.key)) === -1) failures.push(plantings[i]!.key)
+          if (!(await save(paths[i]!, plantings[i]!.key))) failures.push(plantings[i]!.key)
         }
       }
       await Promise.all(Array.from({ length: Math.min(concurrency, plantings.length) }, worker))

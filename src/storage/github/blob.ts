@@ -1,0 +1,162 @@
+import { Transform, type Readable } from 'node:stream'
+
+import { expectOk, headerOf, readBody, send } from './http.js'
+import { TransferError, withRetries, type RetryPolicy } from './retry.js'
+
+/**
+ * The signed blob URLs of the cache service v2 (Azure Blob Storage, or the
+ * local service speaking its calls): one GET streamed to the caller, and an
+ * upload as Put Block calls (bounded parallelism, each retried on its own)
+ * plus one Put Block List.
+ */
+const AZURE_VERSION = '2025-11-05'
+
+/** Block size and parallel Put Block calls: at most (parallel + 1) blocks in memory per upload. */
+export const BLOCK_BYTES = 8 * 1024 ** 2
+export const UPLOAD_PARALLEL = 4
+
+/**
+ * Streams the blob at `url` to `sink`, which must read it to the end. A
+ * connection dropped, a body cut short or longer than its Content-Length,
+ * or a silent peer is retried from the start (the sink is called again and
+ * must start over); `sink`'s own errors are not retried.
+ */
+export async function downloadBlob(
+  url: string,
+  sink: (body: Readable, length: number | undefined) => Promise<void>,
+  policy: RetryPolicy
+): Promise<void> {
+  const target = new URL(url)
+  await withRetries('download', policy, async () => {
+    const res = await send({ method: 'GET', url: target, headers: { 'x-ms-version': AZURE_VERSION } })
+    await expectOk('download', res)
+    const declared = headerOf(res.headers, 'content-length')
+    const length = declared !== undefined && /^\d+$/.test(declared) ? Number(declared) : undefined
+    const counted = res.body.pipe(lengthCheck(length))
+    res.body.once('error', e => counted.destroy(e))
+    // A body that ends early ends the pipe without an error of its own: 'aborted' says so.
+    res.body.once('aborted', () => counted.destroy(new TransferError('the download was cut off')))
+    let transferFailed: unknown
+    counted.once('error', e => (transferFailed = e))
+    try {
+      await sink(counted, length)
+    } catch (error) {
+      res.body.destroy()
+      // The transfer's error is the retryable one, whatever the sink made of it.
+      throw transferFailed ?? error
+    }
+  })
+}
+
+/** A pass-through that fails when the bytes do not add up to `length`. */
+function lengthCheck(length: number | undefined): Transform {
+  let seen = 0
+  return new Transform({
+    transform(chunk: Buffer, _encoding, callback) {
+      seen += chunk.length
+      if (length !== undefined && seen > length) callback(new TransferError(`the download is longer than its ${length} bytes`))
+      else callback(null, chunk)
+    },
+    flush(callback) {
+      if (length !== undefined && seen !== length) callback(new TransferError(`the download ended after ${seen} of ${length} bytes`))
+      else callback()
+    }
+  })
+}
+
+export interface UploadOptions {
+  policy: RetryPolicy
+  /** Fails the upload once more bytes than this come from `source`. */
+  maxBytes?: number
+  blockBytes?: number
+  parallel?: number
+}
+
+/** Uploads everything `source` gives as one block blob; returns its size in bytes. */
+export async function uploadBlob(url: string, source: Readable, options: UploadOptions): Promise<number> {
+  const blockBytes = options.blockBytes ?? BLOCK_BYTES
+  const parallel = options.parallel ?? UPLOAD_PARALLEL
+  const ids: string[] = []
+  const inFlight = new Set<Promise<void>>()
+  let failure: { error: unknown } | undefined
+  let pending: Buffer[] = []
+  let pendingBytes = 0
+  let total = 0
+
+  const stage = async (block: Buffer): Promise<void> => {
+    // Equal-length ids (Azure requires it), in upload order.
+    const id = Buffer.from(`block-${String(ids.length).padStart(8, '0')}`).toString('base64')
+    ids.push(id)
+    const task = putBlock(url, id, block, options.policy).catch((error: unknown) => {
+      failure ??= { error }
+    })
+    const tracked = task.finally(() => inFlight.delete(tracked))
+    inFlight.add(tracked)
+    while (inFlight.size >= parallel) await Promise.race(inFlight)
+  }
+
+  try {
+    for await (const chunk of source as AsyncIterable<Buffer>) {
+      if (failure) break
+      total += chunk.length
+      if (options.maxBytes !== undefined && total > options.maxBytes) {
+        throw new Error(`the entry is larger than the service's limit of ${options.maxBytes} bytes`)
+      }
+      let rest = chunk
+      while (rest.length > 0) {
+        const take = Math.min(rest.length, blockBytes - pendingBytes)
+        pending.push(rest.subarray(0, take))
+        pendingBytes += take
+        rest = rest.subarray(take)
+        if (pendingBytes === blockBytes) {
+          const block = Buffer.concat(pending)
+          pending = []
+          pendingBytes = 0
+          await stage(block)
+        }
+      }
+    }
+    if (!failure && pendingBytes > 0) await stage(Buffer.concat(pending))
+    await Promise.all(inFlight)
+  } catch (error) {
+    source.destroy()
+    await Promise.allSettled(inFlight)
+    throw error
+  }
+  if (failure) {
+    source.destroy()
+    throw failure.error
+  }
+  await putBlockList(url, ids, options.policy)
+  return total
+}
+
+function withQuery(url: string, params: Record<string, string>): URL {
+  const u = new URL(url)
+  for (const [name, value] of Object.entries(params)) u.searchParams.set(name, value)
+  return u
+}
+
+async function putBlock(url: string, id: string, block: Buffer, policy: RetryPolicy): Promise<void> {
+  const target = withQuery(url, { comp: 'block', blockid: id })
+  await withRetries('upload block', policy, async () => {
+    const res = await send({ method: 'PUT', url: target, headers: { 'x-ms-version': AZURE_VERSION }, body: block })
+    await expectOk('upload block', res)
+    await readBody(res.body)
+  })
+}
+
+async function putBlockList(url: string, ids: string[], policy: RetryPolicy): Promise<void> {
+  const target = withQuery(url, { comp: 'blocklist' })
+  const xml = Buffer.from(`<?xml version="1.0" encoding="utf-8"?><BlockList>${ids.map(id => `<Latest>${id}</Latest>`).join('')}</BlockList>`)
+  await withRetries('commit blocks', policy, async () => {
+    const res = await send({
+      method: 'PUT',
+      url: target,
+      headers: { 'x-ms-version': AZURE_VERSION, 'Content-Type': 'application/xml' },
+      body: xml
+    })
+    await expectOk('commit blocks', res)
+    await readBody(res.body)
+  })
+}

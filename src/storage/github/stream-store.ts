@@ -1,0 +1,136 @@
+import { stat } from 'node:fs/promises'
+import { basename } from 'node:path'
+
+import { errorMessage } from '../../errors.js'
+import { log } from '../../log.js'
+import { cacheModeAllows } from '../actions-cache.js'
+import { chooseCodec, compressFile, decompressToFile, type Codec } from '../compression.js'
+import { metered, progressMeter } from '../progress.js'
+import type { CacheStore } from '../store.js'
+import { downloadBlob, uploadBlob } from './blob.js'
+import type { ServiceV2 } from './config.js'
+import { ENTRY_VERSION, splitEntryHeader, withEntryHeader } from './entry-format.js'
+import { DEFAULT_RETRY, type RetryPolicy } from './retry.js'
+import { TwirpClient, TwirpError } from './twirp.js'
+
+/** GitHub's limit on one cache entry (the cache library refuses larger archives the same way). */
+export const MAX_ENTRY_BYTES = 10 * 1024 ** 3
+
+/** The prefix of a message with which the service refuses a write by policy. */
+const WRITE_DENIED = 'cache write denied:'
+
+export interface StreamStoreOptions {
+  policy?: RetryPolicy
+  maxEntryBytes?: number
+  /** Forces a codec (tests, the bench); by default a probe of the archive picks one. */
+  codec?: Codec
+}
+
+/**
+ * The GitHub Actions cache (service v2) without the cache library: restore
+ * streams the entry's body through its decoder into the mount archive,
+ * save streams the archive through its encoder into the block upload. No
+ * outer tar, no second copy of the archive, no `tar -P` of what the entry
+ * holds; the archive itself is checked by the entry guards before anything
+ * reaches the builder, as for every store.
+ */
+export class GitHubStreamStore implements CacheStore {
+  private readonly twirp: TwirpClient
+  private readonly policy: RetryPolicy
+
+  constructor(
+    service: ServiceV2,
+    private readonly options: StreamStoreOptions = {}
+  ) {
+    this.policy = options.policy ?? DEFAULT_RETRY
+    this.twirp = new TwirpClient(service, this.policyFor('cache service'))
+  }
+
+  available(): boolean {
+    return true
+  }
+
+  readable(): boolean {
+    return cacheModeAllows('read')
+  }
+
+  writable(): boolean {
+    return cacheModeAllows('write')
+  }
+
+  async restore(archivePath: string, primaryKey: string, restoreKeys: string[]): Promise<string | undefined> {
+    const answer = await this.twirp.getDownloadUrl(primaryKey, restoreKeys, ENTRY_VERSION)
+    const url = answer.signed_download_url
+    const matched = answer.matched_key
+    if (!answer.ok || !url || !matched) return undefined
+    const label = basename(archivePath, '.tar')
+    await downloadBlob(
+      url,
+      async (body, length) => {
+        const meter = progressMeter({ label: `${label}: downloading`, ...(length !== undefined ? { total: length } : {}) })
+        const { codec, rest } = await splitEntryHeader(metered(body, meter))
+        await decompressToFile(rest, codec, archivePath)
+      },
+      this.policyFor(label)
+    )
+    return matched
+  }
+
+  async exists(_archivePath: string, key: string): Promise<boolean> {
+    const answer = await this.twirp.getDownloadUrl(key, [], ENTRY_VERSION)
+    return answer.ok && answer.matched_key === key
+  }
+
+  async save(archivePath: string, key: string): Promise<boolean> {
+    const label = basename(archivePath, '.tar')
+    const rawSize = (await stat(archivePath)).size
+    const codec = this.options.codec ?? (await chooseCodec(archivePath))
+    let uploadUrl: string
+    try {
+      const created = await this.twirp.createEntry(key, ENTRY_VERSION)
+      if (!created.ok || !created.signed_upload_url) {
+        const message = created.message ?? ''
+        if (message.startsWith(WRITE_DENIED)) throw new Error(`the cache service refused the write: ${message}`)
+        if (message !== '') throw new Error(`the cache service did not reserve ${key}: ${message}`)
+        log.info(`${label}: not saved, the cache service did not reserve ${key} (another job may be saving it)`)
+        return false
+      }
+      uploadUrl = created.signed_upload_url
+    } catch (error) {
+      if (error instanceof TwirpError && error.code === 'already_exists') {
+        log.info(`${label}: ${key} exists already (or another job is saving it)`)
+        return false
+      }
+      throw error
+    }
+    let size = 0
+    const meter = progressMeter({ label: `${label}: uploading`, total: rawSize })
+    await compressFile(
+      archivePath,
+      codec,
+      async compressed => {
+        size = await uploadBlob(uploadUrl, withEntryHeader(codec, compressed), {
+          policy: this.policyFor(label),
+          maxBytes: this.options.maxEntryBytes ?? MAX_ENTRY_BYTES
+        })
+      },
+      meter
+    )
+    const finalized = await this.twirp.finalize(key, ENTRY_VERSION, size)
+    if (!finalized.ok) throw new Error(`the cache service did not accept the upload of ${key}${finalized.message ? `: ${finalized.message}` : ''}`)
+    return true
+  }
+
+  /** The retry policy, with a log line per retry naming what is retried. */
+  private policyFor(label: string): RetryPolicy {
+    return {
+      ...this.policy,
+      onRetry: (what, attempt, waitMs, error) => {
+        this.policy.onRetry?.(what, attempt, waitMs, error)
+        log.info(
+          `${label}: ${what} failed (${errorMessage(error)}), attempt ${attempt} of ${this.policy.attempts}; retrying in ${Math.ceil(waitMs / 1000)} s`
+        )
+      }
+    }
+  }
+}
