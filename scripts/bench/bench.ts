@@ -4,7 +4,7 @@
 //
 //   npx tsx scripts/bench/bench.ts [--size-mib 1024] [--files 20000] [--quick]
 //       [--sizes 256,512,1024] [--repeat 1] [--json FILE] [--private-engine]
-//       [--prune-all] [--compression] [--builder NAME]
+//       [--prune-all] [--compression] [--builder NAME] [--cache-clients]
 //
 // --quick        64 MiB / 2,000 files, a sanity run
 // --sizes LIST   a sweep: the whole measurement at each size (MiB), one after
@@ -27,6 +27,9 @@
 //                BMC_TEST_UTILITY_IMAGE the utility image as that builder pulls it): the
 //                action (input builder), the per-mount method and the floors, whose
 //                stream variants use the route the action finds (src/builder/reach.ts)
+// --cache-clients only the GitHub cache's two clients (the cache library and the
+//                stream client) saving and restoring one archive of --size-mib,
+//                incompressible and compressible, no engine (see cache-clients.ts)
 //
 // Other jobs that `buildx prune --all` the shared engine empty the bench's
 // mounts; the bench notices (every move is checked) and repeats the round on
@@ -48,6 +51,7 @@ import { bundleAction, REPO_ROOT } from '../../test-support/action-runner.js'
 import { startCacheService } from '../../test-support/cache-service/server.js'
 import { UTILITY_IMAGE } from '../../test-support/user-build.js'
 import { runActionStep, type ActionRunner, type ActionStep } from './action.js'
+import { runCacheClientBench } from './cache-clients.js'
 import { compressionTable, measureCompression, measureSyntheticSamples, type CompressionResult } from './compression.js'
 import {
   actionMountsInput,
@@ -85,6 +89,8 @@ interface Options {
   pruneAll: boolean
   privateEngine: boolean
   compression: boolean
+  /** --cache-clients: only the GitHub cache clients' bench (no engine). */
+  cacheClients?: boolean
   /** --builder: the buildx builder every phase runs on (default: the current one). */
   builder?: string
 }
@@ -135,9 +141,10 @@ function parseArgs(argv: string[]): Options {
     else if (arg === '--private-engine') opts.privateEngine = true
     else if (arg === '--compression') opts.compression = true
     else if (arg === '--builder') opts.builder = value()
+    else if (arg === '--cache-clients') opts.cacheClients = true
     else if (arg === '--help' || arg === '-h') {
       console.log(
-        'usage: bench.ts [--size-mib N | --sizes N,N,...] [--files N] [--quick] [--repeat N] [--json FILE] [--private-engine] [--prune-all] [--compression] [--builder NAME]'
+        'usage: bench.ts [--size-mib N | --sizes N,N,...] [--files N] [--quick] [--repeat N] [--json FILE] [--private-engine] [--prune-all] [--compression] [--builder NAME] [--cache-clients]'
       )
       process.exit(0)
     } else throw new Error(`unknown argument ${arg}`)
@@ -190,6 +197,7 @@ interface SizeResult extends SizeOutcome {
 
 async function main(): Promise<void> {
   const opts = parseArgs(process.argv.slice(2))
+  if (opts.cacheClients) return runCacheClientBench(opts.sizeMiB)
   const specs = sizeSpecs(opts)
   const plans = specs.map(s => planDataset(s.sizeMiB * 1024 * 1024, s.files))
 
