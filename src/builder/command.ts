@@ -4,6 +4,7 @@ import { pipeline } from 'node:stream/promises'
 
 import { CommandError, errorMessage } from '../errors.js'
 import type { Deadline } from './deadline.js'
+import { shortCall } from './short-call.js'
 
 export interface RunOptions {
   env?: NodeJS.ProcessEnv
@@ -28,13 +29,21 @@ export type CommandRunner = (command: string, args: readonly string[], options?:
 const STDERR_TAIL = 64 * 1024
 
 /**
- * The one place that spawns processes. @actions/exec cannot stream stdin,
- * and the generated builds both read a tar context from stdin and write a
- * tar to stdout, so this wraps child_process.spawn with stream pipelines.
+ * The one process runner. A short call whose output is read whole (nothing
+ * on stdin, no stdout consumer, no stderr lines: docker/buildx version and
+ * inspect) goes through @actions/exec (short-call.ts). The generated builds
+ * both read a tar context from stdin and write a tar to stdout, and their
+ * progress is read line by line, which @actions/exec cannot stream, so for
+ * them this wraps child_process.spawn with stream pipelines.
  * Throws CommandError when the command cannot start or exits non-zero;
  * a stdout consumer's own error wins over the exit code (it explains more).
  */
 export const runCommand: CommandRunner = async (command, args, options = {}) => {
+  if (!options.stdin && !options.stdout && !options.onStderrLine) return shortCall(command, args, options)
+  return runStreaming(command, args, options)
+}
+
+const runStreaming: CommandRunner = async (command, args, options = {}) => {
   const argv = [command, ...args]
   const child = spawn(command, args, {
     env: options.env ?? process.env,

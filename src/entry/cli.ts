@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 // The CLI's bin entry (dist/cli.cjs); esbuild keeps the hashbang line first in the bundle.
-import { main } from '../cli/main.js'
+import { cliMain } from './index.js'
 
 // The explicit exit matters: the S3 and cache clients' HTTP agents can keep the event loop alive.
-void main(process.argv.slice(2)).then(code => process.exit(code))
+void cliMain(process.argv.slice(2)).then(code => process.exit(code))

@@ -1,4 +1,3 @@
-import { runMain } from '../action/main.js'
-import { runEntry } from './run.js'
+import { runEntry, runMain } from './index.js'
 
 runEntry(() => runMain(false), true)

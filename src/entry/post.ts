@@ -1,4 +1,3 @@
-import { runPost } from '../action/post.js'
-import { runEntry } from './run.js'
+import { runEntry, runPost } from './index.js'
 
 runEntry(() => runPost(), false)

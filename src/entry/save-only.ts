@@ -1,5 +1,4 @@
-import { runSaveOnly } from '../action/post.js'
-import { runEntry } from './run.js'
+import { runEntry, runSaveOnly } from './index.js'
 
 // Input errors fail this step; cache and engine trouble are warnings inside.
 runEntry(() => runSaveOnly(), true)

@@ -2,13 +2,13 @@ import { stat } from 'node:fs/promises'
 import { basename } from 'node:path'
 import { Readable } from 'node:stream'
 
-import { DeleteObjectCommand, GetObjectCommand, HeadObjectCommand, ListObjectsV2Command, S3Client, type S3ClientConfig } from '@aws-sdk/client-s3'
-import { Upload } from '@aws-sdk/lib-storage'
+import type { S3Client, S3ClientConfig } from '@aws-sdk/client-s3'
 
 import { chooseCodec, CODECS, compressFile, decompressToFile, type Codec } from './compression.js'
 import { findEntry } from './lookup.js'
 import type { ManagedStore, StoredEntry } from './managed.js'
 import { metered, progressMeter } from './progress.js'
+import type * as Sdk from './s3-sdk.js'
 
 /**
  * `s3://bucket/prefix`: one object per entry, `<prefix>/<key>`, the archive
@@ -61,16 +61,28 @@ export function s3ClientConfig(options: S3Options, env: NodeJS.ProcessEnv = proc
 
 const CONTENT_TYPE: Record<Codec, string> = { zstd: 'application/zstd', gzip: 'application/gzip', none: 'application/x-tar' }
 
+let sdkModule: Promise<typeof Sdk> | undefined
+
+/**
+ * The AWS SDK, imported on first use: it is most of the S3 store's weight
+ * (in the bundle a file of its own that esbuild leaves to a runtime import,
+ * see scripts/bundle.mjs), and only an s3:// backend needs it.
+ */
+function loadSdk(): Promise<typeof Sdk> {
+  return (sdkModule ??= import('./s3-sdk.js'))
+}
+
 export class S3Store implements ManagedStore {
   readonly location: string
-  private readonly client: S3Client
+  private client: Promise<S3Client> | undefined
 
+  /** `client` replaces the one made from the options (tests); either is made or loaded on first use. */
   constructor(
     private readonly options: S3Options,
     client?: S3Client
   ) {
     this.location = `s3://${options.bucket}/${options.prefix}`
-    this.client = client ?? new S3Client(s3ClientConfig(options))
+    if (client) this.client = Promise.resolve(client)
   }
 
   available(): boolean {
@@ -88,7 +100,8 @@ export class S3Store implements ManagedStore {
   async restore(archivePath: string, primaryKey: string, restoreKeys: string[]): Promise<string | undefined> {
     const hit = await findEntry({ exact: key => this.head(key), list: prefix => this.list(prefix) }, primaryKey, restoreKeys)
     if (!hit) return undefined
-    const got = await this.client.send(new GetObjectCommand({ Bucket: this.options.bucket, Key: this.objectKey(hit.key) }))
+    const { GetObjectCommand } = await loadSdk()
+    const got = await (await this.s3()).send(new GetObjectCommand({ Bucket: this.options.bucket, Key: this.objectKey(hit.key) }))
     if (!(got.Body instanceof Readable)) throw new Error(`${hit.key}: the S3 response has no readable body`)
     const codec = got.Metadata?.[METADATA_CODEC]
     if (!(CODECS as readonly string[]).includes(codec ?? '')) {
@@ -111,6 +124,8 @@ export class S3Store implements ManagedStore {
     if (await this.head(key)) return false
     const codec = this.options.codec ?? (await chooseCodec(archivePath))
     const rawSize = (await stat(archivePath)).size
+    const { Upload } = await loadSdk()
+    const client = await this.s3()
     const upload = async (conditional: boolean): Promise<void> => {
       const meter = progressMeter({ label: `${basename(archivePath, '.tar')}: uploading`, total: rawSize })
       await compressFile(
@@ -118,7 +133,7 @@ export class S3Store implements ManagedStore {
         codec,
         async body => {
           const upload = new Upload({
-            client: this.client,
+            client,
             partSize: this.options.partSize ?? DEFAULT_PART_SIZE,
             queueSize: 4,
             params: {
@@ -149,10 +164,12 @@ export class S3Store implements ManagedStore {
   }
 
   async list(prefix: string): Promise<StoredEntry[]> {
+    const { ListObjectsV2Command } = await loadSdk()
+    const client = await this.s3()
     const entries: StoredEntry[] = []
     let token: string | undefined
     do {
-      const page = await this.client.send(
+      const page = await client.send(
         new ListObjectsV2Command({ Bucket: this.options.bucket, Prefix: this.objectKey(prefix), ...(token ? { ContinuationToken: token } : {}) })
       )
       for (const o of page.Contents ?? []) {
@@ -168,12 +185,15 @@ export class S3Store implements ManagedStore {
   }
 
   async delete(key: string): Promise<void> {
-    await this.client.send(new DeleteObjectCommand({ Bucket: this.options.bucket, Key: this.objectKey(key) }))
+    const { DeleteObjectCommand } = await loadSdk()
+    await (await this.s3()).send(new DeleteObjectCommand({ Bucket: this.options.bucket, Key: this.objectKey(key) }))
   }
 
   private async head(key: string): Promise<StoredEntry | undefined> {
+    const { HeadObjectCommand } = await loadSdk()
+    const client = await this.s3()
     try {
-      const h = await this.client.send(new HeadObjectCommand({ Bucket: this.options.bucket, Key: this.objectKey(key) }))
+      const h = await client.send(new HeadObjectCommand({ Bucket: this.options.bucket, Key: this.objectKey(key) }))
       const created = h.LastModified ?? new Date(0)
       const codec = h.Metadata?.[METADATA_CODEC]
       return { key, size: h.ContentLength ?? 0, created, lastUsed: created, ...(codec === 'zstd' || codec === 'gzip' ? { compression: codec } : {}) }
@@ -181,6 +201,10 @@ export class S3Store implements ManagedStore {
       if (httpStatus(error) === 404 || errorName(error) === 'NotFound' || errorName(error) === 'NoSuchKey') return undefined
       throw error
     }
+  }
+
+  private s3(): Promise<S3Client> {
+    return (this.client ??= loadSdk().then(sdk => new sdk.S3Client(s3ClientConfig(this.options))))
   }
 
   private objectKey(key: string): string {
