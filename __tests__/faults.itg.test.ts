@@ -427,7 +427,7 @@ describe('engine faults', () => {
     expect(behind()).toEqual(clean)
 
     // Nothing holds the builder or the mount (a RUN still running would hold its locked cache mount):
-    // the next job, with the working image, restores and saves at once.
+    // the next job, with the working image, restores at once.
     const inputs = { ...s.inputs, 'utility-image': UTILITY_IMAGE }
     const next = await timed(() => step('main', inputs))
     expectOk(next.r)
