@@ -6,7 +6,7 @@
 // the input), a warning (or the cache library's info) says why, no partial
 // entry is stored, nothing is left behind, and the next run works.
 import { randomBytes, randomUUID } from 'node:crypto'
-import { existsSync, mkdirSync, readdirSync, rmSync, writeFileSync } from 'node:fs'
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 
 import { afterAll, beforeAll, describe, expect, test } from '@jest/globals'
@@ -14,7 +14,17 @@ import { afterAll, beforeAll, describe, expect, test } from '@jest/globals'
 import { idSegment, mountKeys } from '../src/core/keys.js'
 import { runStep, type StepResult } from '../test-support/action-runner.js'
 import type { CacheService, FaultSpec } from '../test-support/cache-service/server.js'
-import { dyingDocker, engineLeftovers, tmpfsOver, useTestEngine } from '../test-support/hostile/engine-faults.js'
+import {
+  deadEngineEnv,
+  dyingDocker,
+  engineLeftovers,
+  processesWith,
+  runningBuilds,
+  STALL_COMMAND,
+  stallingUtilityImage,
+  tmpfsOver,
+  useTestEngine
+} from '../test-support/hostile/engine-faults.js'
 import { runIsolatedStep } from '../test-support/hostile/isolated.js'
 import { clientEnv, plantBytes, plantedKey, plantMany, type GitHubClient, type Planting } from '../test-support/hostile/plant.js'
 import { useItgEnv } from '../test-support/itg-env.js'
@@ -304,8 +314,9 @@ describe.each(['stream', 'library'] as const)('cache service faults, %s client',
 })
 
 describe('engine faults', () => {
-  const dead = { DOCKER_HOST: 'unix:///nonexistent/docker.sock' }
-  const cases: { name: string; inputs?: Record<string, string>; env?: NodeJS.ProcessEnv; reason: RegExp }[] = [
+  // No daemon: DOCKER_HOST goes nowhere, and so does the docker-container builder's node (its endpoint is kept in DOCKER_CONFIG).
+  const dead = (): NodeJS.ProcessEnv => deadEngineEnv(join(work, 'dead-engine-config'))
+  const cases: { name: string; inputs?: Record<string, string>; env?: () => NodeJS.ProcessEnv; reason: RegExp }[] = [
     { name: 'no-daemon', env: dead, reason: /Cannot connect to the Docker daemon/ },
     { name: 'no-builder', inputs: { builder: 'does-not-exist' }, reason: /no builder "does-not-exist" found/ },
     { name: 'no-image', inputs: { 'utility-image': 'localhost:1/nope:latest' }, reason: /localhost:1\/nope:latest/ }
@@ -317,7 +328,8 @@ describe('engine faults', () => {
     const before = { entries: service.entries().length, engine: engineLeftovers(UTILITY_IMAGE) }
     const started = Date.now()
     await Promise.all(
-      planted.map(async ({ name, env, reason, s }) => {
+      planted.map(async ({ name, env: makeEnv, reason, s }) => {
+        const env = makeEnv?.()
         const main = await step('main', s.inputs, env ? { env } : {})
         expectOk(main)
         expect({ name, hits: hits(main), warnings: main.warnings.join('\n') }).toEqual({
@@ -386,6 +398,71 @@ describe('engine faults', () => {
       })
     })
   })
+
+  test('a generated build that hangs (a utility image whose RUN never returns): inject and extract are stopped at the idle deadline with a warning, the job goes on with empty mounts, nothing is saved or left behind', async () => {
+    const idle = 4
+    const env = { BUILDKIT_MOUNT_CACHE_IDLE_TIMEOUT: String(idle) }
+    const s = scenario('hung', { 'utility-image': stallingUtilityImage(UTILITY_IMAGE) })
+    await s.plant()
+    // README "Deadlines": a generated build is stopped after `idle` s without output or stream byte
+    // (SIGTERM, SIGKILL 10 s later); a phase runs at most two (a stream, then the build's own channels).
+    // The rest is the builds' start-up on a busy 2-core machine.
+    const bound = 2 * (idle + 10) * 1000 + 30_000
+    const before = { entries: s.entries(), builds: runningBuilds(), engine: engineLeftovers(UTILITY_IMAGE) }
+    const timed = async (run: () => Promise<StepResult>): Promise<{ r: StepResult; ms: number }> => {
+      const started = Date.now()
+      const r = await run()
+      return { r, ms: Date.now() - started }
+    }
+    /** What a stopped build could leave: its RUN, the generated build's CLI, a step (and its listener) still running. */
+    const behind = (): Record<string, unknown> => ({
+      runs: processesWith(STALL_COMMAND),
+      clis: processesWith(`BMC_NONCE=`),
+      steps: processesWith(itg.bundleDir),
+      builds: runningBuilds()?.filter(b => !before.builds?.includes(b)) ?? 'buildx cannot tell',
+      engine: engineLeftovers(UTILITY_IMAGE),
+      temp: leftovers()
+    })
+    const clean = { runs: [], clis: [], steps: [], builds: before.builds ? [] : 'buildx cannot tell', engine: before.engine, temp: [] }
+
+    const main = await timed(() => step('main', s.inputs, { env }))
+    expectOk(main.r)
+    expect({ hits: hits(main.r), warnings: main.r.warnings.join('\n') }).toEqual({
+      hits: [false],
+      warnings: expect.stringMatching(new RegExp(`Could not inject the restored caches.*nothing happened for ${idle} s`))
+    })
+    expect(main.ms).toBeLessThan(bound)
+    expect(behind()).toEqual(clean)
+
+    // The user's build runs: the mount starts empty (nothing of the stopped inject in it), and fills it.
+    const out = join(work, `hung-${run}`)
+    userBuild(
+      'buildx',
+      `FROM ${UTILITY_IMAGE}\nARG N\nRUN --mount=type=cache,id=${s.id},target=/m mkdir -p /out && ls -A /m > /out/before && echo hung > /m/data\n`,
+      out,
+      {
+        N: randomUUID()
+      }
+    )
+    expect(readFileSync(join(out, 'out/before'), 'utf8')).toBe('')
+
+    const post = await timed(() => step('post', s.inputs, { state: main.r.state, env }))
+    expectOk(post.r)
+    expect(post.r.warnings.join('\n')).toMatch(
+      new RegExp(`Could not extract the cache mounts from the builder; nothing is saved.*nothing happened for ${idle} s`)
+    )
+    expect(post.ms).toBeLessThan(bound)
+    expect(s.entries()).toEqual(before.entries)
+    expect(behind()).toEqual(clean)
+
+    // Nothing holds the builder or the mount (a RUN still running would hold its locked cache mount):
+    // the next job, with the working image, restores at once.
+    const inputs = { ...s.inputs, 'utility-image': UTILITY_IMAGE }
+    const next = await timed(() => step('main', inputs))
+    expectOk(next.r)
+    expect({ hits: hits(next.r), warnings: next.r.warnings }).toEqual({ hits: [true], warnings: [] })
+    expect(next.ms).toBeLessThan(60_000)
+  }, 300_000)
 
   test('disk full (a 1 MiB tmpfs as RUNNER_TEMP): restore and save warn, nothing left behind, the space is free again for the next run', async () => {
     const temp = join(work, 'small-temp')

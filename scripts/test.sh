@@ -8,7 +8,8 @@
 #                   `DOCKER_BUILDKIT=1 docker build` client: every integration test
 #   runner          Docker 28.5 + buildx 0.29 (Debian sid), docker driver: the full cycle
 #   container       a docker-container builder on that engine as setup-buildx-action creates it
-#                   (bridge network: streams over its gateway): the cycle, hostile archives, the README examples
+#                   (bridge network: streams over its gateway): the cycle, the lifecycle, hostile
+#                   archives, the engine and cache faults, the README examples
 #   container-host  the same with --driver-opt network=host (loopback streams): the cycle
 #
 #   bash scripts/test.sh               everything
@@ -101,7 +102,8 @@ for p in $profiles; do
       builders_started=1
     fi
     if [[ $p == container ]]; then
-      run_profile container __tests__/cycle.itg.test.ts __tests__/hostile.itg.test.ts __tests__/examples.itg.test.ts
+      run_profile container __tests__/cycle.itg.test.ts __tests__/lifecycle.itg.test.ts __tests__/hostile.itg.test.ts \
+        __tests__/faults.itg.test.ts __tests__/examples.itg.test.ts
     else
       run_profile container-host __tests__/cycle.itg.test.ts
     fi

@@ -1,9 +1,13 @@
 // Engine faults for the issue 7 tests: a docker CLI that dies during the
-// generated builds, snapshots of what the engine keeps (containers, dangling
-// images), a small tmpfs to fill up.
+// generated builds, a utility image whose RUN never returns, snapshots of
+// what the engine keeps (containers, dangling images, running builds,
+// processes), a small tmpfs to fill up.
 import { spawnSync } from 'node:child_process'
-import { chmodSync, mkdirSync, writeFileSync } from 'node:fs'
+import { chmodSync, cpSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
+
+import { REPO_ROOT } from '../action-runner.js'
+import { LOCAL_UTILITY_IMAGE } from '../user-build.js'
 
 /**
  * Writes `dir/docker`: the real CLI, except that `buildx build` dies on the
@@ -46,6 +50,31 @@ esac
   )
   chmodSync(path, 0o755)
   return path
+}
+
+/** A socket nobody serves. */
+export const DEAD_DOCKER_HOST = 'unix:///nonexistent/docker.sock'
+
+/**
+ * The environment of a job whose engine is gone: DOCKER_HOST at a socket
+ * nobody serves and, where the builder under test is a buildx instance of
+ * DOCKER_CONFIG (a docker-container builder keeps its node's endpoint there,
+ * so DOCKER_HOST alone does not take it away), a copy of DOCKER_CONFIG in
+ * `dir` whose builders' nodes point at that socket too.
+ */
+export function deadEngineEnv(dir: string): NodeJS.ProcessEnv {
+  const config = process.env.DOCKER_CONFIG
+  if (config === undefined || !existsSync(join(config, 'buildx', 'instances'))) return { DOCKER_HOST: DEAD_DOCKER_HOST }
+  rmSync(dir, { recursive: true, force: true })
+  // The CLI plugins are linked, not copied (large binaries).
+  cpSync(config, dir, { recursive: true, filter: src => src !== join(config, 'cli-plugins') })
+  if (existsSync(join(config, 'cli-plugins'))) symlinkSync(join(config, 'cli-plugins'), join(dir, 'cli-plugins'))
+  const instances = join(dir, 'buildx', 'instances')
+  for (const name of readdirSync(instances)) {
+    const file = join(instances, name)
+    writeFileSync(file, readFileSync(file, 'utf8').replace(/"Endpoint":"[^"]*"/g, `"Endpoint":${JSON.stringify(DEAD_DOCKER_HOST)}`))
+  }
+  return { DOCKER_HOST: DEAD_DOCKER_HOST, DOCKER_CONFIG: dir }
 }
 
 function lines(cmd: string, args: string[]): string[] {
@@ -97,4 +126,58 @@ export async function useTestEngine(utilityImage: string): Promise<() => Promise
     else process.env.DOCKER_HOST = previous
     await engine.stop()
   }
+}
+
+/** What the RUN of a stalling utility image runs, forever: the mark to look for in the process table. */
+export const STALL_COMMAND = 'sleep 987654'
+
+/**
+ * A utility image whose RUNs never return and print nothing: its /bin/sh (what
+ * BuildKit runs a RUN's shell form with) is a script that sleeps, so every
+ * generated inject and extract build stalls, on every route (a stream's peer
+ * never connects, the build context is never read). Built from the local
+ * utility image on the daemon's own builder; when the builder under test pulls
+ * `utilityImage` from the local registry, pushed there beside it. Returns the
+ * name that builder pulls.
+ */
+export function stallingUtilityImage(utilityImage: string): string {
+  const tag = 'stall'
+  const local = `${LOCAL_UTILITY_IMAGE.slice(0, LOCAL_UTILITY_IMAGE.lastIndexOf(':'))}:${tag}`
+  // The running shell keeps its binary: replacing /bin/sh is its last act.
+  const dockerfile = `FROM ${LOCAL_UTILITY_IMAGE}\nRUN printf '#!/bin/busybox ash\\nexec ${STALL_COMMAND}\\n' > /bin/stall && chmod 755 /bin/stall && mv /bin/stall /bin/sh\n`
+  const build = spawnSync('docker', ['buildx', 'build', '--builder', 'default', '--progress=plain', '-t', local, '-'], {
+    input: dockerfile,
+    encoding: 'utf8'
+  })
+  if (build.status !== 0) throw new Error(`cannot build ${local}: ${build.stderr.slice(-2000)}`)
+  if (utilityImage === LOCAL_UTILITY_IMAGE) return local
+  if (!utilityImage.endsWith(`/${LOCAL_UTILITY_IMAGE}`)) throw new Error(`${utilityImage} is not the local utility image in a registry`)
+  const push = spawnSync('bash', [join(REPO_ROOT, 'scripts/registry.sh'), 'push', local, local], { encoding: 'utf8' })
+  if (push.status !== 0) throw new Error(`cannot push ${local}: ${push.stderr.slice(-2000)}`)
+  return `${utilityImage.slice(0, -LOCAL_UTILITY_IMAGE.length)}${local}`
+}
+
+/** Processes whose command line contains `text` (the process table sees into every container, builders' RUNs too). */
+export function processesWith(text: string): string[] {
+  const r = spawnSync('ps', ['-eo', 'pid=,args='], { encoding: 'utf8' })
+  if (r.status !== 0) throw new Error(`ps failed: ${r.stderr}`)
+  return r.stdout
+    .split('\n')
+    .map(l => l.trim())
+    .filter(l => l.includes(text) && !/^\d+ ps -eo /.test(l))
+}
+
+/**
+ * The builds the current builder reports running (`docker buildx history`,
+ * buildx 0.20 and later); undefined where buildx cannot tell (older buildx:
+ * the process table shows a RUN that is still there).
+ */
+export function runningBuilds(): string[] | undefined {
+  const r = spawnSync('docker', ['buildx', 'history', 'ls', '--format', '{{.Ref}} {{.Status}}'], { encoding: 'utf8', timeout: 60_000 })
+  if (r.status !== 0) return undefined
+  return r.stdout
+    .split('\n')
+    .filter(l => / running$/i.test(l))
+    .map(l => l.split(' ')[0] ?? '')
+    .sort()
 }
