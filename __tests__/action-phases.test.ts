@@ -73,7 +73,8 @@ describe('main, then post', () => {
     expect(w.store.entries.size).toBe(2)
     const summary1 = env.summary()
     expect(summary1).toContain('BuildKit cache mounts')
-    for (const s of report1?.saves.values() ?? []) expect(summary1).toContain(`9 B as ${(s as { key: string }).key}`)
+    for (const s of report1?.saves.values() ?? []) expect(summary1).toContain(`\`${(s as { key: string }).key}\``)
+    expect(summary1).toContain('\n| total (2) | 0 exact, 0 fallback, 2 miss | 0 B |  | 18 B in 2 |  |\n')
 
     nextStep()
     w.nextRun()
@@ -98,7 +99,7 @@ describe('main, then post', () => {
 
   test('restore-only: main writes the summary itself (nothing saved by this step)', async () => {
     await runMain(true, reader(), w.services)
-    expect(env.summary()).toContain('not saved by this step')
+    expect(env.summary()).toContain('- save: not by this step')
   })
 
   test('save: false: main writes the summary, post saves nothing', async () => {
@@ -120,7 +121,7 @@ describe('main, then post', () => {
     env.handStateToPost()
     const report = await runPost(reader(), w.services)
     expect([...(report?.saves.values() ?? [])].map(s => s.kind === 'skipped' && s.reason)).toEqual(['cache unavailable', 'cache unavailable'])
-    expect(env.summary()).toContain('not read: cache service not available')
+    expect(env.summary()).toContain('not restored: cache service not available')
   })
 
   test('the classic client (no buildx): the builds run as DOCKER_BUILDKIT=1 docker build', async () => {
@@ -172,7 +173,7 @@ describe('the save sub-action', () => {
     const report = await runSaveOnly(reader({ state: stateText, mounts: '' }), w.services)
     expect(report?.saves.get(0)).toEqual({ kind: 'skipped', reason: 'empty' })
     expect(report?.saves.get(1)).toMatchObject({ kind: 'saved', key: expect.stringContaining(restored.mounts[1]?.keys.base ?? '?') })
-    expect(env.summary()).toContain('4 B as')
+    expect(env.summary()).toMatch(/^\| [^|]+ \| miss \| {2}\| \d+\.\d s \| 4 B \| \d+\.\d s \|$/m)
   })
 
   test('a state input that is not one: an input error naming `state`', async () => {

@@ -6,8 +6,10 @@ import { pipeline } from 'node:stream/promises'
 import { Writable } from 'node:stream'
 
 import { describe, expect, test } from '@jest/globals'
+import * as core from '@actions/core'
 
-import { takeOverStdout } from '../src/cli/output.js'
+import { takeOverStdout, terminalLogger } from '../src/cli/output.js'
+import { actionsLogger, log, setLogger, withLabel } from '../src/log.js'
 import { progressLine, progressMeter } from '../src/storage/progress.js'
 
 function fakeStream(): { stream: NodeJS.WriteStream; text: () => string } {
@@ -48,6 +50,38 @@ describe('takeOverStdout', () => {
     await new Promise<void>(resolve => o.close(resolve))
     expect(out.text()).toBe('{"ok":true}\n')
     expect(err.text()).toBe('plain library line\ndebug: d\ninfo line\n')
+  })
+})
+
+describe('labelled lines on the terminal', () => {
+  test("inside a mount's context, the library's lines (from its timers too) and ours carry the mount's id", async () => {
+    const realWrite = process.stdout.write
+    const captured = fakeStream()
+    process.stdout.write = captured.stream.write as typeof process.stdout.write
+    const err = fakeStream()
+    const o = takeOverStdout({ json: false, verbose: false, stdout: process.stdout, stderr: err.stream })
+    setLogger(terminalLogger(o))
+    try {
+      await withLabel('npm', async () => {
+        await new Promise<void>(resolve =>
+          setTimeout(() => {
+            core.info('Received 10 of 20 (50.0%), 1.0 MBs/sec')
+            resolve()
+          }, 1)
+        )
+        core.warning('Failed to restore: reset')
+        log.info('restored k (exact, 20 B, 3 entries, 0.1 s)')
+      })
+      core.info('Client: docker buildx build')
+      await new Promise<void>(resolve => o.close(resolve))
+    } finally {
+      setLogger(actionsLogger)
+      process.stdout.write = realWrite
+    }
+    expect(captured.text()).toBe(
+      'npm: Received 10 of 20 (50.0%), 1.0 MBs/sec\nnpm: restored k (exact, 20 B, 3 entries, 0.1 s)\nClient: docker buildx build\n'
+    )
+    expect(err.text()).toBe('warning: npm: Failed to restore: reset\n')
   })
 })
 

@@ -6,7 +6,7 @@ import { LOOPBACK } from '../src/builder/route.js'
 import type { JobState } from '../src/core/job.js'
 import { idSegment } from '../src/core/keys.js'
 import { restoreMounts } from '../src/core/restore.js'
-import { cacheHit, mountOutputs, summaryRows } from '../src/action/report.js'
+import { cacheHit, mountOutputs, summaryMarkdown, summaryRows } from '../src/action/report.js'
 import { mountArchive, T, useWorld, type World } from '../test-support/fakes/harness.js'
 import type { CapturingLogger } from '../test-support/fakes/log.js'
 import { makeTar, type RawEntry } from '../test-support/fakes/tar.js'
@@ -57,8 +57,11 @@ describe('a hit', () => {
     expect(mountOutputs(state)).toEqual([{ id: 'npm', key: m?.keys.base, 'matched-key': key, hit: true, 'restored-bytes': 20 }])
     expect(cacheHit(state)).toBe(true)
     const [row] = summaryRows(state, undefined)
-    expect(row?.slice(0, 6)).toEqual(['npm', '/root/.npm', m?.keys.base, `hit (${key})`, '20 B', 'not saved by this step'])
-    expect(row?.[7]).toMatch(/^\d+\.\d s \(loopback\)$/)
+    expect(row).toEqual(['npm', 'exact', '20 B', expect.stringMatching(/^\d+\.\d s$/), '', ''])
+    const summary = summaryMarkdown(state, undefined)
+    expect(summary).toMatch(/^- inject: \d+\.\d s through the loopback stream$/m)
+    expect(summary).toContain('- save: not by this step')
+    expect(logger.of('info')).toContainEqual(expect.stringMatching(new RegExp(`^npm: restored ${key} \\(exact, 20 B, 5 entries, `)))
     expect(logger.warnings).toEqual([])
     expect(logger.of('info')).toContainEqual(expect.stringMatching(/^Injected 1 mount\(s\), 20 B in .* \(loopback stream\)$/))
     // The archives waited in the root only until the inject build took them.
@@ -143,7 +146,7 @@ describe('nothing to restore', () => {
     expect(w.builder.builds).toEqual([])
     expect(mountOutputs(state)[0]).toMatchObject({ 'matched-key': '', hit: false, 'restored-bytes': 0 })
     expect(cacheHit(state)).toBe(false)
-    expect(summaryRows(state, undefined)[0]?.slice(3, 5)).toEqual(['miss', ''])
+    expect(summaryRows(state, undefined)[0]?.slice(1, 3)).toEqual(['miss', ''])
     expect(logger.warnings).toEqual([])
     expect(logger.of('info')).toContainEqual(`npm: miss (looked for ${state.mounts[0]?.keys.base})`)
   })
@@ -156,7 +159,8 @@ describe('nothing to restore', () => {
     for (const m of state.mounts) expect(m.restore).toEqual({ kind: 'refused', reason: 'cache service not available' })
     expect(w.builder.builds).toEqual([])
     expect(logger.warnings).toEqual(['The cache service is not available: every mount starts empty and nothing will be restored.'])
-    expect(summaryRows(state, undefined).map(r => r[3])).toEqual(['not read: cache service not available', 'not read: cache service not available'])
+    expect(summaryRows(state, undefined).map(r => r[1])).toEqual(['miss', 'miss', '0 exact, 0 fallback, 2 miss'])
+    expect(summaryMarkdown(state, undefined)).toContain('- `npm`, `apt`: not restored: cache service not available')
     expect(cacheHit(state)).toBe(false)
   })
 
@@ -182,7 +186,7 @@ describe('an entry that cannot be used', () => {
     expect(w.builder.builds).toEqual([])
     expect(w.builder.tree('npm')).toEqual({})
     expect(mountOutputs(state)[0]).toMatchObject({ 'matched-key': key, hit: false, 'restored-bytes': 0 })
-    expect(summaryRows(state, undefined)[0]?.[3]).toMatch(/^failed: /)
+    expect(summaryMarkdown(state, undefined)).toMatch(/^- `npm`: not restored: failed: /m)
     expect(logger.warnings).toEqual([expect.stringMatching(/^npm: cannot restore the cache entry, the mount starts empty: /)])
   })
 
@@ -288,7 +292,7 @@ describe('the inject build', () => {
       expect.stringMatching(/^Loopback stream not available \(.*network\.host is not allowed\); injecting through the build context instead\.$/)
     )
     expect(logger.warnings).toEqual([])
-    expect(summaryRows(state, undefined)[0]?.[7]).toMatch(/\(build-io, after a fallback\)$/)
+    expect(summaryMarkdown(state, undefined)).toMatch(/^- inject: \d+\.\d s through the build context, after the stream failed \(.+\)$/m)
     expect(w.builder.builds.map(b => [b.via, b.network, b.ok])).toEqual([
       ['stream', 'host', false],
       ['context', 'none', true]

@@ -9,7 +9,7 @@ import type { PlanInputs } from '../src/core/plan.js'
 import { restoreMounts } from '../src/core/restore.js'
 import { saveMounts, type SaveReport } from '../src/core/save.js'
 import type { MountSpec } from '../src/mounts/spec.js'
-import { storeOutcome, summaryRows } from '../src/action/report.js'
+import { storeOutcome, summaryMarkdown, summaryRows } from '../src/action/report.js'
 import { useWorld, type World } from '../test-support/fakes/harness.js'
 import type { CapturingLogger } from '../test-support/fakes/log.js'
 import { readTar } from '../test-support/fakes/tar.js'
@@ -73,9 +73,11 @@ describe('a changed mount is saved', () => {
     expect(storeOutcome(save)).toEqual({ outcome: 'saved', key })
     expect(report.extract).toEqual({ route: 'loopback' })
     const [row] = summaryRows(job.state, report)
-    expect(row?.[5]).toBe(`10 B as ${key}`)
-    expect(row?.[8]).toMatch(/\(loopback\)$/)
-    expect(row?.[9]).toMatch(/^\d+\.\d s$/)
+    expect(row?.slice(0, 5)).toEqual(['npm', 'miss', '', expect.stringMatching(/^\d+\.\d s$/), '10 B'])
+    expect(row?.[5]).toMatch(/^\d+\.\d s$/)
+    const summary = summaryMarkdown(job.state, report)
+    expect(summary).toMatch(/^- extract: \d+\.\d s through the loopback stream$/m)
+    expect(summary).toContain(`| npm | \`${job.state.mounts[0]?.keys.base}\` |  | \`${key}\` |`)
     expect(logger.warnings).toEqual([])
     expect(readdirSync(w.root)).toEqual([])
   })
@@ -93,7 +95,8 @@ describe('a changed mount is saved', () => {
     const report2 = await post(second)
     expect(report2.saves.get(0)).toEqual({ kind: 'unchanged', bytes: 7, how: 'manifest' })
     expect(storeOutcome(report2.saves.get(0))).toEqual({ outcome: 'nothing-to-save' })
-    expect(summaryRows(second.state, report2)[0]?.[5]).toBe('unchanged')
+    expect(summaryRows(second.state, report2)[0]?.[4]).toBe('unchanged')
+    expect(summaryMarkdown(second.state, report2)).toContain('- `npm`: not saved: unchanged since restore (the builder left it as inject did)')
     expect(w.builder.builds.at(-1)?.buildArgs.BMC_MANIFEST_0).toBe(w.builder.manifest('npm'))
     expect(logger.of('info')).toContainEqual(expect.stringMatching(/1 unchanged since inject, not read\)$/))
 
@@ -170,7 +173,8 @@ describe('not saved on purpose', () => {
     const job = await main([npm])
     const report = await post(job)
     expect(report.saves.get(0)).toEqual({ kind: 'skipped', reason: 'empty' })
-    expect(summaryRows(job.state, report)[0]?.[5]).toBe('empty')
+    expect(summaryRows(job.state, report)[0]?.[4]).toBe('empty')
+    expect(summaryMarkdown(job.state, report)).toContain('- `npm`: not saved: the mount is empty')
     expect(w.store.entries.size).toBe(0)
     expect(logger.warnings).toEqual([])
   })
@@ -182,7 +186,8 @@ describe('not saved on purpose', () => {
     const report = await post(job)
     expect(report.saves.get(0)).toEqual({ kind: 'skipped', reason: 'over max-size', bytes: 11 })
     expect(report.saves.get(1)).toEqual({ kind: 'skipped', reason: 'over max-size', bytes: 21 })
-    expect(summaryRows(job.state, report).map(r => r[5])).toEqual(['skipped: over max-size', 'skipped: over max-size'])
+    expect(summaryRows(job.state, report).map(r => r[4])).toEqual(['over max-size', 'over max-size', '0 B in 0'])
+    expect(summaryMarkdown(job.state, report)).toContain('- `npm`: not saved: over max-size (11 B)\n- `apt`: not saved: over max-size (21 B)')
     expect(w.store.entries.size).toBe(0)
     expect(logger.warnings).toEqual([
       expect.stringMatching(/^npm: 11 B is over max-size 10 B/),
@@ -207,7 +212,8 @@ describe('not saved on purpose', () => {
     ])
     expect(w.builder.builds.filter(b => b.kind === 'extract')).toEqual([])
     expect(logger.warnings).toEqual(['The cache service is not available: cache mounts are not saved.'])
-    expect(summaryRows(job.state, report)[0]?.[5]).toBe('skipped: cache unavailable')
+    expect(summaryRows(job.state, report)[0]?.[4]).toBe('no cache service')
+    expect(summaryMarkdown(job.state, report)).toContain('- `npm`, `apt`: not saved: the cache service is not available')
   })
 
   test('read-only cache: skipped with a notice, no extract build', async () => {
@@ -240,7 +246,9 @@ describe('saving goes wrong', () => {
     expect(storeOutcome(report.saves.get(0))).toEqual({ outcome: 'nothing-to-save' })
     expect(w.store.entries.size).toBe(0)
     expect(logger.warnings).toEqual([expect.stringMatching(/^Could not extract the cache mounts from the builder; nothing is saved: /)])
-    expect(summaryRows(job.state, report)[0]?.[5]).toMatch(/^failed: extract failed: /)
+    expect(summaryRows(job.state, report)[0]?.[4]).toBe('failed')
+    expect(summaryMarkdown(job.state, report)).toMatch(/^- `npm`, `apt`: not saved: failed: extract failed: /m)
+    expect(summaryMarkdown(job.state, report)).toMatch(/^- extract: failed after \d+\.\d s$/m)
     // Stream first, then the exporter: both builds failed.
     expect(w.builder.builds.filter(b => b.kind === 'extract').map(b => b.via)).toEqual(['stream', 'export'])
   })
@@ -257,7 +265,7 @@ describe('saving goes wrong', () => {
       key: expect.stringMatching(new RegExp(`^${base}[0-9a-f]{16}$`))
     })
     expect(storeOutcome(save)).toEqual({ outcome: 'failed', key: (save as { key: string }).key })
-    expect(summaryRows(job.state, { saves: new Map([[0, save!]]) })[0]?.[5]).toMatch(/^failed: upload of /)
+    expect(summaryMarkdown(job.state, { saves: new Map([[0, save!]]) })).toMatch(/^- `npm`: not saved: failed: upload of /m)
     expect(logger.warnings).toEqual([expect.stringMatching(/^npm: cannot save the cache entry: upload of /)])
     expect(w.store.entries.size).toBe(0)
   })
@@ -279,7 +287,7 @@ describe('saving goes wrong', () => {
     const save = (await post(job)).saves.get(0)
     expect(save).toEqual({ kind: 'skipped', reason: 'not stored', key: expect.stringMatching(/^bmc-npm-/) })
     expect(storeOutcome(save)).toEqual({ outcome: 'not-saved', key: (save as { key: string }).key })
-    expect(summaryRows(job.state, { saves: new Map([[0, save!]]) })[0]?.[5]).toBe('skipped: not stored')
+    expect(summaryRows(job.state, { saves: new Map([[0, save!]]) })[0]?.[4]).toBe('not stored')
     expect(w.store.entries.size).toBe(0)
     expect(logger.warnings).toEqual([])
   })
@@ -313,10 +321,9 @@ describe('routes across the two phases', () => {
     expect(extracts[0]?.argv).toContain('--network=none')
     expect(extracts[0]?.argv).not.toContain('network.host')
     expect(extracts[0]?.argv.some(a => a.startsWith('BMC_PORT='))).toBe(false)
-    expect(summaryRows(job.state, report)[0]?.slice(7, 9)).toEqual([
-      expect.stringMatching(/after a fallback\)$/),
-      expect.stringMatching(/\(build-io\)$/)
-    ])
+    const summary = summaryMarkdown(job.state, report)
+    expect(summary).toMatch(/^- inject: \d+\.\d s through the build context, after the stream failed \(.+\)$/m)
+    expect(summary).toMatch(/^- extract: \d+\.\d s through the build exporter$/m)
   })
 
   test('loopback refused only at extract: falls back to the exporter with the reason recorded', async () => {

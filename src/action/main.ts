@@ -4,6 +4,7 @@ import type { JobState } from '../core/job.js'
 import { planMounts } from '../core/plan.js'
 import { restoreMounts } from '../core/restore.js'
 import type { Services } from '../core/services.js'
+import { errorMessage } from '../errors.js'
 import { log } from '../log.js'
 import { actionInputs, getInputs, type InputReader, type Inputs } from './inputs.js'
 import { setActionOutputs, writeSummary } from './report.js'
@@ -17,16 +18,24 @@ import { saveJobState } from './state.js'
  * the user's build still runs.
  */
 export async function runMain(restoreOnly: boolean, read: InputReader = actionInputs, services?: Services): Promise<JobState> {
-  const inputs = getInputs(read)
-  const svc = services ?? realServices(inputs.backend)
-  const { state, engine } = await planAndLog(svc, inputs)
-  // Saved before anything can fail, so post always finds the frozen keys.
-  saveJobState(state)
-  await restoreMounts(svc, engine, state, await findReach(svc.run, engine))
-  setActionOutputs(state, saveJobState(state))
-  // With a save to come, post writes the summary with both halves.
-  if (restoreOnly || !state.save) await writeSummary(state, undefined)
-  return state
+  let planned: JobState | undefined
+  try {
+    const inputs = getInputs(read)
+    const svc = services ?? realServices(inputs.backend)
+    const { state, engine } = await planAndLog(svc, inputs)
+    planned = state
+    // Saved before anything can fail, so post always finds the frozen keys.
+    saveJobState(state)
+    await restoreMounts(svc, engine, state, await findReach(svc.run, engine))
+    setActionOutputs(state, saveJobState(state))
+    // With a save to come, post writes the summary with both halves.
+    if (restoreOnly || !state.save) await writeSummary(state, undefined)
+    return state
+  } catch (error) {
+    // Whatever is known so far, and why the step failed.
+    await writeSummary(planned, undefined, `${restoreOnly ? 'restore' : 'main'} step: ${errorMessage(error)}`)
+    throw error
+  }
 }
 
 /** Plans the job and says which client drives the builds. */

@@ -18,6 +18,7 @@ export async function runPost(read: InputReader = actionInputs, services?: Servi
     state = loadJobState()
   } catch (error) {
     log.warning(`Not saving cache mounts: ${errorMessage(error)}`)
+    await writeSummary(undefined, undefined, `post step: not saving cache mounts: ${errorMessage(error)}`)
     return undefined
   }
   if (!state) {
@@ -37,6 +38,19 @@ export async function runPost(read: InputReader = actionInputs, services?: Servi
  * errors fail the step; everything else is a warning.
  */
 export async function runSaveOnly(read: InputReader = actionInputs, services?: Services): Promise<SaveReport | undefined> {
+  let planned: { services: Services; state: JobState }
+  try {
+    planned = await saveOnlyPlan(read, services)
+  } catch (error) {
+    await writeSummary(undefined, undefined, `${SAVE_STEP}: ${errorMessage(error)}`)
+    throw error
+  }
+  return saveJob(planned.services, planned.state, SAVE_STEP)
+}
+
+const SAVE_STEP = 'save step'
+
+async function saveOnlyPlan(read: InputReader, services: Services | undefined): Promise<{ services: Services; state: JobState }> {
   const given = read(InputName.state).trim()
   let state: JobState | undefined
   if (given !== '') {
@@ -46,11 +60,10 @@ export async function runSaveOnly(read: InputReader = actionInputs, services?: S
       throw new InputError(InputName.state, `${errorMessage(error)}; pass the restore step's state output unchanged`)
     }
   }
-  if (state) return saveJob(services ?? realServices(backendInput(read)), state)
+  if (state) return { services: services ?? realServices(backendInput(read)), state }
   const inputs = getInputs(read)
   const svc = services ?? realServices(inputs.backend)
-  const planned = await planAndLog(svc, inputs)
-  return saveJob(svc, planned.state)
+  return { services: svc, state: (await planAndLog(svc, inputs)).state }
 }
 
 /**
@@ -58,15 +71,23 @@ export async function runSaveOnly(read: InputReader = actionInputs, services?: S
  * client and builder (the state never names a program). Writes the job
  * summary with both halves.
  */
-export async function saveJob(services: Services, state: JobState): Promise<SaveReport | undefined> {
+export async function saveJob(services: Services, state: JobState, step = 'post step'): Promise<SaveReport | undefined> {
   let engine
   try {
     engine = await resolveEngine(services.run, state.engine.client, state.engine.builder, services.docker)
   } catch (error) {
     log.warning(`Cache mounts are not saved: ${errorMessage(error)}`)
+    await writeSummary(state, undefined, `${step}: cache mounts are not saved: ${errorMessage(error)}`)
     return undefined
   }
-  const report = await saveMounts(services, engine, state, await findReach(services.run, engine))
+  let report: SaveReport
+  try {
+    report = await saveMounts(services, engine, state, await findReach(services.run, engine))
+  } catch (error) {
+    // Whatever main knew, and why this step failed.
+    await writeSummary(state, undefined, `${step}: ${errorMessage(error)}`)
+    throw error
+  }
   await writeSummary(state, report)
   return report
 }

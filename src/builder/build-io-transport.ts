@@ -9,6 +9,7 @@ import { injectStream } from '../archive/inject-stream.js'
 import { forEachEntry } from '../archive/tar-io.js'
 import { ArchiveError } from '../errors.js'
 import { log } from '../log.js'
+import { startProgress, type Progress } from '../progress.js'
 import type { CommandRunner } from './command.js'
 import { dockerfileContext } from './context-tar.js'
 import { EXPORT_FILE, extractDockerfile, injectDockerfile, STREAM_FILE } from './dockerfile.js'
@@ -52,9 +53,11 @@ export class BuildIoTransport implements Transport {
     log.debug(`Inject Dockerfile:\n${dockerfile}`)
     const dir = await mkdtemp(join(process.env.RUNNER_TEMP || tmpdir(), 'buildkit-mount-cache-inject-'))
     let manifests = new Map<number, string>()
+    // Counts what goes into the build context; the build then reads it in one transfer.
+    const progress = startProgress('inject')
     try {
       await writeFile(join(dir, 'Dockerfile'), dockerfile)
-      await pipeline(injectStream(Readable.from(ready)), createWriteStream(join(dir, STREAM_FILE)))
+      await pipeline(counted(injectStream(Readable.from(ready)), progress), createWriteStream(join(dir, STREAM_FILE)))
       await runBuild(run, job.engine, {
         context: { dir },
         output: async out => {
@@ -65,6 +68,7 @@ export class BuildIoTransport implements Transport {
         deadline: buildDeadline(job.bytes)
       })
     } finally {
+      progress.stop()
       await rm(dir, { recursive: true, force: true })
     }
     const injected = ready.map(m => m.index)
@@ -75,18 +79,29 @@ export class BuildIoTransport implements Transport {
     const dockerfile = extractDockerfile(job.image, job.mounts, 'export')
     log.debug(`Extract Dockerfile:\n${dockerfile}`)
     let received: Extracted | undefined
-    await runBuild(run, job.engine, {
-      context: dockerfileContext(dockerfile),
-      output: async out =>
-        forEachEntry(out, async (header, body) => {
-          if (header.name.replace(/^\.?\//, '') !== EXPORT_FILE || received) return
-          received = await receiveExtract(Readable.from(body), job.targets)
-        }),
-      onLine: line => log.debug(line),
-      buildArgs: job.buildArgs,
-      deadline: buildDeadline(job.bytes)
-    })
+    const progress = startProgress('extract')
+    try {
+      await runBuild(run, job.engine, {
+        context: dockerfileContext(dockerfile),
+        output: async out =>
+          forEachEntry(counted(out, progress), async (header, body) => {
+            if (header.name.replace(/^\.?\//, '') !== EXPORT_FILE || received) return
+            received = await receiveExtract(Readable.from(body), job.targets)
+          }),
+        onLine: line => log.debug(line),
+        buildArgs: job.buildArgs,
+        deadline: buildDeadline(job.bytes)
+      })
+    } finally {
+      progress.stop()
+    }
     if (!received) throw new ArchiveError('ARCHIVE_UNEXPECTED', `the extract build's output has no ${EXPORT_FILE}`)
     return received
   }
+}
+
+/** `stream`, with every byte read from it counted by `progress`. */
+function counted<S extends Readable>(stream: S, progress: Progress): S {
+  stream.on('data', (chunk: Buffer) => progress.add(chunk.length))
+  return stream
 }

@@ -4,6 +4,7 @@ import { pipeline } from 'node:stream/promises'
 import { injectStream, type StreamMount } from '../archive/inject-stream.js'
 import { errorMessage } from '../errors.js'
 import { log } from '../log.js'
+import { startProgress, type Progress } from '../progress.js'
 import type { CommandRunner } from './command.js'
 import { dockerfileContext } from './context-tar.js'
 import { extractDockerfile, injectDockerfile, PORT_ARG, TOKEN_ARG } from './dockerfile.js'
@@ -48,6 +49,24 @@ export class StreamTransport implements Transport {
   }
 
   async inject(run: CommandRunner, job: InjectJob): Promise<Injected> {
+    const progress = startProgress('inject')
+    try {
+      return await this.injectCounted(run, job, progress)
+    } finally {
+      progress.stop()
+    }
+  }
+
+  async extract(run: CommandRunner, job: ExtractJob): Promise<Extracted> {
+    const progress = startProgress('extract')
+    try {
+      return await this.extractCounted(run, job, progress)
+    } finally {
+      progress.stop()
+    }
+  }
+
+  private async injectCounted(run: CommandRunner, job: InjectJob, progress: Progress): Promise<Injected> {
     // The stream waits for downloads; the build on the other end waits with it.
     const listener = await listenOnce({ host: this.host, idleTimeoutMs: 0, sendAfterPeerEnds: true })
     const deadline = buildDeadline(job.bytes)
@@ -61,7 +80,10 @@ export class StreamTransport implements Transport {
         }
       }
       stream = injectStream(sources())
-      stream.on('data', () => deadline.touch())
+      stream.on('data', (chunk: Buffer) => {
+        deadline.touch()
+        progress.add(chunk.length)
+      })
       await pipeline(stream, socket)
     })
     sent.catch(() => undefined)
@@ -90,13 +112,16 @@ export class StreamTransport implements Transport {
     return { injected, manifests: manifestsFor(manifests, injected) }
   }
 
-  async extract(run: CommandRunner, job: ExtractJob): Promise<Extracted> {
+  private async extractCounted(run: CommandRunner, job: ExtractJob, progress: Progress): Promise<Extracted> {
     const listener = await listenOnce({ host: this.host })
     const deadline = buildDeadline(job.bytes)
     let cut: (() => void) | undefined
     const splitting = listener.accepted.then(socket => {
       cut = () => socket.destroy()
-      socket.on('data', () => deadline.touch())
+      socket.on('data', (chunk: Buffer) => {
+        deadline.touch()
+        progress.add(chunk.length)
+      })
       return receiveExtract(socket, job.targets)
     })
     const settled = splitting.then(

@@ -1,6 +1,6 @@
 import { planAndLog } from '../action/main.js'
 import { getInputs } from '../action/inputs.js'
-import { cacheHit, mountOutputs } from '../action/report.js'
+import { cacheHit, hitCounts, mountOutputs } from '../action/report.js'
 import { runCommand } from '../builder/command.js'
 import { findReach } from '../builder/reach.js'
 import { restoreMounts } from '../core/restore.js'
@@ -34,5 +34,7 @@ export async function restoreCommand({ options, output, store, read, archiveRoot
   }
   const hits = mounts.filter(m => m.hit)
   const bytes = hits.reduce((sum, m) => sum + m['restored-bytes'], 0)
-  output.info(`Restored ${hits.length} of ${mounts.length} mount(s), ${formatBytes(bytes)}, from ${storeName(store)}; state in ${options.state}`)
+  output.info(
+    `Restored ${hits.length} of ${mounts.length} mount(s) (${hitCounts(state)}), ${formatBytes(bytes)}, from ${storeName(store)}; state in ${options.state}`
+  )
 }

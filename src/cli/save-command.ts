@@ -1,7 +1,7 @@
 import { getInputs } from '../action/inputs.js'
 import { planAndLog } from '../action/main.js'
 import { saveJob } from '../action/post.js'
-import { storeOutcome } from '../action/report.js'
+import { notSavedCounts, storeOutcome } from '../action/report.js'
 import { runCommand } from '../builder/command.js'
 import type { Services } from '../core/services.js'
 import { storeName, type CommandContext } from './command-context.js'
@@ -27,5 +27,6 @@ export async function saveCommand({ options, output, store, read, archiveRoot }:
     return
   }
   const stored = mounts.filter(m => m.outcome === 'saved').length
-  output.info(`Saved ${stored} of ${mounts.length} mount(s) to ${storeName(store)}`)
+  const rest = report ? notSavedCounts(state, report) : ''
+  output.info(`Saved ${stored} of ${mounts.length} mount(s) to ${storeName(store)}${rest !== '' ? ` (not saved: ${rest})` : ''}`)
 }

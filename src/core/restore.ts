@@ -8,13 +8,13 @@ import { routePlan, type StreamReach } from '../builder/route.js'
 import { runPhase, type Transport } from '../builder/transport.js'
 import { errorMessage } from '../errors.js'
 import { formatBytes, seconds } from '../format.js'
-import { log } from '../log.js'
+import { log, withLabel } from '../log.js'
 import type { CacheStore } from '../storage/store.js'
 import { forEachLimit, TRANSFER_CONCURRENCY } from './concurrency.js'
 import { archivePathOf, generatedBuildArgs, type JobState } from './job.js'
 import { ReadyQueue } from './ready-queue.js'
 import { archiveRootOf, type Services } from './services.js'
-import type { MountState } from './status.js'
+import { keyMatch, type MountState } from './status.js'
 
 /**
  * Main's work after planning: restores every mount's entry and injects the
@@ -70,31 +70,36 @@ async function restoreAll(cache: CacheStore, state: JobState, root: string, onRe
     for (const m of mounts) m.restore = { kind: 'refused', reason: 'cache not readable (ACTIONS_CACHE_MODE)' }
     return
   }
-  await forEachLimit(mounts, TRANSFER_CONCURRENCY, async m => {
-    const started = Date.now()
-    const archivePath = archivePathOf(root, state, m.spec.id)
-    let matchedKey: string | undefined
-    try {
-      await mkdir(dirname(archivePath), { recursive: true })
-      await rm(archivePath, { recursive: true, force: true })
-      matchedKey = await cache.restore(archivePath, m.keys.base, m.keys.restoreKeys)
-      if (matchedKey === undefined) {
-        log.info(`${m.spec.id}: miss (looked for ${m.keys.base})`)
-        m.restore = { kind: 'miss' }
-        return
-      }
-      const summary = await scanMountArchive(archivePath, { maxBytes: state.maxRestoreBytes })
-      m.restore = { kind: 'restored', entry: { matchedKey, digest: summary.digest, bytes: summary.bytes } }
-      log.info(`${m.spec.id}: restored ${matchedKey} (${formatBytes(summary.bytes)}, ${summary.entries} entries, ${seconds(started)})`)
-    } catch (error) {
-      log.warning(`${m.spec.id}: cannot restore the cache entry, the mount starts empty: ${errorMessage(error)}`)
-      m.restore = { kind: 'failed', reason: errorMessage(error), ...(matchedKey !== undefined ? { matchedKey } : {}) }
-    } finally {
-      m.restoreMs = Date.now() - started
+  await forEachLimit(mounts, TRANSFER_CONCURRENCY, async m => withLabel(m.spec.id, async () => restoreOne(cache, state, root, m, onReady)))
+}
+
+/** One mount's download and check; every line it logs (the cache library's too) carries the mount's id. */
+async function restoreOne(cache: CacheStore, state: JobState, root: string, m: MountState, onReady: (m: MountState) => void): Promise<void> {
+  const started = Date.now()
+  const archivePath = archivePathOf(root, state, m.spec.id)
+  let matchedKey: string | undefined
+  try {
+    await mkdir(dirname(archivePath), { recursive: true })
+    await rm(archivePath, { recursive: true, force: true })
+    matchedKey = await cache.restore(archivePath, m.keys.base, m.keys.restoreKeys)
+    if (matchedKey === undefined) {
+      log.info(`${m.spec.id}: miss (looked for ${m.keys.base})`)
+      m.restore = { kind: 'miss' }
+      return
     }
-    // After restoreMs is set: the inject build may take the mount at once.
-    if (m.restore.kind === 'restored') onReady(m)
-  })
+    const summary = await scanMountArchive(archivePath, { maxBytes: state.maxRestoreBytes })
+    m.restore = { kind: 'restored', entry: { matchedKey, digest: summary.digest, bytes: summary.bytes } }
+    log.info(
+      `${m.spec.id}: restored ${matchedKey} (${keyMatch(m.keys, matchedKey)}, ${formatBytes(summary.bytes)}, ${summary.entries} entries, ${seconds(started)})`
+    )
+  } catch (error) {
+    log.warning(`${m.spec.id}: cannot restore the cache entry, the mount starts empty: ${errorMessage(error)}`)
+    m.restore = { kind: 'failed', reason: errorMessage(error), ...(matchedKey !== undefined ? { matchedKey } : {}) }
+  } finally {
+    m.restoreMs = Date.now() - started
+  }
+  // After restoreMs is set: the inject build may take the mount at once.
+  if (m.restore.kind === 'restored') onReady(m)
 }
 
 /**

@@ -8,7 +8,7 @@ import { routePlan, type RouteRecord, type StreamReach } from '../builder/route.
 import { runPhase, type Extracted } from '../builder/transport.js'
 import { errorMessage } from '../errors.js'
 import { formatBytes, seconds } from '../format.js'
-import { log } from '../log.js'
+import { log, withLabel } from '../log.js'
 import { forEachLimit, TRANSFER_CONCURRENCY } from './concurrency.js'
 import { archivePathOf, generatedBuildArgs, type JobState } from './job.js'
 import { saveKey } from './keys.js'
@@ -105,21 +105,23 @@ async function extract(
 }
 
 async function saveAll(services: Services, state: JobState, root: string, extracted: Extracted, report: SaveReport): Promise<void> {
-  await forEachLimit(state.mounts, TRANSFER_CONCURRENCY, async m => {
-    const dir = exportDir(m.index)
-    const entry = injectedEntry(m.restore)
-    if (extracted.unchanged.has(dir)) {
-      log.info(`${m.spec.id}: unchanged since restore (${entry?.matchedKey ?? ''}; its manifest is the one inject left), nothing to save`)
-      report.saves.set(m.index, { kind: 'unchanged', bytes: entry?.bytes ?? 0, how: 'manifest' })
-      return
-    }
-    const summary = extracted.summaries.get(dir)
-    if (!summary) {
-      report.saves.set(m.index, { kind: 'skipped', reason: 'not extracted' })
-      return
-    }
-    report.saves.set(m.index, await saveOne(services, state, root, m, summary))
-  })
+  await forEachLimit(state.mounts, TRANSFER_CONCURRENCY, async m =>
+    withLabel(m.spec.id, async () => {
+      const dir = exportDir(m.index)
+      const entry = injectedEntry(m.restore)
+      if (extracted.unchanged.has(dir)) {
+        log.info(`${m.spec.id}: unchanged since restore (${entry?.matchedKey ?? ''}; its manifest is the one inject left), nothing to save`)
+        report.saves.set(m.index, { kind: 'unchanged', bytes: entry?.bytes ?? 0, how: 'manifest' })
+        return
+      }
+      const summary = extracted.summaries.get(dir)
+      if (!summary) {
+        report.saves.set(m.index, { kind: 'skipped', reason: 'not extracted' })
+        return
+      }
+      report.saves.set(m.index, await saveOne(services, state, root, m, summary))
+    })
+  )
 }
 
 async function saveOne(services: Services, state: JobState, root: string, m: MountState, summary: ArchiveSummary): Promise<SaveStatus> {

@@ -69,11 +69,23 @@ export function isHit(status: RestoreStatus): boolean {
 }
 
 /**
- * An exact hit (the action's `cache-hit`): in the builder, from an entry
- * saved for the same key files (the primary key's family, not a fallback
- * prefix).
+ * How a matched key relates to the mount's keys: `exact` when it was saved
+ * for the same key files (the primary key's family), `fallback` when it came
+ * from a restore-key prefix (other key files).
  */
-export function isExactHit(m: MountState): boolean {
+export function keyMatch(keys: MountKeys, matchedKey: string): 'exact' | 'fallback' {
+  return matchedKey.startsWith(`${keys.base}-`) ? 'exact' : 'fallback'
+}
+
+export type HitKind = 'exact' | 'fallback' | 'miss'
+
+/** What the builder got: an exact or a fallback entry, or nothing (a miss, or an entry that did not get there). */
+export function hitKind(m: MountState): HitKind {
   const entry = injectedEntry(m.restore)
-  return entry !== undefined && entry.matchedKey.startsWith(`${m.keys.base}-`)
+  return entry === undefined ? 'miss' : keyMatch(m.keys, entry.matchedKey)
+}
+
+/** An exact hit (the action's `cache-hit`): in the builder, from an entry saved for the same key files. */
+export function isExactHit(m: MountState): boolean {
+  return hitKind(m) === 'exact'
 }

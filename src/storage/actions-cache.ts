@@ -2,6 +2,7 @@ import { lstat, rm } from 'node:fs/promises'
 
 import * as cache from '@actions/cache'
 
+import { withoutLines } from '../log.js'
 import type { CacheStore } from './store.js'
 
 const KNOWN_MODES = ['none', 'read', 'write', 'write-only']
@@ -20,10 +21,20 @@ export const actionsCache: CacheStore = {
   available: () => cache.isFeatureAvailable(),
   readable: () => cacheModeAllows('read'),
   writable: () => cacheModeAllows('write'),
-  restore: restoreArchive,
-  exists: async (archivePath, key) => (await cache.restoreCache([archivePath], key, [], { lookupOnly: true })) === key,
-  save: async (archivePath, key) => (await cache.saveCache([archivePath], key)) !== -1
+  restore: async (archivePath, primaryKey, restoreKeys) => quiet(async () => restoreArchive(archivePath, primaryKey, restoreKeys)),
+  exists: async (archivePath, key) => quiet(async () => (await cache.restoreCache([archivePath], key, [], { lookupOnly: true })) === key),
+  save: async (archivePath, key) => quiet(async () => (await cache.saveCache([archivePath], key)) !== -1)
 }
+
+/**
+ * The library's lines that our own log line for the mount states once:
+ * which key matched (it says so twice per restore, for the lookup and the
+ * download), that the lookup skipped the download, that it restored or saved.
+ * Its progress (`Received …`, `Sent …`), the archive size and every warning stay.
+ */
+const LIBRARY_REPEATS = /^(Cache hit for( restore-key)?: |Lookup only - skipping download$|Cache restored successfully$|Cache saved successfully$)/
+
+const quiet = async <T>(fn: () => Promise<T>): Promise<T> => withoutLines(LIBRARY_REPEATS, fn)
 
 /**
  * Looks the entry up first, then restores it: the library reports a failed

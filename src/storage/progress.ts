@@ -2,11 +2,13 @@ import { Transform, type Readable } from 'node:stream'
 
 import { formatBytes } from '../format.js'
 import { log } from '../log.js'
+import { PROGRESS_INTERVAL_MS } from '../progress.js'
 
 /**
  * Progress lines for long transfers: mount archives can be gigabytes, and a
  * silent CLI for minutes looks hung. Quick transfers print nothing: the first
- * line comes after one interval.
+ * line comes after one interval (10 s, as for the phases: src/progress.ts).
+ * Inside a mount's log context each line carries the mount's id.
  */
 export interface ProgressOptions {
   /** What moves, e.g. `npm: uploading`. */
@@ -18,7 +20,7 @@ export interface ProgressOptions {
   emit?: (line: string) => void
 }
 
-const DEFAULT_INTERVAL_MS = 5000
+const DEFAULT_INTERVAL_MS = PROGRESS_INTERVAL_MS
 
 /** `npm: uploading 120.0 MiB of 500.0 MiB (24%), 40.0 MiB/s`. */
 export function progressLine(label: string, done: number, total: number | undefined, elapsedMs: number): string {

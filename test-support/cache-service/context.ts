@@ -22,6 +22,8 @@ export interface ServiceContext {
   readonly v1Ranges: Map<number, Array<[number, number]>>
   /** e.g. http://127.0.0.1:PORT/, set once listening. */
   baseUrl: string
+  /** The origin of signed blob URLs when it is not baseUrl (StartOptions.blobHost). */
+  blobBaseUrl?: string
 }
 
 /** Finds the live entry for key+version, dropping an expired reservation. */

@@ -48,5 +48,5 @@ export function verifyBlobSignature(
 export function signedUrl(ctx: ServiceContext, blobId: string, permission: BlobPermission): string {
   const se = new Date(Date.now() + ctx.urlTtlMs).toISOString().replace(/\.\d{3}Z$/, 'Z')
   const sig = signBlob(ctx.secret, blobId, permission, se)
-  return `${ctx.baseUrl}${BLOB_PREFIX.slice(1)}${blobId}?sv=${AZURE_VERSION}&sr=b&sp=${permission}&se=${encodeURIComponent(se)}&sig=${sig}`
+  return `${ctx.blobBaseUrl ?? ctx.baseUrl}${BLOB_PREFIX.slice(1)}${blobId}?sv=${AZURE_VERSION}&sr=b&sp=${permission}&se=${encodeURIComponent(se)}&sig=${sig}`
 }

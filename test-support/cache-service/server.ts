@@ -52,6 +52,15 @@ export interface StartOptions {
   urlTtlMs?: number
   /** Called when a (non-control) request is over, with its final log record. */
   onRequest?: (rec: RequestRecord) => void
+  /**
+   * A host name for the signed blob URLs instead of the listening address,
+   * e.g. `bmc.blob.core.windows.net`: the cache client then downloads as it
+   * does from Azure on a runner (its Azure SDK path, with `Received …`
+   * progress lines). Nothing resolves that name: the client must reach the
+   * service through it as an HTTP proxy (HTTP_PROXY=the service's url,
+   * NO_PROXY=127.0.0.1); the service answers proxy-form requests itself.
+   */
+  blobHost?: string
 }
 
 export interface CacheService {
@@ -126,6 +135,7 @@ export async function startCacheService(opts: StartOptions): Promise<CacheServic
   const port = (server.address() as AddressInfo).port
   const baseUrl = `http://${host.includes(':') ? `[${host}]` : host}:${port}/`
   ctx.baseUrl = baseUrl
+  if (opts.blobHost !== undefined) ctx.blobBaseUrl = `http://${opts.blobHost}:${port}/`
 
   return {
     url: baseUrl,
