@@ -6,15 +6,15 @@ import { restoreMounts } from '../core/restore.js'
 import type { Services } from '../core/services.js'
 import { log } from '../log.js'
 import { actionInputs, getInputs, type InputReader, type Inputs } from './inputs.js'
-import { setActionOutputs, writeSummary } from './report.js'
+import { cacheMissError, setActionOutputs, writeSummary } from './report.js'
 import { realServices } from './services.js'
 import { saveJobState } from './state.js'
 
 /**
  * The main step (and the restore/ sub-action): reads the inputs, plans,
  * restores every mount and injects the restored ones. Only bad inputs
- * throw; cache and engine trouble end as warnings with the mount empty, so
- * the user's build still runs.
+ * and fail-on-cache-miss throw; cache and engine trouble end as warnings
+ * with the mount empty, so the user's build still runs.
  */
 export async function runMain(restoreOnly: boolean, read: InputReader = actionInputs, services?: Services): Promise<JobState> {
   const inputs = getInputs(read)
@@ -25,8 +25,18 @@ export async function runMain(restoreOnly: boolean, read: InputReader = actionIn
   await restoreMounts(svc, engine, state, await findReach(svc.run, engine))
   setActionOutputs(state, saveJobState(state))
   // With a save to come, post writes the summary with both halves.
-  if (restoreOnly || !state.save) await writeSummary(state, undefined)
+  if (restoreOnly || !state.save || state.lookupOnly) await writeSummary(state, undefined)
+  const missed = inputs.failOnCacheMiss ? cacheMissError(state) : undefined
+  if (missed !== undefined) throw new CacheMissError(missed)
   return state
+}
+
+/** fail-on-cache-miss: a mount found no entry (the step fails; see report.ts cacheMissError). */
+export class CacheMissError extends Error {
+  constructor(message: string) {
+    super(message)
+    this.name = 'CacheMissError'
+  }
 }
 
 /** Plans the job and says which client drives the builds. */

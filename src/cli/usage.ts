@@ -1,3 +1,4 @@
+import { INPUT_DEFAULTS } from '../action/input-defaults.js'
 import { COMMANDS, DEFAULT_STATE_FILE, inputOptions, type Command } from './args.js'
 
 /** --help text: what each command does, its options, and every action input the CLI accepts. */
@@ -16,7 +17,7 @@ const DESCRIBED: Record<string, string> = {
   'key-files': 'glob pattern of files hashed into the keys, e.g. a lock file (repeatable)',
   'key-prefix': 'first part of every key (default buildkit-mount-cache)',
   builder: 'buildx builder name (default: the current builder)',
-  'utility-image': 'image of the generated inject/extract builds (default busybox:1.36)',
+  'utility-image': `busybox image of the generated inject/extract builds (default ${INPUT_DEFAULTS['utility-image'] ?? ''})`,
   client: 'auto | buildx | docker (DOCKER_BUILDKIT=1 docker build)',
   platform: 'platform part of the keys (default: this machine\u2019s)',
   'max-size': 'size above which a mount is not saved, e.g. 2G'

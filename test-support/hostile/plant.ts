@@ -1,22 +1,23 @@
 // Plants crafted cache entries in the local cache service the way an attacker
 // with write access to the cache scope would: through the real @actions/cache
-// client, under the path and key the action restores, so the action's own
-// restore finds them. Also corrupts stored blobs and crafts raw tar bytes.
+// client, under the path and key the action restores (the action's own
+// GitHub store, run in the steps' workspace), so the action's own restore
+// finds them. Also corrupts stored blobs and crafts raw tar bytes.
 import { randomBytes } from 'node:crypto'
 import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { dirname, join } from 'node:path'
 
-import * as cache from '@actions/cache'
-
 import { archivePathOf, defaultArchiveRoot } from '../../src/core/job.js'
 import { mountKeys } from '../../src/core/keys.js'
+import { actionsCache } from '../../src/storage/actions-cache.js'
 import { applyEnv } from '../cache-service/env.js'
 import type { CacheService } from '../cache-service/server.js'
 
 export interface PlantTarget {
   service: CacheService
-  /** RUNNER_TEMP of the steps that will restore (the archive path must match byte for byte). */
+  /** RUNNER_TEMP of the steps that will restore. */
   runnerTemp: string
+  /** Their workspace (and working directory), which the library's path is relative to. */
   workspace: string
 }
 
@@ -25,8 +26,10 @@ export function plantedKey(prefix: string, id: string, platform: string): string
   return `${mountKeys(prefix, id, platform, '').base}-${randomBytes(8).toString('hex')}`
 }
 
-/** Runs `fn` with the cache client pointed at the service and @actions/core's stdout captured. */
+/** Runs `fn` in the workspace with the cache client pointed at the service and @actions/core's stdout captured. */
 export async function withCacheClient<T>(target: PlantTarget, fn: () => Promise<T>): Promise<{ value: T; log: string }> {
+  const cwd = process.cwd()
+  process.chdir(target.workspace)
   const restoreEnv = applyEnv({
     ...target.service.env(),
     RUNNER_TEMP: target.runnerTemp,
@@ -45,6 +48,7 @@ export async function withCacheClient<T>(target: PlantTarget, fn: () => Promise<
   } finally {
     process.stdout.write = write
     restoreEnv()
+    process.chdir(cwd)
   }
 }
 
@@ -73,7 +77,7 @@ export async function plantMany(target: PlantTarget, plantings: Planting[], conc
       let next = 0
       const worker = async (): Promise<void> => {
         for (let i = next++; i < plantings.length; i = next++) {
-          if ((await cache.saveCache([paths[i]!], plantings[i]!.key)) === -1) failures.push(plantings[i]!.key)
+          if (!(await actionsCache.save(paths[i]!, plantings[i]!.key))) failures.push(plantings[i]!.key)
         }
       }
       await Promise.all(Array.from({ length: Math.min(concurrency, plantings.length) }, worker))
