@@ -84,7 +84,7 @@ describe('parseCli', () => {
       expect(read('build-args')).toBe('A=1')
       expect(read('mounts')).toBe('')
       expect(read('key-prefix')).toBe('buildkit-mount-cache')
-      expect(read('utility-image')).toBe('busybox:1.36')
+      expect(read('utility-image')).toBe('ghcr.io/containerd/busybox:1.36')
       expect(read('save')).toBe('true')
       expect(read('state')).toBe('')
       expect(read('backend')).toBe('dir:/x')

@@ -524,7 +524,7 @@ describe('engine faults', () => {
   }, 300_000)
 })
 
-describe('concurrency (each job on a runner of its own: same RUNNER_TEMP path, private directory)', () => {
+describe('concurrency (each job on a runner of its own: same RUNNER_TEMP path, private directory, a workspace of its own)', () => {
   const jobTemp = join(work, 'job-temp')
   const isolated = (
     entry: Entry,
@@ -534,13 +534,14 @@ describe('concurrency (each job on a runner of its own: same RUNNER_TEMP path, p
     extraEnv: NodeJS.ProcessEnv = {}
   ): Promise<StepResult> => {
     const privateTemp = join(work, `job-${job}`)
-    mkdirSync(privateTemp, { recursive: true })
-    mkdirSync(jobTemp, { recursive: true })
+    // Archives pass through the workspace on their way to the cache client.
+    const jobWorkspace = join(work, `ws-${job}`)
+    for (const dir of [privateTemp, jobTemp, jobWorkspace]) mkdirSync(dir, { recursive: true })
     return runIsolatedStep(entry, {
       bundleDir: itg.bundleDir,
       inputs,
-      env: { ...service.env(), GITHUB_WORKSPACE: workspace, ...extraEnv },
-      cwd: workspace,
+      env: { ...service.env(), GITHUB_WORKSPACE: jobWorkspace, ...extraEnv },
+      cwd: jobWorkspace,
       runnerTemp: jobTemp,
       privateTemp,
       ...(state ? { state } : {})

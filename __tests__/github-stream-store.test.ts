@@ -133,6 +133,8 @@ describe('keys', () => {
     expect(await s.restore(out, `${base}-c`, [`${base}-`])).toBe(`${base}-b`)
     expect(readFileSync(out, 'utf8')).toBe('newer')
     expect(await s.restore(out, `${base}-zzz`, ['nothing-like-it-'])).toBeUndefined()
+    expect(await s.find(out, `${base}-c`, [`${base}-`])).toBe(`${base}-b`)
+    expect(await s.find(out, `${base}-zzz`, [])).toBeUndefined()
     expect(await s.exists(out, `${base}-a`)).toBe(true)
     expect(await s.exists(out, base)).toBe(false)
   })
@@ -285,6 +287,7 @@ describe('choosing the client', () => {
       readable: () => true,
       writable: () => true,
       restore: async (_p, key) => (calls.push(`restore ${key}`), undefined),
+      find: async () => undefined,
       exists: async () => false,
       save: async (_p, key) => (calls.push(`save ${key}`), true)
     }

@@ -19,7 +19,7 @@ test('an accepted namespace reaches the plan, and the defaults come from action.
   expect(isCacheNamespace('team-1.x')).toBe(true)
   expect([inputs.keyPrefix, inputs.utilityImage, inputs.client, inputs.extractVia, inputs.save]).toEqual([
     'buildkit-mount-cache',
-    'busybox:1.36',
+    'ghcr.io/containerd/busybox:1.36',
     'auto',
     'auto',
     true

@@ -28,13 +28,18 @@ export const InputName = {
   buildArgs: 'build-args',
   platforms: 'platforms',
   backend: 'backend',
-  state: 'state'
+  state: 'state',
+  lookupOnly: 'lookup-only',
+  failOnCacheMiss: 'fail-on-cache-miss',
+  exactMatch: 'exact-match'
 } as const
 
 /** Every input, read and validated once. */
 export interface Inputs extends PlanInputs {
   /** Where entries live: github (the Actions cache), dir:/path, s3://bucket/prefix (see src/storage/select.ts). */
   backend: string
+  /** Fail the step when a mount finds no entry at all (input fail-on-cache-miss). */
+  failOnCacheMiss: boolean
 }
 
 /** Reads one input's raw text by its action.yml name. */
@@ -115,7 +120,10 @@ export function getInputs(read: InputReader = actionInputs): Inputs {
     save: booleanInput(read, InputName.save),
     extractVia: extractViaInput(read),
     maxRestoreBytes: maxRestoreInput(read),
-    backend: backendInput(read)
+    backend: backendInput(read),
+    lookupOnly: booleanInput(read, InputName.lookupOnly),
+    exactMatch: booleanInput(read, InputName.exactMatch),
+    failOnCacheMiss: booleanInput(read, InputName.failOnCacheMiss)
   }
   if (builder !== '') inputs.builder = builder
   if (resolved.cacheNamespace !== undefined) inputs.cacheNamespace = resolved.cacheNamespace

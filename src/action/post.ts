@@ -5,6 +5,7 @@ import { saveMounts, type SaveReport } from '../core/save.js'
 import type { Services } from '../core/services.js'
 import { errorMessage, InputError } from '../errors.js'
 import { log } from '../log.js'
+import { parseSize } from '../mounts/spec.js'
 import { actionInputs, backendInput, getInputs, InputName, type InputReader } from './inputs.js'
 import { planAndLog } from './main.js'
 import { writeSummary } from './report.js'
@@ -60,7 +61,12 @@ async function saveOnlyPlan(read: InputReader, services: Services | undefined): 
       throw new InputError(InputName.state, `${errorMessage(error)}; pass the restore step's state output unchanged`)
     }
   }
-  if (state) return { services: services ?? realServices(backendInput(read)), state }
+  if (state) {
+    // This step's own max-size wins over the restore step's (in the state); a mount's own option wins over both.
+    const maxSize = read(InputName.maxSize).trim()
+    if (maxSize !== '') state.maxSize = parseSize(maxSize, InputName.maxSize, 'the value')
+    return { services: services ?? realServices(backendInput(read)), state }
+  }
   const inputs = getInputs(read)
   const svc = services ?? realServices(inputs.backend)
   return { services: svc, state: (await planAndLog(svc, inputs)).state }
@@ -69,9 +75,13 @@ async function saveOnlyPlan(read: InputReader, services: Services | undefined): 
 /**
  * Extracts and saves, with the engine resolved again from the recorded
  * client and builder (the state never names a program). Writes the job
- * summary with both halves.
+ * summary with both halves. A lookup-only state saves nothing.
  */
 export async function saveJob(services: Services, state: JobState, step = 'post step'): Promise<SaveReport | undefined> {
+  if (state.lookupOnly) {
+    log.info('lookup-only: the entries were only looked up and nothing was injected, so nothing is saved.')
+    return undefined
+  }
   let engine
   try {
     engine = await resolveEngine(services.run, state.engine.client, state.engine.builder, services.docker)

@@ -3,6 +3,7 @@ import * as core from '@actions/core'
 import type { RouteRecord } from '../builder/route.js'
 import type { Phase, RouteName } from '../builder/transport.js'
 import type { JobState } from '../core/job.js'
+import { lookupKeys } from '../core/keys.js'
 import type { SaveReport } from '../core/save.js'
 import {
   hitKind,
@@ -43,9 +44,27 @@ export function mountOutputs(state: JobState): MountOutput[] {
   }))
 }
 
-/** The `cache-hit` output: every mount in the builder from an entry saved for the same key files. */
+/**
+ * The `cache-hit` output: every mount in the builder (with lookup-only:
+ * found) from an entry saved for the same key files. false without mounts:
+ * nothing was restored.
+ */
 export function cacheHit(state: JobState): boolean {
-  return state.mounts.every(isExactHit)
+  return state.mounts.length > 0 && state.mounts.every(isExactHit)
+}
+
+/**
+ * fail-on-cache-miss: the step's error when a mount found no entry at all
+ * (neither for its key files nor a fallback), naming each such mount and the
+ * keys looked for; undefined when every mount found one. Only a miss counts:
+ * a cache that cannot be read, or an entry that fails to download, is cache
+ * trouble (a warning), as in actions/cache.
+ */
+export function cacheMissError(state: JobState): string | undefined {
+  const missed = state.mounts.filter(m => m.restore.kind === 'miss')
+  if (missed.length === 0) return undefined
+  const looked = missed.map(m => `${m.spec.id} (looked for ${lookupKeys(m.keys, state.exactMatch === true).join(', ')})`)
+  return `No cache entry for ${missed.length} of ${state.mounts.length} mount(s), failing as fail-on-cache-miss is set: ${looked.join('; ')}`
 }
 
 export function setActionOutputs(state: JobState, serializedState: string): void {
@@ -133,6 +152,8 @@ function notRestoredReason(status: RestoreStatus): string | undefined {
       return 'the step ended before its restore'
     case 'restored':
       return 'restored, not injected'
+    case 'found':
+      return `lookup-only: found ${status.matchedKey}, nothing downloaded`
     case 'refused':
       return status.reason
     case 'failed':

@@ -81,6 +81,8 @@ export function parseJobState(text: string): JobState | undefined {
   if (ns !== undefined) state.cacheNamespace = ns
   const maxSize = r.optional('maxSize', k => r.integer(k))
   if (maxSize !== undefined) state.maxSize = maxSize
+  if (r.optional('lookupOnly', k => r.boolean(k)) === true) state.lookupOnly = true
+  if (r.optional('exactMatch', k => r.boolean(k)) === true) state.exactMatch = true
   const injectMs = r.optional('injectMs', k => r.integer(k))
   if (injectMs !== undefined) state.injectMs = injectMs
   const inject = r.optional('inject', k => routeRecord(r.object(k)))
@@ -129,7 +131,7 @@ function mountState(value: unknown, i: number): MountState {
 }
 
 function restoreStatus(r: Reader): RestoreStatus {
-  const kind = r.oneOf('kind', ['pending', 'miss', 'refused', 'failed', 'restored', 'injected'])
+  const kind = r.oneOf('kind', ['pending', 'miss', 'refused', 'failed', 'found', 'restored', 'injected'])
   const reason = (): string => r.string('reason', /^[^]{0,2000}$/)
   switch (kind) {
     case 'pending':
@@ -141,6 +143,8 @@ function restoreStatus(r: Reader): RestoreStatus {
       const matchedKey = r.optional('matchedKey', name => r.string(name, KEY))
       return { kind, reason: reason(), ...(matchedKey !== undefined ? { matchedKey } : {}) }
     }
+    case 'found':
+      return { kind, matchedKey: r.string('matchedKey', KEY) }
     case 'restored':
       return { kind, entry: restoredEntry(r.object('entry')) }
     default: {

@@ -63,7 +63,8 @@ export async function main(
   let cleanup = async (): Promise<void> => undefined
   let code: ExitCode = EXIT_CODES.ok
   try {
-    const scratch = await scratchDir(parseBackend(options.backend).kind === 'github', env)
+    parseBackend(options.backend)
+    const scratch = await scratchDir(env)
     cleanup = scratch.cleanup
     await COMMANDS[options.command]({ options, output, store: openStore(options.backend), read: cliInputs(options), archiveRoot: scratch.root })
   } catch (error) {

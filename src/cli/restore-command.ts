@@ -1,6 +1,6 @@
-import { planAndLog } from '../action/main.js'
+import { CacheMissError, planAndLog } from '../action/main.js'
 import { getInputs } from '../action/inputs.js'
-import { cacheHit, hitCounts, mountOutputs } from '../action/report.js'
+import { cacheHit, cacheMissError, hitCounts, mountOutputs } from '../action/report.js'
 import { runCommand } from '../builder/command.js'
 import { findReach } from '../builder/reach.js'
 import { restoreMounts } from '../core/restore.js'
@@ -17,7 +17,8 @@ import { removeStateFile, writeStateFile } from './state-file.js'
 export async function restoreCommand({ options, output, store, read, archiveRoot }: CommandContext): Promise<void> {
   const services: Services = { run: runCommand, cache: store, archiveRoot }
   await removeStateFile(options.state)
-  const { state, engine } = await planAndLog(services, getInputs(read))
+  const inputs = getInputs(read)
+  const { state, engine } = await planAndLog(services, inputs)
   await writeStateFile(options.state, state)
   await restoreMounts(services, engine, state, await findReach(services.run, engine))
   await writeStateFile(options.state, state)
@@ -30,11 +31,13 @@ export async function restoreCommand({ options, output, store, read, archiveRoot
         2
       )
     )
-    return
+  } else {
+    const hits = mounts.filter(m => m.hit)
+    const bytes = hits.reduce((sum, m) => sum + m['restored-bytes'], 0)
+    output.info(
+      `Restored ${hits.length} of ${mounts.length} mount(s) (${hitCounts(state)}), ${formatBytes(bytes)}, from ${storeName(store)}; state in ${options.state}`
+    )
   }
-  const hits = mounts.filter(m => m.hit)
-  const bytes = hits.reduce((sum, m) => sum + m['restored-bytes'], 0)
-  output.info(
-    `Restored ${hits.length} of ${mounts.length} mount(s) (${hitCounts(state)}), ${formatBytes(bytes)}, from ${storeName(store)}; state in ${options.state}`
-  )
+  const missed = inputs.failOnCacheMiss ? cacheMissError(state) : undefined
+  if (missed !== undefined) throw new CacheMissError(missed)
 }

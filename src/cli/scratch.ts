@@ -2,20 +2,15 @@ import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 
-import { defaultArchiveRoot } from '../core/job.js'
-
 /**
- * Where mount archives wait between the builder and the store. The core's
- * default is under RUNNER_TEMP, which on a laptop or a CI agent is unset and
- * would make two CLI runs share archive files. Self-hosted backends get a
- * private directory per process; the GitHub backend keeps RUNNER_TEMP, whose
- * archive path is part of the entry's version.
+ * Where mount archives wait between the builder and the store: a private
+ * directory per process (two CLI runs never share archive files), under
+ * RUNNER_TEMP when set (on a runner, the file system of the workspace the
+ * GitHub backend passes archives through), else the temp dir. No backend's
+ * entries depend on this path: the GitHub backend hands the library a path
+ * relative to the workspace (storage/actions-cache.ts).
  */
-export async function scratchDir(
-  githubBackend: boolean,
-  env: NodeJS.ProcessEnv = process.env
-): Promise<{ root: string; cleanup: () => Promise<void> }> {
-  if (githubBackend) return { root: defaultArchiveRoot(env), cleanup: async () => undefined }
-  const dir = await mkdtemp(join(tmpdir(), 'buildkit-mount-cache-'))
+export async function scratchDir(env: NodeJS.ProcessEnv = process.env): Promise<{ root: string; cleanup: () => Promise<void> }> {
+  const dir = await mkdtemp(join(env.RUNNER_TEMP || tmpdir(), 'buildkit-mount-cache-'))
   return { root: join(dir, 'buildkit-mount-cache'), cleanup: async () => rm(dir, { recursive: true, force: true }) }
 }

@@ -27,6 +27,10 @@ export interface JobState {
   maxRestoreBytes: number
   /** Step-wide size cap in bytes. */
   maxSize?: number
+  /** Input lookup-only: the entries were looked up, nothing was injected, so nothing is saved either. */
+  lookupOnly?: true
+  /** Input exact-match: only entries of the same key files were looked for (MountKeys.restoreKeys[0]). */
+  exactMatch?: true
   mounts: MountState[]
   /** Milliseconds the inject build took, when one ran. */
   injectMs?: number

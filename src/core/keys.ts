@@ -58,6 +58,17 @@ export function mountKeys(prefix: string, id: string, platform: string, filesHas
   return { base, restoreKeys: [`${base}-`, family] }
 }
 
+/**
+ * The restore keys a lookup tries. `exact` (input exact-match): only the
+ * first, the entries saved for the same key prefix, id, platform and key
+ * files (any content digest: the digest of a tree not yet restored is not
+ * known), the ones that make `cache-hit` true; no fallback to an entry of
+ * other key files.
+ */
+export function lookupKeys(keys: MountKeys, exact: boolean): string[] {
+  return exact ? keys.restoreKeys.slice(0, 1) : keys.restoreKeys
+}
+
 export function saveKey(keys: MountKeys, digest: string): string {
   return `${keys.base}-${digest.slice(0, DIGEST_LENGTH)}`
 }

@@ -22,6 +22,10 @@ export interface PlanInputs {
   maxSize?: number
   maxRestoreBytes: number
   extractVia: RouteChoice
+  /** Look the entries up only: nothing is downloaded or injected, and nothing saved (input lookup-only). */
+  lookupOnly?: boolean
+  /** Restore only entries saved for the same key files: no fallback (input exact-match). */
+  exactMatch?: boolean
 }
 
 /**
@@ -54,6 +58,8 @@ export async function planMounts(services: Services, inputs: PlanInputs): Promis
     mounts
   }
   if (inputs.maxSize !== undefined) state.maxSize = inputs.maxSize
+  if (inputs.lookupOnly) state.lookupOnly = true
+  if (inputs.exactMatch) state.exactMatch = true
   if (inputs.cacheNamespace !== undefined) state.cacheNamespace = inputs.cacheNamespace
   return { state, engine }
 }

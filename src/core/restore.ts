@@ -4,6 +4,7 @@ import { dirname } from 'node:path'
 import { scanMountArchive } from '../archive/scan.js'
 import type { StreamMount } from '../archive/inject-stream.js'
 import type { Engine } from '../builder/engine.js'
+import { buildFailureReason } from '../builder/image-pull.js'
 import { routePlan, type StreamReach } from '../builder/route.js'
 import { runPhase, type Transport } from '../builder/transport.js'
 import { errorMessage } from '../errors.js'
@@ -12,6 +13,7 @@ import { log, withLabel } from '../log.js'
 import type { CacheStore } from '../storage/store.js'
 import { forEachLimit, TRANSFER_CONCURRENCY } from './concurrency.js'
 import { archivePathOf, generatedBuildArgs, type JobState } from './job.js'
+import { lookupKeys } from './keys.js'
 import { ReadyQueue } from './ready-queue.js'
 import { archiveRootOf, type Services } from './services.js'
 import { keyMatch, type MountState } from './status.js'
@@ -77,11 +79,19 @@ async function restoreAll(cache: CacheStore, state: JobState, root: string, onRe
 async function restoreOne(cache: CacheStore, state: JobState, root: string, m: MountState, onReady: (m: MountState) => void): Promise<void> {
   const started = Date.now()
   const archivePath = archivePathOf(root, state, m.spec.id)
+  const restoreKeys = lookupKeys(m.keys, state.exactMatch === true)
   let matchedKey: string | undefined
   try {
+    if (state.lookupOnly) {
+      matchedKey = await cache.find(archivePath, m.keys.base, restoreKeys)
+      m.restore = matchedKey === undefined ? { kind: 'miss' } : { kind: 'found', matchedKey }
+      const what = matchedKey === undefined ? `miss (looked for ${m.keys.base}` : `found ${matchedKey} (${keyMatch(m.keys, matchedKey)}`
+      log.info(`${m.spec.id}: ${what}; lookup-only: nothing downloaded)`)
+      return
+    }
     await mkdir(dirname(archivePath), { recursive: true })
     await rm(archivePath, { recursive: true, force: true })
-    matchedKey = await cache.restore(archivePath, m.keys.base, m.keys.restoreKeys)
+    matchedKey = await cache.restore(archivePath, m.keys.base, restoreKeys)
     if (matchedKey === undefined) {
       log.info(`${m.spec.id}: miss (looked for ${m.keys.base})`)
       m.restore = { kind: 'miss' }
@@ -135,7 +145,9 @@ async function inject(services: Services, engine: Engine, state: JobState, plan:
     }
     log.info(`Injected ${result.injected.length} mount(s), ${formatBytes(bytes)} in ${seconds(started)} (${transport.label('inject')})`)
   } catch (error) {
-    log.warning(`Could not inject the restored caches into the builder; the build runs with empty cache mounts: ${errorMessage(error)}`)
+    log.warning(
+      `Could not inject the restored caches into the builder; the build runs with empty cache mounts: ${buildFailureReason(state.utilityImage, error)}`
+    )
     for (const m of state.mounts) {
       // Not in the builder, so post must not treat the content as unchanged.
       if (m.restore.kind === 'restored')

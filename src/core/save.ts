@@ -4,6 +4,7 @@ import { dirname } from 'node:path'
 import type { ArchiveSummary } from '../archive/split.js'
 import { exportDir, manifestArg, MANIFEST } from '../builder/dockerfile.js'
 import type { Engine } from '../builder/engine.js'
+import { buildFailureReason } from '../builder/image-pull.js'
 import { routePlan, type RouteRecord, type StreamReach } from '../builder/route.js'
 import { runPhase, type Extracted } from '../builder/transport.js'
 import { errorMessage } from '../errors.js'
@@ -96,7 +97,7 @@ async function extract(
     log.info(`Extracted ${result.summaries.size} mount(s), ${formatBytes(bytes)} in ${seconds(started)} (${transport.label('extract')}${same})`)
     return result
   } catch (error) {
-    log.warning(`Could not extract the cache mounts from the builder; nothing is saved: ${errorMessage(error)}`)
+    log.warning(`Could not extract the cache mounts from the builder; nothing is saved: ${buildFailureReason(state.utilityImage, error)}`)
     for (const m of mounts) report.saves.set(m.index, { kind: 'failed', reason: `extract failed: ${errorMessage(error)}` })
     return undefined
   } finally {

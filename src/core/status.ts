@@ -5,7 +5,7 @@ import type { MountSpec } from '../mounts/spec.js'
  * One mount's way through a job, as explicit states. Main moves every mount
  * from `pending` to exactly one of `miss`, `refused`, `failed` or
  * `restored`, and a restored one to `injected` (or `failed` when the inject
- * build did not take it). Post gives each mount one save status. Outputs,
+ * build did not take it); with lookup-only, a matched mount ends `found`. Post gives each mount one save status. Outputs,
  * the job summary and the CLI's results are all derived from these (see
  * report.ts); nothing else decides whether a mount was a hit.
  */
@@ -16,6 +16,8 @@ export type RestoreStatus =
   | { kind: 'miss' }
   /** The cache could not be read at all (service unavailable, read not allowed). */
   | { kind: 'refused'; reason: string }
+  /** lookup-only: an entry matched its keys; nothing was downloaded or injected. */
+  | { kind: 'found'; matchedKey: string }
   /** An entry matched but did not reach the builder (download, check or inject failed). */
   | { kind: 'failed'; reason: string; matchedKey?: string }
   /** Downloaded and checked; waiting for (or streaming into) the inject build. */
@@ -59,13 +61,13 @@ export function injectedEntry(status: RestoreStatus): RestoredEntry | undefined 
 /** The key that matched, whatever happened afterwards. */
 export function matchedKeyOf(status: RestoreStatus): string | undefined {
   if (status.kind === 'restored' || status.kind === 'injected') return status.entry.matchedKey
-  if (status.kind === 'failed') return status.matchedKey
+  if (status.kind === 'failed' || status.kind === 'found') return status.matchedKey
   return undefined
 }
 
-/** A hit: the mount's entry is in the builder. */
+/** A hit: the mount's entry is in the builder (with lookup-only: an entry was found, as actions/cache reports it). */
 export function isHit(status: RestoreStatus): boolean {
-  return status.kind === 'injected'
+  return status.kind === 'injected' || status.kind === 'found'
 }
 
 /**
@@ -79,13 +81,13 @@ export function keyMatch(keys: MountKeys, matchedKey: string): 'exact' | 'fallba
 
 export type HitKind = 'exact' | 'fallback' | 'miss'
 
-/** What the builder got: an exact or a fallback entry, or nothing (a miss, or an entry that did not get there). */
+/** What the builder got (or, lookup-only, what was found): an exact or a fallback entry, or nothing. */
 export function hitKind(m: MountState): HitKind {
-  const entry = injectedEntry(m.restore)
-  return entry === undefined ? 'miss' : keyMatch(m.keys, entry.matchedKey)
+  const key = m.restore.kind === 'found' ? m.restore.matchedKey : injectedEntry(m.restore)?.matchedKey
+  return key === undefined ? 'miss' : keyMatch(m.keys, key)
 }
 
-/** An exact hit (the action's `cache-hit`): in the builder, from an entry saved for the same key files. */
+/** An exact hit (the action's `cache-hit`): from an entry saved for the same key files. */
 export function isExactHit(m: MountState): boolean {
   return hitKind(m) === 'exact'
 }

@@ -91,6 +91,10 @@ export class LocalDirStore implements ManagedStore {
     return hit.key
   }
 
+  async find(_archivePath: string, primaryKey: string, restoreKeys: string[]): Promise<string | undefined> {
+    return matchEntry(await this.entries(), primaryKey, restoreKeys)?.key
+  }
+
   async exists(_archivePath: string, key: string): Promise<boolean> {
     const entry = await this.entry(`${fileStem(key)}${SIDECAR_SUFFIX}`)
     if (entry?.key !== key) return false

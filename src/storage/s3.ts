@@ -116,6 +116,10 @@ export class S3Store implements ManagedStore {
     return hit.key
   }
 
+  async find(_archivePath: string, primaryKey: string, restoreKeys: string[]): Promise<string | undefined> {
+    return (await findEntry({ exact: key => this.head(key), list: prefix => this.list(prefix) }, primaryKey, restoreKeys))?.key
+  }
+
   async exists(_archivePath: string, key: string): Promise<boolean> {
     return (await this.head(key)) !== undefined
   }

@@ -86,6 +86,7 @@ export function deferredStore(spec: () => string): CacheStore {
     readable: () => get().readable(),
     writable: () => get().writable(),
     restore: async (archivePath, primaryKey, restoreKeys) => get().restore(archivePath, primaryKey, restoreKeys),
+    find: async (archivePath, primaryKey, restoreKeys) => get().find(archivePath, primaryKey, restoreKeys),
     exists: async (archivePath, key) => get().exists(archivePath, key),
     save: async (archivePath, key) => get().save(archivePath, key)
   }

@@ -15,6 +15,8 @@ export interface CacheStore {
    * (download or unpacking failed, or the entry holds something else).
    */
   restore(archivePath: string, primaryKey: string, restoreKeys: string[]): Promise<string | undefined>
+  /** The key restore() would match, without downloading anything (lookup-only). */
+  find(archivePath: string, primaryKey: string, restoreKeys: string[]): Promise<string | undefined>
   /** Whether an entry with exactly this key exists (no download). */
   exists(archivePath: string, key: string): Promise<boolean>
   /** Returns true when the entry was stored. */

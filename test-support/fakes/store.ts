@@ -75,6 +75,10 @@ export class MemoryStore implements CacheStore {
     return key
   }
 
+  async find(_archivePath: string, primaryKey: string, restoreKeys: string[]): Promise<string | undefined> {
+    return this.lookup(primaryKey, restoreKeys)
+  }
+
   async exists(_archivePath: string, key: string): Promise<boolean> {
     if (this.faults.throwOnExists) throw new Error('lookup failed: 503 Service Unavailable')
     return this.entries.has(key)

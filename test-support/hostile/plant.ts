@@ -1,17 +1,16 @@
 // Plants crafted cache entries in the local cache service the way an attacker
 // with write access to the cache scope would: through the client the action
-// restores with (the stream client of service v2 by default, or the real
-// @actions/cache client for the library path), under the path and key the
-// action restores, so the action's own restore finds them. Also corrupts
-// stored blobs and crafts raw tar bytes.
+// restores with (the stream client of service v2 by default, or the action's
+// own @actions/cache store for the library path, run in the steps'
+// workspace), under the path and key the action restores, so the action's own
+// restore finds them. Also corrupts stored blobs and crafts raw tar bytes.
 import { randomBytes } from 'node:crypto'
 import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { dirname, join } from 'node:path'
 
-import * as cache from '@actions/cache'
-
 import { archivePathOf, defaultArchiveRoot } from '../../src/core/job.js'
 import { mountKeys } from '../../src/core/keys.js'
+import { actionsCache } from '../../src/storage/actions-cache.js'
 import { serviceV2 } from '../../src/storage/github/config.js'
 import { GitHubStreamStore } from '../../src/storage/github/stream-store.js'
 import { applyEnv } from '../cache-service/env.js'
@@ -19,8 +18,9 @@ import type { CacheService } from '../cache-service/server.js'
 
 export interface PlantTarget {
   service: CacheService
-  /** RUNNER_TEMP of the steps that will restore (the archive path must match byte for byte). */
+  /** RUNNER_TEMP of the steps that will restore. */
   runnerTemp: string
+  /** Their workspace (and working directory), which the library's path is relative to. */
   workspace: string
   /**
    * Which client stores the entries: `stream` (what the action uses on
@@ -42,8 +42,10 @@ export function plantedKey(prefix: string, id: string, platform: string): string
   return `${mountKeys(prefix, id, platform, '').base}-${randomBytes(8).toString('hex')}`
 }
 
-/** Runs `fn` with the cache client pointed at the service and @actions/core's stdout captured. */
+/** Runs `fn` in the workspace with the cache client pointed at the service and @actions/core's stdout captured. */
 export async function withCacheClient<T>(target: PlantTarget, fn: () => Promise<T>): Promise<{ value: T; log: string }> {
+  const cwd = process.cwd()
+  process.chdir(target.workspace)
   const restoreEnv = applyEnv({
     ...target.service.env(),
     RUNNER_TEMP: target.runnerTemp,
@@ -62,6 +64,7 @@ export async function withCacheClient<T>(target: PlantTarget, fn: () => Promise<
   } finally {
     process.stdout.write = write
     restoreEnv()
+    process.chdir(cwd)
   }
 }
 
@@ -89,7 +92,7 @@ export async function plantMany(target: PlantTarget, plantings: Planting[], conc
       const stream = target.client === 'library' ? undefined : serviceV2(target.service.env())
       const save = stream
         ? (archivePath: string, key: string): Promise<boolean> => new GitHubStreamStore(stream).save(archivePath, key)
-        : async (archivePath: string, key: string): Promise<boolean> => (await cache.saveCache([archivePath], key)) !== -1
+        : (archivePath: string, key: string): Promise<boolean> => actionsCache.save(archivePath, key)
       const failures: string[] = []
       let next = 0
       const worker = async (): Promise<void> => {

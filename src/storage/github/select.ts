@@ -17,9 +17,10 @@ export function githubStore(env: NodeJS.ProcessEnv = process.env, options: Strea
   const service = serviceV2(env)
   if (service === undefined) return library
   const stream = new GitHubStreamStore(service, options)
-  let current: CacheStore = stream
+  const streamStore: CacheStore = stream
+  let current: CacheStore = streamStore
   const guarded = async <T>(call: (store: CacheStore) => Promise<T>): Promise<T> => {
-    if (current !== stream) return call(current)
+    if (current !== streamStore) return call(current)
     try {
       return await call(stream)
     } catch (error) {
@@ -34,6 +35,7 @@ export function githubStore(env: NodeJS.ProcessEnv = process.env, options: Strea
     readable: () => current.readable(),
     writable: () => current.writable(),
     restore: (archivePath, primaryKey, restoreKeys) => guarded(s => s.restore(archivePath, primaryKey, restoreKeys)),
+    find: (archivePath, primaryKey, restoreKeys) => guarded(s => s.find(archivePath, primaryKey, restoreKeys)),
     exists: (archivePath, key) => guarded(s => s.exists(archivePath, key)),
     save: (archivePath, key) => guarded(s => s.save(archivePath, key))
   }

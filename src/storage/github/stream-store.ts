@@ -1,5 +1,4 @@
 import { stat } from 'node:fs/promises'
-import { basename } from 'node:path'
 
 import { errorMessage } from '../../errors.js'
 import { log } from '../../log.js'
@@ -42,8 +41,16 @@ export class GitHubStreamStore implements CacheStore {
     service: ServiceV2,
     private readonly options: StreamStoreOptions = {}
   ) {
-    this.policy = options.policy ?? DEFAULT_RETRY
-    this.twirp = new TwirpClient(service, this.policyFor('cache service'))
+    const policy = options.policy ?? DEFAULT_RETRY
+    // A log line per retry, naming what is retried (inside a mount's context the log layer adds its id).
+    this.policy = {
+      ...policy,
+      onRetry: (what, attempt, waitMs, error) => {
+        policy.onRetry?.(what, attempt, waitMs, error)
+        log.info(`${what} failed (${errorMessage(error)}), attempt ${attempt} of ${policy.attempts}; retrying in ${Math.ceil(waitMs / 1000)} s`)
+      }
+    }
+    this.twirp = new TwirpClient(service, this.policy)
   }
 
   available(): boolean {
@@ -63,17 +70,21 @@ export class GitHubStreamStore implements CacheStore {
     const url = answer.signed_download_url
     const matched = answer.matched_key
     if (!answer.ok || !url || !matched) return undefined
-    const label = basename(archivePath, '.tar')
     await downloadBlob(
       url,
       async (body, length) => {
-        const meter = progressMeter({ label: `${label}: downloading`, ...(length !== undefined ? { total: length } : {}) })
+        const meter = progressMeter({ label: 'downloading', ...(length !== undefined ? { total: length } : {}) })
         const { codec, rest } = await splitEntryHeader(metered(body, meter))
         await decompressToFile(rest, codec, archivePath)
       },
-      this.policyFor(label)
+      this.policy
     )
     return matched
+  }
+
+  async find(_archivePath: string, primaryKey: string, restoreKeys: string[]): Promise<string | undefined> {
+    const answer = await this.twirp.getDownloadUrl(primaryKey, restoreKeys, ENTRY_VERSION)
+    return answer.ok && answer.matched_key ? answer.matched_key : undefined
   }
 
   async exists(_archivePath: string, key: string): Promise<boolean> {
@@ -82,7 +93,6 @@ export class GitHubStreamStore implements CacheStore {
   }
 
   async save(archivePath: string, key: string): Promise<boolean> {
-    const label = basename(archivePath, '.tar')
     const rawSize = (await stat(archivePath)).size
     const codec = this.options.codec ?? (await chooseCodec(archivePath))
     let uploadUrl: string
@@ -92,25 +102,25 @@ export class GitHubStreamStore implements CacheStore {
         const message = created.message ?? ''
         if (message.startsWith(WRITE_DENIED)) throw new Error(`the cache service refused the write: ${message}`)
         if (message !== '') throw new Error(`the cache service did not reserve ${key}: ${message}`)
-        log.info(`${label}: not saved, the cache service did not reserve ${key} (another job may be saving it)`)
+        log.info(`not saved: the cache service did not reserve ${key} (another job may be saving it)`)
         return false
       }
       uploadUrl = created.signed_upload_url
     } catch (error) {
       if (error instanceof TwirpError && error.code === 'already_exists') {
-        log.info(`${label}: ${key} exists already (or another job is saving it)`)
+        log.info(`not saved: ${key} exists already (or another job is saving it)`)
         return false
       }
       throw error
     }
     let size = 0
-    const meter = progressMeter({ label: `${label}: uploading`, total: rawSize })
+    const meter = progressMeter({ label: 'uploading', total: rawSize })
     await compressFile(
       archivePath,
       codec,
       async compressed => {
         size = await uploadBlob(uploadUrl, withEntryHeader(codec, compressed), {
-          policy: this.policyFor(label),
+          policy: this.policy,
           maxBytes: this.options.maxEntryBytes ?? MAX_ENTRY_BYTES
         })
       },
@@ -119,18 +129,5 @@ export class GitHubStreamStore implements CacheStore {
     const finalized = await this.twirp.finalize(key, ENTRY_VERSION, size)
     if (!finalized.ok) throw new Error(`the cache service did not accept the upload of ${key}${finalized.message ? `: ${finalized.message}` : ''}`)
     return true
-  }
-
-  /** The retry policy, with a log line per retry naming what is retried. */
-  private policyFor(label: string): RetryPolicy {
-    return {
-      ...this.policy,
-      onRetry: (what, attempt, waitMs, error) => {
-        this.policy.onRetry?.(what, attempt, waitMs, error)
-        log.info(
-          `${label}: ${what} failed (${errorMessage(error)}), attempt ${attempt} of ${this.policy.attempts}; retrying in ${Math.ceil(waitMs / 1000)} s`
-        )
-      }
-    }
   }
 }
