@@ -226,7 +226,7 @@ test('every crafted entry is refused with a warning, the good mounts are restore
   const inputs = {
     mounts: mounts.map((m, i) => `id=${m.id},target=/m/${i}`).join('\n'),
     'key-prefix': prefix,
-    platform: PLATFORM,
+    'key-platform': PLATFORM,
     'utility-image': UTILITY_IMAGE,
     client: 'buildx',
     'max-restore-size': '1M'
