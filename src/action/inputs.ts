@@ -178,7 +178,7 @@ function keyPlatformInput(read: InputReader, platforms: string[]): string {
  * exist), else, when `mounts` is empty too, the default `{context}/Dockerfile`
  * (when missing: a warning with a hint, never a failed step).
  */
-export function dockerfileSources(read: InputReader, mountsGiven: boolean): DockerfileSource[] {
+function dockerfileSources(read: InputReader, mountsGiven: boolean): DockerfileSource[] {
   const sources: DockerfileSource[] = listInput(read(InputName.dockerfile)).map(path => ({ path, input: InputName.dockerfile }))
   const file = read(InputName.file).trim()
   if (file !== '' && !sources.some(s => s.path === file)) sources.unshift({ path: file, input: InputName.file })
