@@ -187,6 +187,11 @@ describe('target', () => {
     )
     expect(getInputs(reader({ target: 'deps' })).mounts.map(m => m.id)).toEqual(['apk', 'npm'])
   })
+
+  test('a target without a Dockerfile to search is a warning', () => {
+    getInputs(reader({ mounts: 'id=a,target=/a', target: 'app' }))
+    expect(logger.warnings).toEqual(['target "app" is not used: no Dockerfile is searched for cache mounts (set file or dockerfile).'])
+  })
 })
 
 describe('key-platform', () => {

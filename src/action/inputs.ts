@@ -220,6 +220,9 @@ function readMounts(read: InputReader, stepKeyFiles: string[], platforms: string
   const mountsText = read(InputName.mounts)
   const dockerfiles = dockerfileSources(read, mountsText.trim() !== '')
   const target = read(InputName.target).trim()
+  if (target !== '' && dockerfiles.length === 0) {
+    log.warning(`target ${shown(target)} is not used: no Dockerfile is searched for cache mounts (set file or dockerfile).`)
+  }
   const buildPlatform = runnerPlatform()
   const resolved = resolveMounts({
     mountsText,
