@@ -31,7 +31,7 @@ beforeEach(() => {
 afterEach(() => env.reset())
 
 function reader(inputs: Record<string, string> = {}): InputReader {
-  const given: Record<string, string> = { mounts: 'id=npm,target=/root/.npm\nid=apt,target=/var/cache/apt', platform: 'linux/amd64', ...inputs }
+  const given: Record<string, string> = { mounts: 'id=npm,target=/root/.npm\nid=apt,target=/var/cache/apt', 'key-platform': 'linux/amd64', ...inputs }
   return withDefaults(name => given[name] ?? '')
 }
 

@@ -100,9 +100,9 @@ describe('exit codes', () => {
   test('a bad input value is a usage error worded as its option; restore first removes an earlier state file', async () => {
     const state = join(work, 'stale-state.json')
     writeFileSync(state, '{"from": "an earlier job"}')
-    const r = await run(['restore', '--state', state, '--build-arg', 'novalue', '--backend', `dir:${join(work, 'store')}`])
+    const r = await run(['restore', '--state', state, '--build-arg', '=novalue', '--backend', `dir:${join(work, 'store')}`])
     expect(r.code).toBe(2)
-    expect(r.stderr).toMatch(/^error: --build-arg: "novalue" is not KEY=VALUE/m)
+    expect(r.stderr).toMatch(/^error: --build-arg: "=novalue" has no name: expected KEY=VALUE, or KEY to take its value from the environment/m)
     expect(r.stderr).toContain('Run buildkit-mount-cache restore --help for its options.')
     expect(existsSync(state)).toBe(false)
   })
@@ -146,7 +146,7 @@ describe('ls --json', () => {
       `dir:${root}`,
       '--mounts',
       'id=npm,target=/root/.npm',
-      '--platform',
+      '--key-platform',
       'linux/amd64',
       '--json'
     ])

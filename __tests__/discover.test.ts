@@ -407,6 +407,7 @@ describe('discoverMounts results', () => {
     expect(discover(content, { buildArgs: { BUILDKIT_CACHE_MOUNT_NS: 'team-a' } })).toEqual({
       mounts: [expect.objectContaining({ spec: { id: 'npm', target: '/root/.npm' } })],
       warnings: [],
+      skippedStages: [],
       cacheNamespace: 'team-a'
     })
     expect(discover(content, { buildArgs: { BUILDKIT_CACHE_MOUNT_NS: '' } }).cacheNamespace).toBeUndefined()

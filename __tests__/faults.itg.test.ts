@@ -84,26 +84,26 @@ function scenario(name: string, extra: Record<string, string> = {}, client: GitH
   const inputs = {
     mounts: `id=${id},target=/f`,
     'key-prefix': prefix,
-    platform: PLATFORM,
+    'key-platform': PLATFORM,
     'utility-image': UTILITY_IMAGE,
     client: 'buildx',
     ...extra
   }
-  const base = mountKeys(prefix, id, inputs.platform, '').base
+  const base = mountKeys(prefix, id, inputs['key-platform'], '').base
   return {
     id,
     inputs,
     base,
     /** Stores a good entry for this mount; returns its key. */
     plant: async (runnerTemp = defaultTemp): Promise<string> => {
-      const key = plantedKey(prefix, id, inputs.platform)
+      const key = plantedKey(prefix, id, inputs['key-platform'])
       await plantBytes({ service, runnerTemp, workspace, client }, id, key, await makeTar(tree(name)))
       return key
     },
     /** The same, to store with others in one plantMany. */
     planting: async (): Promise<Planting> => {
       const data = await makeTar(tree(name))
-      return { id, key: plantedKey(prefix, id, inputs.platform), make: p => writeFileSync(p, data) }
+      return { id, key: plantedKey(prefix, id, inputs['key-platform']), make: p => writeFileSync(p, data) }
     },
     entries: (): string[] =>
       service
@@ -130,18 +130,20 @@ function fill(scenarios: Scenario[], content: string, bytes = 0): void {
 
 describe('inputs', () => {
   const cases: [string, string, Record<string, string>, RegExp][] = [
-    ['mounts', 'id with a quote', { mounts: 'id=a"b,target=/a' }, /^Input "mounts line 1": id "a\\"b"/],
+    ['mounts', 'id with a quote', { mounts: 'id=a\\"b,target=/a' }, /^Input "mounts line 1": failed to parse csv mounts: bare " in non-quoted field/],
+    ['mounts', 'an unterminated quote', { mounts: 'id=a"b,target=/a' }, /^Input "mounts line 1": unexpected end of statement/],
     ['mounts', 'id with $', { mounts: 'id=$HOME,target=/a' }, /^Input "mounts line 1": id/],
     ['mounts', 'a --mount= fragment', { mounts: 'id=a,target=/a --mount=type=bind,source=/,target=/x' }, /^Input "mounts line 1"/],
     ['mounts', 'target with a space', { mounts: 'id=a,target=/a b' }, /^Input "mounts line 1": target/],
     ['mounts', 'target with a newline (JSON)', { mounts: '[{"id":"a","target":"/a\\nRUN evil"}]' }, /^Input "mounts\[0\]": target/],
-    ['mounts', 'uid with a backslash', { mounts: 'id=a,target=/a,uid=10\\00' }, /^Input "mounts line 1": uid/],
+    ['mounts', 'uid with a backslash', { mounts: 'id=a,target=/a,uid=10\\\\00' }, /^Input "mounts line 1": uid/],
     ['mounts', 'the same id twice', { mounts: 'id=a,target=/a\nid=a,target=/b' }, /^Input "mounts": cache id "a" is listed twice/],
     ['key-prefix', 'a # and spaces', { 'key-prefix': 'x # y' }, /^Input "key-prefix"/],
     ['utility-image', 'a newline', { 'utility-image': 'busybox\nRUN evil' }, /^Input "utility-image"/],
     ['utility-image', 'very long', { 'utility-image': `a${'b'.repeat(1000)}` }, /^Input "utility-image"/],
     ['builder', 'an option', { builder: 'x --allow=security.insecure' }, /^Input "builder"/],
-    ['platform', 'a path', { platform: 'linux/../../etc' }, /^Input "platform"/]
+    ['platform', 'a path', { platform: 'linux/../../etc' }, /^Input "platform"/],
+    ['key-platform', 'a path', { 'key-platform': 'linux/../../etc' }, /^Input "key-platform"/]
   ]
 
   test('hostile values are refused: exit 1 naming the input, nothing touched', async () => {
@@ -574,7 +576,7 @@ describe('concurrency (each job on a runner of its own: same RUNNER_TEMP path, p
     const id = `f-matrix-${run}`
     const jobs = ['linux/amd64', 'linux/arm64'].map(platform => ({
       job: `matrix-${platform.replace('/', '-')}`,
-      inputs: { mounts: `id=${id},target=/m`, 'key-prefix': prefix, platform, 'utility-image': UTILITY_IMAGE, client: 'buildx' }
+      inputs: { mounts: `id=${id},target=/m`, 'key-prefix': prefix, 'key-platform': platform, 'utility-image': UTILITY_IMAGE, client: 'buildx' }
     }))
     const mains = await Promise.all(jobs.map(j => isolated('main', j.inputs, j.job)))
     mains.forEach(r => expectOk(r))

@@ -241,7 +241,7 @@ test.each(['stream', 'library'] as const)(
     const inputs = {
       mounts: mounts.map((m, i) => `id=${m.id},target=/m/${i}`).join('\n'),
       'key-prefix': prefix,
-      platform: PLATFORM,
+      'key-platform': PLATFORM,
       'utility-image': UTILITY_IMAGE,
       client: 'buildx',
       'max-restore-size': '1M'

@@ -31,7 +31,7 @@ describe('parseMounts', () => {
     [2, 'id=a,target=relative', /absolute/],
     [3, 'id=a b,target=/a', /id "a b"/],
     [4, 'id=$HOME,target=/a', /id/],
-    [5, 'id="q",target=/a', /id/],
+    [5, 'id="q,target=/a', /matching double-quote/],
     [6, 'id=a,target=/a,uid=-1', /uid must be/],
     [7, 'id=a,target=/a,gid=1.5', /gid must be/],
     [8, 'id=a,target=/a,mode=0999', /mode must be an octal/],

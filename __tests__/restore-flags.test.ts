@@ -30,7 +30,7 @@ beforeEach(() => {
 afterEach(() => env.reset())
 
 function reader(inputs: Record<string, string> = {}): InputReader {
-  const given: Record<string, string> = { mounts: 'id=npm,target=/root/.npm\nid=apt,target=/var/cache/apt', platform: 'linux/amd64', ...inputs }
+  const given: Record<string, string> = { mounts: 'id=npm,target=/root/.npm\nid=apt,target=/var/cache/apt', 'key-platform': 'linux/amd64', ...inputs }
   return withDefaults(name => given[name] ?? '')
 }
 
@@ -77,7 +77,7 @@ describe('cache-hit', () => {
     // A Dockerfile without cache mounts: the step warns and has nothing to restore.
     await runMain(
       false,
-      withDefaults(name => ({ mounts: '[]', platform: 'linux/amd64' })[name] ?? ''),
+      withDefaults(name => ({ mounts: '[]', 'key-platform': 'linux/amd64' })[name] ?? ''),
       w.services
     )
     expect(env.outputs()['cache-hit']).toBe('false')

@@ -1,3 +1,5 @@
+import { posix } from 'node:path'
+
 import * as core from '@actions/core'
 
 import type { ClientChoice } from '../builder/engine.js'
@@ -5,8 +7,9 @@ import type { RouteChoice } from '../builder/route.js'
 import { runnerPlatform } from '../core/keys.js'
 import type { PlanInputs } from '../core/plan.js'
 import { InputError } from '../errors.js'
+import { parseInputList } from '../input-list.js'
 import { log } from '../log.js'
-import { parseBuildArgs, resolveMounts, type ResolvedMounts } from '../mounts/sources.js'
+import { parseBuildArgs, resolveMounts, type DockerfileSource, type ResolvedMounts } from '../mounts/sources.js'
 import { parseSize } from '../mounts/spec.js'
 import { parseBackend } from '../storage/select.js'
 import { INPUT_DEFAULTS } from './input-defaults.js'
@@ -19,12 +22,17 @@ export const InputName = {
   builder: 'builder',
   utilityImage: 'utility-image',
   client: 'client',
+  keyPlatform: 'key-platform',
+  /** Deprecated alias of key-platform. */
   platform: 'platform',
   save: 'save',
   maxSize: 'max-size',
   extractVia: 'extract-via',
   maxRestoreSize: 'max-restore-size',
   dockerfile: 'dockerfile',
+  context: 'context',
+  file: 'file',
+  target: 'target',
   buildArgs: 'build-args',
   platforms: 'platforms',
   backend: 'backend',
@@ -102,12 +110,9 @@ export function getInputs(read: InputReader = actionInputs): Inputs {
   if (!CLIENTS.includes(client)) {
     throw new InputError(InputName.client, `must be one of ${CLIENTS.join(', ')}, got ${shown(client)}`)
   }
-  const platform = read(InputName.platform).trim()
-  if (platform !== '' && !validPlatform(platform)) {
-    throw new InputError(InputName.platform, `${shown(platform)} is not a platform like linux/amd64`)
-  }
-  const keyFiles = listInput(read(InputName.keyFiles))
+  const keyFiles = parseInputList(read(InputName.keyFiles), InputName.keyFiles)
   const platforms = platformsInput(read)
+  const keyPlatform = keyPlatformInput(read, platforms)
   const resolved = readMounts(read, keyFiles, platforms)
   const inputs: Inputs = {
     mounts: resolved.mounts,
@@ -116,7 +121,7 @@ export function getInputs(read: InputReader = actionInputs): Inputs {
     utilityImage,
     client: client as ClientChoice,
     // Keys follow the build's platforms (a per-platform matrix job keys itself), else the runner's.
-    platform: platform || (platforms.length > 0 ? platforms.join(',') : runnerPlatform()),
+    platform: keyPlatform || (platforms.length > 0 ? platforms.join(',') : runnerPlatform()),
     save: booleanInput(read, InputName.save),
     extractVia: extractViaInput(read),
     maxRestoreBytes: maxRestoreInput(read),
@@ -147,14 +152,85 @@ function validPlatform(p: string): boolean {
 }
 
 /**
+ * The `key-platform` input (or its deprecated alias `platform`), validated;
+ * '' when not given. It changes only the keys: a warning says so when it
+ * names a platform the build (`platforms`) does not build.
+ */
+function keyPlatformInput(read: InputReader, platforms: string[]): string {
+  const given = read(InputName.keyPlatform).trim()
+  const alias = read(InputName.platform).trim()
+  for (const [name, value] of [
+    [InputName.keyPlatform, given],
+    [InputName.platform, alias]
+  ] as const) {
+    if (value !== '' && !validPlatform(value)) throw new InputError(name, `${shown(value)} is not a platform like linux/amd64`)
+  }
+  if (alias !== '') {
+    log.warning(
+      given === ''
+        ? `Input "platform" is deprecated: use key-platform (the platform part of the cache keys; the build's platforms are the platforms input).`
+        : `Input "platform" is deprecated and ignored: key-platform is set.`
+    )
+  }
+  const keyPlatform = given || alias
+  if (keyPlatform !== '' && platforms.length > 0 && !platforms.includes(keyPlatform)) {
+    log.warning(
+      `key-platform ${shown(keyPlatform)} is not one of platforms (${platforms.join(', ')}): it changes only the keys; $TARGETARCH and the other platform variables in mount ids resolve for platforms, not for key-platform.`
+    )
+  }
+  return keyPlatform
+}
+
+/**
+ * The Dockerfiles to search: `file` and the `dockerfile` list (each must
+ * exist), else, when `mounts` is empty too, the default `{context}/Dockerfile`
+ * (when missing: a warning with a hint, never a failed step).
+ */
+function dockerfileSources(read: InputReader, mountsGiven: boolean): DockerfileSource[] {
+  const sources: DockerfileSource[] = listInput(read(InputName.dockerfile)).map(path => ({ path, input: InputName.dockerfile }))
+  const file = read(InputName.file).trim()
+  if (file !== '' && !sources.some(s => s.path === file)) sources.unshift({ path: file, input: InputName.file })
+  if (sources.length > 0 || mountsGiven) return sources
+  const context = contextDir(read(InputName.context).trim() || '.')
+  if (context === undefined) {
+    log.warning(
+      `context ${shown(read(InputName.context).trim())} is not a local directory: no Dockerfile to search for cache mounts. Set file (or dockerfile) to the Dockerfile's path in the workspace, or list the mounts in mounts.`
+    )
+    return []
+  }
+  const path = posix.join(context, 'Dockerfile')
+  return [
+    {
+      path,
+      input: InputName.file,
+      missingHint: `No Dockerfile at "${path}" (the default, {context}/Dockerfile), so no cache mounts were found: set file (or context) to where your Dockerfile is, dockerfile to several, or list the mounts in mounts`
+    }
+  ]
+}
+
+/**
+ * The local directory of a build-push-action `context`: a path, or
+ * `{{defaultContext}}:subdir` (the repository at the workspace); undefined
+ * for a remote context (a Git or HTTP URL).
+ */
+function contextDir(context: string): string | undefined {
+  const git = /^\{\{\s*defaultContext\s*\}\}(?::(.*))?$/.exec(context)
+  if (git) return posix.normalize(git[1] || '.')
+  if (/^[a-z][a-z0-9+.-]*:\/\//i.test(context) || context.startsWith('git@') || context === '-') return undefined
+  return posix.normalize(context)
+}
+
+/**
  * The mounts to persist: the `mounts` input, plus those found in the
- * `dockerfile`s (default `Dockerfile` when `mounts` is empty). Logs the table
- * and discovery warnings.
+ * Dockerfiles (see dockerfileSources). Logs the table and discovery warnings.
  */
 function readMounts(read: InputReader, stepKeyFiles: string[], platforms: string[]): ResolvedMounts {
   const mountsText = read(InputName.mounts)
-  let dockerfiles = listInput(read(InputName.dockerfile))
-  if (dockerfiles.length === 0 && mountsText.trim() === '') dockerfiles = ['Dockerfile']
+  const dockerfiles = dockerfileSources(read, mountsText.trim() !== '')
+  const target = read(InputName.target).trim()
+  if (target !== '' && dockerfiles.length === 0) {
+    log.warning(`target ${shown(target)} is not used: no Dockerfile is searched for cache mounts (set file or dockerfile).`)
+  }
   const buildPlatform = runnerPlatform()
   const resolved = resolveMounts({
     mountsText,
@@ -163,13 +239,14 @@ function readMounts(read: InputReader, stepKeyFiles: string[], platforms: string
     platforms: platforms.length > 0 ? platforms : [buildPlatform],
     buildPlatform,
     workspace: process.env.GITHUB_WORKSPACE || process.cwd(),
-    stepKeyFiles
+    stepKeyFiles,
+    ...(target !== '' ? { target } : {})
   })
   if (resolved.report.length > 0) log.info(`Cache mounts:\n${resolved.report.join('\n')}`)
   for (const w of resolved.warnings) log.warning(w)
-  if (resolved.mounts.length === 0) {
+  if (resolved.mounts.length === 0 && (resolved.searched.length > 0 || dockerfiles.length === 0)) {
     log.warning(
-      `No cache mounts to persist: none in the mounts input${dockerfiles.length > 0 ? ` and none found in ${dockerfiles.join(', ')}` : ''}.`
+      `No cache mounts to persist: none in the mounts input${resolved.searched.length > 0 ? ` and none found in ${resolved.searched.join(', ')}` : ''}.`
     )
   }
   return resolved

@@ -15,15 +15,19 @@ const COMMAND_HELP: Record<Command, string> = {
 /** Action inputs offered as options, by option name; any other is "as the action input of the same name". */
 const DESCRIBED: Record<string, string> = {
   mounts: 'cache mount, one per option (id=…,target=…,uid=…,gid=…,mode=…,sharing=…,key-files=…,exclude=…,max-size=…)',
-  dockerfile: 'Dockerfile whose RUN --mount=type=cache mounts are persisted (default: ./Dockerfile when no --mounts)',
-  'build-arg': 'KEY=VALUE of the build, for variables in mount options (repeatable)',
+  dockerfile: 'more Dockerfiles whose RUN --mount=type=cache mounts are persisted (repeatable)',
+  context: 'the build context directory (default .); without --file, --dockerfile and --mounts: {context}/Dockerfile',
+  file: 'the build\u2019s Dockerfile (default {context}/Dockerfile when no --mounts)',
+  target: 'the build\u2019s target stage: mounts of stages it does not need are left out',
+  'build-arg': 'KEY=VALUE of the build, or KEY to take it from the environment, for variables in mount options (repeatable)',
   platforms: 'target platforms of the build, for TARGETARCH & co. in mount ids (repeatable or comma list)',
-  'key-files': 'glob pattern of files hashed into the keys, e.g. a lock file (repeatable)',
+  'key-files': 'glob patterns of files hashed into the keys, e.g. a lock file (repeatable or comma list)',
   'key-prefix': 'first part of every key',
   builder: 'buildx builder name (default: the current builder)',
   'utility-image': 'image of the generated inject/extract builds',
   client: 'auto | buildx | docker (DOCKER_BUILDKIT=1 docker build)',
-  platform: 'platform part of the keys (default: this machine\u2019s)',
+  'key-platform': 'platform part of the keys (default: --platforms, else this machine\u2019s)',
+  platform: 'deprecated alias of --key-platform',
   'max-size': 'size above which a mount is not saved, e.g. 2G',
   'max-restore-size': 'largest size a restored archive may expand to',
   'extract-via': 'auto | loopback | export (never the host network)'

@@ -3,7 +3,9 @@ import * as glob from '@actions/glob'
 import { resolveEngine, type ClientChoice, type Engine } from '../builder/engine.js'
 import type { RouteChoice } from '../builder/route.js'
 import type { MountSpec } from '../mounts/spec.js'
+import { log } from '../log.js'
 import { keyIdOf, type JobState } from './job.js'
+import { KeyFiles } from './key-files.js'
 import { mountKeys } from './keys.js'
 import type { Services } from './services.js'
 import type { MountState } from './status.js'
@@ -31,23 +33,19 @@ export interface PlanInputs {
 /**
  * Resolves the engine and freezes every mount's keys; every mount starts
  * `pending`. Key files are hashed once per distinct pattern list; a mount's
- * own key-files replace the step's.
+ * own key-files replace the step's; a pattern that matches no file is a
+ * warning.
  */
 export async function planMounts(services: Services, inputs: PlanInputs): Promise<{ state: JobState; engine: Engine }> {
   const engine = await resolveEngine(services.run, inputs.client, inputs.builder, services.docker)
-  const hashes = new Map<string, Promise<string>>()
-  const hashOf = (patterns: string[]): Promise<string> => {
-    const text = patterns.join('\n')
-    if (text === '') return Promise.resolve('')
-    if (!hashes.has(text)) hashes.set(text, (services.hashFiles ?? glob.hashFiles)(text))
-    return hashes.get(text) as Promise<string>
-  }
+  const keyFiles = new KeyFiles(services.hashFiles ?? (patterns => glob.hashFiles(patterns)))
   const mounts: MountState[] = []
   for (const [index, spec] of inputs.mounts.entries()) {
-    const filesHash = await hashOf(spec.keyFiles ?? inputs.keyFiles)
+    const filesHash = await keyFiles.hash(spec.keyFiles ?? inputs.keyFiles, spec.id)
     const keys = mountKeys(inputs.keyPrefix, keyIdOf(inputs, spec.id), inputs.platform, filesHash)
     mounts.push({ index, spec, keys, restore: { kind: 'pending' } })
   }
+  for (const warning of await keyFiles.unmatched()) log.warning(warning)
   const state: JobState = {
     version: 2,
     engine: engine.builder !== undefined ? { client: engine.client, builder: engine.builder } : { client: engine.client },

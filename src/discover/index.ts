@@ -6,6 +6,7 @@ import { mountType, parseMountFlag, type MountOptions } from './mount-flag.js'
 import { argPairs, envPairs, parseDockerfile, type ParsedDockerfile } from './parser.js'
 import { automaticArgs, parsePlatform, type Platform } from './platform.js'
 import { expandWord, UnresolvedVariableError, type Lookup, type Value } from './shell-lex.js'
+import { neededStages, stageInfo, stageName } from './stages.js'
 
 /**
  * Dockerfile auto-discovery of `RUN --mount=type=cache` mounts, so users need
@@ -21,8 +22,9 @@ import { expandWord, UnresolvedVariableError, type Lookup, type Value } from './
  * structure is parser.ts's, variable expansion shell-lex.ts's, the `--mount`
  * value mount-flag.ts's, and platform normalisation platform.ts's.
  *
- * Every stage is read, because the build target is not known here; BuildKit
- * itself only runs the stages the target depends on, so a cache of an unused
+ * Every stage is read unless a build target is given: then, as BuildKit
+ * runs only the stages the target needs, the cache mounts of the others are
+ * left out (stages.ts finds them). Without a target a cache of an unused
  * stage is restored and saved for nothing, which is harmless. The base
  * image's ENV and WORKDIR are not visible either: a variable only it could
  * set is unresolved (the mount is skipped with a warning), and a relative
@@ -43,6 +45,8 @@ export interface DiscoverInput {
   platforms: string[]
   /** The engine's native platform, which BuildKit exposes as BUILDPLATFORM & co. */
   buildPlatform: string
+  /** The build's target stage (`--target`); undefined = the last stage, every stage read. */
+  target?: string
 }
 
 /** Where a cache mount is used, for warnings and the job summary. */
@@ -76,6 +80,10 @@ export interface DiscoverResult {
    * generated builds must be given the same build-arg.
    */
   cacheNamespace?: string
+  /** Set when a target is given and no file has a stage of that name: every stage name found. */
+  unknownTarget?: string[]
+  /** Labels (`file:stage`) of the stages left out because the target does not need them. */
+  skippedStages: string[]
 }
 
 /** Build-arg that BuildKit prefixes to every cache id (dockerui config.go). */
@@ -103,17 +111,28 @@ export function discoverMounts(input: DiscoverInput): DiscoverResult {
     else targets.push({ name, platform })
   }
   const uses: Use[] = []
+  const target = input.target?.trim() || undefined
+  let targetFound = target === undefined
+  let allParsed = true
+  const stageNames: string[] = []
+  const skipped = new Set<string>()
   input.dockerfiles.forEach((file, fileIndex) => {
     let parsed: ParsedDockerfile
     try {
       parsed = parseDockerfile(file.content)
     } catch (error) {
       warn(`${file.path}: not searched for cache mounts: ${errorMessage(error)}`)
+      allParsed = false
       return
     }
-    targets.forEach((target, platformIndex) => {
-      const args = automaticArgs(target.platform, build, lastStageName(parsed))
-      for (const use of evaluate(parsed, file.path, input.buildArgs, args, warn)) {
+    const info = stageInfo(parsed)
+    stageNames.push(...info.names)
+    const hasTarget = target !== undefined && info.names.includes(target.toLowerCase())
+    targetFound ||= hasTarget
+    targets.forEach((platformTarget, platformIndex) => {
+      const args = automaticArgs(platformTarget.platform, build, lastStageName(parsed))
+      const only = hasTarget ? target : undefined
+      for (const use of evaluate(parsed, file.path, input.buildArgs, args, warn, only, label => skipped.add(`${file.path}:${label}`))) {
         uses.push({ ...use, fileIndex, platformIndex })
       }
     })
@@ -124,7 +143,8 @@ export function discoverMounts(input: DiscoverInput): DiscoverResult {
     targets.map(t => t.name),
     warn
   )
-  const result: DiscoverResult = { mounts, warnings: [...warnings] }
+  const result: DiscoverResult = { mounts, warnings: [...warnings], skippedStages: [...skipped] }
+  if (!targetFound && allParsed && input.dockerfiles.length > 0) result.unknownTarget = unique(stageNames)
   const namespace = input.buildArgs[CACHE_NAMESPACE_ARG]
   if (Object.hasOwn(input.buildArgs, CACHE_NAMESPACE_ARG) && namespace !== undefined && namespace !== '') {
     result.cacheNamespace = namespace
@@ -209,7 +229,9 @@ function evaluate(
   file: string,
   buildArgs: Record<string, string>,
   automatic: Map<string, Value>,
-  warn: (m: string) => void
+  warn: (m: string) => void,
+  target?: string,
+  skip?: (stageLabel: string) => void
 ): Found[] {
   const { escape } = parsed
   const buildArg = (key: string): string | undefined => (Object.hasOwn(buildArgs, key) ? buildArgs[key] : undefined)
@@ -220,6 +242,8 @@ function evaluate(
   let stage: Stage | undefined
   let stageIndex = -1
   let seq = 0
+  // With a target: the stages it needs, found once the global ARGs are known (at the first FROM).
+  let needed: Set<number> | undefined
   for (const ins of parsed.instructions) {
     switch (ins.keyword) {
       case 'ARG':
@@ -237,8 +261,11 @@ function evaluate(
         break
       case 'FROM': {
         stageIndex++
+        if (target !== undefined && needed === undefined) {
+          needed = neededStages(parsed, target, word => tryExpand(word, escape, lookupIn(globals), false)) ?? new Set()
+        }
         const words = ins.args.split(/[\t\v\f\r ]+/).filter(w => w !== '')
-        const name = words.length === 3 && words[1]!.toLowerCase() === 'as' ? words[2]!.toLowerCase() : undefined
+        const name = stageName(ins.args)
         const base = words[0] === undefined ? null : tryExpand(words[0], escape, lookupIn(globals), false)
         const parent = base === null ? undefined : named.get(base)
         stage = {
@@ -264,7 +291,10 @@ function evaluate(
         }
         break
       case 'RUN':
-        if (stage !== undefined) {
+        if (stage !== undefined && needed !== undefined && !needed.has(stageIndex)) {
+          if (ins.flags.some(isCacheMountFlag)) skip?.(stage.label)
+          seq += ins.flags.filter(f => f === '--mount' || f.startsWith('--mount=')).length
+        } else if (stage !== undefined) {
           for (const flag of ins.flags) {
             if (flag !== '--mount' && !flag.startsWith('--mount=')) continue
             const location: MountLocation = { file, line: ins.line, stage: stage.label }
@@ -279,14 +309,19 @@ function evaluate(
   return found
 }
 
+/** A `--mount=` flag whose type (as written, unexpanded) is cache. */
+function isCacheMountFlag(flag: string): boolean {
+  if (!flag.startsWith('--mount=')) return false
+  try {
+    return mountType(flag.slice('--mount='.length), word => word) === 'cache'
+  } catch {
+    return false
+  }
+}
+
 function lastStageName(parsed: ParsedDockerfile): string {
-  const froms = parsed.instructions.filter(i => i.keyword === 'FROM')
-  const words =
-    froms
-      .at(-1)
-      ?.args.split(/[\t\v\f\r ]+/)
-      .filter(w => w !== '') ?? []
-  return words.length === 3 && words[1]!.toLowerCase() === 'as' ? words[2]!.toLowerCase() : 'default'
+  const last = parsed.instructions.filter(i => i.keyword === 'FROM').at(-1)
+  return (last && stageName(last.args)) ?? 'default'
 }
 
 function lookupIn(env: Map<string, Value>): Lookup {

@@ -37,10 +37,8 @@ const MAX_UINT32 = 2 ** 32 - 1
 export function parseMountFlag(value: string, expand: (word: string) => string = word => word): MountOptions {
   const m: MountOptions = { type: 'bind', readonly: false }
   let readonlyGiven = false
-  for (const field of csvFields(value)) {
-    const eq = field.indexOf('=')
-    const key = (eq < 0 ? field : field.slice(0, eq)).toLowerCase()
-    if (eq < 0) {
+  for (const [key, raw] of flagFields(value)) {
+    if (raw === undefined) {
       if (key === 'readonly' || key === 'ro' || key === 'readwrite' || key === 'rw') {
         m.readonly = key === 'readonly' || key === 'ro'
         readonlyGiven = true
@@ -48,9 +46,9 @@ export function parseMountFlag(value: string, expand: (word: string) => string =
       }
       if (key === 'required' && (m.type === 'secret' || m.type === 'ssh')) continue
       if (key === 'required') throw new Error(`unexpected key 'required' for mount type '${m.type}'`)
-      throw new Error(`invalid field '${field}' must be a key=value pair`)
+      throw new Error(`invalid field '${key}' must be a key=value pair`)
     }
-    const raw = field.slice(eq + 1)
+    const field = `${key}=${raw}`
     if (key === 'from') {
       const dollar = raw.indexOf('$')
       if (dollar >= 0 && dollar !== raw.length - 1) {
@@ -132,14 +130,25 @@ export function parseMountFlag(value: string, expand: (word: string) => string =
 /** The mount's type, expanding only the `type` values, so a bind or secret mount's other fields are never judged. */
 export function mountType(value: string, expand: (word: string) => string): string {
   let type = 'bind'
-  for (const field of csvFields(value)) {
-    const eq = field.indexOf('=')
-    if (eq >= 0 && field.slice(0, eq).toLowerCase() === 'type') type = expand(field.slice(eq + 1)).toLowerCase()
-  }
+  for (const [key, raw] of flagFields(value)) if (key === 'type' && raw !== undefined) type = expand(raw).toLowerCase()
   return type
 }
 
-function parseBool(text: string, key: string): boolean {
+/**
+ * The fields of a `--mount` value as BuildKit splits them: one CSV record,
+ * each field `key=value` (key lowercased, value as written) or a bare key
+ * (value undefined). The one splitter of mount flags, for the Dockerfile's
+ * and the `mounts` input's. Throws with BuildKit's reason on bad CSV.
+ */
+export function flagFields(value: string): [string, string | undefined][] {
+  return csvFields(value).map(field => {
+    const eq = field.indexOf('=')
+    return eq < 0 ? [field.toLowerCase(), undefined] : [field.slice(0, eq).toLowerCase(), field.slice(eq + 1)]
+  })
+}
+
+/** A boolean option value as BuildKit reads it (Go's strconv.ParseBool). */
+export function parseBool(text: string, key: string): boolean {
   if (['1', 't', 'T', 'TRUE', 'true', 'True'].includes(text)) return true
   if (['0', 'f', 'F', 'FALSE', 'false', 'False'].includes(text)) return false
   throw new Error(`invalid value for ${key}: ${text}`)

@@ -115,60 +115,64 @@ function splitCommand(line: string, escape: string, lineNumber: number): Instruc
 /** split_command.go extractBuilderFlags: leading `--` words, quotes and escapes removed. */
 function extractBuilderFlags(line: string, escape: string): { flags: string[]; args: string } {
   const flags: string[] = []
-  let word = ''
-  let phase: 'spaces' | 'word' | 'quote' = 'spaces'
+  let pos = 0
+  for (;;) {
+    while (pos < line.length && /\s/.test(line[pos]!)) pos++
+    if (pos >= line.length) return { flags, args: '' }
+    if (line[pos] !== '-' || line[pos + 1] !== '-') return { flags, args: line.slice(pos) }
+    const end = wordEnd(line, pos, escape)
+    const { text, blankOk } = unquoted(line.slice(pos, end), escape)
+    if (text === '--') return { flags, args: line.slice(end) }
+    if (blankOk || text !== '') flags.push(text)
+    pos = end
+  }
+}
+
+/** Where the word starting at `pos` ends: at whitespace outside quotes, an escaped character never ending it. */
+function wordEnd(line: string, pos: number, escape: string): number {
+  let quote = ''
+  for (let i = pos; i < line.length; i++) {
+    const ch = line[i]!
+    if (ch === escape) i++
+    else if (quote !== '') {
+      if (ch === quote) quote = ''
+    } else if (ch === "'" || ch === '"') quote = ch
+    else if (/\s/.test(ch)) return i
+  }
+  return line.length
+}
+
+/**
+ * A builder flag with its quotes and escapes removed the way BuildKit's
+ * extractBuilderFlags removes them (`target="/root/.npm"` is
+ * `target=/root/.npm`): the one reading of a flag's quoting, for the
+ * Dockerfile and for the `mounts` input's lines.
+ */
+export function unquoteFlag(text: string, escape = '\\'): string {
+  const { text: out, open } = unquoted(text, escape)
+  if (open !== '') throw new Error(`unexpected end of statement while looking for matching ${open === '"' ? 'double-quote' : 'single-quote'}`)
+  return out
+}
+
+/** `blankOk`: the word had quotes, so an empty result is still a word; `open`: the quote left unterminated. */
+function unquoted(raw: string, escape: string): { text: string; blankOk: boolean; open: string } {
+  let text = ''
   let quote = ''
   let blankOk = false
-  for (let pos = 0; pos <= line.length; pos++) {
-    const ch = line[pos]
-    if (phase === 'spaces') {
-      if (ch === undefined) break
-      if (/\s/.test(ch)) continue
-      if (ch !== '-' || line[pos + 1] !== '-') return { flags, args: line.slice(pos) }
-      phase = 'word'
-    }
-    if (ch === undefined) {
-      if (word !== '--' && (blankOk || word !== '')) flags.push(word)
-      break
-    }
-    if (phase === 'word') {
-      if (/\s/.test(ch)) {
-        if (word === '--') return { flags, args: line.slice(pos) }
-        if (blankOk || word !== '') flags.push(word)
-        phase = 'spaces'
-        word = ''
-        blankOk = false
-        continue
-      }
-      if (ch === "'" || ch === '"') {
-        quote = ch
-        blankOk = true
-        phase = 'quote'
-        continue
-      }
-      if (ch === escape) {
-        if (pos + 1 === line.length) continue
-        word += line[++pos]
-        continue
-      }
-      word += ch
-      continue
-    }
-    if (ch === quote) {
-      phase = 'word'
-      continue
-    }
+  for (let pos = 0; pos < raw.length; pos++) {
+    const ch = raw[pos]!
     if (ch === escape) {
-      if (pos + 1 === line.length) {
-        phase = 'word'
-        continue
-      }
-      word += line[++pos]
-      continue
+      if (pos + 1 < raw.length) text += raw[++pos]
+    } else if (quote === '' && (ch === "'" || ch === '"')) {
+      quote = ch
+      blankOk = true
+    } else if (ch === quote) {
+      quote = ''
+    } else {
+      text += ch
     }
-    word += ch
   }
-  return { flags, args: '' }
+  return { text, blankOk, open: quote }
 }
 
 /**

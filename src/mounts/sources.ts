@@ -3,6 +3,7 @@ import { isAbsolute, join } from 'node:path'
 
 import { discoverMounts, type DiscoveredMount } from '../discover/index.js'
 import { InputError } from '../errors.js'
+import { parseInputList } from '../input-list.js'
 import { formatMode, parseMounts, type MountSpec } from './spec.js'
 
 /**
@@ -13,14 +14,26 @@ import { formatMode, parseMounts, type MountSpec } from './spec.js'
 export interface MountSources {
   /** The `mounts` input text. */
   mountsText: string
-  /** Dockerfile paths (relative to the workspace); empty = no discovery. */
-  dockerfiles: string[]
+  /** The Dockerfiles to search; empty = no discovery. */
+  dockerfiles: DockerfileSource[]
+  /** The build's target stage: mounts of stages it does not need are left out. */
+  target?: string
   buildArgs: Record<string, string>
   platforms: string[]
   buildPlatform: string
   workspace: string
   /** The step's key-files input: when set, it wins over the discovered Dockerfiles. */
   stepKeyFiles: string[]
+}
+
+/** One Dockerfile to search for cache mounts. */
+export interface DockerfileSource {
+  /** Relative to the workspace (or absolute). */
+  path: string
+  /** The input that named it, for the error when it cannot be read. */
+  input: string
+  /** Set for the default `{context}/Dockerfile`: when it is missing, a warning with this hint, not an error. */
+  missingHint?: string
 }
 
 export interface ResolvedMounts {
@@ -30,23 +43,42 @@ export interface ResolvedMounts {
   /** Lines for the log: the table of mounts and discovery warnings. */
   report: string[]
   warnings: string[]
+  /** The Dockerfiles that were read. */
+  searched: string[]
 }
 
 export function resolveMounts(sources: MountSources): ResolvedMounts {
   const explicit = parseMounts(sources.mountsText, 'mounts', { partial: sources.dockerfiles.length > 0 })
   if (sources.dockerfiles.length === 0) {
-    return { mounts: explicit, report: [], warnings: [], ...namespace(sources.buildArgs) }
+    return { mounts: explicit, report: [], warnings: [], searched: [], ...namespace(sources.buildArgs) }
   }
-  const dockerfiles = sources.dockerfiles.map(path => {
-    const full = isAbsolute(path) ? path : join(sources.workspace, path)
+  const warnings: string[] = []
+  const dockerfiles: { path: string; content: string }[] = []
+  for (const source of sources.dockerfiles) {
+    const full = isAbsolute(source.path) ? source.path : join(sources.workspace, source.path)
     try {
-      return { path, content: readFileSync(full, 'utf8') }
+      dockerfiles.push({ path: source.path, content: readFileSync(full, 'utf8') })
     } catch (error) {
-      throw new InputError('dockerfile', `cannot read "${path}": ${(error as NodeJS.ErrnoException).code ?? String(error)}`)
+      const code = (error as NodeJS.ErrnoException).code ?? String(error)
+      if (source.missingHint === undefined) throw new InputError(source.input, `cannot read "${source.path}": ${code}`)
+      warnings.push(`${source.missingHint} (${code})`)
     }
+  }
+  const found = discoverMounts({
+    dockerfiles,
+    buildArgs: sources.buildArgs,
+    platforms: sources.platforms,
+    buildPlatform: sources.buildPlatform,
+    ...(sources.target !== undefined ? { target: sources.target } : {})
   })
-  const found = discoverMounts({ dockerfiles, buildArgs: sources.buildArgs, platforms: sources.platforms, buildPlatform: sources.buildPlatform })
-  const warnings = [...found.warnings]
+  if (found.unknownTarget !== undefined) {
+    const stages = found.unknownTarget.length > 0 ? found.unknownTarget.map(s => JSON.stringify(s)).join(', ') : 'none'
+    throw new InputError(
+      'target',
+      `no stage ${JSON.stringify((sources.target ?? '').slice(0, 80))} in ${dockerfiles.map(d => d.path).join(', ')} (its stages: ${stages})`
+    )
+  }
+  warnings.push(...found.warnings)
   const byId = new Map(explicit.map(m => [m.id, m]))
   const mounts: MountSpec[] = []
   for (const d of found.mounts) {
@@ -61,11 +93,24 @@ export function resolveMounts(sources: MountSources): ResolvedMounts {
       )
     }
   }
+  const searched = dockerfiles.map(d => d.path)
   for (const rest of byId.values()) {
-    if (rest.target === '') throw new InputError('mounts', `id "${rest.id}" has no target and is not used in ${sources.dockerfiles.join(', ')}`)
+    if (rest.target === '') {
+      const where = searched.length > 0 ? `in ${searched.join(', ')}` : 'in any Dockerfile (none was read)'
+      throw new InputError(
+        'mounts',
+        `id "${rest.id}" has no target and no cache mount with this id is declared ${where}: give target= (as in the Dockerfile flag), or set file or dockerfile to the Dockerfile that declares it`
+      )
+    }
     mounts.push(rest)
   }
-  return { mounts, report: table(found.mounts, mounts), warnings, ...namespace(sources.buildArgs, found.cacheNamespace) }
+  const report = table(found.mounts, mounts)
+  if (found.skippedStages.length > 0) {
+    report.push(
+      `(target ${JSON.stringify(sources.target)}: the cache mounts of stages it does not need are left out: ${found.skippedStages.join(', ')})`
+    )
+  }
+  return { mounts, report, warnings, searched, ...namespace(sources.buildArgs, found.cacheNamespace) }
 }
 
 function namespace(buildArgs: Record<string, string>, found?: string): { cacheNamespace?: string } {
@@ -117,15 +162,26 @@ function table(discovered: DiscoveredMount[], mounts: MountSpec[]): string[] {
   return [line(head), ...rows.map(line)]
 }
 
-/** build-args input: KEY=VALUE per line, as in docker/build-push-action. */
-export function parseBuildArgs(text: string): Record<string, string> {
-  const out: Record<string, string> = {}
-  for (const raw of text.split(/\r?\n/)) {
-    const line = raw.trim()
-    if (line === '') continue
-    const eq = line.indexOf('=')
-    if (eq <= 0) throw new InputError('build-args', `"${line.slice(0, 60)}" is not KEY=VALUE`)
-    out[line.slice(0, eq)] = line.slice(eq + 1)
+/**
+ * The build-args input as docker/build-push-action reads it (its input list
+ * without comma splitting: one per line, `#` comment lines, CSV quotes), each
+ * item as `docker buildx build --build-arg` takes it: `KEY=VALUE`, or a bare
+ * `KEY` whose value comes from the environment (left unset when the
+ * environment has none).
+ */
+export function parseBuildArgs(text: string, env: NodeJS.ProcessEnv = process.env): Record<string, string> {
+  const out = Object.create(null) as Record<string, string>
+  for (const item of parseInputList(text, 'build-args', { ignoreComma: true })) {
+    const eq = item.indexOf('=')
+    const key = eq < 0 ? item : item.slice(0, eq)
+    if (key.trim() === '') {
+      throw new InputError(
+        'build-args',
+        `${JSON.stringify(item.slice(0, 60))} has no name: expected KEY=VALUE, or KEY to take its value from the environment`
+      )
+    }
+    if (eq >= 0) out[key] = item.slice(eq + 1)
+    else if (env[key] !== undefined) out[key] = env[key]
   }
   return out
 }

@@ -1,6 +1,8 @@
 import { posix } from 'node:path'
 
-import { InputError } from '../errors.js'
+import { flagFields, parseBool } from '../discover/mount-flag.js'
+import { unquoteFlag } from '../discover/parser.js'
+import { errorMessage, InputError } from '../errors.js'
 
 /**
  * One BuildKit cache mount to persist. `uid`, `gid` and `mode` are part of
@@ -96,23 +98,49 @@ function parseJsonList(text: string, inputName: string): Record<string, unknown>
   return value as Record<string, unknown>[]
 }
 
+/**
+ * One line in the Dockerfile flag's syntax, read by the Dockerfile
+ * discovery's own flag parser: quotes and escapes as in a Dockerfile
+ * (`target="/root/.npm"`), then BuildKit's CSV fields. Spaces around fields
+ * and empty fields are tolerated.
+ */
 function parseFlagLine(line: string, where: string): Record<string, unknown> {
   const body = line.startsWith('--mount=') ? line.slice('--mount='.length) : line
+  let fields: [string, string | undefined][]
+  try {
+    fields = flagFields(unquoteFlag(body))
+  } catch (error) {
+    throw new InputError(where, errorMessage(error))
+  }
   // No prototype: option names like "__proto__" or "constructor" are plain (unknown) keys.
   const out: Record<string, unknown> = Object.create(null) as Record<string, unknown>
-  for (const part of body.split(',')) {
-    const field = part.trim()
-    if (field === '') continue
-    const eq = field.indexOf('=')
-    const name = (eq < 0 ? field : field.slice(0, eq)).trim().toLowerCase()
-    const value = eq < 0 ? true : field.slice(eq + 1).trim()
+  for (const [rawName, rawValue] of fields) {
+    const name = rawName.trim()
+    if (name === '' && (rawValue === undefined || rawValue.trim() === '')) continue
     if (Object.hasOwn(out, name)) throw new InputError(where, `option ${quoted(name)} is given twice`)
-    out[name] = value
+    out[name] = rawValue === undefined ? true : rawValue.trim()
   }
   return out
 }
 
-const KNOWN_FIELDS = new Set(['type', 'id', 'target', 'dst', 'destination', 'uid', 'gid', 'mode', 'sharing', 'key-files', 'exclude', 'max-size'])
+const KNOWN_FIELDS = new Set([
+  'type',
+  'id',
+  'target',
+  'dst',
+  'destination',
+  'uid',
+  'gid',
+  'mode',
+  'sharing',
+  'readonly',
+  'ro',
+  'readwrite',
+  'rw',
+  'key-files',
+  'exclude',
+  'max-size'
+])
 
 export interface ParseOptions {
   /**
@@ -125,15 +153,26 @@ export interface ParseOptions {
 function toMountSpec(entry: Record<string, unknown>, where: string, options: ParseOptions = {}): MountSpec {
   for (const name of Object.keys(entry)) {
     if (!KNOWN_FIELDS.has(name)) {
-      throw new InputError(where, `unknown option ${quoted(name)} (expected id, target, uid, gid, mode, sharing, key-files, exclude, max-size)`)
+      const hint = entry[name] === true ? '; several key-files or exclude patterns are separated by ";"' : ''
+      throw new InputError(
+        where,
+        `unknown option ${quoted(name)} (expected id, target, uid, gid, mode, sharing, readonly, key-files, exclude, max-size${hint})`
+      )
     }
   }
   if (entry.type !== undefined && entry.type !== 'cache') {
     throw new InputError(where, `type must be "cache", got ${quoted(String(entry.type))}`)
   }
+  for (const name of ['readonly', 'ro', 'readwrite', 'rw']) readonlyOption(entry[name], where, name)
   const targetRaw = entry.target ?? entry.dst ?? entry.destination
   if (targetRaw === undefined && options.partial && typeof entry.id === 'string') {
     return withOptions({ id: validId(entry.id, where), target: '' }, entry, where)
+  }
+  if (targetRaw === undefined && typeof entry.id === 'string' && entry.id !== '') {
+    throw new InputError(
+      where,
+      `id ${quoted(entry.id)} needs a target path (target=/path as in the Dockerfile), or a Dockerfile that declares this cache: set file or dockerfile to add options to the mounts it declares`
+    )
   }
   if (typeof targetRaw !== 'string' || targetRaw === '') {
     throw new InputError(where, 'needs a target path (target=/path as in the Dockerfile)')
@@ -189,10 +228,27 @@ function withOptions(spec: MountSpec, entry: Record<string, unknown>, where: str
   return spec
 }
 
-/** A pattern list of one mount: a JSON string array, or `;`-separated patterns in the line form. */
+/**
+ * readonly, ro, readwrite, rw: valid BuildKit options of a cache mount
+ * (bare, or a boolean as BuildKit reads it). They change how the build
+ * mounts the cache, not which cache it is, so they are checked and left out.
+ */
+function readonlyOption(value: unknown, where: string, name: string): void {
+  if (value === undefined || typeof value === 'boolean') return
+  try {
+    parseBool(String(value), name)
+  } catch {
+    throw new InputError(where, `${name} must be true or false (or given without a value), got ${quoted(String(value))}`)
+  }
+}
+
+/**
+ * A pattern list of one mount: a JSON string array, or patterns separated
+ * by `;` (key-files also by `,`, reachable in a quoted field or JSON).
+ */
 function optionalPatterns(value: unknown, where: string, name: string): string[] | undefined {
   if (value === undefined) return undefined
-  const list = typeof value === 'string' ? value.split(';') : value
+  const list = typeof value === 'string' ? value.split(name === 'key-files' ? /[;,]/ : ';') : value
   if (!Array.isArray(list) || list.some(p => typeof p !== 'string')) {
     throw new InputError(where, `${name} must be glob patterns (separated by ";" in the line form)`)
   }
