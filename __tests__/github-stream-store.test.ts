@@ -203,12 +203,18 @@ describe('faults', () => {
     await expect(s.restore(join(dir, `${key}-restored.tar`), key, [])).rejects.toThrow(/cut off|ended after|aborted|ECONNRESET|premature/i)
   })
 
-  test('an upload cut off mid-block is retried', async () => {
+  test.each([
+    ['one streamed Put Blob (uncompressed, size known)', 'none', 'PutBlob'],
+    ['Put Block calls (compressed)', 'zstd', 'PutBlock']
+  ] as const)('an upload cut off midway is retried: %s', async (_name, codec, op) => {
     const key = unique('up-cut')
     const data = randomBytes(500 * 1024)
-    const s = store()
-    service.faults.add({ match: { op: 'PutBlock', key }, action: { resetAfterBytes: 100 * 1024 }, times: 1 })
+    const s = store({ codec })
+    const fault = service.faults.add({ match: { op, key }, action: { resetAfterBytes: 100 * 1024 }, times: 1 })
     expect(await s.save(file(`${key}.tar`, data), key)).toBe(true)
+    // The fault was hit (it is gone after its one time), and the retry stored the whole entry.
+    expect(service.faults.list().some(f => f.id === fault)).toBe(false)
+    expect(service.requests.filter(r => r.op === op && r.key === key).length).toBeGreaterThanOrEqual(2)
     const out = join(dir, `${key}-restored.tar`)
     expect(await s.restore(out, key, [])).toBe(key)
     expect(readFileSync(out).equals(data)).toBe(true)

@@ -11,6 +11,13 @@ import { TransferError, withRetries, type RetryPolicy } from './retry.js'
  */
 const AZURE_VERSION = '2025-11-05'
 
+/**
+ * Entries of a known size up to this go up as one Put Blob streamed from
+ * their file (as the Azure SDK does up to the same size): one request, and
+ * no block list for the service to assemble.
+ */
+export const SINGLE_PUT_MAX = 256 * 1024 ** 2
+
 /** Block size and parallel Put Block calls: at most (parallel + 1) blocks in memory per upload. */
 export const BLOCK_BYTES = 8 * 1024 ** 2
 export const UPLOAD_PARALLEL = 4
@@ -129,6 +136,30 @@ export async function uploadBlob(url: string, source: Readable, options: UploadO
   }
   await putBlockList(url, ids, options.policy)
   return total
+}
+
+/**
+ * Uploads `length` bytes as one Put Blob, the body streamed from
+ * `makeBody()`; a retry calls it again for a fresh stream. Returns `length`.
+ */
+export async function putWholeBlob(url: string, makeBody: () => Readable, length: number, policy: RetryPolicy): Promise<number> {
+  const target = new URL(url)
+  await withRetries('upload', policy, async () => {
+    const stream = makeBody()
+    try {
+      const res = await send({
+        method: 'PUT',
+        url: target,
+        headers: { 'x-ms-version': AZURE_VERSION, 'x-ms-blob-type': 'BlockBlob' },
+        body: { stream, length }
+      })
+      await expectOk('upload', res)
+      await readBody(res.body)
+    } finally {
+      stream.destroy()
+    }
+  })
+  return length
 }
 
 function withQuery(url: string, params: Record<string, string>): URL {

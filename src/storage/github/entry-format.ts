@@ -21,7 +21,8 @@ import { CODECS, type Codec } from '../compression.js'
 const MAGIC = 'buildkit-mount-cache entry 1'
 const MAX_HEADER = 64
 /** `sha256:` + 64 hex digits + newline. */
-const TRAILER_BYTES = 7 + 64 + 1
+export const ENTRY_TRAILER_BYTES = 7 + 64 + 1
+const TRAILER_BYTES = ENTRY_TRAILER_BYTES
 
 export const ENTRY_VERSION = createHash('sha256').update(`${MAGIC}|stream`).digest('hex')
 

@@ -14,7 +14,8 @@ export interface HttpRequest {
   method: 'GET' | 'PUT' | 'POST' | 'HEAD'
   url: URL
   headers?: Record<string, string | number>
-  body?: Buffer
+  /** A buffer, or a stream of exactly `length` bytes. */
+  body?: Buffer | { stream: Readable; length: number }
   idleMs?: number
 }
 
@@ -32,14 +33,19 @@ export function send(request: HttpRequest): Promise<HttpResponse> {
   const idleMs = request.idleMs ?? DEFAULT_IDLE_MS
   return new Promise((resolve, reject) => {
     const headers: Record<string, string | number> = { ...request.headers }
-    if (request.body !== undefined) headers['Content-Length'] = request.body.length
+    const { body } = request
+    if (body !== undefined) headers['Content-Length'] = Buffer.isBuffer(body) ? body.length : body.length
     const req = lib.request(url, { method: request.method, headers }, res => {
       resolve({ status: res.statusCode ?? 0, headers: res.headers, body: res })
     })
     // The socket's idle timer covers the request, the wait for an answer and the body that follows.
     req.setTimeout(idleMs, () => req.destroy(new TransferError(`${url.host} sent nothing for ${Math.round(idleMs / 1000)} s`)))
     req.once('error', reject)
-    req.end(request.body)
+    if (body === undefined || Buffer.isBuffer(body)) req.end(body)
+    else {
+      body.stream.once('error', e => req.destroy(e))
+      body.stream.pipe(req)
+    }
   })
 }
 

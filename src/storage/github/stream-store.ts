@@ -1,3 +1,4 @@
+import { createReadStream } from 'node:fs'
 import { stat } from 'node:fs/promises'
 
 import { errorMessage } from '../../errors.js'
@@ -6,9 +7,9 @@ import { cacheModeAllows } from '../actions-cache.js'
 import { chooseCodec, compressFile, decompressToFile, type Codec } from '../compression.js'
 import { metered, progressMeter } from '../progress.js'
 import type { CacheStore } from '../store.js'
-import { downloadBlob, uploadBlob } from './blob.js'
+import { downloadBlob, putWholeBlob, SINGLE_PUT_MAX, uploadBlob } from './blob.js'
 import type { ServiceV2 } from './config.js'
-import { ENTRY_VERSION, splitEntryHeader, withEntryHeader } from './entry-format.js'
+import { ENTRY_TRAILER_BYTES, ENTRY_VERSION, entryHeader, splitEntryHeader, withEntryHeader } from './entry-format.js'
 import { DEFAULT_RETRY, type RetryPolicy } from './retry.js'
 import { TwirpClient, TwirpError } from './twirp.js'
 
@@ -114,18 +115,23 @@ export class GitHubStreamStore implements CacheStore {
       throw error
     }
     let size = 0
-    const meter = progressMeter({ label: 'uploading', total: rawSize })
-    await compressFile(
-      archivePath,
-      codec,
-      async compressed => {
-        size = await uploadBlob(uploadUrl, withEntryHeader(codec, compressed), {
-          policy: this.policy,
-          maxBytes: this.options.maxEntryBytes ?? MAX_ENTRY_BYTES
-        })
-      },
-      meter
-    )
+    const maxBytes = this.options.maxEntryBytes ?? MAX_ENTRY_BYTES
+    if (codec === 'none' && rawSize <= SINGLE_PUT_MAX) {
+      // Size known up front: one streamed request (a retry reads the file again).
+      const length = entryHeader(codec).length + rawSize + ENTRY_TRAILER_BYTES
+      if (length > maxBytes) throw new Error(`the entry is larger than the service's limit of ${maxBytes} bytes`)
+      size = await putWholeBlob(uploadUrl, () => withEntryHeader(codec, createReadStream(archivePath)), length, this.policy)
+    } else {
+      const meter = progressMeter({ label: 'uploading', total: rawSize })
+      await compressFile(
+        archivePath,
+        codec,
+        async compressed => {
+          size = await uploadBlob(uploadUrl, withEntryHeader(codec, compressed), { policy: this.policy, maxBytes })
+        },
+        meter
+      )
+    }
     const finalized = await this.twirp.finalize(key, ENTRY_VERSION, size)
     if (!finalized.ok) throw new Error(`the cache service did not accept the upload of ${key}${finalized.message ? `: ${finalized.message}` : ''}`)
     return true
