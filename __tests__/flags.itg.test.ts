@@ -13,7 +13,9 @@ import { expect, test } from '@jest/globals'
 
 import { idSegment } from '../src/core/keys.js'
 import { LIBRARY_DIR } from '../src/storage/actions-cache.js'
+import { ENTRY_VERSION } from '../src/storage/github/entry-format.js'
 import { REPO_ROOT, runStep, type StepResult } from '../test-support/action-runner.js'
+import { clientEnv } from '../test-support/hostile/plant.js'
 import { useItgEnv } from '../test-support/itg-env.js'
 import { pruneBuilder, UTILITY_IMAGE, userBuild } from '../test-support/user-build.js'
 
@@ -29,10 +31,10 @@ function runnerAt(root: string): { temp: string; workspace: string } {
 async function step(
   entry: 'main' | 'post',
   inputs: Record<string, string>,
-  opts: { state?: Record<string, string>; runner?: { temp: string; workspace: string } } = {}
+  opts: { state?: Record<string, string>; runner?: { temp: string; workspace: string }; env?: Record<string, string> } = {}
 ): Promise<StepResult> {
   const runner = opts.runner ?? runnerAt('default')
-  const env = { ...itg.service.env(), RUNNER_TEMP: runner.temp, GITHUB_WORKSPACE: runner.workspace }
+  const env = { ...itg.service.env(), RUNNER_TEMP: runner.temp, GITHUB_WORKSPACE: runner.workspace, ...opts.env }
   return runStep(entry, { bundleDir: itg.bundleDir, inputs, env, cwd: runner.workspace, ...(opts.state ? { state: opts.state } : {}) })
 }
 
@@ -152,31 +154,41 @@ test('a utility image that cannot be pulled: inject and extract warn naming the 
   expect(s.entries()).toHaveLength(1)
 })
 
-test('saved on one runner, restored on a runner installed elsewhere (other RUNNER_TEMP and workspace): the same entry version', async () => {
-  const s = scenario('machines')
-  const a = runnerAt('runner-a')
-  const b = runnerAt('elsewhere/runner-b')
-  const main = await step('main', s.inputs, { runner: a })
-  expectOk(main)
-  s.write('from-a')
-  expectOk(await step('post', s.inputs, { runner: a, state: main.state }))
-  const [entry] = s.entries()
-  expect(entry).toBeDefined()
-  // The version the library derived: from the workspace-relative path, not from runner A's RUNNER_TEMP.
-  type VersionFn = (paths: string[], compression?: string) => string
-  const { getCacheVersion } = (await import(pathToFileURL(join(REPO_ROOT, 'node_modules/@actions/cache/lib/internal/cacheUtils.js')).href)) as {
-    getCacheVersion: VersionFn
-  }
-  const archive = `${idSegment(s.id)}.tar`
-  const versions = (path: string): string[] => [undefined, 'gzip', 'zstd-without-long', 'zstd'].map(c => getCacheVersion([path], c))
-  expect(versions(`${LIBRARY_DIR}/${archive}`)).toContain(entry!.version)
-  expect(versions(join(a.temp, 'buildkit-mount-cache', archive))).not.toContain(entry!.version)
+// Both GitHub cache clients: the stream client (service v2's default) and the cache library (GHES, v1).
+test.each(['stream', 'library'] as const)(
+  '%s client: saved on one runner, restored on a runner installed elsewhere (other RUNNER_TEMP and workspace): the same entry version',
+  async client => {
+    const s = scenario(`machines-${client}`)
+    const a = runnerAt(`runner-a-${client}`)
+    const b = runnerAt(`elsewhere/runner-b-${client}`)
+    const env = clientEnv(client)
+    const main = await step('main', s.inputs, { runner: a, env })
+    expectOk(main)
+    s.write('from-a')
+    expectOk(await step('post', s.inputs, { runner: a, state: main.state, env }))
+    const [entry] = s.entries()
+    expect(entry).toBeDefined()
+    if (client === 'stream') {
+      // One fixed version for the stream client's format: no path, no machine in it.
+      expect(entry!.version).toBe(ENTRY_VERSION)
+    } else {
+      // The version the library derived: from the workspace-relative path, not from runner A's RUNNER_TEMP.
+      type VersionFn = (paths: string[], compression?: string) => string
+      const { getCacheVersion } = (await import(pathToFileURL(join(REPO_ROOT, 'node_modules/@actions/cache/lib/internal/cacheUtils.js')).href)) as {
+        getCacheVersion: VersionFn
+      }
+      const archive = `${idSegment(s.id)}.tar`
+      const versions = (path: string): string[] => [undefined, 'gzip', 'zstd-without-long', 'zstd'].map(c => getCacheVersion([path], c))
+      expect(versions(`${LIBRARY_DIR}/${archive}`)).toContain(entry!.version)
+      expect(versions(join(a.temp, 'buildkit-mount-cache', archive))).not.toContain(entry!.version)
+    }
 
-  pruneBuilder('buildx')
-  const restored = await step('main', s.inputs, { runner: b })
-  expectOk(restored)
-  expect(mountsOf(restored).map(m => [m.hit, m['matched-key']])).toEqual([[true, entry!.key]])
-  expect(s.list()).toEqual(['from-a'])
-  // Nothing left where the archives passed through.
-  for (const r of [a, b]) expect(existsSync(join(r.workspace, LIBRARY_DIR))).toBe(false)
-})
+    pruneBuilder('buildx')
+    const restored = await step('main', s.inputs, { runner: b, env })
+    expectOk(restored)
+    expect(mountsOf(restored).map(m => [m.hit, m['matched-key']])).toEqual([[true, entry!.key]])
+    expect(s.list()).toEqual(['from-a'])
+    // Nothing left where the archives passed through.
+    for (const r of [a, b]) expect(existsSync(join(r.workspace, LIBRARY_DIR))).toBe(false)
+  }
+)

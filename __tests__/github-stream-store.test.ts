@@ -203,10 +203,11 @@ describe('faults', () => {
     await expect(s.restore(join(dir, `${key}-restored.tar`), key, [])).rejects.toThrow(/cut off|ended after|aborted|ECONNRESET|premature/i)
   })
 
-  test.each([
+  const uploads: [string, 'none' | 'zstd', 'PutBlob' | 'PutBlock'][] = [
     ['one streamed Put Blob (uncompressed, size known)', 'none', 'PutBlob'],
     ['Put Block calls (compressed)', 'zstd', 'PutBlock']
-  ] as const)('an upload cut off midway is retried: %s', async (_name, codec, op) => {
+  ]
+  test.each(uploads)('an upload cut off midway is retried: %s', async (_name, codec, op) => {
     const key = unique('up-cut')
     const data = randomBytes(500 * 1024)
     const s = store({ codec })
@@ -272,12 +273,16 @@ describe('faults', () => {
 describe('choosing the client', () => {
   const env = (): NodeJS.ProcessEnv => ({ ...service.env() })
 
-  test('v2 selects the stream client; v1, GHES, missing settings and the library opt-out do not', () => {
+  test('v2 selects the stream client; v1, GHES, missing settings, a proxy and the library opt-out do not', () => {
     expect(serviceV2(env())).toBeDefined()
     expect(serviceV2({ ...env(), ACTIONS_CACHE_SERVICE_V2: '' })).toBeUndefined()
     expect(serviceV2({ ...env(), GITHUB_SERVER_URL: 'https://ghes.example.com' })).toBeUndefined()
     expect(serviceV2({ ...env(), ACTIONS_RUNTIME_TOKEN: '' })).toBeUndefined()
     expect(serviceV2({ ...env(), BUILDKIT_MOUNT_CACHE_GITHUB_CLIENT: 'library' })).toBeUndefined()
+    // Behind a proxy, the library (which follows HTTP(S)_PROXY and NO_PROXY).
+    expect(serviceV2({ ...env(), HTTPS_PROXY: 'http://proxy.corp:3128' })).toBeUndefined()
+    expect(serviceV2({ ...env(), http_proxy: 'http://proxy.corp:3128' })).toBeUndefined()
+    expect(serviceV2({ ...env(), HTTPS_PROXY: ' ' })).toBeDefined()
     expect([isGhes(undefined), isGhes('https://github.com'), isGhes('https://x.ghe.com'), isGhes('https://ghes.corp')]).toEqual([
       false,
       false,

@@ -257,7 +257,9 @@ test.each(['stream', 'library'] as const)(
         expect(mine).toEqual([])
         continue
       }
-      expect({ case: m.case.name, warnings: mine }).toEqual({ case: m.case.name, warnings: [expect.stringMatching(m.case.warning)] })
+      // The cache library's own warning about the same entry (labelled with the mount) comes on top of ours.
+      const ours = mine.filter(w => !/: Failed to restore: /.test(w))
+      expect({ case: m.case.name, warnings: ours }).toEqual({ case: m.case.name, warnings: [expect.stringMatching(m.case.warning)] })
     }
     const hits = (JSON.parse(main.outputs.mounts ?? '[]') as { hit: boolean }[]).map(h => h.hit)
     expect(hits).toEqual(mounts.map(m => m.case === undefined))

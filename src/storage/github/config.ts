@@ -11,13 +11,18 @@ export interface ServiceV2 {
   token: string
 }
 
+/** The proxy settings the cache library's HTTP client follows; the stream client speaks to the service directly. */
+const PROXY_VARIABLES = ['HTTPS_PROXY', 'https_proxy', 'HTTP_PROXY', 'http_proxy']
+
 /**
  * The v2 service, or undefined where the stream client cannot run (v1, GHES,
- * missing settings, or BUILDKIT_MOUNT_CACHE_GITHUB_CLIENT=library to keep
- * the cache library's path).
+ * missing settings, a proxy in the environment, whose rules the library
+ * follows, or BUILDKIT_MOUNT_CACHE_GITHUB_CLIENT=library to keep the
+ * cache library's path).
  */
 export function serviceV2(env: NodeJS.ProcessEnv = process.env): ServiceV2 | undefined {
   if ((env.BUILDKIT_MOUNT_CACHE_GITHUB_CLIENT ?? '').trim().toLowerCase() === 'library') return undefined
+  if (PROXY_VARIABLES.some(name => (env[name] ?? '').trim() !== '')) return undefined
   if (!env.ACTIONS_CACHE_SERVICE_V2) return undefined
   if (isGhes(env.GITHUB_SERVER_URL)) return undefined
   const results = env.ACTIONS_RESULTS_URL
