@@ -289,9 +289,9 @@ test('exit codes: cache trouble is a warning and 0, a bad option is 2', async ()
   expect(restoreHelp.stdout).toMatch(/^Usage: buildkit-mount-cache restore \[options\]/)
   expect(restoreHelp.stdout).toContain('--state FILE')
 
-  // --version from the bundle copied alone (as onto a CI agent): the version is built in, no package.json is read.
+  // --version from the bundle's files copied alone (as onto a CI agent): the version is built in, no package.json is read.
   const alone = mkdtempSync(join(work, 'alone-'))
-  writeFileSync(join(alone, 'cli.cjs'), readFileSync(join(bundle.dir, 'cli.cjs')))
+  for (const f of ['cli.cjs', 'index.cjs']) writeFileSync(join(alone, f), readFileSync(join(bundle.dir, f)))
   const pkg = JSON.parse(readFileSync(join(REPO_ROOT, 'package.json'), 'utf8')) as { version: string }
   const version = spawnSync(process.execPath, [join(alone, 'cli.cjs'), '--version'], { cwd: alone, encoding: 'utf8' })
   expect([version.status, version.stdout]).toEqual([0, `${pkg.version}\n`])
