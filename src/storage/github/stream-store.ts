@@ -4,7 +4,8 @@ import { stat } from 'node:fs/promises'
 import { errorMessage } from '../../errors.js'
 import { log } from '../../log.js'
 import { cacheModeAllows } from '../actions-cache.js'
-import { chooseCodec, compressFile, decompressToFile, type Codec } from '../compression.js'
+import { runCommand } from '../../builder/command.js'
+import { chooseCodec, compressFile, decompressToFile, onPath, type Codec } from '../compression.js'
 import { metered, progressMeter } from '../progress.js'
 import type { CacheStore } from '../store.js'
 import { downloadBlob, putWholeBlob, SINGLE_PUT_MAX, uploadBlob } from './blob.js'
@@ -12,6 +13,9 @@ import type { ServiceV2 } from './config.js'
 import { ENTRY_TRAILER_BYTES, ENTRY_VERSION, entryHeader, splitEntryHeader, withEntryHeader } from './entry-format.js'
 import { DEFAULT_RETRY, type RetryPolicy } from './retry.js'
 import { TwirpClient, TwirpError } from './twirp.js'
+
+let zstdCli: boolean | undefined
+const zstdOnPath = (): boolean => (zstdCli ??= onPath('zstd'))
 
 /** GitHub's limit on one cache entry (the cache library refuses larger archives the same way). */
 export const MAX_ENTRY_BYTES = 10 * 1024 ** 3
@@ -121,6 +125,26 @@ export class GitHubStreamStore implements CacheStore {
       const length = entryHeader(codec).length + rawSize + ENTRY_TRAILER_BYTES
       if (length > maxBytes) throw new Error(`the entry is larger than the service's limit of ${maxBytes} bytes`)
       size = await putWholeBlob(uploadUrl, () => withEntryHeader(codec, createReadStream(archivePath)), length, this.policy)
+    } else if (codec === 'zstd' && zstdOnPath()) {
+      // zstd reads the archive itself: the raw bytes never pass through this process.
+      let failure: { error: unknown } | undefined
+      await runCommand('zstd', ['-q', '-c', '-T0', '-3', '--', archivePath], {
+        stdout: async out => {
+          try {
+            size = await uploadBlob(uploadUrl, withEntryHeader(codec, metered(out, progressMeter({ label: 'uploading (compressed)' }))), {
+              policy: this.policy,
+              maxBytes
+            })
+          } catch (error) {
+            // Close the pipe, or zstd blocks on it; this error is the one worth reporting.
+            failure = { error }
+            out.destroy()
+            throw error
+          }
+        }
+      }).catch((error: unknown) => {
+        throw failure ? failure.error : error
+      })
     } else {
       const meter = progressMeter({ label: 'uploading', total: rawSize })
       await compressFile(
