@@ -10,13 +10,15 @@ import type { RunOptions, RunResult } from './command.js'
  * exposed), and no engine call may hang: this id is what the deadline stops.
  * (The shell passes on the environment but for names that are not shell
  * identifiers, such as INPUT_KEY-FILES: nothing the docker CLI reads.)
+ * Its stdin is /dev/null: handing @actions/exec an empty input instead makes
+ * it write to a pipe the command may have closed already (EPIPE, a failed call).
  */
-const REPORT_PID = 'echo $$; exec "$0" "$@"'
+const REPORT_PID = 'echo $$; exec "$0" "$@" </dev/null'
 
 /**
  * A short call whose output is read whole (`docker buildx version`,
  * `buildx inspect`, `docker inspect`), through @actions/exec: quiet (no
- * echo of the command line), nothing on stdin, each output chunk counts as
+ * echo of the command line), /dev/null on stdin, each output chunk counts as
  * activity for the deadline, and a call past it gets SIGTERM, then SIGKILL
  * 10 s later. Throws CommandError as runCommand does.
  */
@@ -44,7 +46,6 @@ export async function shortCall(command: string, args: readonly string[], option
     result = await getExecOutput('sh', ['-c', REPORT_PID, command, ...args], {
       silent: true,
       ignoreReturnCode: true,
-      input: Buffer.alloc(0),
       env: definedEnv(options.env ?? process.env),
       listeners: {
         stdout: chunk => {
