@@ -76,10 +76,15 @@ export function onPath(name: string, env: NodeJS.ProcessEnv = process.env): bool
 
 let zstdCli: boolean | undefined
 
+/** Whether the zstd CLI is on PATH (looked up once). */
+export function zstdOnPath(): boolean {
+  zstdCli ??= onPath('zstd')
+  return zstdCli
+}
+
 /** zstd when its CLI is on PATH (fast, multi-threaded), else gzip, which node:zlib always has. */
 export function defaultCodec(): Codec {
-  zstdCli ??= onPath('zstd')
-  return zstdCli ? 'zstd' : 'gzip'
+  return zstdOnPath() ? 'zstd' : 'gzip'
 }
 
 /** node:zlib's zstd (Node 22.15+), used to read zstd entries where the CLI is missing. */
@@ -149,13 +154,13 @@ export async function decompressToFile(source: Readable, codec: Codec, dest: str
     await pipeline(source, zlib.createGunzip(), createWriteStream(dest))
     return
   }
-  zstdCli ??= onPath('zstd')
+  const cli = zstdOnPath()
   const fallback = zlibZstdDecompress()
-  if (!zstdCli && fallback) {
+  if (!cli && fallback) {
     await pipeline(source, fallback(), createWriteStream(dest))
     return
   }
-  if (!zstdCli) {
+  if (!cli) {
     source.destroy()
     throw new Error('the entry is zstd-compressed but zstd is not on PATH (install zstd)')
   }

@@ -34,7 +34,7 @@ export function send(request: HttpRequest): Promise<HttpResponse> {
   return new Promise((resolve, reject) => {
     const headers: Record<string, string | number> = { ...request.headers }
     const { body } = request
-    if (body !== undefined) headers['Content-Length'] = Buffer.isBuffer(body) ? body.length : body.length
+    if (body !== undefined) headers['Content-Length'] = body.length
     const req = lib.request(url, { method: request.method, headers }, res => {
       resolve({ status: res.statusCode ?? 0, headers: res.headers, body: res })
     })

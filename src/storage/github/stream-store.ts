@@ -5,7 +5,7 @@ import { errorMessage } from '../../errors.js'
 import { log } from '../../log.js'
 import { cacheModeAllows } from '../actions-cache.js'
 import { runCommand } from '../../builder/command.js'
-import { chooseCodec, compressFile, decompressToFile, onPath, type Codec } from '../compression.js'
+import { chooseCodec, compressFile, decompressToFile, zstdOnPath, type Codec } from '../compression.js'
 import { metered, progressMeter } from '../progress.js'
 import type { CacheStore } from '../store.js'
 import { downloadBlob, putWholeBlob, SINGLE_PUT_MAX, uploadBlob } from './blob.js'
@@ -13,9 +13,6 @@ import type { ServiceV2 } from './config.js'
 import { ENTRY_TRAILER_BYTES, ENTRY_VERSION, entryHeader, splitEntryHeader, withEntryHeader } from './entry-format.js'
 import { DEFAULT_RETRY, type RetryPolicy } from './retry.js'
 import { TwirpClient, TwirpError } from './twirp.js'
-
-let zstdCli: boolean | undefined
-const zstdOnPath = (): boolean => (zstdCli ??= onPath('zstd'))
 
 /** GitHub's limit on one cache entry (the cache library refuses larger archives the same way). */
 export const MAX_ENTRY_BYTES = 10 * 1024 ** 3
