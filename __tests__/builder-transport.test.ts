@@ -3,7 +3,7 @@ import { Readable } from 'node:stream'
 import { describe, expect, test } from '@jest/globals'
 
 import { BuildIoTransport } from '../src/builder/build-io-transport.js'
-import { readManifests, manifestsFor } from '../src/builder/manifests.js'
+import { readInjectResult, resultFor } from '../src/builder/manifests.js'
 import { LOOPBACK, routePlan, type RouteChoice, type StreamReach } from '../src/builder/route.js'
 import { StreamTransport } from '../src/builder/stream-transport.js'
 import { runPhase, shortReason, type Transport } from '../src/builder/transport.js'
@@ -153,21 +153,30 @@ describe('a download that settles after the inject build failed', () => {
 })
 
 describe('manifests', () => {
-  test('only well-formed lines of the manifests file count, only for injected mounts', async () => {
+  test('only well-formed lines of the manifests file count, only for injected mounts; listings by index', async () => {
     const good = 'a'.repeat(32)
     const out = await makeTar([
       { name: 'injected', body: 'n\n' },
       { name: './manifests', body: `0 ${good}\n1 not-a-manifest\nx ${good}\n2 ${'b'.repeat(32)}\n1234567 ${good}\n` },
-      { name: 'manifests/', type: 'directory' }
+      { name: 'manifests/', type: 'directory' },
+      { name: 'listing.2', body: 'two\n' },
+      { name: 'listing.0', body: 'zero\n' },
+      { name: 'listing.x', body: 'ignored\n' }
     ])
-    const manifests = await readManifests(Readable.from([out]))
-    expect(manifests).toEqual(
+    const result = await readInjectResult(Readable.from([out]))
+    expect(result.manifests).toEqual(
       new Map([
         [0, good],
         [2, 'b'.repeat(32)]
       ])
     )
-    expect(manifestsFor(manifests, [2])).toEqual(new Map([[2, 'b'.repeat(32)]]))
+    expect([...result.listings].map(([i, b]) => [i, b.toString()])).toEqual([
+      [2, 'two\n'],
+      [0, 'zero\n']
+    ])
+    const only = resultFor(result, [2])
+    expect(only.manifests).toEqual(new Map([[2, 'b'.repeat(32)]]))
+    expect([...only.listings.keys()]).toEqual([2])
   })
 })
 

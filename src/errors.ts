@@ -59,6 +59,8 @@ export type ArchiveErrorCode =
   | 'ARCHIVE_NOT_FILE'
   | 'ARCHIVE_TOO_LARGE'
   | 'ARCHIVE_UNEXPECTED'
+  /** A delta entry that is malformed or does not fit the entries it applies to. */
+  | 'ARCHIVE_DELTA_INVALID'
 
 /** The last non-empty line of a command's stderr, which is where docker puts the reason. */
 export function lastMeaningfulLine(text: string): string {

@@ -1,5 +1,6 @@
 import * as core from '@actions/core'
 
+import { MAX_CHAIN } from '../archive/delta.js'
 import type { ClientKind } from '../builder/engine.js'
 import { MANIFEST } from '../builder/dockerfile.js'
 import type { RouteChoice, RouteRecord } from '../builder/route.js'
@@ -83,6 +84,7 @@ export function parseJobState(text: string): JobState | undefined {
   if (maxSize !== undefined) state.maxSize = maxSize
   if (r.optional('lookupOnly', k => r.boolean(k)) === true) state.lookupOnly = true
   if (r.optional('exactMatch', k => r.boolean(k)) === true) state.exactMatch = true
+  if (r.optional('deltas', k => r.boolean(k)) === false) state.deltas = false
   const injectMs = r.optional('injectMs', k => r.integer(k))
   if (injectMs !== undefined) state.injectMs = injectMs
   const inject = r.optional('inject', k => routeRecord(r.object(k)))
@@ -155,7 +157,16 @@ function restoreStatus(r: Reader): RestoreStatus {
 }
 
 function restoredEntry(r: Reader): RestoredEntry {
-  return { matchedKey: r.string('matchedKey', KEY), digest: r.string('digest', DIGEST), bytes: r.integer('bytes') }
+  const entry: RestoredEntry = { matchedKey: r.string('matchedKey', KEY), digest: r.string('digest', DIGEST), bytes: r.integer('bytes') }
+  const chain = r.optional('chain', name => r.object(name))
+  if (chain !== undefined) {
+    const keys = chain.array('keys').map((_, i) => chain.at('keys', i, KEY))
+    if (keys.length === 0 || keys.length > MAX_CHAIN + 1 || keys.at(-1) !== entry.matchedKey) {
+      throw new StateError(`${chain.where}.keys must list the chain's keys, ending with the matched key`)
+    }
+    entry.chain = { keys, baseBytes: chain.integer('baseBytes'), deltaBytes: chain.integer('deltaBytes') }
+  }
+  return entry
 }
 
 /** Typed reads of one JSON object, each failure naming the field. */

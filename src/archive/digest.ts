@@ -43,6 +43,12 @@ export class TreeDigest {
     }
   }
 
+  /** A path a delta removes: part of what makes two deltas different. */
+  removed(path: string): void {
+    this.finish()
+    this.add(`removed\0${path}`, '')
+  }
+
   content(chunk: Buffer): void {
     this.pending?.content.update(chunk)
     this.bytes += chunk.length

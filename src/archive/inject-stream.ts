@@ -3,6 +3,7 @@ import type { Readable } from 'node:stream'
 import * as tar from 'tar-stream'
 
 import { cachePath, FIXUPS_FILE } from '../builder/dockerfile.js'
+import { forEachComposed } from './compose.js'
 import { defaultRoot, EntryGuard, readMountEntry, type EntryHeader } from './entry.js'
 import { forEachEntry, oneChunk, openArchive, toTarHeader, writeEntry } from './tar-io.js'
 
@@ -24,7 +25,10 @@ import { forEachEntry, oneChunk, openArchive, toTarHeader, writeEntry } from './
  */
 export interface StreamMount {
   index: number
+  /** The mount archive, or the base of a chain. */
   archivePath: string
+  /** Delta entries to apply on it, in order (compose.ts); checked with scanChain first. */
+  deltas?: string[]
 }
 
 /** Ids tar headers carry without pax records (busybox reads no pax uid/gid). */
@@ -115,6 +119,22 @@ async function packMount(pack: tar.Pack, m: StreamMount, fixups: FixupList): Pro
     for (let d = open.at(-1); d && !isAncestor(d.path, path); d = open.at(-1)) await send(open.pop() as EntryHeader)
   }
 
+  if (m.deltas !== undefined && m.deltas.length > 0) {
+    // A composed tree comes in no tree order (the deltas' entries after the base's): every
+    // directory waits until the end, deepest first, so nothing is created in it afterwards.
+    const dirs: EntryHeader[] = []
+    await forEachComposed([m.archivePath, ...m.deltas], async (e, body) => {
+      if (e.type === 'directory') {
+        dirs.push(e)
+        return
+      }
+      if (e.type === 'link' || e.type === 'symlink') touched.add(parentOf(e.path))
+      await send(e, body)
+    })
+    dirs.sort((a, b) => (a.path < b.path ? 1 : a.path > b.path ? -1 : 0))
+    for (const d of dirs) await send(d)
+    return
+  }
   await forEachEntry(await openArchive(m.archivePath), async (h, body) => {
     const e = readMountEntry(h)
     guard.check(e)

@@ -1,4 +1,5 @@
 import { ArchiveError } from '../errors.js'
+import { forEachComposed } from './compose.js'
 import type { ArchiveSummary } from './digest.js'
 import { TreeDigest } from './digest.js'
 import { defaultRoot, EntryGuard, readMountEntry } from './entry.js'
@@ -35,5 +36,31 @@ export async function scanMountArchive(archivePath: string, limits: { maxBytes: 
     }
   })
   if (digest.entries === 0) throw new ArchiveError('ARCHIVE_UNEXPECTED', 'archive has no entries')
+  return { digest: digest.digest(), bytes: digest.bytes, entries: digest.entries }
+}
+
+/**
+ * Validates a chain (a base archive and its deltas, see compose.ts) and
+ * returns the digest of the tree it composes: the same digest a full
+ * archive of that tree has. A chain that does not fit together is refused
+ * (ArchiveError), like an unsafe archive.
+ */
+export async function scanChain(layers: readonly string[], limits: { maxBytes: number }): Promise<ArchiveSummary> {
+  const [base] = layers
+  if (base !== undefined && layers.length === 1) return scanMountArchive(base, limits)
+  const digest = new TreeDigest()
+  const overLimit = (): boolean => digest.bytes + digest.entries * HEADER_BYTES > limits.maxBytes
+  await forEachComposed(
+    layers,
+    async (entry, body) => {
+      digest.header(entry)
+      if (overLimit()) throw tooLarge(limits.maxBytes)
+      for await (const chunk of body ?? []) {
+        digest.content(chunk)
+        if (overLimit()) throw tooLarge(limits.maxBytes)
+      }
+    },
+    limits.maxBytes
+  )
   return { digest: digest.digest(), bytes: digest.bytes, entries: digest.entries }
 }

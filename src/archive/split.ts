@@ -5,10 +5,11 @@ import { pipeline } from 'node:stream/promises'
 import * as tar from 'tar-stream'
 
 import { ArchiveError, errorMessage } from '../errors.js'
+import { deltaMetaText, DELTA_META_NAME, type DeltaMeta } from './delta.js'
 import { TreeDigest, type ArchiveSummary } from './digest.js'
 import { defaultRoot, EntryGuard, relativeEntryPath, toEntryHeader, unsafeModeBits } from './entry.js'
 import { excludeMatcher } from './exclude.js'
-import { forEachEntry, toTarHeader, WRITE_CHUNK, writeEntry } from './tar-io.js'
+import { forEachEntry, oneChunk, toTarHeader, WRITE_CHUNK, writeEntry } from './tar-io.js'
 
 export type { ArchiveSummary } from './digest.js'
 
@@ -21,6 +22,10 @@ interface SplitOutput {
   digest: TreeDigest
   guard: EntryGuard
   sawRoot: boolean
+  /** The meta record being written, first in a delta. */
+  pending?: Promise<void>
+  /** Removed paths, when this output is a delta (no root of its own unless the root changed). */
+  deleted?: string[]
 }
 
 export interface SplitTarget {
@@ -29,6 +34,14 @@ export interface SplitTarget {
   archivePath: string
   /** Paths or globs relative to the mount root to leave out (with everything below them). */
   exclude?: string[]
+  /** The chain a delta of this mount would continue; the stream decides whether one comes (`deletedOf`). */
+  delta?: Omit<DeltaMeta, 'deleted'>
+}
+
+/** A delta's summary: the tree digest covers only the entries it holds. */
+export interface SplitSummary extends ArchiveSummary {
+  /** Set when the mount came as a delta: how many paths it removes. */
+  deleted?: number
 }
 
 /**
@@ -42,8 +55,9 @@ export interface SplitTarget {
 export async function splitExport(
   source: Readable,
   targets: SplitTarget[],
-  onOther?: (name: string, body: AsyncIterable<Buffer>) => Promise<void>
-): Promise<Map<string, ArchiveSummary>> {
+  onOther?: (name: string, body: AsyncIterable<Buffer>) => Promise<void>,
+  deletedOf: (dir: string) => string[] | undefined = () => undefined
+): Promise<Map<string, SplitSummary>> {
   const byDir = new Map(targets.map(t => [t.dir, t]))
   // Opened on a mount's first entry: a mount the stream leaves out gets no archive and no summary.
   const outputs = new Map<string, SplitOutput>()
@@ -54,18 +68,27 @@ export async function splitExport(
     if (!t) return undefined
     const pack = tar.pack()
     const written = pipeline(pack as unknown as Readable, createWriteStream(t.archivePath, { highWaterMark: WRITE_CHUNK }))
+    const excluded = excludeMatcher(t.exclude)
+    const deleted = t.delta ? deletedOf(dir)?.filter(p => !excluded(p)) : undefined
     const state: SplitOutput = {
-      excluded: excludeMatcher(t.exclude),
+      excluded,
       pack,
       written,
       digest: new TreeDigest(),
       guard: new EntryGuard(),
-      sawRoot: false
+      sawRoot: false,
+      ...(deleted ? { deleted } : {})
     }
     written.catch((error: unknown) => {
       state.writeError ??= error
     })
     outputs.set(dir, state)
+    if (t.delta && deleted) {
+      // A delta entry starts with its meta record (delta.ts); the removals go into the digest too.
+      const meta = deltaMetaText({ ...t.delta, deleted })
+      state.pending = writeEntry(pack, { name: DELTA_META_NAME, type: 'file', mode: 0o100644, size: meta.length, mtime: new Date(0) }, oneChunk(meta))
+      for (const p of deleted) state.digest.removed(p)
+    }
     return state
   }
   try {
@@ -95,6 +118,19 @@ export async function splitExport(
       const entry = toEntryHeader(h, path, linkname)
       // Never stored, so a restore never meets them (see unsafeModeBits).
       entry.mode &= ~unsafeModeBits(entry.type, entry.mode)
+      if (out.pending) {
+        await out.pending
+        delete out.pending
+      }
+      if (out.deleted) {
+        // A delta holds the entries that changed, the root only when it did.
+        out.guard.check(entry)
+        out.digest.header(entry)
+        await writeEntry(out.pack, toTarHeader(entry, path === '' ? './' : path, linkname), entry.type === 'file' ? body : undefined, c =>
+          out.digest.content(c)
+        )
+        return
+      }
       if (path !== '' && !out.sawRoot) {
         // The exporter always sends a directory before its contents; keep the invariant anyway.
         const root = defaultRoot()
@@ -120,16 +156,24 @@ export async function splitExport(
     if (writeError !== undefined) throw new ArchiveError('ARCHIVE_UNEXPECTED', `cannot write a mount archive: ${errorMessage(writeError)}`)
     throw error
   }
-  const result = new Map<string, ArchiveSummary>()
+  // A delta whose changes the stream holds no entry of (every one excluded) still needs its entry.
+  for (const t of targets) if (t.delta && deletedOf(t.dir) && !outputs.has(t.dir)) outputFor(t.dir)
+  const result = new Map<string, SplitSummary>()
   for (const [dir, out] of outputs) {
-    if (!out.sawRoot) {
+    await out.pending
+    if (!out.sawRoot && !out.deleted) {
       const root = defaultRoot()
       out.digest.header(root)
       await writeEntry(out.pack, toTarHeader(root, './'))
     }
     out.pack.finalize()
     await out.written
-    result.set(dir, { digest: out.digest.digest(), bytes: out.digest.bytes, entries: out.digest.entries })
+    result.set(dir, {
+      digest: out.digest.digest(),
+      bytes: out.digest.bytes,
+      entries: out.digest.entries,
+      ...(out.deleted ? { deleted: out.deleted.length } : {})
+    })
   }
   return result
 }

@@ -15,7 +15,7 @@ import { dockerfileContext } from './context-tar.js'
 import { EXPORT_FILE, extractDockerfile, injectDockerfile, STREAM_FILE } from './dockerfile.js'
 import { buildDeadline } from './deadline.js'
 import { runBuild } from './engine.js'
-import { manifestsFor, readManifests } from './manifests.js'
+import { readInjectResult, resultFor, type InjectResult } from './manifests.js'
 import { receiveExtract } from './receive.js'
 import type { Extracted, ExtractJob, Injected, InjectJob, Phase, Transport } from './transport.js'
 
@@ -48,11 +48,11 @@ export class BuildIoTransport implements Transport {
     const ready = await job.ready.all()
     const byIndex = new Set(ready.map(m => m.index))
     const mounts = job.mounts.filter(m => byIndex.has(m.index))
-    if (mounts.length === 0) return { injected: [], manifests: new Map() }
+    if (mounts.length === 0) return { injected: [], manifests: new Map(), listings: new Map() }
     const dockerfile = injectDockerfile(job.image, mounts, 'context')
     log.debug(`Inject Dockerfile:\n${dockerfile}`)
     const dir = await mkdtemp(join(process.env.RUNNER_TEMP || tmpdir(), 'buildkit-mount-cache-inject-'))
-    let manifests = new Map<number, string>()
+    let received: InjectResult = { manifests: new Map(), listings: new Map() }
     // Counts what goes into the build context; the build then reads it in one transfer.
     const progress = startProgress('inject')
     try {
@@ -61,7 +61,7 @@ export class BuildIoTransport implements Transport {
       await runBuild(run, job.engine, {
         context: { dir },
         output: async out => {
-          manifests = await readManifests(out)
+          received = await readInjectResult(out)
         },
         onLine: line => log.debug(line),
         buildArgs: job.buildArgs,
@@ -72,7 +72,7 @@ export class BuildIoTransport implements Transport {
       await rm(dir, { recursive: true, force: true })
     }
     const injected = ready.map(m => m.index)
-    return { injected, manifests: manifestsFor(manifests, injected) }
+    return { injected, ...resultFor(received, injected) }
   }
 
   async extract(run: CommandRunner, job: ExtractJob): Promise<Extracted> {
@@ -82,7 +82,7 @@ export class BuildIoTransport implements Transport {
     const progress = startProgress('extract')
     try {
       await runBuild(run, job.engine, {
-        context: dockerfileContext(dockerfile),
+        context: dockerfileContext(dockerfile, job.contextFiles),
         output: async out =>
           forEachEntry(counted(out, progress), async (header, body) => {
             if (header.name.replace(/^\.?\//, '') !== EXPORT_FILE || received) return

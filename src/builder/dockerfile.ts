@@ -26,19 +26,58 @@ export const MANIFEST_FILE = 'manifests'
 export const STATUS_FILE = 'status'
 /** Build argument carrying mount `index`'s manifest from inject to extract. */
 export const manifestArg = (index: number): string => `BMC_MANIFEST_${integer(index)}`
+/**
+ * Build argument asking extract for mount `index`'s delta: the most bytes of
+ * changed file content it may hold (more, and the mount is sent whole).
+ */
+export const deltaArg = (index: number): string => `BMC_DELTA_${integer(index)}`
+/** Inject's listing of mount `index` (see LIST_FUNCTION), in its result and then in extract's context. */
+export const listingFile = (index: number): string => `listing.${integer(index)}`
+/** Top-level file of the extract stream naming what a delta of mount directory `dir` removed, one path a line. */
+export const deltaFile = (dir: string): string => `delta.${dir}`
+/** Where extract's build context (its Dockerfile and the listings) is mounted. */
+const CONTEXT_DIR = '/bmc/in'
+/**
+ * What one busybox `tar -c` may be handed as names (xargs -s: below Linux's
+ * 2 MiB for arguments and environment together), and what a delta's names
+ * may take of it: one invocation, so hardlinks within a delta stay links.
+ */
+const XARGS_BYTES = 1_900_000
+const DELTA_NAME_BYTES = 1_800_000
 
 /** What `manifestOf` prints: an md5 in hex. */
 export const MANIFEST = /^[0-9a-f]{32}$/
 
 /**
- * A shell function printing a mount's manifest: the md5 of every entry's
- * name, size, type and mode, owner, link count, inode, mtime and ctime (to
- * the nanosecond). Nothing can change a file without changing its ctime (it
- * cannot be set), so a mount whose manifest is the one inject left behind
- * still holds exactly what was injected, and extract can skip it without
- * reading a byte of content. Constant text; `$1` is a generated `c<n>`.
+ * Shell functions over a mount's listing: one line per entry with its size,
+ * type and mode, owner, link count, inode, mtime and ctime (to the
+ * nanosecond), then its name (`c<n>/...`). Nothing can change a file
+ * without changing its ctime (it cannot be set), so a mount whose listing is
+ * the one inject left behind still holds exactly what was injected, and
+ * extract can skip it without reading a byte of content; where it differs,
+ * the lines that differ are what changed. `manifest` is the listing's md5.
+ * `plain` is true when no name holds a newline (a listing line per entry).
+ * Constant text; `$1` is a generated `c<n>`, `$2` a file.
  */
-const MANIFEST_FUNCTION = `manifest() { (cd /bmc && find "$1" -exec stat -c '%n|%s|%f|%u|%g|%h|%i|%y|%z' {} + | md5sum | cut -c1-32); }`
+const LIST_FUNCTIONS = [
+  `list() { (cd /bmc && find "$1" -exec stat -c '%s|%f|%u|%g|%h|%i|%y|%z|%n' {} +); }`,
+  `manifest() { md5sum < "$1" | cut -c1-32; }`,
+  `plain() { [ "$(cd /bmc && find "$1" -print0 | tr -d -c '\\000' | wc -c)" = "$(cd /bmc && find "$1" | wc -l)" ]; }`
+]
+
+/**
+ * The comparison of two listings (awk, constant text): the names of new and
+ * changed entries go to file `ch` (with their `c<n>/` prefix, for tar), the
+ * names the old listing has and the new has not to file `dl` (relative to
+ * the mount). Exits 1, for a whole-mount extract, when the changed regular
+ * files hold more than `lim` bytes or the names more than `nb`.
+ */
+const DIFF_AWK = [
+  'function name(l, i) { for (i = 0; i < 8; i++) l = substr(l, index(l, "|") + 1); return l }',
+  'NR == FNR { old[name($0)] = $0; next }',
+  '{ k = name($0); if (!(k in old) || old[k] != $0) { print k > ch; n += length(k) + 1; split($0, f, "|"); if (f[2] ~ /^8/ && length(f[2]) == 4) b += f[1] } delete old[k] }',
+  'END { for (k in old) { sub(/^[^\\/]*\\/?/, "", k); if (k != "") print k > dl } close(ch); close(dl); exit (b > lim || n > nb) ? 1 : 0 }'
+].join(' ')
 
 const SAFE_ID = /^[A-Za-z0-9_./][A-Za-z0-9_.:@+/-]*$/
 const SAFE_IMAGE = /^[a-z0-9][a-z0-9._/:@-]*$/
@@ -116,17 +155,26 @@ export function injectDockerfile(image: string, mounts: IndexedMount[], mode: In
   if (mode === 'context') flags.push(`--mount=type=bind,source=${STREAM_FILE},target=/bmc/in/${STREAM_FILE}`)
   const unpack =
     mode === 'context' ? `tar -x -f /bmc/in/${STREAM_FILE} -C /bmc` : `echo "$${TOKEN_ARG}" | nc ${streamHost(mode)} "$${PORT_ARG}" | tar -x -C /bmc`
-  const manifests = mounts.map(m => `echo "${m.index} $(manifest ${exportDir(m.index)})"`).join('; ')
+  const dirs = mounts.map(m => exportDir(m.index)).join(' ')
+  // Each mount's listing and manifest. The listing stays in the result only for a mount that
+  // was empty before (on a builder kept from an earlier job it may not be) and whose names
+  // have no newline: a delta against it then holds every change since the restored entry.
+  const listings = mounts.map(m => {
+    const dir = exportDir(m.index)
+    const file = `/bmc/out/${listingFile(m.index)}`
+    return `list ${dir} > ${file} && echo "${m.index} $(manifest ${file})" >> /bmc/out/${MANIFEST_FILE} && { case " $e " in *" ${dir} "*) plain ${dir} ;; *) false ;; esac || rm ${file}; }`
+  })
   const commands = [
     'set -o pipefail',
+    ...LIST_FUNCTIONS,
+    `e= && for c in ${dirs}; do [ -n "$(ls -A /bmc/$c)" ] || e="$e $c"; done`,
     unpack,
     // The list is the stream's last entry: without it the stream was cut short.
     `test -f /bmc/${FIXUPS_FILE}`,
     // Groups of paths sharing an owner and a time (see inject-stream.ts): two processes a group, not an entry.
     `while read -r k u g t n; do set --; while [ $# -lt "$n" ] && IFS= read -r p; do set -- "$@" "$p"; done; [ $# -eq "$n" ] && { [ "$k" = D ] || chown -h "$u:$g" "$@"; } && touch -h -d "@$t" "$@" || exit 1; done < /bmc/${FIXUPS_FILE}`,
-    'mkdir -p /bmc/out',
-    MANIFEST_FUNCTION,
-    `{ ${manifests}; } > /bmc/out/${MANIFEST_FILE}`,
+    `mkdir -p /bmc/out && : > /bmc/out/${MANIFEST_FILE}`,
+    ...listings,
     `echo "$${NONCE_ARG}" > /bmc/out/injected`
   ]
   return generated(image, 'inject', mode !== 'context' ? STREAM_ARGS : [], flags, commands)
@@ -164,23 +212,38 @@ export type ExtractMode = StreamVia | 'export'
 
 export function extractDockerfile(image: string, mounts: IndexedMount[], mode: ExtractMode): string {
   if (mounts.length === 0) throw new Error('extract needs at least one mount')
-  const flags = mounts.map(m => cacheMountFlag(m, ['readonly']))
-  // A mount whose manifest is still the one inject left is listed in the status file and not archived.
+  const flags = [...mounts.map(m => cacheMountFlag(m, ['readonly'])), `--mount=type=bind,target=${CONTEXT_DIR}`]
+  // Names of all deltas go to one tar: each mount's share of what one invocation takes.
+  const nameBytes = Math.floor(DELTA_NAME_BYTES / mounts.length)
+  // A mount whose manifest is still the one inject left is listed in the status file and not archived;
+  // one asked for a delta whose changes are small enough is sent as one; any other is sent whole.
   const select = mounts.map(m => {
-    const arg = manifestArg(m.index)
-    const dir = exportDir(m.index)
-    return `if [ -n "$${arg}" ] && [ "$(manifest ${dir})" = "$${arg}" ]; then echo ${dir} >> /bmc/${STATUS_FILE}; else d="$d ${dir}"; fi`
+    const { index } = m
+    const dir = exportDir(index)
+    const now = `/bmc/now.${index}`
+    const listing = `${CONTEXT_DIR}/${listingFile(index)}`
+    const changed = `/bmc/changed.${index}`
+    const awk = `awk -v ch=${changed} -v dl=/bmc/${deltaFile(dir)} -v lim="$${deltaArg(index)}" -v nb=${nameBytes} '${DIFF_AWK}' ${listing} ${now}`
+    return [
+      `list ${dir} > ${now}`,
+      `if [ -n "$${manifestArg(index)}" ] && [ "$(manifest ${now})" = "$${manifestArg(index)}" ]; then echo ${dir} >> /bmc/${STATUS_FILE}`,
+      `elif [ -n "$ok" ] && [ -n "$${deltaArg(index)}" ] && [ -f ${listing} ] && plain ${dir} && : > /bmc/${deltaFile(dir)} && ${awk}; then cat ${changed} >> /bmc/names; x="$x ${deltaFile(dir)}"`,
+      `else d="$d ${dir}"; fi`
+    ].join('; ')
   })
-  const archive = `tar -c -C /bmc ${STATUS_FILE} $d`
+  // Whole mounts and the deltas' removal lists, then (a second archive on the same stream) the deltas' entries.
+  const archive = `{ tar -c -C /bmc ${STATUS_FILE} $x $d && if [ -s /bmc/names ]; then cd /bmc && tr '\\n' '\\000' < names | xargs -0 -s ${XARGS_BYTES} tar -c --no-recursion; fi; }`
   const commands = [
     'set -o pipefail',
-    MANIFEST_FUNCTION,
-    `d= && : > /bmc/${STATUS_FILE}`,
+    ...LIST_FUNCTIONS,
+    `d= && x= && : > /bmc/${STATUS_FILE} && : > /bmc/names`,
+    // An image whose tar or xargs cannot make a delta sends every mount whole.
+    `if tar -c --no-recursion -C /bmc ${STATUS_FILE} > /dev/null 2>&1 && echo | xargs -0 -s ${XARGS_BYTES} true 2> /dev/null; then ok=1; else ok=; fi`,
     ...select,
     ...(mode !== 'export'
       ? [`{ echo "$${TOKEN_ARG}"; ${archive}; } | nc ${streamHost(mode)} "$${PORT_ARG}"`, 'mkdir -p /bmc/out', 'echo streamed > /bmc/out/extracted']
       : ['mkdir -p /bmc/out', `${archive} > /bmc/out/${EXPORT_FILE}`])
   ]
-  const args = [...(mode !== 'export' ? STREAM_ARGS : []), ...mounts.map(m => `ARG ${manifestArg(m.index)}`)]
+  const args = [...(mode !== 'export' ? STREAM_ARGS : []), ...mounts.flatMap(m => [`ARG ${manifestArg(m.index)}`, `ARG ${deltaArg(m.index)}`])]
   return generated(image, 'extract', args, flags, commands)
 }

@@ -11,7 +11,7 @@ import { extractDockerfile, injectDockerfile, PORT_ARG, TOKEN_ARG } from './dock
 import { buildDeadline } from './deadline.js'
 import { runBuild, type BuildNetwork } from './engine.js'
 import { listenOnce, type OneShotListener } from './listener.js'
-import { manifestsFor, readManifests } from './manifests.js'
+import { readInjectResult, resultFor, type InjectResult } from './manifests.js'
 import { receiveExtract } from './receive.js'
 import type { StreamReach } from './route.js'
 import { LocalTransferError, type Extracted, type ExtractJob, type Injected, type InjectJob, type Phase, type Transport } from './transport.js'
@@ -89,12 +89,12 @@ export class StreamTransport implements Transport {
     sent.catch(() => undefined)
     const dockerfile = injectDockerfile(job.image, job.mounts, { host: this.host })
     log.debug(`Inject Dockerfile:\n${dockerfile}`)
-    let manifests = new Map<number, string>()
+    let received: InjectResult = { manifests: new Map(), listings: new Map() }
     try {
       await runBuild(run, job.engine, {
         context: dockerfileContext(dockerfile),
         output: async out => {
-          manifests = await readManifests(out)
+          received = await readInjectResult(out)
         },
         onLine: line => log.debug(line),
         buildArgs: { ...job.buildArgs, ...listenerArgs(listener) },
@@ -109,7 +109,7 @@ export class StreamTransport implements Transport {
     }
     // The build unpacked the whole stream (it checks for the list that ends it), so sending is done.
     await sent
-    return { injected, manifests: manifestsFor(manifests, injected) }
+    return { injected, ...resultFor(received, injected) }
   }
 
   private async extractCounted(run: CommandRunner, job: ExtractJob, progress: Progress): Promise<Extracted> {
@@ -132,7 +132,7 @@ export class StreamTransport implements Transport {
     log.debug(`Extract Dockerfile:\n${dockerfile}`)
     try {
       await runBuild(run, job.engine, {
-        context: dockerfileContext(dockerfile),
+        context: dockerfileContext(dockerfile, job.contextFiles),
         onLine: line => log.debug(line),
         buildArgs: { ...job.buildArgs, ...listenerArgs(listener) },
         network: this.network,

@@ -1,4 +1,4 @@
-import type { ArchiveSummary, SplitTarget } from '../archive/split.js'
+import type { SplitSummary, SplitTarget } from '../archive/split.js'
 import type { StreamMount } from '../archive/inject-stream.js'
 import type { ReadyQueue } from '../core/ready-queue.js'
 import { errorMessage } from '../errors.js'
@@ -42,6 +42,8 @@ export interface Injected {
   injected: number[]
   /** Each injected mount's manifest, when the build could compute one. */
   manifests: Map<number, string>
+  /** The listings inject kept (mounts that may be saved as deltas), by index. */
+  listings: Map<number, Buffer>
 }
 
 export interface ExtractJob {
@@ -49,15 +51,17 @@ export interface ExtractJob {
   image: string
   mounts: IndexedMount[]
   targets: SplitTarget[]
-  /** Every generated build's arguments plus each mount's manifest argument. */
+  /** Every generated build's arguments plus each mount's manifest and delta arguments. */
   buildArgs: Record<string, string>
+  /** Files next to the Dockerfile in the build context: the listings of mounts asked for deltas. */
+  contextFiles: Map<string, Buffer>
   /** Bytes expected (what was injected): the total bound of the build grows with them. */
   bytes: number
 }
 
 export interface Extracted {
-  /** Per mount directory that was archived. */
-  summaries: Map<string, ArchiveSummary>
+  /** Per mount directory that was archived (whole, or as a delta). */
+  summaries: Map<string, SplitSummary>
   /** Mount directories the build found unchanged since inject (not archived). */
   unchanged: Set<string>
 }

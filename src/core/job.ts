@@ -29,6 +29,8 @@ export interface JobState {
   maxSize?: number
   /** Input lookup-only: the entries were looked up, nothing was injected, so nothing is saved either. */
   lookupOnly?: true
+  /** false: every save is a full one (input deltas: false). */
+  deltas?: false
   /** Input exact-match: only entries of the same key files were looked for (MountKeys.restoreKeys[0]). */
   exactMatch?: true
   mounts: MountState[]
@@ -62,6 +64,11 @@ export function keyIdOf(state: Pick<JobState, 'cacheNamespace'>, id: string): st
  */
 export function archivePathOf(root: string, state: Pick<JobState, 'cacheNamespace'>, id: string): string {
   return join(root, `${idSegment(keyIdOf(state, id))}.tar`)
+}
+
+/** Where inject's listing of a mount waits for post (next to its archive). */
+export function listingPathOf(root: string, state: Pick<JobState, 'cacheNamespace'>, id: string): string {
+  return join(root, `${idSegment(keyIdOf(state, id))}.listing`)
 }
 
 /** The default root: the runner's temp directory (the same for every step of a job). */

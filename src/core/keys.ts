@@ -21,6 +21,8 @@ export interface MountKeys {
 
 const MAX_KEY_LENGTH = 512
 const DIGEST_LENGTH = 16
+/** What a delta adds to its base's key: `-d<sequence>-<12 hex>`. */
+const DELTA_SUFFIX_LENGTH = 18
 
 /** A cache id as a key segment: readable, and unique even after replacing characters. */
 export function idSegment(id: string): string {
@@ -52,7 +54,7 @@ export function runnerPlatform(platform: string = process.platform, arch: string
 export function mountKeys(prefix: string, id: string, platform: string, filesHash: string): MountKeys {
   const family = `${prefix}-${idSegment(id)}-${platformSegment(platform)}-`
   const base = `${family}${filesHash === '' ? 'nofiles' : filesHash}`
-  if (base.length + 1 + DIGEST_LENGTH > MAX_KEY_LENGTH) {
+  if (base.length + 1 + DIGEST_LENGTH + DELTA_SUFFIX_LENGTH > MAX_KEY_LENGTH) {
     throw new Error(`cache key for "${id}" would exceed ${MAX_KEY_LENGTH} characters`)
   }
   return { base, restoreKeys: [`${base}-`, family] }
@@ -76,4 +78,18 @@ export function saveKey(keys: MountKeys, digest: string): string {
 /** True when `matchedKey` was saved for exactly this content. */
 export function keyHasDigest(matchedKey: string | undefined, keys: MountKeys, digest: string): boolean {
   return matchedKey === saveKey(keys, digest)
+}
+
+/**
+ * A delta's key: its base's key, its place in the chain, and a hash of its
+ * parent's key and its own digest (the same change on another parent is
+ * another entry). It starts with the base's key, so the restore keys that
+ * find the base find its newest delta first.
+ */
+export function deltaKey(chainKeys: readonly string[], digest: string): string {
+  const [base] = chainKeys
+  const parent = chainKeys.at(-1)
+  if (base === undefined || parent === undefined) throw new Error('a delta needs the chain it continues')
+  const hash = createHash('sha256').update(parent).update('\n').update(digest).digest('hex').slice(0, 12)
+  return `${base}-d${chainKeys.length}-${hash}`
 }

@@ -1,7 +1,7 @@
-import { mkdir, rm } from 'node:fs/promises'
+import { mkdir, rm, writeFile } from 'node:fs/promises'
 import { dirname } from 'node:path'
 
-import { scanMountArchive } from '../archive/scan.js'
+import { scanChain } from '../archive/scan.js'
 import type { StreamMount } from '../archive/inject-stream.js'
 import type { Engine } from '../builder/engine.js'
 import { buildFailureReason } from '../builder/image-pull.js'
@@ -11,8 +11,9 @@ import { errorMessage } from '../errors.js'
 import { formatBytes, seconds } from '../format.js'
 import { log, withLabel } from '../log.js'
 import type { CacheStore } from '../storage/store.js'
+import { chainDirOf, fetchChain, type FetchedChain } from './chain.js'
 import { forEachLimit, TRANSFER_CONCURRENCY } from './concurrency.js'
-import { archivePathOf, generatedBuildArgs, type JobState } from './job.js'
+import { archivePathOf, generatedBuildArgs, listingPathOf, type JobState } from './job.js'
 import { lookupKeys } from './keys.js'
 import { ReadyQueue } from './ready-queue.js'
 import { archiveRootOf, type Services } from './services.js'
@@ -36,11 +37,12 @@ export async function restoreMounts(services: Services, engine: Engine, state: J
   try {
     // One log group: over a stream the downloads and the inject build run at the same time.
     await log.group('Restore cache entries and inject them into the builder', async () => {
-      const restored = restoreAll(services.cache, state, root, m =>
-        ready.push({ index: m.index, archivePath: archivePathOf(root, state, m.spec.id) })
-      ).finally(() => ready.end())
+      const restored = restoreAll(services.cache, state, root, (m, layers) => {
+        const [archivePath = '', ...deltas] = layers
+        ready.push({ index: m.index, archivePath, ...(deltas.length > 0 ? { deltas } : {}) })
+      }).finally(() => ready.end())
       if (!overlapped) await restored
-      if ((await ready.first()) !== undefined) await inject(services, engine, state, plan, ready)
+      if ((await ready.first()) !== undefined) await inject(services, engine, state, plan, ready, root)
       await restored
       // A download that finished after a failed inject build: its archive never reached the builder.
       for (const m of mounts) {
@@ -56,11 +58,18 @@ export async function restoreMounts(services: Services, engine: Engine, state: J
       )
     }
   } finally {
-    await Promise.all(mounts.map(m => rm(archivePathOf(root, state, m.spec.id), { recursive: true, force: true })))
+    await Promise.all(
+      mounts.flatMap(m => {
+        const archivePath = archivePathOf(root, state, m.spec.id)
+        return [archivePath, chainDirOf(archivePath)].map(async p => rm(p, { recursive: true, force: true }))
+      })
+    )
   }
 }
 
-async function restoreAll(cache: CacheStore, state: JobState, root: string, onReady: (m: MountState) => void): Promise<void> {
+type OnReady = (m: MountState, layers: string[]) => void
+
+async function restoreAll(cache: CacheStore, state: JobState, root: string, onReady: OnReady): Promise<void> {
   const { mounts } = state
   if (!cache.available()) {
     log.warning('The cache service is not available: every mount starts empty and nothing will be restored.')
@@ -76,11 +85,12 @@ async function restoreAll(cache: CacheStore, state: JobState, root: string, onRe
 }
 
 /** One mount's download and check; every line it logs (the cache library's too) carries the mount's id. */
-async function restoreOne(cache: CacheStore, state: JobState, root: string, m: MountState, onReady: (m: MountState) => void): Promise<void> {
+async function restoreOne(cache: CacheStore, state: JobState, root: string, m: MountState, onReady: OnReady): Promise<void> {
   const started = Date.now()
   const archivePath = archivePathOf(root, state, m.spec.id)
   const restoreKeys = lookupKeys(m.keys, state.exactMatch === true)
   let matchedKey: string | undefined
+  let layers: string[] = []
   try {
     if (state.lookupOnly) {
       matchedKey = await cache.find(archivePath, m.keys.base, restoreKeys)
@@ -91,16 +101,39 @@ async function restoreOne(cache: CacheStore, state: JobState, root: string, m: M
     }
     await mkdir(dirname(archivePath), { recursive: true })
     await rm(archivePath, { recursive: true, force: true })
+    await rm(listingPathOf(root, state, m.spec.id), { force: true })
     matchedKey = await cache.restore(archivePath, m.keys.base, restoreKeys)
     if (matchedKey === undefined) {
       log.info(`${m.spec.id}: miss (looked for ${m.keys.base})`)
       m.restore = { kind: 'miss' }
       return
     }
-    const summary = await scanMountArchive(archivePath, { maxBytes: state.maxRestoreBytes })
-    m.restore = { kind: 'restored', entry: { matchedKey, digest: summary.digest, bytes: summary.bytes } }
+    let chain = await fetchChain(cache, archivePath, matchedKey)
+    if (chain.cut !== undefined) log.warning(`${m.spec.id}: the delta chain of ${matchedKey} ends early, restoring up to ${chain.keys.at(-1)}: ${chain.cut}`)
+    let summary
+    try {
+      summary = await scanChain(chain.layers, { maxBytes: state.maxRestoreBytes })
+    } catch (error) {
+      if (chain.layers.length === 1) throw error
+      // Never part of a chain: its base alone is one consistent tree.
+      log.warning(`${m.spec.id}: the deltas of ${chain.keys[0]} do not apply (${errorMessage(error)}); restoring the base entry alone`)
+      chain = baseOnly(chain)
+      summary = await scanChain(chain.layers, { maxBytes: state.maxRestoreBytes })
+    }
+    const used = chain.keys.at(-1) ?? matchedKey
+    layers = chain.layers
+    m.restore = {
+      kind: 'restored',
+      entry: {
+        matchedKey: used,
+        digest: summary.digest,
+        bytes: summary.bytes,
+        chain: { keys: chain.keys, baseBytes: chain.baseBytes, deltaBytes: chain.deltaBytes }
+      }
+    }
+    const deltas = chain.keys.length > 1 ? `, base ${chain.keys[0]} + ${chain.keys.length - 1} delta(s)` : ''
     log.info(
-      `${m.spec.id}: restored ${matchedKey} (${keyMatch(m.keys, matchedKey)}, ${formatBytes(summary.bytes)}, ${summary.entries} entries, ${seconds(started)})`
+      `${m.spec.id}: restored ${used} (${keyMatch(m.keys, used)}${deltas}, ${formatBytes(summary.bytes)}, ${summary.entries} entries, ${seconds(started)})`
     )
   } catch (error) {
     log.warning(`${m.spec.id}: cannot restore the cache entry, the mount starts empty: ${errorMessage(error)}`)
@@ -109,7 +142,11 @@ async function restoreOne(cache: CacheStore, state: JobState, root: string, m: M
     m.restoreMs = Date.now() - started
   }
   // After restoreMs is set: the inject build may take the mount at once.
-  if (m.restore.kind === 'restored') onReady(m)
+  if (m.restore.kind === 'restored') onReady(m, layers)
+}
+
+function baseOnly(chain: FetchedChain): FetchedChain {
+  return { keys: chain.keys.slice(0, 1), layers: chain.layers.slice(0, 1), baseBytes: chain.baseBytes, deltaBytes: 0 }
 }
 
 /**
@@ -117,7 +154,14 @@ async function restoreOne(cache: CacheStore, state: JobState, root: string, m: M
  * it starts (later ones stream in as they arrive); a restored mount the build
  * did not take, or every one when the build failed, ends `failed`.
  */
-async function inject(services: Services, engine: Engine, state: JobState, plan: Transport[], ready: ReadyQueue<StreamMount>): Promise<void> {
+async function inject(
+  services: Services,
+  engine: Engine,
+  state: JobState,
+  plan: Transport[],
+  ready: ReadyQueue<StreamMount>,
+  root: string
+): Promise<void> {
   const started = Date.now()
   const attach = state.mounts.filter(m => m.restore.kind === 'restored' || m.restore.kind === 'pending')
   const job = {
@@ -140,6 +184,8 @@ async function inject(services: Services, engine: Engine, state: JobState, plan:
         continue
       }
       bytes += m.restore.entry.bytes
+      const listing = result.listings.get(m.index)
+      if (listing !== undefined) await keepListing(root, state, m, listing)
       const manifest = result.manifests.get(m.index)
       m.restore = { kind: 'injected', entry: m.restore.entry, ...(manifest !== undefined ? { manifest } : {}) }
     }
@@ -155,5 +201,14 @@ async function inject(services: Services, engine: Engine, state: JobState, plan:
     }
   } finally {
     state.injectMs = Date.now() - started
+  }
+}
+
+/** Keeps inject's listing of a mount for post (a delta is computed against it); losing it only costs the delta. */
+async function keepListing(root: string, state: JobState, m: MountState, listing: Buffer): Promise<void> {
+  try {
+    await writeFile(listingPathOf(root, state, m.spec.id), listing)
+  } catch (error) {
+    log.info(`${m.spec.id}: cannot keep inject's listing, the next save is a full one: ${errorMessage(error)}`)
   }
 }

@@ -1,8 +1,10 @@
-import { mkdir, rm } from 'node:fs/promises'
+import { mkdir, readFile, rm } from 'node:fs/promises'
 import { dirname } from 'node:path'
 
-import type { ArchiveSummary } from '../archive/split.js'
-import { exportDir, manifestArg, MANIFEST } from '../builder/dockerfile.js'
+import { createHash } from 'node:crypto'
+
+import type { SplitSummary } from '../archive/split.js'
+import { deltaArg, exportDir, listingFile, manifestArg, MANIFEST } from '../builder/dockerfile.js'
 import type { Engine } from '../builder/engine.js'
 import { buildFailureReason } from '../builder/image-pull.js'
 import { routePlan, type RouteRecord, type StreamReach } from '../builder/route.js'
@@ -11,8 +13,9 @@ import { errorMessage } from '../errors.js'
 import { formatBytes, seconds } from '../format.js'
 import { log, withLabel } from '../log.js'
 import { forEachLimit, TRANSFER_CONCURRENCY } from './concurrency.js'
-import { archivePathOf, generatedBuildArgs, type JobState } from './job.js'
-import { saveKey } from './keys.js'
+import { deltaBudget } from './delta-policy.js'
+import { archivePathOf, generatedBuildArgs, listingPathOf, type JobState } from './job.js'
+import { deltaKey, saveKey } from './keys.js'
 import { archiveRootOf, type Services } from './services.js'
 import { injectedEntry, type MountState, type SaveStatus } from './status.js'
 
@@ -49,7 +52,9 @@ export async function saveMounts(services: Services, engine: Engine, state: JobS
     const extracted = await log.group('Extract from the builder', async () => extract(services, engine, state, reach, root, report))
     if (extracted) await log.group('Save cache entries', async () => saveAll(services, state, root, extracted, report))
   } finally {
-    await Promise.all(state.mounts.map(m => rm(archivePathOf(root, state, m.spec.id), { recursive: true, force: true })))
+    await Promise.all(
+      state.mounts.flatMap(m => [archivePathOf(root, state, m.spec.id), listingPathOf(root, state, m.spec.id)].map(async p => rm(p, { recursive: true, force: true })))
+    )
   }
   return report
 }
@@ -64,6 +69,33 @@ function manifestArgs(mounts: MountState[]): Record<string, string> {
   return args
 }
 
+/** What extract needs to send a mount as a delta: its budget, inject's listing, and the chain it continues. */
+interface DeltaRequest {
+  budget: number
+  listing: Buffer
+  chain: string[]
+}
+
+/**
+ * The mounts extract may send as deltas (delta-policy.ts decides which and
+ * how big), with inject's listing of each. A listing is used only when its
+ * md5 is the manifest inject reported for the mount, so it is this job's.
+ */
+async function deltaRequests(root: string, state: JobState): Promise<Map<number, DeltaRequest>> {
+  const requests = new Map<number, DeltaRequest>()
+  if (state.deltas === false) return requests
+  for (const m of state.mounts) {
+    if (m.restore.kind !== 'injected' || m.restore.manifest === undefined) continue
+    const chain = m.restore.entry.chain
+    const budget = chain === undefined ? undefined : deltaBudget(m.keys, chain)
+    if (chain === undefined || budget === undefined) continue
+    const listing = await readFile(listingPathOf(root, state, m.spec.id)).catch(() => undefined)
+    if (listing === undefined || createHash('md5').update(listing).digest('hex') !== m.restore.manifest) continue
+    requests.set(m.index, { budget, listing, chain: chain.keys })
+  }
+  return requests
+}
+
 async function extract(
   services: Services,
   engine: Engine,
@@ -76,16 +108,23 @@ async function extract(
   const started = Date.now()
   try {
     await Promise.all(mounts.map(m => mkdir(dirname(archivePathOf(root, state, m.spec.id)), { recursive: true })))
+    const deltas = await deltaRequests(root, state)
+    const deltaArgs = Object.fromEntries([...deltas].map(([index, d]) => [deltaArg(index), String(d.budget)]))
     const job = {
       engine,
       image: state.utilityImage,
       mounts: mounts.map(m => ({ index: m.index, spec: m.spec })),
-      targets: mounts.map(m => ({
-        dir: exportDir(m.index),
-        archivePath: archivePathOf(root, state, m.spec.id),
-        ...(m.spec.exclude ? { exclude: m.spec.exclude } : {})
-      })),
-      buildArgs: { ...generatedBuildArgs(state), ...manifestArgs(mounts) },
+      targets: mounts.map(m => {
+        const chain = deltas.get(m.index)?.chain
+        return {
+          dir: exportDir(m.index),
+          archivePath: archivePathOf(root, state, m.spec.id),
+          ...(m.spec.exclude ? { exclude: m.spec.exclude } : {}),
+          ...(chain ? { delta: { base: chain[0] ?? '', chain, sequence: chain.length } } : {})
+        }
+      }),
+      buildArgs: { ...generatedBuildArgs(state), ...manifestArgs(mounts), ...deltaArgs },
+      contextFiles: new Map([...deltas].map(([index, d]) => [listingFile(index), d.listing])),
       bytes: mounts.reduce((sum, m) => sum + (injectedEntry(m.restore)?.bytes ?? 0), 0)
     }
     // Inject already found the stream not working: no second try.
@@ -93,7 +132,10 @@ async function extract(
     const { result, transport, fallbackReason } = await runPhase(plan, 'extract', t => t.extract(services.run, job))
     report.extract = { route: transport.route, ...(fallbackReason !== undefined ? { fallback: fallbackReason } : {}) }
     const bytes = [...result.summaries.values()].reduce((sum, s) => sum + s.bytes, 0)
-    const same = result.unchanged.size > 0 ? `; ${result.unchanged.size} unchanged since inject, not read` : ''
+    const asDeltas = [...result.summaries.values()].filter(s => s.deleted !== undefined).length
+    const same =
+      (result.unchanged.size > 0 ? `; ${result.unchanged.size} unchanged since inject, not read` : '') +
+      (asDeltas > 0 ? `; ${asDeltas} as delta(s) of what changed` : '')
     log.info(`Extracted ${result.summaries.size} mount(s), ${formatBytes(bytes)} in ${seconds(started)} (${transport.label('extract')}${same})`)
     return result
   } catch (error) {
@@ -125,22 +167,26 @@ async function saveAll(services: Services, state: JobState, root: string, extrac
   )
 }
 
-async function saveOne(services: Services, state: JobState, root: string, m: MountState, summary: ArchiveSummary): Promise<SaveStatus> {
+async function saveOne(services: Services, state: JobState, root: string, m: MountState, summary: SplitSummary): Promise<SaveStatus> {
   const entry = injectedEntry(m.restore)
   const maxSize = m.spec.maxSize ?? state.maxSize
-  if (summary.entries <= 1) {
+  const chain = entry?.chain?.keys
+  const delta = summary.deleted !== undefined && chain !== undefined ? { sequence: chain.length, removed: summary.deleted } : undefined
+  if (delta === undefined && summary.entries <= 1) {
     log.info(`${m.spec.id}: the mount is empty, nothing to save`)
     return { kind: 'skipped', reason: 'empty' }
   }
-  if (entry !== undefined && summary.digest === entry.digest) {
+  if (delta === undefined && entry !== undefined && summary.digest === entry.digest) {
     log.info(`${m.spec.id}: unchanged since restore (${entry.matchedKey}), nothing to save`)
     return { kind: 'unchanged', bytes: summary.bytes, how: 'digest' }
   }
-  if (maxSize !== undefined && summary.bytes > maxSize) {
-    log.warning(`${m.spec.id}: ${formatBytes(summary.bytes)} is over max-size ${formatBytes(maxSize)}, not saved (exclude paths to make it smaller)`)
-    return { kind: 'skipped', bytes: summary.bytes, reason: 'over max-size' }
+  // A delta is judged by the tree it makes: the restored one and what it adds.
+  const treeBytes = delta === undefined ? summary.bytes : (entry?.bytes ?? 0) + summary.bytes
+  if (maxSize !== undefined && treeBytes > maxSize) {
+    log.warning(`${m.spec.id}: ${formatBytes(treeBytes)} is over max-size ${formatBytes(maxSize)}, not saved (exclude paths to make it smaller)`)
+    return { kind: 'skipped', bytes: treeBytes, reason: 'over max-size' }
   }
-  const key = saveKey(m.keys, summary.digest)
+  const key = delta !== undefined && chain !== undefined ? deltaKey(chain, summary.digest) : saveKey(m.keys, summary.digest)
   const archivePath = archivePathOf(root, state, m.spec.id)
   const started = Date.now()
   let stage: 'lookup' | 'upload' = 'lookup'
@@ -156,8 +202,12 @@ async function saveOne(services: Services, state: JobState, root: string, m: Mou
       log.info(`${m.spec.id}: not saved under ${key} (see above; an entry with this exact content may exist already)`)
       return { kind: 'skipped', reason: 'not stored', key }
     }
-    log.info(`${m.spec.id}: saved ${key} (${formatBytes(summary.bytes)}, ${seconds(started)})`)
-    return { kind: 'saved', key, bytes: summary.bytes, ms: Date.now() - started }
+    const what =
+      delta === undefined
+        ? formatBytes(summary.bytes)
+        : `delta ${delta.sequence} of ${chain?.[0] ?? ''}: ${formatBytes(summary.bytes)} in ${summary.entries} changed entries, ${delta.removed} removed`
+    log.info(`${m.spec.id}: saved ${key} (${what}, ${seconds(started)})`)
+    return { kind: 'saved', key, bytes: summary.bytes, ms: Date.now() - started, ...(delta ? { delta } : {}) }
   } catch (error) {
     log.warning(`${m.spec.id}: cannot save the cache entry: ${errorMessage(error)}`)
     return { kind: 'failed', reason: errorMessage(error), ...(stage === 'upload' ? { key } : {}) }

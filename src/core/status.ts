@@ -26,21 +26,42 @@ export type RestoreStatus =
   | { kind: 'injected'; entry: RestoredEntry; manifest?: string }
 
 export interface RestoredEntry {
+  /** The key restored: a full entry, or the last delta of the chain applied. */
   matchedKey: string
   /** Digest of the restored tree (see archive/digest.ts). */
   digest: string
   /** Content bytes of the tree. */
   bytes: number
+  /** What a delta saved on this tree continues (absent for states written before deltas). */
+  chain?: RestoredChain
+}
+
+/** The entries a restored tree came from: a full base, then its deltas in order. */
+export interface RestoredChain {
+  /** Keys, the base first; the last is `matchedKey`. */
+  keys: string[]
+  /** Content bytes of the base. */
+  baseBytes: number
+  /** Bytes of the deltas' archives together. */
+  deltaBytes: number
 }
 
 export type SaveStatus =
   /** Nothing to upload: the builder holds what was restored, or the same content is stored already. */
   | { kind: 'unchanged'; bytes: number; how: 'manifest' | 'digest' | 'exists'; key?: string }
-  | { kind: 'saved'; key: string; bytes: number; ms: number }
+  | { kind: 'saved'; key: string; bytes: number; ms: number; delta?: SavedDelta }
   /** Deliberately not saved; `reason` says why in a few words. */
   | { kind: 'skipped'; reason: SkipReason; bytes?: number; key?: string }
   /** Saving was tried and went wrong (a warning was logged). */
   | { kind: 'failed'; reason: string; key?: string }
+
+/** A save that holds only what changed since the restored chain. */
+export interface SavedDelta {
+  /** Its place in the chain: 1 for the first delta on a base. */
+  sequence: number
+  /** Paths it removes. */
+  removed: number
+}
 
 export type SkipReason = 'empty' | 'over max-size' | 'cache unavailable' | 'cache read-only' | 'not extracted' | 'not stored'
 
