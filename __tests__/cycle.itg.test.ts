@@ -11,7 +11,16 @@ import { afterAll, beforeAll, describe, expect, test } from '@jest/globals'
 
 import { runStep, type StepResult } from '../test-support/action-runner.js'
 import { useItgEnv } from '../test-support/itg-env.js'
-import { clientPathDir, listingScript, pruneBuilder, TEST_PROFILE, UTILITY_IMAGE, userBuild, type ClientName } from '../test-support/user-build.js'
+import {
+  clientPathDir,
+  listingScript,
+  normalizeListing,
+  pruneBuilder,
+  TEST_PROFILE,
+  UTILITY_IMAGE,
+  userBuild,
+  type ClientName
+} from '../test-support/user-build.js'
 
 const itg = useItgEnv('cycle')
 
@@ -64,23 +73,6 @@ i=0; while [ $i -lt 50 ]; do echo "$i" > "f$i"; i=$((i+1)); done`
 /** Only lists the three mounts. */
 function readerDockerfile(ids: string[]): string {
   return userDockerfile(ids, '')
-}
-
-/** Replaces inode numbers by the first path that had them (hardlink groups), drops directory sizes (filesystem-specific). */
-function normalizeListing(text: string): string[] {
-  const inodes = new Map<string, string>()
-  return text
-    .trim()
-    .split('\n')
-    .map(line => {
-      if (line.startsWith('-> ') || !line.includes('|')) return line
-      const fields = line.split('|')
-      const [name = '', type = '', , , , , , , inode = ''] = fields
-      if (!inodes.has(inode)) inodes.set(inode, name)
-      fields[8] = inodes.get(inode) ?? ''
-      if (type === 'directory') fields[2] = '-'
-      return fields.join('|')
-    })
 }
 
 function listings(dir: string): Record<string, string[]> {

@@ -96,3 +96,20 @@ export function listingScript(root: string, out: string): string {
     `done > ${out}`
   ].join('\n')
 }
+
+/** Replaces inode numbers by the first path that had them (hardlink groups), drops directory sizes (filesystem-specific). */
+export function normalizeListing(text: string): string[] {
+  const inodes = new Map<string, string>()
+  return text
+    .trim()
+    .split('\n')
+    .map(line => {
+      if (line.startsWith('-> ') || !line.includes('|')) return line
+      const fields = line.split('|')
+      const [name = '', type = '', , , , , , , inode = ''] = fields
+      if (!inodes.has(inode)) inodes.set(inode, name)
+      fields[8] = inodes.get(inode) ?? ''
+      if (type === 'directory') fields[2] = '-'
+      return fields.join('|')
+    })
+}
