@@ -50,7 +50,13 @@ describe('a hit', () => {
     const m = state.mounts[0]
     expect(m?.restore).toEqual({
       kind: 'injected',
-      entry: { matchedKey: key, digest: expect.stringMatching(/^[0-9a-f]{64}$/), bytes: 20 },
+      entry: {
+        matchedKey: key,
+        digest: expect.stringMatching(/^[0-9a-f]{64}$/),
+        bytes: 20,
+        // A chain of one: a delta saved on it continues this entry.
+        chain: { keys: [key], baseBytes: expect.any(Number), deltaBytes: 0 }
+      },
       manifest: w.builder.manifest('npm')
     })
     expect(state.inject).toEqual({ route: 'loopback' })

@@ -33,7 +33,10 @@ test('context inject Dockerfile unpacks the stream file of the context into ever
   expect(text).not.toContain('nc 127.0.0.1')
   expect(text).toMatch(/^FROM busybox:1\.36 AS inject\nARG BMC_NONCE\n/)
   expect(text).toMatch(/FROM scratch\nCOPY --from=inject \/bmc\/out \/\n$/)
-  expect(text).toContain('{ echo "0 $(manifest c0)"; echo "2 $(manifest c2)"; } > /bmc/out/manifests')
+  // Each mount's listing and manifest; the listing is kept only for a mount that was empty before.
+  expect(text).toContain('e= && for c in c0 c2; do [ -n "$(ls -A /bmc/$c)" ] || e="$e $c"; done')
+  expect(text).toContain('list c2 > /bmc/out/listing.2 && echo "2 $(manifest /bmc/out/listing.2)" >> /bmc/out/manifests')
+  expect(text).toContain('*" c2 "*) plain c2 ;; *) false ;; esac || rm /bmc/out/listing.2;')
 })
 
 test('loopback inject Dockerfile unpacks the stream into the mounts and applies its fix-up list', () => {
@@ -47,9 +50,9 @@ test('loopback inject Dockerfile unpacks the stream into the mounts and applies 
 })
 
 test.each([
-  [{ host: '127.0.0.1' }, /\{ echo "\$BMC_TOKEN"; tar -c -C \/bmc status \$d; \} \| nc 127\.0\.0\.1 "\$BMC_PORT"/],
-  [{ host: '172.17.0.1' }, /\{ echo "\$BMC_TOKEN"; tar -c -C \/bmc status \$d; \} \| nc 172\.17\.0\.1 "\$BMC_PORT"/],
-  ['export', /tar -c -C \/bmc status \$d > \/bmc\/out\/mounts\.tar/]
+  [{ host: '127.0.0.1' }, /\{ echo "\$BMC_TOKEN"; \{ tar -c -C \/bmc status \$x \$d && .*; \}; \} \| nc 127\.0\.0\.1 "\$BMC_PORT"/],
+  [{ host: '172.17.0.1' }, /\{ echo "\$BMC_TOKEN"; \{ tar -c -C \/bmc status \$x \$d && .*; \}; \} \| nc 172\.17\.0\.1 "\$BMC_PORT"/],
+  ['export', /\{ tar -c -C \/bmc status \$x \$d && .*; \} > \/bmc\/out\/mounts\.tar/]
 ] as [ExtractMode, RegExp][])('extract Dockerfile (%j) mounts read-only and tars every changed mount in one RUN', (mode, command) => {
   const text = extractDockerfile(
     'img',
@@ -59,8 +62,15 @@ test.each([
     ],
     mode
   )
-  expect(text).toContain('ARG BMC_MANIFEST_1\nARG BMC_MANIFEST_3\n')
-  expect(text).toContain('if [ -n "$BMC_MANIFEST_3" ] && [ "$(manifest c3)" = "$BMC_MANIFEST_3" ]; then echo c3 >> /bmc/status; else d="$d c3"; fi')
+  expect(text).toContain('ARG BMC_MANIFEST_1\nARG BMC_DELTA_1\nARG BMC_MANIFEST_3\nARG BMC_DELTA_3\n')
+  expect(text).toContain('list c3 > /bmc/now.3; if [ -n "$BMC_MANIFEST_3" ] && [ "$(manifest /bmc/now.3)" = "$BMC_MANIFEST_3" ]; then echo c3 >> /bmc/status; elif')
+  // A delta only where asked, with inject's listing in the context, plain names and a working tar; else whole.
+  expect(text).toContain('elif [ -n "$ok" ] && [ -n "$BMC_DELTA_3" ] && [ -f /bmc/in/listing.3 ] && plain c3 && : > /bmc/delta.c3 && awk ')
+  expect(text).toContain('then cat /bmc/changed.3 >> /bmc/names; x="$x delta.c3"; else d="$d c3"; fi')
+  // The deltas' names go to one tar: half of the names budget for each of the two mounts.
+  expect(text).toContain('-v nb=900000 ')
+  expect(text).toContain("tr '\\n' '\\000' < names | xargs -0 -s 1900000 tar -c --no-recursion")
+  expect(text).toContain('--mount=type=bind,target=/bmc/in \\')
   expect(text).toContain('--mount=type=cache,id=a,target=/bmc/c1,sharing=locked,readonly')
   expect(text).toMatch(command)
   expect(text.split('\n').filter(l => l.startsWith('RUN'))).toHaveLength(1)
