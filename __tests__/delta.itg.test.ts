@@ -64,7 +64,13 @@ describe('delta saves through buildx', () => {
   let path: ReturnType<typeof clientPathDir>
   let env: NodeJS.ProcessEnv
   const workspace = join(itg.work, 'ws-delta')
-  const inputs = { mounts: `id=${id},target=/cache/m`, 'key-files': 'Dockerfile', 'key-prefix': prefix, 'utility-image': UTILITY_IMAGE, client: 'buildx' }
+  const inputs = {
+    mounts: `id=${id},target=/cache/m`,
+    'key-files': 'Dockerfile',
+    'key-prefix': prefix,
+    'utility-image': UTILITY_IMAGE,
+    client: 'buildx'
+  }
   let builds = 0
 
   beforeAll(() => {

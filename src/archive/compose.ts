@@ -62,7 +62,11 @@ export async function forEachComposed(layers: readonly string[], onEntry: EntryH
   }
   for (const dir of parents) {
     if (!dirs.has(dir)) {
-      throw new ArchiveError('ARCHIVE_DELTA_INVALID', `the deltas do not fit their base: ${JSON.stringify(dir)} is not a directory of the result`, dir)
+      throw new ArchiveError(
+        'ARCHIVE_DELTA_INVALID',
+        `the deltas do not fit their base: ${JSON.stringify(dir)} is not a directory of the result`,
+        dir
+      )
     }
   }
 }

@@ -109,7 +109,8 @@ async function restoreOne(cache: CacheStore, state: JobState, root: string, m: M
       return
     }
     let chain = await fetchChain(cache, archivePath, matchedKey)
-    if (chain.cut !== undefined) log.warning(`${m.spec.id}: the delta chain of ${matchedKey} ends early, restoring up to ${chain.keys.at(-1)}: ${chain.cut}`)
+    if (chain.cut !== undefined)
+      log.warning(`${m.spec.id}: the delta chain of ${matchedKey} ends early, restoring up to ${chain.keys.at(-1)}: ${chain.cut}`)
     let summary
     try {
       summary = await scanChain(chain.layers, { maxBytes: state.maxRestoreBytes })

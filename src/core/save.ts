@@ -53,7 +53,9 @@ export async function saveMounts(services: Services, engine: Engine, state: JobS
     if (extracted) await log.group('Save cache entries', async () => saveAll(services, state, root, extracted, report))
   } finally {
     await Promise.all(
-      state.mounts.flatMap(m => [archivePathOf(root, state, m.spec.id), listingPathOf(root, state, m.spec.id)].map(async p => rm(p, { recursive: true, force: true })))
+      state.mounts.flatMap(m =>
+        [archivePathOf(root, state, m.spec.id), listingPathOf(root, state, m.spec.id)].map(async p => rm(p, { recursive: true, force: true }))
+      )
     )
   }
   return report
