@@ -9,7 +9,7 @@
 #   runner          Docker 28.5 + buildx 0.29 (Debian sid), docker driver: the full cycle
 #   container       a docker-container builder on that engine as setup-buildx-action creates it
 #                   (bridge network: streams over its gateway): the cycle, the lifecycle, hostile
-#                   archives, the engine and cache faults, the README examples
+#                   archives, the engine and cache faults, the README examples, delta saves
 #   container-host  the same with --driver-opt network=host (loopback streams): the cycle
 #
 #   bash scripts/test.sh               everything
@@ -103,7 +103,7 @@ for p in $profiles; do
     fi
     if [[ $p == container ]]; then
       run_profile container __tests__/cycle.itg.test.ts __tests__/lifecycle.itg.test.ts __tests__/hostile.itg.test.ts \
-        __tests__/faults.itg.test.ts __tests__/examples.itg.test.ts
+        __tests__/faults.itg.test.ts __tests__/examples.itg.test.ts __tests__/delta.itg.test.ts
     else
       run_profile container-host __tests__/cycle.itg.test.ts
     fi

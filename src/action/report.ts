@@ -14,6 +14,7 @@ import {
   type HitKind,
   type MountState,
   type RestoreStatus,
+  type RestoredEntry,
   type SaveStatus,
   type SkipReason
 } from '../core/status.js'
@@ -85,13 +86,19 @@ export function storeOutcome(save: SaveStatus | undefined): { outcome: StoreOutc
   return { outcome: 'nothing-to-save' }
 }
 
+/** The restored column's words: the tree's size, and the deltas it was composed from. */
+function restoredWords(entry: RestoredEntry): string {
+  const deltas = (entry.chain?.keys.length ?? 1) - 1
+  return deltas > 0 ? `${formatBytes(entry.bytes)} (base + ${deltas} delta${deltas > 1 ? 's' : ''})` : formatBytes(entry.bytes)
+}
+
 /** The saved column's words: a size when saved, else why not, in a word or two (the notes under the table say more). */
 export function saveWord(save: SaveStatus | undefined): string {
   switch (save?.kind) {
     case undefined:
       return ''
     case 'saved':
-      return formatBytes(save.bytes)
+      return save.delta ? `${formatBytes(save.bytes)} (delta ${save.delta.sequence})` : formatBytes(save.bytes)
     case 'unchanged':
       return save.how === 'exists' ? 'already stored' : 'unchanged'
     case 'skipped':
@@ -192,7 +199,7 @@ export function summaryRows(state: JobState, report: SaveReport | undefined): st
     return [
       m.spec.id,
       hitKind(m),
-      entry !== undefined ? formatBytes(entry.bytes) : '',
+      entry !== undefined ? restoredWords(entry) : '',
       secs(m.restoreMs),
       report ? saveWord(save) : '',
       save?.kind === 'saved' ? secs(save.ms) : ''
