@@ -15,6 +15,7 @@ const full: JobState = {
   extractVia: 'auto',
   maxRestoreBytes: 64 * 1024 ** 3,
   maxSize: 1024,
+  deleteSuperseded: true,
   injectMs: 1200,
   inject: { route: 'build-io', fallback: 'ERROR: granting entitlement network.host is not allowed' },
   mounts: [
@@ -130,6 +131,7 @@ describe('refused', () => {
     ['an image with uppercase', s => (s.utilityImage = 'Busybox'), /state\.utilityImage/],
     ['engine not an object', s => (s.engine = 'docker'), /state\.engine must be an object/],
     ['save not a boolean', s => (s.save = 'true'), /state\.save must be true or false/],
+    ['deleteSuperseded not a boolean', s => (s.deleteSuperseded = 'yes'), /state\.deleteSuperseded must be true or false/],
     ['an unknown route choice', s => (s.extractVia = 'ssh'), /state\.extractVia must be one of auto, loopback, export/],
     ['a negative size', s => (s.maxRestoreBytes = -1), /state\.maxRestoreBytes must be a non-negative integer/],
     ['a fractional size', s => (s.maxSize = 1.5), /state\.maxSize must be a non-negative integer/],

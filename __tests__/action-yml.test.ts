@@ -26,7 +26,8 @@ const codeInputs = Object.values(InputName) as string[]
 
 describe.each([
   ['action.yml', ['state']],
-  ['restore/action.yml', ['save', 'state']],
+  // Save-side inputs: restore/ saves nothing (and deletes nothing).
+  ['restore/action.yml', ['save', 'state', 'delete-superseded', 'github-token']],
   // Restore-side switches: save/ restores nothing.
   ['save/action.yml', ['save', 'lookup-only', 'fail-on-cache-miss', 'exact-match']]
 ])('%s', (path, notHere) => {

@@ -2,7 +2,7 @@
 // (test-support/cache-service): key matching, Azure block list / range parsing,
 // blob URL signatures, fault matching and the env helpers.
 import { describe, expect, test } from '@jest/globals'
-import { applyEnv, cacheClientEnv, formatEnv, parseEnvLines } from '../test-support/cache-service/env.js'
+import { applyEnv, cacheClientEnv, formatEnv, githubApiEnv, parseEnvLines } from '../test-support/cache-service/env.js'
 import {
   blockIdToHex,
   faultMatches,
@@ -123,6 +123,8 @@ describe('faults', () => {
     expect(faultMatches({ ...f, match: { op: 'CreateCacheEntry', key: 'a' } }, 'CreateCacheEntry', 'b')).toBe(false)
     expect(faultMatches({ ...f, match: { op: 'CreateCacheEntry', key: 'a' } }, 'CreateCacheEntry', 'a')).toBe(true)
     expect(faultMatches({ ...f, match: { op: '*' } }, 'v1.UploadChunk', undefined)).toBe(true)
+    expect(faultMatches({ ...f, match: { op: 'rest' } }, 'rest.DeleteCachesByKey', 'k')).toBe(true)
+    expect(faultMatches({ ...f, match: { op: 'rest' } }, 'GetCacheEntryDownloadURL', 'k')).toBe(false)
   })
 
   test('times limits hits, first added fault wins, clear/remove', () => {
@@ -165,6 +167,14 @@ describe('env helpers', () => {
       GITHUB_SERVER_URL: 'https://github.com'
     })
     expect(cacheClientEnv('http://127.0.0.1:1234/', 'tok', 'v1').ACTIONS_CACHE_SERVICE_V2).toBe('')
+  })
+
+  test('githubApiEnv: the API URL as GitHub gives it (no trailing slash), the repository and the ref', () => {
+    expect(githubApiEnv('http://127.0.0.1:1234/', 'octo/app', 'refs/heads/main')).toEqual({
+      GITHUB_API_URL: 'http://127.0.0.1:1234',
+      GITHUB_REPOSITORY: 'octo/app',
+      GITHUB_REF: 'refs/heads/main'
+    })
   })
 
   test('applyEnv sets, deletes and restores', () => {

@@ -310,9 +310,26 @@ describe('choosing the client', () => {
     expect(log.logger.of('info').join('\n')).toContain('refused the stream client')
   })
 
-  test('GHES gets the library', () => {
-    const library = {} as CacheStore
-    expect(githubStore({ ...env(), GITHUB_SERVER_URL: 'https://ghes.corp' }, {}, library)).toBe(library)
+  test('GHES gets the library, with removal through the REST API beside it', async () => {
+    const calls: string[] = []
+    const library: CacheStore = {
+      available: () => true,
+      readable: () => true,
+      writable: () => true,
+      restore: async (_p, key) => (calls.push(`restore ${key}`), undefined),
+      find: async (_p, key) => (calls.push(`find ${key}`), undefined),
+      exists: async (_p, key) => (calls.push(`exists ${key}`), false),
+      save: async (_p, key) => (calls.push(`save ${key}`), true)
+    }
+    service.clearRequests()
+    const s = githubStore({ ...env(), GITHUB_SERVER_URL: 'https://ghes.corp' }, {}, library)
+    await s.restore(join(dir, 'x.tar'), 'k1', [])
+    await s.find(join(dir, 'x.tar'), 'k2', [])
+    await s.exists(join(dir, 'x.tar'), 'k3')
+    await s.save(file('z.tar', Buffer.from('z')), 'k4')
+    expect(calls).toEqual(['restore k1', 'find k2', 'exists k3', 'save k4'])
+    expect(service.requests).toEqual([])
+    expect(s.removal).toBeDefined()
   })
 })
 

@@ -8,9 +8,10 @@ import { readFileSync, writeFileSync } from 'node:fs'
 import { load } from 'js-yaml'
 
 const action = load(readFileSync('action.yml', 'utf8'))
+// An expression default (github-token's `${{ github.token }}`) only means something where a runner evaluates it.
 const defaults = Object.fromEntries(
   Object.entries(action.inputs)
-    .filter(([, input]) => input.default !== undefined && input.default !== '')
+    .filter(([, input]) => input.default !== undefined && input.default !== '' && !String(input.default).includes('${{'))
     .map(([name, input]) => [name, String(input.default)])
 )
 const text = `// Generated from action.yml by scripts/input-defaults.mjs: do not edit.

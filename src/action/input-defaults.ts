@@ -11,5 +11,6 @@ export const INPUT_DEFAULTS: Readonly<Record<string, string>> = {
   backend: 'github',
   'lookup-only': 'false',
   'fail-on-cache-miss': 'false',
-  'exact-match': 'false'
+  'exact-match': 'false',
+  'delete-superseded': 'false'
 }

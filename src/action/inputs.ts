@@ -39,7 +39,10 @@ export const InputName = {
   state: 'state',
   lookupOnly: 'lookup-only',
   failOnCacheMiss: 'fail-on-cache-miss',
-  exactMatch: 'exact-match'
+  exactMatch: 'exact-match',
+  deleteSuperseded: 'delete-superseded',
+  /** Read by post and save/ only, for deleting (githubTokenInput); never part of Inputs or the state. */
+  githubToken: 'github-token'
 } as const
 
 /** Every input, read and validated once. */
@@ -128,7 +131,8 @@ export function getInputs(read: InputReader = actionInputs): Inputs {
     backend: backendInput(read),
     lookupOnly: booleanInput(read, InputName.lookupOnly),
     exactMatch: booleanInput(read, InputName.exactMatch),
-    failOnCacheMiss: booleanInput(read, InputName.failOnCacheMiss)
+    failOnCacheMiss: booleanInput(read, InputName.failOnCacheMiss),
+    deleteSuperseded: deleteSupersededInput(read)
   }
   if (builder !== '') inputs.builder = builder
   if (resolved.cacheNamespace !== undefined) inputs.cacheNamespace = resolved.cacheNamespace
@@ -250,6 +254,25 @@ function readMounts(read: InputReader, stepKeyFiles: string[], platforms: string
     )
   }
   return resolved
+}
+
+/** The `delete-superseded` input: delete the entries a new full save replaces. */
+export function deleteSupersededInput(read: InputReader): boolean {
+  return booleanInput(read, InputName.deleteSuperseded)
+}
+
+/**
+ * The `github-token` input, masked in the log from here on; undefined when
+ * empty. Only the step that saves reads it (to delete superseded entries),
+ * and it goes to the store alone: never into the inputs, the state or a
+ * message (a bad one is described, not shown).
+ */
+export function githubTokenInput(read: InputReader = actionInputs): string | undefined {
+  const token = read(InputName.githubToken).trim()
+  if (token === '') return undefined
+  core.setSecret(token)
+  if (!/^[\x21-\x7e]+$/.test(token)) throw new InputError(InputName.githubToken, 'must be one token: printable characters, no spaces or line breaks')
+  return token
 }
 
 /** The `backend` input, checked here so a bad spec fails the step before anything runs. */

@@ -6,7 +6,7 @@ import type { Services } from '../core/services.js'
 import { errorMessage, InputError } from '../errors.js'
 import { log } from '../log.js'
 import { parseSize } from '../mounts/spec.js'
-import { actionInputs, backendInput, getInputs, InputName, type InputReader } from './inputs.js'
+import { actionInputs, backendInput, deleteSupersededInput, getInputs, githubTokenInput, InputName, type InputReader } from './inputs.js'
 import { planAndLog } from './main.js'
 import { writeSummary } from './report.js'
 import { realServices } from './services.js'
@@ -30,7 +30,7 @@ export async function runPost(read: InputReader = actionInputs, services?: Servi
     log.info('save is false: cache mounts are not saved.')
     return undefined
   }
-  return saveJob(services ?? realServices(backendInput(read)), state)
+  return saveJob(services ?? realServices(backendInput(read), githubTokenInput(read)), state)
 }
 
 /**
@@ -65,10 +65,12 @@ async function saveOnlyPlan(read: InputReader, services: Services | undefined): 
     // This step's own max-size wins over the restore step's (in the state); a mount's own option wins over both.
     const maxSize = read(InputName.maxSize).trim()
     if (maxSize !== '') state.maxSize = parseSize(maxSize, InputName.maxSize, 'the value')
-    return { services: services ?? realServices(backendInput(read)), state }
+    // Deleting is this step's business: its own delete-superseded turns it on.
+    if (deleteSupersededInput(read)) state.deleteSuperseded = true
+    return { services: services ?? realServices(backendInput(read), githubTokenInput(read)), state }
   }
   const inputs = getInputs(read)
-  const svc = services ?? realServices(inputs.backend)
+  const svc = services ?? realServices(inputs.backend, githubTokenInput(read))
   return { services: svc, state: (await planAndLog(svc, inputs)).state }
 }
 

@@ -85,6 +85,7 @@ export function parseJobState(text: string): JobState | undefined {
   if (r.optional('lookupOnly', k => r.boolean(k)) === true) state.lookupOnly = true
   if (r.optional('exactMatch', k => r.boolean(k)) === true) state.exactMatch = true
   if (r.optional('deltas', k => r.boolean(k)) === false) state.deltas = false
+  if (r.optional('deleteSuperseded', k => r.boolean(k)) === true) state.deleteSuperseded = true
   const injectMs = r.optional('injectMs', k => r.integer(k))
   if (injectMs !== undefined) state.injectMs = injectMs
   const inject = r.optional('inject', k => routeRecord(r.object(k)))

@@ -76,8 +76,12 @@ export function commandOptions(command: Command): string[] {
   return [...fromInputs, ...options]
 }
 
-/** Inputs that are not options: `state` is the --state file, `save` is the save command. */
-const NOT_OPTIONS: ReadonlySet<string> = new Set([InputName.state, InputName.save, BACKEND_INPUT])
+/**
+ * Inputs that are not options: `state` is the --state file, `save` is the
+ * save command, and a token does not belong on a command line (where every
+ * process of the machine can read it).
+ */
+const NOT_OPTIONS: ReadonlySet<string> = new Set([InputName.state, InputName.save, BACKEND_INPUT, InputName.githubToken])
 
 /** Inputs given as repeatable options: option name and how the values are joined. */
 const LIST_INPUTS: Readonly<Record<string, { option: string; separator: string }>> = {

@@ -30,7 +30,8 @@ const DESCRIBED: Record<string, string> = {
   platform: 'deprecated alias of --key-platform',
   'max-size': 'size above which a mount is not saved, e.g. 2G',
   'max-restore-size': 'largest size a restored archive may expand to',
-  'extract-via': 'auto | loopback | export (never the host network)'
+  'extract-via': 'auto | loopback | export (never the host network)',
+  'delete-superseded': 'true: after a new full save, delete the entries it replaces (the old base and its deltas)'
 }
 
 const OWN_HELP: Record<OwnOption, string[]> = {

@@ -33,6 +33,13 @@ export interface JobState {
   deltas?: false
   /** Input exact-match: only entries of the same key files were looked for (MountKeys.restoreKeys[0]). */
   exactMatch?: true
+  /**
+   * Input delete-superseded: when a new full entry replaces a mount's chain,
+   * its old base and deltas are deleted (storage/supersede.ts). The token
+   * that takes on the GitHub cache is never in the state: the saving step
+   * reads it (input github-token) and hands it to the store.
+   */
+  deleteSuperseded?: true
   mounts: MountState[]
   /** Milliseconds the inject build took, when one ran. */
   injectMs?: number

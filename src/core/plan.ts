@@ -28,6 +28,8 @@ export interface PlanInputs {
   lookupOnly?: boolean
   /** Restore only entries saved for the same key files: no fallback (input exact-match). */
   exactMatch?: boolean
+  /** Delete the entries a new full save replaces (input delete-superseded). */
+  deleteSuperseded?: boolean
 }
 
 /**
@@ -58,6 +60,7 @@ export async function planMounts(services: Services, inputs: PlanInputs): Promis
   if (inputs.maxSize !== undefined) state.maxSize = inputs.maxSize
   if (inputs.lookupOnly) state.lookupOnly = true
   if (inputs.exactMatch) state.exactMatch = true
+  if (inputs.deleteSuperseded) state.deleteSuperseded = true
   if (inputs.cacheNamespace !== undefined) state.cacheNamespace = inputs.cacheNamespace
   return { state, engine }
 }

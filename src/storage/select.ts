@@ -65,13 +65,18 @@ export function parseBackend(spec: string, home: string = homedir()): BackendSpe
   return fail(`must be github, dir:/path or s3://bucket/prefix, got "${text}"`)
 }
 
+export interface OpenStoreOptions {
+  /** The GitHub cache deletes entries with it (the github-token input); the other backends need none. */
+  githubToken?: string
+}
+
 /** The store a spec names: the Actions cache, a directory or a bucket. */
-export function openStore(spec: string): CacheStore {
+export function openStore(spec: string, options: OpenStoreOptions = {}): CacheStore {
   const b = parseBackend(spec)
-  if (b.kind === 'github') return githubStore()
+  if (b.kind === 'github') return githubStore(process.env, options.githubToken !== undefined ? { githubToken: options.githubToken } : {})
   if (b.kind === 'dir') return new LocalDirStore(b.path, b.codec ? { codec: b.codec } : {})
-  const { kind: _kind, ...options } = b
-  return new S3Store(options)
+  const { kind: _kind, ...s3 } = b
+  return new S3Store(s3)
 }
 
 /**

@@ -21,4 +21,19 @@ export interface CacheStore {
   exists(archivePath: string, key: string): Promise<boolean>
   /** Returns true when the entry was stored. */
   save(archivePath: string, key: string): Promise<boolean>
+  /**
+   * How entries are removed where the cache protocol itself cannot remove
+   * them (the GitHub cache: its REST API, with a token the job must be
+   * given). The self-hosted backends remove through ManagedStore's list and
+   * delete instead (managed.ts); supersede.ts takes whichever a store has.
+   */
+  readonly removal?: EntryRemoval
+}
+
+/** Listing and deleting entries by key, in the scope the backend lets this job delete in. */
+export interface EntryRemoval {
+  /** Keys of the entries whose key starts with `prefix` (GitHub: entries of this job's ref), each once. */
+  keys(prefix: string): Promise<string[]>
+  /** Removes the entries with exactly this key in that scope; none left is not an error. */
+  delete(key: string): Promise<void>
 }

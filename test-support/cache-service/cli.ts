@@ -1,10 +1,12 @@
 // Standalone cache service:
 //
 //   npx tsx test-support/cache-service/cli.ts --data-dir DIR [--port N] [--token T]
-//       [--json] [--v1] [--log]
+//       [--github-token T] [--repository OWNER/NAME] [--json] [--v1] [--log]
 //
 // Prints the client env (KEY=VALUE lines, or one JSON object with --json; the
-// v1/GHES variant with --v1) on stdout once listening, then serves until
+// v1/GHES variant with --v1), with the REST API's (GITHUB_API_URL,
+// GITHUB_REPOSITORY, GITHUB_REF) and its token as GITHUB_TOKEN, on stdout
+// once listening, then serves until
 // SIGTERM/SIGINT. --log writes one line per request to stderr. Faults can be
 // injected from another process through POST /_control/faults (bearer token =
 // ACTIONS_RUNTIME_TOKEN), see controlClient() in server.ts.
@@ -13,7 +15,7 @@ import { parseArgs } from 'node:util'
 import { formatEnv } from './env.js'
 import { startCacheService } from './server.js'
 
-const usage = 'usage: cli.ts --data-dir DIR [--port N] [--token T] [--json] [--v1] [--log]'
+const usage = 'usage: cli.ts --data-dir DIR [--port N] [--token T] [--github-token T] [--repository OWNER/NAME] [--json] [--v1] [--log]'
 
 async function main(): Promise<void> {
   const { values } = parseArgs({
@@ -21,6 +23,8 @@ async function main(): Promise<void> {
       'data-dir': { type: 'string' },
       port: { type: 'string' },
       token: { type: 'string' },
+      'github-token': { type: 'string' },
+      repository: { type: 'string' },
       json: { type: 'boolean', default: false },
       v1: { type: 'boolean', default: false },
       log: { type: 'boolean', default: false },
@@ -44,6 +48,8 @@ async function main(): Promise<void> {
     dataDir,
     port,
     ...(values.token ? { token: values.token } : {}),
+    ...(values['github-token'] ? { githubToken: values['github-token'] } : {}),
+    ...(values.repository ? { repository: values.repository } : {}),
     ...(values.log
       ? {
           onRequest: r =>
@@ -54,7 +60,7 @@ async function main(): Promise<void> {
         }
       : {})
   })
-  process.stdout.write(formatEnv({ ...service.env(values.v1 ? 'v1' : 'v2') }, values.json ? 'json' : 'lines'))
+  process.stdout.write(formatEnv({ ...service.env(values.v1 ? 'v1' : 'v2'), GITHUB_TOKEN: service.githubToken }, values.json ? 'json' : 'lines'))
 
   let closing = false
   const shutdown = (signal: string): void => {

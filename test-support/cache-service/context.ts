@@ -3,6 +3,7 @@
 
 import type { Faults } from './faults.js'
 import type { RequestRecord } from './ops.js'
+import type { ApiSettings } from './rest.js'
 import type { Store, StoredEntry } from './store.js'
 
 export interface ServiceContext {
@@ -12,6 +13,8 @@ export interface ServiceContext {
   readonly requests: RequestRecord[]
   /** Bearer token for Twirp, v1 and /_control. */
   readonly token: string
+  /** The REST API's repository, token, permission and the jobs' ref (rest.ts). */
+  readonly api: ApiSettings
   /** HMAC key of the signed blob URLs. */
   readonly secret: Buffer
   /** A reservation not finalized within this time may be re-created. */

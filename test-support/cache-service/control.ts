@@ -1,12 +1,14 @@
 // The control API for tests (bearer token, never logged): /_control/faults
 // (POST add, GET list, DELETE clear, DELETE faults/<id>), GET entries (pending
-// included), GET / DELETE requests; and controlClient(), its client for a
-// service running in another process.
+// included), GET / DELETE requests, GET / PATCH api (the REST API's job token
+// permission and the jobs' ref: {"permission": "read"}); and controlClient(),
+// its client for a service running in another process.
 
 import type { ServiceContext } from './context.js'
 import { validateFaultSpec, type FaultInfo, type FaultSpec } from './faults.js'
 import { bearerOk, drain, readBody, sendJson } from './http-io.js'
 import type { RequestRecord } from './ops.js'
+import { patchApi, type ApiPatch, type ApiSettings } from './rest.js'
 import type { RouteCall } from './router.js'
 import type { CacheEntryInfo } from './store.js'
 
@@ -39,6 +41,15 @@ export async function handleControl(ctx: ServiceContext, { req, res, params }: R
     return json(faults.remove(route.slice('faults/'.length)) ? 200 : 404, {})
   }
   if (key === 'GET entries') return json(200, ctx.store.list({ includePending: true }))
+  if (key === 'GET api') return json(200, ctx.api)
+  if (key === 'PATCH api') {
+    try {
+      patchApi(ctx.api, JSON.parse(body.toString('utf8')))
+      return json(200, ctx.api)
+    } catch (err) {
+      return json(400, { error: (err as Error).message })
+    }
+  }
   if (key === 'GET requests') return json(200, requests)
   if (key === 'DELETE requests') {
     requests.length = 0
@@ -58,6 +69,8 @@ export interface ControlClient {
   entries(): Promise<CacheEntryInfo[]>
   requests(): Promise<RequestRecord[]>
   clearRequests(): Promise<void>
+  /** Changes the REST API's job token permission or the jobs' ref; answers the settings now. */
+  setApi(patch: ApiPatch): Promise<ApiSettings>
 }
 
 export function controlClient(url: string, token: string): ControlClient {
@@ -84,6 +97,7 @@ export function controlClient(url: string, token: string): ControlClient {
     requests: () => call('GET', 'requests'),
     clearRequests: async () => {
       await call('DELETE', 'requests')
-    }
+    },
+    setApi: patch => call('PATCH', 'api', patch)
   }
 }

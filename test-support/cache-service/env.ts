@@ -15,6 +15,13 @@
 //   https://github.com (its default when unset) to keep v2 selectable on any
 //   runner.
 //
+// githubApiEnv() adds what GitHub's REST API for caches needs (rest.ts), as a
+// runner sets it: GITHUB_API_URL (no trailing slash, like
+// https://api.github.com), GITHUB_REPOSITORY (owner/name) and GITHUB_REF (the
+// job's ref, which scopes deletions). Its token is not an environment
+// variable on a runner (the action's github-token input, `${{ github.token }}`):
+// CacheService.githubToken.
+//
 // Not service settings, so deliberately not set here: RUNNER_TEMP (archive
 // temp dir; without it the client uses /home/actions/temp), GITHUB_WORKSPACE
 // (tar root) and ACTIONS_CACHE_MODE (read/write policy; unset = permissive).
@@ -41,6 +48,20 @@ export function cacheClientEnv(url: string, token: string, version: CacheService
     ACTIONS_RUNTIME_TOKEN: token,
     GITHUB_SERVER_URL: 'https://github.com'
   }
+}
+
+export type GitHubApiEnv = {
+  GITHUB_API_URL: string
+  GITHUB_REPOSITORY: string
+  GITHUB_REF: string
+}
+
+/** Everything CacheService.env() sets: the cache client's variables and the REST API's. */
+export type ServiceEnv = CacheClientEnv & GitHubApiEnv
+
+/** The env vars that point a REST client at the service's API at `url`, for `repository` and the jobs' `ref`. */
+export function githubApiEnv(url: string, repository: string, ref: string): GitHubApiEnv {
+  return { GITHUB_API_URL: url.replace(/\/+$/, ''), GITHUB_REPOSITORY: repository, GITHUB_REF: ref }
 }
 
 /**

@@ -4,14 +4,18 @@
 
 import type * as http from 'node:http'
 import { drain, sleep } from './http-io.js'
-import { TWIRP_OPS, type Op, type RequestRecord } from './ops.js'
+import { REST_OPS, TWIRP_OPS, type Op, type RequestRecord } from './ops.js'
 
-/** An Op, a group ('blob-upload' = PutBlob|PutBlock|PutBlockList, 'blob-download' = GetBlob|GetBlobProperties) or '*'. */
-export type FaultOp = Op | 'blob-upload' | 'blob-download' | '*'
+/**
+ * An Op, a group ('blob-upload' = PutBlob|PutBlock|PutBlockList, 'blob-download' = GetBlob|GetBlobProperties,
+ * 'rest' = the REST cache calls) or '*'.
+ */
+export type FaultOp = Op | 'blob-upload' | 'blob-download' | 'rest' | '*'
 
 const OP_GROUPS: Readonly<Record<string, readonly Op[]>> = {
   'blob-upload': ['PutBlob', 'PutBlock', 'PutBlockList'],
-  'blob-download': ['GetBlob', 'GetBlobProperties']
+  'blob-download': ['GetBlob', 'GetBlobProperties'],
+  rest: REST_OPS
 }
 const ALL_OPS: readonly string[] = [
   ...TWIRP_OPS,
@@ -25,16 +29,18 @@ const ALL_OPS: readonly string[] = [
   'v1.ReserveCache',
   'v1.UploadChunk',
   'v1.CommitCache',
+  ...REST_OPS,
   'unknown',
   'blob-upload',
   'blob-download',
+  'rest',
   '*'
 ]
 
 /**
  * What a matching request suffers. delayMs is applied first and combines with
  * one of the others; with only delayMs the request is then served normally.
- * - status: answer with this status (a Twirp / Azure XML / v1 JSON error body).
+ * - status: answer with this status (a Twirp / Azure XML / v1 JSON / REST JSON error body).
  * - resetAfterBytes: destroy the connection after n bytes of the request body
  *   for uploads (PutBlob, PutBlock, PutBlockList, v1.UploadChunk), of the
  *   response body for everything else (0 = right after the headers).

@@ -9,7 +9,10 @@ export const TWIRP_OPS = ['GetCacheEntryDownloadURL', 'CreateCacheEntry', 'Final
 export type TwirpOp = (typeof TWIRP_OPS)[number]
 export type BlobOp = 'PutBlob' | 'PutBlock' | 'PutBlockList' | 'GetBlob' | 'GetBlobProperties'
 export type V1Op = 'v1.GetCacheEntry' | 'v1.ListCaches' | 'v1.ReserveCache' | 'v1.UploadChunk' | 'v1.CommitCache'
-export type Op = TwirpOp | BlobOp | V1Op | 'unknown'
+/** GitHub's REST API for caches (api.ts). */
+export const REST_OPS = ['rest.ListCaches', 'rest.DeleteCachesByKey', 'rest.DeleteCacheById'] as const
+export type RestOp = (typeof REST_OPS)[number]
+export type Op = TwirpOp | BlobOp | V1Op | RestOp | 'unknown'
 
 export interface RequestRecord {
   seq: number
@@ -20,7 +23,7 @@ export interface RequestRecord {
   /** Query string with `sig` redacted ('' when none). */
   query: string
   op: Op
-  /** Cache key concerned (Twirp/v1 request key, or the key owning a blob). */
+  /** Cache key concerned (Twirp/v1 request key, the key owning a blob, the REST call's key or key prefix). */
   key?: string
   /** Response status; 0 when the connection was closed without a response. */
   status?: number

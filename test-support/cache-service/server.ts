@@ -8,6 +8,7 @@
 //   blob.ts     the Azure blob endpoint of the signed URLs (azure.ts: its wire format)
 //   sas.ts      signing / checking blob URLs
 //   v1.ts       service v1: the GHES REST API (ACTIONS_CACHE_URL)
+//   rest.ts     GitHub's REST API for caches: list and delete (GITHUB_API_URL)
 //   store.ts    the persisted entries and GitHub's key lookup
 //   faults.ts   fault injection
 //   control.ts  the /_control API for tests and its client
@@ -22,19 +23,21 @@ import * as path from 'node:path'
 import { blobRoutes } from './blob.js'
 import type { ServiceContext } from './context.js'
 import { CONTROL_PREFIX, handleControl } from './control.js'
-import { cacheClientEnv, type CacheClientEnv, type CacheServiceVersion } from './env.js'
+import { cacheClientEnv, githubApiEnv, type CacheServiceVersion, type ServiceEnv } from './env.js'
 import { Faults } from './faults.js'
 import { ConnectionDropped, drain, HttpError, sendBody } from './http-io.js'
 import { requestTracker, type RequestRecord } from './ops.js'
 import { Router, under } from './router.js'
-import { Store, type CacheEntryInfo } from './store.js'
+import { patchApi, restRoutes, type ActionsPermission, type ApiPatch, type ApiSettings } from './rest.js'
+import { DEFAULT_REF, Store, type CacheEntryInfo } from './store.js'
 import { twirpRoutes } from './twirp.js'
 import { v1Routes } from './v1.js'
 
 export { blockIdToHex, parseBlockList, parseRange, type BlockKind } from './azure.js'
 export { controlClient, type ControlClient } from './control.js'
 export { faultMatches, Faults, validateFaultSpec, type FaultAction, type FaultInfo, type FaultOp, type FaultSpec } from './faults.js'
-export { TWIRP_OPS, TWIRP_SERVICE, type BlobOp, type Op, type RequestRecord, type TwirpOp, type V1Op } from './ops.js'
+export { REST_OPS, TWIRP_OPS, TWIRP_SERVICE, type BlobOp, type Op, type RequestRecord, type RestOp, type TwirpOp, type V1Op } from './ops.js'
+export { patchApi, type ActionsPermission, type ApiPatch, type ApiSettings } from './rest.js'
 export { signBlob, verifyBlobSignature, type BlobPermission } from './sas.js'
 export { findEntry, type CacheEntryInfo, type MatchCandidate } from './store.js'
 
@@ -44,6 +47,14 @@ export interface StartOptions {
   port?: number
   /** Bearer token for Twirp, v1 and /_control; random when omitted. */
   token?: string
+  /** The token the REST API accepts (the job's GITHUB_TOKEN); random when omitted. */
+  githubToken?: string
+  /** The repository the REST API serves (default owner/repo). */
+  repository?: string
+  /** The job token's `actions` permission (default write: it may list and delete). */
+  permission?: ActionsPermission
+  /** The jobs' ref, GITHUB_REF: entries are saved from it (default refs/heads/main). */
+  ref?: string
   /** Default 127.0.0.1. */
   host?: string
   /** A reservation that is not finalized within this time may be re-created (default 10 min). */
@@ -68,9 +79,13 @@ export interface CacheService {
   readonly url: string
   readonly port: number
   readonly token: string
+  /** The token of the REST API (what the action's github-token input would be). */
+  readonly githubToken: string
   readonly dataDir: string
-  /** Env vars for the @actions/cache client (v2 by default). */
-  env(version?: CacheServiceVersion): CacheClientEnv
+  /** Env vars for the @actions/cache client (v2 by default) and the REST API (GITHUB_API_URL, GITHUB_REPOSITORY, GITHUB_REF). */
+  env(version?: CacheServiceVersion): ServiceEnv
+  /** Changes the job token's permission or the jobs' ref (throws on a bad value); returns the settings now. */
+  setApi(patch: ApiPatch): Readonly<ApiSettings>
   readonly faults: Faults
   /** Stored entries, oldest first; committed only unless includePending. */
   entries(opts?: { includePending?: boolean }): CacheEntryInfo[]
@@ -89,7 +104,7 @@ function buildRouter(ctx: ServiceContext, onRequest: StartOptions['onRequest']):
     })
   )
   router.on('*', under(CONTROL_PREFIX), call => handleControl(ctx, call)) // not logged
-  for (const route of [...twirpRoutes(ctx), ...blobRoutes(ctx), ...v1Routes(ctx)]) {
+  for (const route of [...twirpRoutes(ctx), ...blobRoutes(ctx), ...v1Routes(ctx), ...restRoutes(ctx)]) {
     router.on(route.method, route.pattern, tracked(route.handler))
   }
   return router
@@ -102,12 +117,19 @@ export async function startCacheService(opts: StartOptions): Promise<CacheServic
     faults: new Faults(),
     requests: [],
     token: opts.token ?? randomBytes(16).toString('hex'),
+    api: {
+      repository: opts.repository ?? 'owner/repo',
+      token: opts.githubToken ?? `ghs_${randomBytes(16).toString('hex')}`,
+      permission: 'write',
+      ref: DEFAULT_REF
+    },
     secret: randomBytes(32),
     pendingTtlMs: opts.pendingTtlMs ?? 10 * 60_000,
     urlTtlMs: opts.urlTtlMs ?? 60 * 60_000,
     v1Ranges: new Map(),
     baseUrl: ''
   }
+  patchApi(ctx.api, { ...(opts.permission ? { permission: opts.permission } : {}), ...(opts.ref ? { ref: opts.ref } : {}) })
   const router = buildRouter(ctx, opts.onRequest)
 
   const server = http.createServer((req, res) => {
@@ -141,8 +163,16 @@ export async function startCacheService(opts: StartOptions): Promise<CacheServic
     url: baseUrl,
     port,
     token: ctx.token,
+    githubToken: ctx.api.token,
     dataDir: ctx.store.dataDir,
-    env: (version: CacheServiceVersion = 'v2') => cacheClientEnv(baseUrl, ctx.token, version),
+    env: (version: CacheServiceVersion = 'v2') => ({
+      ...cacheClientEnv(baseUrl, ctx.token, version),
+      ...githubApiEnv(baseUrl, ctx.api.repository, ctx.api.ref)
+    }),
+    setApi: patch => {
+      patchApi(ctx.api, patch)
+      return { ...ctx.api }
+    },
     faults: ctx.faults,
     entries: o => ctx.store.list(o),
     requests: ctx.requests,

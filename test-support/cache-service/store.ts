@@ -6,6 +6,8 @@
 // Semantics: lookup is scoped by version: exact primary key, then the primary
 // key as a prefix, then each restore key as a prefix, newest (createdAt, then
 // id) wins; keys are immutable; only finalized/committed entries are visible.
+// Each entry records the ref (branch) it was saved from, for the REST API's
+// listing and deletion; lookups and reservations are not scoped by ref.
 
 import { randomBytes, randomUUID } from 'node:crypto'
 import * as fs from 'node:fs'
@@ -49,10 +51,15 @@ export function findEntry<T extends MatchCandidate>(
   return undefined
 }
 
+/** The ref of entries saved before entries had one, and the service's default (StartOptions.ref). */
+export const DEFAULT_REF = 'refs/heads/main'
+
 export interface StoredEntry {
   id: number
   key: string
   version: string
+  /** The ref of the job that saved it (absent in an index written before refs were kept: DEFAULT_REF). */
+  ref?: string
   blobId: string
   api: CacheServiceVersion
   state: 'pending' | 'committed'
@@ -63,7 +70,12 @@ export interface StoredEntry {
   /** Size / MD5 (base64) of the uploaded blob, set when the upload completes. */
   uploadedSize?: number
   md5?: string
+  /** When a lookup last matched it (the REST API's last_accessed_at); unset until then. */
+  lastAccessedAt?: number
 }
+
+/** The ref an entry was saved from. */
+export const refOf = (e: StoredEntry): string => e.ref ?? DEFAULT_REF
 
 interface IndexFile {
   formatVersion: 1
@@ -75,6 +87,7 @@ export interface CacheEntryInfo {
   id: number
   key: string
   version: string
+  ref: string
   /** Archive size in bytes (for pending entries: bytes uploaded so far, or 0). */
   size: number
   createdAt: string
@@ -92,6 +105,7 @@ const entryInfo = (e: StoredEntry): CacheEntryInfo => ({
   id: e.id,
   key: e.key,
   version: e.version,
+  ref: refOf(e),
   size: e.size ?? e.uploadedSize ?? 0,
   createdAt: new Date(e.createdAt).toISOString(),
   state: e.state,
@@ -133,11 +147,12 @@ export class Store {
       .map(entryInfo)
   }
 
-  create(key: string, version: string, api: CacheServiceVersion, now: number): StoredEntry {
+  create(key: string, version: string, api: CacheServiceVersion, now: number, ref: string = DEFAULT_REF): StoredEntry {
     const entry: StoredEntry = {
       id: this.nextId++,
       key,
       version,
+      ref,
       blobId: randomBytes(16).toString('hex'),
       api,
       state: 'pending',
@@ -146,6 +161,12 @@ export class Store {
     this.entries.push(entry)
     this.save()
     return entry
+  }
+
+  /** Records that a lookup matched `entry` (persisted with the index). */
+  touch(entry: StoredEntry, now: number): void {
+    entry.lastAccessedAt = now
+    this.save()
   }
 
   remove(entry: StoredEntry): void {

@@ -100,6 +100,7 @@ async function handleTwirp(
     const restoreKeys = Array.isArray(raw) ? raw.filter((k): k is string => typeof k === 'string') : []
     const hit = findEntry(store.committed(), key, restoreKeys, version)
     if (!hit) return twirpReply(res, { ok: false, signed_download_url: '', matched_key: '' }, reset)
+    store.touch(hit, Date.now())
     return twirpReply(res, { ok: true, signed_download_url: signedUrl(ctx, hit.blobId, 'r'), matched_key: hit.key }, reset)
   }
 
@@ -111,7 +112,7 @@ async function handleTwirp(
     if (existing) {
       return twirpError(res, 409, 'already_exists', 'cache entry with the same key, version, and scope is already being created', reset)
     }
-    const entry = store.create(key, version, 'v2', Date.now())
+    const entry = store.create(key, version, 'v2', Date.now(), ctx.api.ref)
     return twirpReply(res, { ok: true, signed_upload_url: signedUrl(ctx, entry.blobId, 'cw'), message: '' }, reset)
   }
 

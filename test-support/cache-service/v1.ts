@@ -14,7 +14,7 @@ import { bearerOk, drain, readJsonObject, receiveToFile, sendBody, sendJson } fr
 import type { RequestRecord, TrackedHandler, V1Op } from './ops.js'
 import { exactly, under, type Route, type RouteCall } from './router.js'
 import { signedUrl } from './sas.js'
-import { findEntry, type StoredEntry } from './store.js'
+import { findEntry, refOf, type StoredEntry } from './store.js'
 
 const V1_PREFIX = '/_apis/artifactcache/'
 
@@ -87,7 +87,7 @@ async function handleV1(
 ): Promise<void> {
   const { store, v1Ranges } = ctx
   const v1Entry = (e: StoredEntry): object => ({
-    scope: 'refs/heads/main',
+    scope: refOf(e),
     cacheKey: e.key,
     cacheVersion: e.version,
     creationTime: new Date(e.createdAt).toISOString(),
@@ -103,7 +103,9 @@ async function handleV1(
     const [primary, ...restoreKeys] = keys
     if (primary === undefined || !version) return v1Error(res, 400, 'keys and version are required', reset)
     const hit = findEntry(store.committed(), primary, restoreKeys, version)
-    return hit ? v1Json(res, 200, v1Entry(hit), reset) : v1Json(res, 204, undefined, reset)
+    if (!hit) return v1Json(res, 204, undefined, reset)
+    store.touch(hit, Date.now())
+    return v1Json(res, 200, v1Entry(hit), reset)
   }
   if (op === 'v1.ListCaches') {
     const key = url.searchParams.get('key') ?? ''
@@ -115,9 +117,9 @@ async function handleV1(
     const version = typeof body['version'] === 'string' ? body['version'] : ''
     if (!key || !version) return v1Error(res, 400, 'key and version are required', reset)
     if (existingFor(ctx, key, version)) {
-      return v1Error(res, 409, `Cache already exists. Scope: refs/heads/main, Key: ${key}, Version: ${version}`, reset)
+      return v1Error(res, 409, `Cache already exists. Scope: ${ctx.api.ref}, Key: ${key}, Version: ${version}`, reset)
     }
-    const created = store.create(key, version, 'v1', Date.now())
+    const created = store.create(key, version, 'v1', Date.now(), ctx.api.ref)
     fs.writeFileSync(store.uploadPath(created.blobId), '')
     v1Ranges.set(created.id, [])
     return v1Json(res, 201, { cacheId: created.id }, reset)

@@ -1,6 +1,7 @@
 import { readFile, writeFile } from 'node:fs/promises'
 
-import type { CacheStore } from '../../src/storage/store.js'
+import { GitHubApiError, PERMISSION_HINT } from '../../src/storage/github/rest.js'
+import type { CacheStore, EntryRemoval } from '../../src/storage/store.js'
 
 /** Switches that make the in-memory store misbehave the way a real cache service can. */
 export interface StoreFaults {
@@ -22,6 +23,10 @@ export interface StoreFaults {
   gate?: { key: string; open: Promise<void> }
   /** restore() writes these bytes instead of the stored ones (a corrupt download). */
   corruptBytes?: Buffer
+  /** removal.delete() is refused as GitHub refuses a job without `permissions: actions: write` (403). */
+  deleteRefused?: boolean
+  /** removal.keys() throws (the listing failed). */
+  throwOnList?: boolean
 }
 
 /**
@@ -30,6 +35,7 @@ export interface StoreFaults {
  * matches the primary key exactly, then each restore key as a prefix; it
  * writes the entry's bytes to the archive path the core asked for, and
  * save() reads them from there, so whatever the core wrote is what is kept.
+ * Its removal lists and deletes as the GitHub cache's REST API does.
  */
 export class MemoryStore implements CacheStore {
   readonly entries = new Map<string, Buffer>()
@@ -47,6 +53,19 @@ export class MemoryStore implements CacheStore {
   }
   writable(): boolean {
     return !this.faults.readOnly
+  }
+
+  readonly removal: EntryRemoval = {
+    keys: async prefix => {
+      if (this.faults.throwOnList) throw new Error('GitHub API: list caches: HTTP 503 (Service Unavailable)')
+      return [...this.entries.keys()].filter(k => k.startsWith(prefix))
+    },
+    delete: async key => {
+      if (this.faults.deleteRefused) {
+        throw new GitHubApiError(403, `GitHub API: delete cache: HTTP 403 (Resource not accessible by integration): ${PERMISSION_HINT}`)
+      }
+      this.entries.delete(key)
+    }
   }
 
   /** Puts an entry as another job would have saved it. */

@@ -11,12 +11,14 @@ import { HttpStatusError, parseRetryAfter, TransferError } from './retry.js'
  * no cache call can hold a job.
  */
 export interface HttpRequest {
-  method: 'GET' | 'PUT' | 'POST' | 'HEAD'
+  method: 'GET' | 'PUT' | 'POST' | 'HEAD' | 'DELETE'
   url: URL
   headers?: Record<string, string | number>
   /** A buffer, or a stream of exactly `length` bytes. */
   body?: Buffer | { stream: Readable; length: number }
   idleMs?: number
+  /** Aborts the request (an overall deadline): it fails with the signal's AbortError. */
+  signal?: AbortSignal
 }
 
 export interface HttpResponse {
@@ -35,7 +37,8 @@ export function send(request: HttpRequest): Promise<HttpResponse> {
     const headers: Record<string, string | number> = { ...request.headers }
     const { body } = request
     if (body !== undefined) headers['Content-Length'] = body.length
-    const req = lib.request(url, { method: request.method, headers }, res => {
+    const options: http.RequestOptions = { method: request.method, headers, ...(request.signal ? { signal: request.signal } : {}) }
+    const req = lib.request(url, options, res => {
       resolve({ status: res.statusCode ?? 0, headers: res.headers, body: res })
     })
     // The socket's idle timer covers the request, the wait for an answer and the body that follows.

@@ -1,10 +1,19 @@
 import { errorMessage } from '../../errors.js'
 import { log } from '../../log.js'
 import { actionsCache } from '../actions-cache.js'
-import type { CacheStore } from '../store.js'
+import type { CacheStore, EntryRemoval } from '../store.js'
 import { serviceV2 } from './config.js'
+import { githubRemoval } from './removal.js'
+import type { RestOptions } from './rest.js'
 import { GitHubStreamStore, type StreamStoreOptions } from './stream-store.js'
 import { TwirpError } from './twirp.js'
+
+export interface GitHubStoreOptions extends StreamStoreOptions {
+  /** The token entries are deleted with (the github-token input); the cache itself needs none. */
+  githubToken?: string
+  /** Deadlines and retries of the REST calls (tests). */
+  rest?: RestOptions
+}
 
 /**
  * The GitHub Actions cache: the stream client where the runner offers the
@@ -12,11 +21,15 @@ import { TwirpError } from './twirp.js'
  * services, or BUILDKIT_MOUNT_CACHE_GITHUB_CLIENT=library). A service that
  * refuses the stream client's calls outright (no such route or method)
  * turns the rest of the job over to the library, with one line saying so.
+ * Either way entries are removed through the REST API (removal.ts), with
+ * the token of the options.
  */
-export function githubStore(env: NodeJS.ProcessEnv = process.env, options: StreamStoreOptions = {}, library: CacheStore = actionsCache): CacheStore {
+export function githubStore(env: NodeJS.ProcessEnv = process.env, options: GitHubStoreOptions = {}, library: CacheStore = actionsCache): CacheStore {
+  const { githubToken, rest, ...streamOptions } = options
+  const removal = githubRemoval(githubToken, env, rest)
   const service = serviceV2(env)
-  if (service === undefined) return library
-  const stream = new GitHubStreamStore(service, options)
+  if (service === undefined) return withRemoval(library, removal)
+  const stream = new GitHubStreamStore(service, streamOptions)
   const streamStore: CacheStore = stream
   let current: CacheStore = streamStore
   const guarded = async <T>(call: (store: CacheStore) => Promise<T>): Promise<T> => {
@@ -37,7 +50,22 @@ export function githubStore(env: NodeJS.ProcessEnv = process.env, options: Strea
     restore: (archivePath, primaryKey, restoreKeys) => guarded(s => s.restore(archivePath, primaryKey, restoreKeys)),
     find: (archivePath, primaryKey, restoreKeys) => guarded(s => s.find(archivePath, primaryKey, restoreKeys)),
     exists: (archivePath, key) => guarded(s => s.exists(archivePath, key)),
-    save: (archivePath, key) => guarded(s => s.save(archivePath, key))
+    save: (archivePath, key) => guarded(s => s.save(archivePath, key)),
+    removal
+  }
+}
+
+/** `store` with `removal` beside its own calls. */
+function withRemoval(store: CacheStore, removal: EntryRemoval): CacheStore {
+  return {
+    available: () => store.available(),
+    readable: () => store.readable(),
+    writable: () => store.writable(),
+    restore: (archivePath, primaryKey, restoreKeys) => store.restore(archivePath, primaryKey, restoreKeys),
+    find: (archivePath, primaryKey, restoreKeys) => store.find(archivePath, primaryKey, restoreKeys),
+    exists: (archivePath, key) => store.exists(archivePath, key),
+    save: (archivePath, key) => store.save(archivePath, key),
+    removal
   }
 }
 
