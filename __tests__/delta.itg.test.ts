@@ -34,7 +34,8 @@ rm keep.txt && echo rewritten > pkgs/a/f8 && touch -t 202101010000.00 pkgs/a/f8 
 ln pkgs/a/new.txt new-hard && chmod 0700 fresh`,
   three: `echo three > pkgs/a/three.txt && rm pkgs/a/f9`,
   fourA: `echo job-a > pkgs/a/job-a.txt`,
-  big: `head -c 200000 /dev/urandom > pkgs/b/big2.bin`
+  big: `head -c 200000 /dev/urandom > pkgs/b/big2.bin`,
+  bigger: `head -c 400000 /dev/urandom > pkgs/b/big3.bin`
 }
 
 function dockerfile(id: string): string {
@@ -64,7 +65,7 @@ describe('delta saves through buildx', () => {
   let path: ReturnType<typeof clientPathDir>
   let env: NodeJS.ProcessEnv
   const workspace = join(itg.work, 'ws-delta')
-  const inputs = {
+  const inputs: Record<string, string> = {
     mounts: `id=${id},target=/cache/m`,
     'key-files': 'Dockerfile',
     'key-prefix': prefix,
@@ -168,12 +169,35 @@ describe('delta saves through buildx', () => {
     expect(j.seen).toEqual(states[1])
   })
 
-  test('a change over the share of the base: a full save (compaction)', async () => {
+  test('a change over the share of the base: a full save (compaction) that deletes the chain it replaces', async () => {
+    inputs['delete-superseded'] = 'true'
+    inputs['github-token'] = itg.service.githubToken
+    const before = keys()
+    expect(before.length).toBeGreaterThan(4)
     const j = await job('big')
+    expect(j.post.warnings).toEqual([])
     expect(j.post.stdout).not.toMatch(/\(delta \d+ of /)
-    expect(j.post.stdout).toMatch(new RegExp(`saved ${prefix}-\\S+-[0-9a-f]{16} \\(`))
+    const saved = new RegExp(`saved (${prefix}-\\S+-[0-9a-f]{16}) \\(`).exec(j.post.stdout)?.[1]
+    expect(saved).toBeDefined()
+    // Deleted through the service's REST endpoint: the old base and every delta on it, other jobs' too.
+    expect(j.post.stdout).toContain(`deleted ${before.length} superseded entries`)
+    expect(keys()).toEqual([saved])
     const again = await job('read')
     expect(again.main.stdout).not.toContain('delta(s)')
     expect(again.seen).toEqual(j.after)
+  })
+
+  test('deleting without the permission: one warning, the new entry saved anyway', async () => {
+    itg.service.setApi({ permission: 'read' })
+    try {
+      const j = await job('bigger')
+      expect(j.post.warnings).toHaveLength(1)
+      expect(j.post.warnings[0]).toMatch(/could not delete the entries it supersedes: .*actions: write/)
+      expect(keys()).toHaveLength(2)
+      const again = await job('read')
+      expect(again.seen).toEqual(j.after)
+    } finally {
+      itg.service.setApi({ permission: 'write' })
+    }
   })
 })

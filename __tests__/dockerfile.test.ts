@@ -63,7 +63,9 @@ test.each([
     mode
   )
   expect(text).toContain('ARG BMC_MANIFEST_1\nARG BMC_DELTA_1\nARG BMC_MANIFEST_3\nARG BMC_DELTA_3\n')
-  expect(text).toContain('list c3 > /bmc/now.3; if [ -n "$BMC_MANIFEST_3" ] && [ "$(manifest /bmc/now.3)" = "$BMC_MANIFEST_3" ]; then echo c3 >> /bmc/status; elif')
+  expect(text).toContain(
+    'list c3 > /bmc/now.3; if [ -n "$BMC_MANIFEST_3" ] && [ "$(manifest /bmc/now.3)" = "$BMC_MANIFEST_3" ]; then echo c3 >> /bmc/status; elif'
+  )
   // A delta only where asked, with inject's listing in the context, plain names and a working tar; else whole.
   expect(text).toContain('elif [ -n "$ok" ] && [ -n "$BMC_DELTA_3" ] && [ -f /bmc/in/listing.3 ] && plain c3 && : > /bmc/delta.c3 && awk ')
   expect(text).toContain('then cat /bmc/changed.3 >> /bmc/names; x="$x delta.c3"; else d="$d c3"; fi')

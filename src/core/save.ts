@@ -12,12 +12,13 @@ import { runPhase, type Extracted } from '../builder/transport.js'
 import { errorMessage } from '../errors.js'
 import { formatBytes, seconds } from '../format.js'
 import { log, withLabel } from '../log.js'
+import { deleteChain } from '../storage/supersede.js'
 import { forEachLimit, TRANSFER_CONCURRENCY } from './concurrency.js'
 import { deltaBudget } from './delta-policy.js'
 import { archivePathOf, generatedBuildArgs, listingPathOf, type JobState } from './job.js'
 import { deltaKey, saveKey } from './keys.js'
 import { archiveRootOf, type Services } from './services.js'
-import { injectedEntry, type MountState, type SaveStatus } from './status.js'
+import { injectedEntry, keyMatch, type MountState, type SaveStatus } from './status.js'
 
 /** What post did: one save status per mount (by index), the extract's time and route. */
 export interface SaveReport {
@@ -69,6 +70,24 @@ function manifestArgs(mounts: MountState[]): Record<string, string> {
     if (manifest !== undefined && MANIFEST.test(manifest)) args[manifestArg(m.index)] = manifest
   }
   return args
+}
+
+/**
+ * Input delete-superseded: a new full entry replaces the chain the mount
+ * was restored from (its base and every delta on it, other jobs' too), when
+ * that chain is of the same key files. Entries of other key files may still
+ * serve other branches, and are left to the cache's own eviction. Any
+ * failure is one warning: the new entry is saved either way.
+ */
+async function deleteSuperseded(services: Services, state: JobState, m: MountState, saved: string): Promise<void> {
+  const base = injectedEntry(m.restore)?.chain?.keys[0]
+  if (state.deleteSuperseded !== true || base === undefined || base === saved || keyMatch(m.keys, base) !== 'exact') return
+  try {
+    const { deleted } = await deleteChain(services.cache, base, [saved])
+    log.info(`${m.spec.id}: deleted ${deleted.length} superseded entr${deleted.length === 1 ? 'y' : 'ies'} (${base} and its deltas)`)
+  } catch (error) {
+    log.warning(`${m.spec.id}: saved ${saved}, but could not delete the entries it supersedes: ${errorMessage(error)}`)
+  }
 }
 
 /** What extract needs to send a mount as a delta: its budget, inject's listing, and the chain it continues. */
@@ -209,7 +228,9 @@ async function saveOne(services: Services, state: JobState, root: string, m: Mou
         ? formatBytes(summary.bytes)
         : `delta ${delta.sequence} of ${chain?.[0] ?? ''}: ${formatBytes(summary.bytes)} in ${summary.entries} changed entries, ${delta.removed} removed`
     log.info(`${m.spec.id}: saved ${key} (${what}, ${seconds(started)})`)
-    return { kind: 'saved', key, bytes: summary.bytes, ms: Date.now() - started, ...(delta ? { delta } : {}) }
+    const ms = Date.now() - started
+    if (delta === undefined) await deleteSuperseded(services, state, m, key)
+    return { kind: 'saved', key, bytes: summary.bytes, ms, ...(delta ? { delta } : {}) }
   } catch (error) {
     log.warning(`${m.spec.id}: cannot save the cache entry: ${errorMessage(error)}`)
     return { kind: 'failed', reason: errorMessage(error), ...(stage === 'upload' ? { key } : {}) }
