@@ -200,4 +200,35 @@ describe('delta saves through buildx', () => {
       itg.service.setApi({ permission: 'write' })
     }
   })
+
+  test('deltas: false saves a full entry for a small change', async () => {
+    inputs.deltas = 'false'
+    try {
+      const j = await job('three')
+      expect(j.post.warnings).toEqual([])
+      expect(j.post.stdout).not.toMatch(/\(delta \d+ of /)
+      expect(j.post.stdout).toMatch(new RegExp(`saved ${prefix}-\\S+-[0-9a-f]{16} \\(`))
+    } finally {
+      delete inputs.deltas
+    }
+  })
+
+  test('through the cache library (GHES, or the stream client turned off): a chain saves and restores the same', async () => {
+    env.BUILDKIT_MOUNT_CACHE_GITHUB_CLIENT = 'library'
+    try {
+      // The two clients keep their entries apart (docs/how-it-works.md): the library starts from a miss.
+      const base = await job('base')
+      expect(base.seen).toHaveLength(1)
+      const j = await job('one')
+      expect(j.seen).toEqual(base.after)
+      expect(j.post.warnings).toEqual([])
+      expect(j.post.stdout).toMatch(/\(delta 1 of /)
+      const next = await job('read')
+      expect(next.main.warnings).toEqual([])
+      expect(next.main.stdout).toContain('+ 1 delta(s)')
+      expect(next.seen).toEqual(j.after)
+    } finally {
+      delete env.BUILDKIT_MOUNT_CACHE_GITHUB_CLIENT
+    }
+  })
 })

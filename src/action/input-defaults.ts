@@ -12,5 +12,6 @@ export const INPUT_DEFAULTS: Readonly<Record<string, string>> = {
   'lookup-only': 'false',
   'fail-on-cache-miss': 'false',
   'exact-match': 'false',
+  deltas: 'true',
   'delete-superseded': 'false'
 }

@@ -41,6 +41,7 @@ export const InputName = {
   failOnCacheMiss: 'fail-on-cache-miss',
   exactMatch: 'exact-match',
   deleteSuperseded: 'delete-superseded',
+  deltas: 'deltas',
   /** Read by post and save/ only, for deleting (githubTokenInput); never part of Inputs or the state. */
   githubToken: 'github-token'
 } as const
@@ -132,7 +133,8 @@ export function getInputs(read: InputReader = actionInputs): Inputs {
     lookupOnly: booleanInput(read, InputName.lookupOnly),
     exactMatch: booleanInput(read, InputName.exactMatch),
     failOnCacheMiss: booleanInput(read, InputName.failOnCacheMiss),
-    deleteSuperseded: deleteSupersededInput(read)
+    deleteSuperseded: deleteSupersededInput(read),
+    deltas: booleanInput(read, InputName.deltas)
   }
   if (builder !== '') inputs.builder = builder
   if (resolved.cacheNamespace !== undefined) inputs.cacheNamespace = resolved.cacheNamespace

@@ -30,6 +30,8 @@ export interface PlanInputs {
   exactMatch?: boolean
   /** Delete the entries a new full save replaces (input delete-superseded). */
   deleteSuperseded?: boolean
+  /** false: every save is a full one, never a delta (input deltas). */
+  deltas?: boolean
 }
 
 /**
@@ -61,6 +63,7 @@ export async function planMounts(services: Services, inputs: PlanInputs): Promis
   if (inputs.lookupOnly) state.lookupOnly = true
   if (inputs.exactMatch) state.exactMatch = true
   if (inputs.deleteSuperseded) state.deleteSuperseded = true
+  if (inputs.deltas === false) state.deltas = false
   if (inputs.cacheNamespace !== undefined) state.cacheNamespace = inputs.cacheNamespace
   return { state, engine }
 }
