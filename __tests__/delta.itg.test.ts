@@ -10,7 +10,9 @@ import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, test } from '@jest/globals'
 
 import { runStep, type StepResult } from '../test-support/action-runner.js'
-import { corruptBlob } from '../test-support/hostile/plant.js'
+import { DELTA_META_NAME, deltaMetaText } from '../src/archive/delta.js'
+import { makeTar } from '../test-support/fakes/tar.js'
+import { corruptBlob, plantBytes } from '../test-support/hostile/plant.js'
 import { useItgEnv } from '../test-support/itg-env.js'
 import { clientPathDir, listingScript, normalizeListing, pruneBuilder, UTILITY_IMAGE, userBuild } from '../test-support/user-build.js'
 
@@ -230,5 +232,20 @@ describe('delta saves through buildx', () => {
     } finally {
       delete env.BUILDKIT_MOUNT_CACHE_GITHUB_CLIENT
     }
+  })
+
+  test('a hostile delta planted on the newest base: the base alone is restored, with a warning', async () => {
+    const clean = await job('read')
+    const newest = new RegExp(`restored (${prefix}-\\S+) \\(exact, \\d`).exec(clean.main.stdout)?.[1] as string
+    expect(newest).toMatch(/-[0-9a-f]{16}$/)
+    const meta = deltaMetaText({ base: newest, chain: [newest], sequence: 1, deleted: [] })
+    const hostile = await makeTar([
+      { name: DELTA_META_NAME, type: 'file', mode: 0o644, body: meta },
+      { name: 'pkgs/a/suid', type: 'file', mode: 0o4755, body: 'x' }
+    ])
+    await plantBytes({ service: itg.service, runnerTemp: join(itg.work, 'temp'), workspace }, id, `${newest}-d1-${'0'.repeat(12)}`, hostile)
+    const j = await job('read')
+    expect(j.main.warnings.join('\n')).toMatch(/the deltas of \S+ do not apply \(.*setuid.*\); restoring the base entry alone/)
+    expect(j.seen).toEqual(clean.seen)
   })
 })
