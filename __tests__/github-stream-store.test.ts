@@ -293,15 +293,7 @@ describe('choosing the client', () => {
 
   test('a service that refuses the stream calls hands the job to the library', async () => {
     const calls: string[] = []
-    const library: CacheStore = {
-      available: () => true,
-      readable: () => true,
-      writable: () => true,
-      restore: async (_p, key) => (calls.push(`restore ${key}`), undefined),
-      find: async () => undefined,
-      exists: async () => false,
-      save: async (_p, key) => (calls.push(`save ${key}`), true)
-    }
+    const library = recordingLibrary(calls)
     service.faults.add({ match: { op: 'GetCacheEntryDownloadURL' }, action: { status: 501 }, times: 1 })
     const s = githubStore(env(), { policy: fast }, library)
     expect(await s.restore(join(dir, 'x.tar'), 'k1', [])).toBeUndefined()
@@ -312,15 +304,7 @@ describe('choosing the client', () => {
 
   test('GHES gets the library, with removal through the REST API beside it', async () => {
     const calls: string[] = []
-    const library: CacheStore = {
-      available: () => true,
-      readable: () => true,
-      writable: () => true,
-      restore: async (_p, key) => (calls.push(`restore ${key}`), undefined),
-      find: async (_p, key) => (calls.push(`find ${key}`), undefined),
-      exists: async (_p, key) => (calls.push(`exists ${key}`), false),
-      save: async (_p, key) => (calls.push(`save ${key}`), true)
-    }
+    const library = recordingLibrary(calls)
     service.clearRequests()
     const s = githubStore({ ...env(), GITHUB_SERVER_URL: 'https://ghes.corp' }, {}, library)
     await s.restore(join(dir, 'x.tar'), 'k1', [])
@@ -343,3 +327,16 @@ describe('retry policy', () => {
     expect(backoffMs(policy, 1, new HttpStatusError(429, 'rate', 5000))).toBe(1000)
   })
 })
+
+/** A stand-in for the cache library that records each call and finds nothing. */
+function recordingLibrary(calls: string[]): CacheStore {
+  return {
+    available: () => true,
+    readable: () => true,
+    writable: () => true,
+    restore: async (_p, key) => (calls.push(`restore ${key}`), undefined),
+    find: async (_p, key) => (calls.push(`find ${key}`), undefined),
+    exists: async (_p, key) => (calls.push(`exists ${key}`), false),
+    save: async (_p, key) => (calls.push(`save ${key}`), true)
+  }
+}
