@@ -94,6 +94,19 @@ describe('the summary markdown', () => {
     )
   })
 
+  test('a chain restored and a delta saved: the restored and saved columns say so', async () => {
+    const { state, report } = await known()
+    const m0 = state.mounts[0]
+    if (m0?.restore.kind !== 'injected') throw new Error('npm is injected')
+    const base = 'bmc-npm-linux-amd64-h17-aaaaaaaaaaaaaaaa'
+    const tip = `${base}-d2-0123456789ab`
+    m0.restore.entry = { ...m0.restore.entry, matchedKey: tip, chain: { keys: [base, `${base}-d1-ba9876543210`, tip], baseBytes: 1, deltaBytes: 1 } }
+    report.saves.set(0, { kind: 'saved', key: `${base}-d3-aaaabbbbcccc`, bytes: 5000, ms: 300, delta: { sequence: 3, removed: 2 } })
+    const text = summaryMarkdown(state, report)
+    expect(text).toContain('| npm | exact | 3.0 MiB (base + 2 deltas) | 1.3 s | 4.9 KiB (delta 3) | 0.3 s |')
+    expect(text).toContain(`| npm | \`bmc-npm-linux-amd64-h17\` | \`${tip}\` | \`${base}-d3-aaaabbbbcccc\` |`)
+  })
+
   test('main only (no save by this step): four columns, and the failure in one line on top', async () => {
     const { state } = await known()
     const text = summaryMarkdown(state, undefined, 'main step: the builder went away\nstack trace')
