@@ -185,9 +185,11 @@ describe('progress of long phases', () => {
     setProgressClock(previous)
   })
 
-  test('the ticker: nothing before one interval, then bytes so far and the rate of the last interval; nothing after stop', () => {
+  test('the ticker: nothing before one interval or before the first byte, then bytes so far and the rate of the last interval; nothing after stop', () => {
     const lines: string[] = []
     const p = startProgress('extract', l => lines.push(l))
+    clock.advance(PROGRESS_INTERVAL_MS)
+    expect(lines).toEqual([])
     p.add(1024 * 1024)
     clock.advance(PROGRESS_INTERVAL_MS - 1)
     expect(lines).toEqual([])
@@ -196,7 +198,7 @@ describe('progress of long phases', () => {
     clock.advance(PROGRESS_INTERVAL_MS)
     p.stop()
     clock.advance(5 * PROGRESS_INTERVAL_MS)
-    expect(lines).toEqual(['extract: 1.0 MiB in 10 s, 102.4 KiB/s', 'extract: 5.0 MiB in 20 s, 409.6 KiB/s'])
+    expect(lines).toEqual(['extract: 1.0 MiB in 20 s, 51.2 KiB/s', 'extract: 5.0 MiB in 30 s, 409.6 KiB/s'])
     expect(clock.tickers.size).toBe(0)
   })
 

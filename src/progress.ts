@@ -5,7 +5,9 @@ import { log } from './log.js'
  * Progress of a long phase (an inject or extract build, a transfer): every
  * interval (10 s), one line with the bytes moved so far and the rate over
  * the last interval, e.g. `inject: 1.2 GiB in 30 s, 41.0 MiB/s`. A phase
- * shorter than one interval prints nothing. The clock is a seam: tests
+ * shorter than one interval prints nothing, and neither does one that has
+ * moved nothing yet (an inject waiting for its first download, which reports
+ * its own progress). The clock is a seam: tests
  * swap it for one they advance.
  */
 export interface ProgressClock {
@@ -59,6 +61,7 @@ export function startProgress(label: string, emit: (line: string) => void = line
   let last = { at: started, done: 0 }
   const cancel = c.every(PROGRESS_INTERVAL_MS, () => {
     const t = c.now()
+    if (done === 0) return
     emit(phaseProgressLine(label, done, t - started, done - last.done, t - last.at))
     last = { at: t, done }
   })
