@@ -67,9 +67,10 @@ function expectOk(r: StepResult, allowErrors = false): void {
   expect({ exit: r.exitCode, errors: allowErrors ? [] : r.errors, ...(r.exitCode === 0 ? {} : { log: log(r) }) }).toEqual({ exit: 0, errors: [] })
 }
 const hits = (r: StepResult): boolean[] => (JSON.parse(r.outputs.mounts ?? '[]') as { hit: boolean }[]).map(m => m.hit)
+/** What a step left in the archive root; inject's listings are left for post on purpose (a delta is computed against them). */
 const leftovers = (runnerTemp = defaultTemp): string[] => {
   const dir = join(runnerTemp, 'buildkit-mount-cache')
-  return existsSync(dir) ? readdirSync(dir) : []
+  return existsSync(dir) ? readdirSync(dir).filter(name => !name.endsWith('.listing')) : []
 }
 
 const t = new Date('2024-03-04T05:06:07Z')

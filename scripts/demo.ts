@@ -1,6 +1,7 @@
-// The demo: one full restore → build → save cycle of the action on the local
-// engine and a local cache service, twice (a cold run, then a warm one on an
-// emptied builder), printing what moved, how much and how fast.
+// The demo: the action's restore → build → save cycle on the local engine and a
+// local cache service, three times: a cold run, a warm one on an emptied
+// builder that adds a package (saved as a delta), and a third that restores
+// the base and its delta; printing what moved, how much and how fast.
 import { spawnSync } from 'node:child_process'
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
@@ -22,7 +23,9 @@ RUN --mount=type=cache,id=demo-packages-${run},target=/home/app/.cache,uid=1000,
     --mount=type=cache,id=demo-tools-${run},target=/opt/tools,sharing=locked <<'EOS'
 set -eu
 if [ -e /home/app/.cache/index ]; then
-  echo "WARM: $(wc -l < /home/app/.cache/index) packages already in the cache mount"
+  echo "WARM: $(wc -l < /home/app/.cache/index) packages already in the cache mount, one more added"
+  head -c 40000 /dev/urandom > /home/app/.cache/pkg-$RUN_ID.tgz && echo pkg-$RUN_ID >> /home/app/.cache/index
+  chown 1000:1000 /home/app/.cache/pkg-$RUN_ID.tgz
 else
   echo "COLD: downloading packages into the cache mount"
   i=0; while [ $i -lt 200 ]; do head -c 40000 /dev/urandom > /home/app/.cache/pkg-$i.tgz; echo pkg-$i >> /home/app/.cache/index; i=$((i+1)); done
@@ -80,7 +83,14 @@ async function main(): Promise<void> {
     const warm = await step('main')
     show('main step, warm', warm)
     userStep('warm')
-    show('post step, warm', await step('post', warm.state))
+    show('post step, warm (what changed is saved as a delta)', await step('post', warm.state))
+
+    pruneBuilder(client)
+    console.log('\n=== builder emptied again')
+    const again = await step('main')
+    show('main step, warm again (the base and its delta)', again)
+    userStep('again')
+    show('post step, warm again', await step('post', again.state))
 
     console.log('\n=== cache entries in the local service')
     for (const e of service.entries()) console.log(`  ${e.key}  ${(e.size / 1024).toFixed(0)} KiB`)
