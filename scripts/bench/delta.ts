@@ -199,6 +199,8 @@ export async function runDeltaBench(ctx: DeltaBenchContext, opts: DeltaBenchOpti
       keptBytes: kept.reduce((sum, e) => sum + e.size, 0),
       keptEntries: kept.length,
       keptByMount,
+      // A delta's key is its base's and `-d<n>-<hash>`; every other entry is a full one.
+      keptFull: kept.filter(e => !/-d\d+-[0-9a-f]{12}$/.test(e.key)).length,
       treeBytesAtEnd: restoredBytes(last),
       fidelity,
       deleteSuperseded: opts.deleteSuperseded

@@ -322,6 +322,8 @@ export interface DeltaFigures {
   keptBytes: number
   keptEntries: number
   keptByMount: Record<string, number>
+  /** How many of them are full entries (bases). */
+  keptFull: number
   treeBytesAtEnd: number
   /** One label per restore whose tree was the one the previous run left (a difference throws). */
   fidelity: string[]
@@ -403,8 +405,14 @@ export function deltaReport(f: DeltaFigures): string {
     `- new content a changed run writes: ${pct(newShare)} of the mount; uploaded by the delta runs' posts: ${pct(Math.min(...uploads))}-${pct(Math.max(...uploads))}`,
     `- run 1's post: extract ${ratio(first.post.extract, first.post.seconds)} of the step (its RUN step ${ratio(first.post.buildRun, first.post.seconds)}), save the rest; a full save (run 0's post) × per-mount extract: ${ratio(fullPost.post.seconds, f.perMountExtractSeconds)}`,
     `- main of the chain × main of the full entry: inject ${ratio(chain.main.inject, f.fullMain.inject)}, slowest restore ${ratio(chain.main.slowestRestore, f.fullMain.slowestRestore)}, restore to ready ${ratio(chain.main.ready, f.fullMain.ready)}`,
-    `- main × main of the full entry, by deltas in the chain restored: ${byChain}`
+    `- main × main of the full entry, by deltas in the chain restored: ${byChain}`,
+    `- kept: ${f.keptFull} full entries and ${f.keptEntries - f.keptFull} deltas`
   ]
+  const mounts = Object.keys(f.keptByMount).length
+  if (f.deleteSuperseded && f.keptFull > mounts)
+    lines.push(
+      `- delete-superseded was given, yet ${f.keptFull - mounts} superseded full entries are kept: does this build of the action have the input?`
+    )
   if (process.env.BMC_BENCH_SECONDS) {
     lines.push('', `per-mount extract ${f.perMountExtractSeconds.toFixed(2)} s; main of the full entry ${f.fullMain.seconds.toFixed(2)} s`)
     for (const r of f.runs)
