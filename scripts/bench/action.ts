@@ -13,26 +13,41 @@ export interface ActionStep {
   result: StepResult
   /** Peak RSS of the step's node process (KiB), when the probe reported it. */
   maxRssKiB?: number
-  /** From "Extracted N mount(s), X in Y s (mode[; K unchanged since inject, not read])". */
+  /** From "Extracted N mount(s), X in Y s (mode[; K unchanged since inject, not read][; D as delta(s) of what changed])". */
   extractSeconds?: number
   /** The mode of that line, e.g. "loopback stream" or "build exporter". */
   extractMode?: string
   /** The K of "; K unchanged since inject, not read" (0 without it). */
   extractNotRead?: number
+  /** The D of "; D as delta(s) of what changed" (0 without it). */
+  extractDeltas?: number
   /** From "Injected N mount(s), X in Y s (mode)". */
   injectSeconds?: number
   /** The "(mode)" of that line: "loopback stream" or "build context". */
   injectMode?: string
   /** From "Restore to ready: X s for N mount(s) (slowest restore Y s, inject Z s, overlapped)". */
   restoreToReady?: { seconds: number; slowestRestore: number; inject: number }
-  /** From "<id>: restored <key> (<size>, N entries, Z s)". */
-  restored: Array<{ id: string; seconds: number; entries: number }>
-  /** From "<id>: saved <key> (<size>, Z s)". */
-  saved: Array<{ id: string; seconds: number }>
+  /** From "<id>: restored <key> (<match>[, base <key> + D delta(s)], <size>, N entries, Z s)"; `deltas` is D (0 for a full entry). */
+  restored: Array<{ id: string; key: string; seconds: number; entries: number; deltas: number }>
+  /**
+   * From "<id>: saved <key> (<size>, Z s)", or for a delta entry "<id>: saved
+   * <key> (delta S of <base>: <size> in C changed entries, R removed, Z s)".
+   */
+  saved: Array<{ id: string; key: string; seconds: number; delta?: SavedDelta }>
   /** Mounts logged "<id>: unchanged since restore (...)", with or without "; its manifest is the one inject left". */
   unchanged: string[]
   /** BuildKit step seconds of the step's generated build (its progress comes as debug lines). */
   buildSteps: Record<StepKind, number>
+}
+
+/** What a post step's log says of a delta it saved. */
+export interface SavedDelta {
+  /** S: the delta's place in its chain (1 for the first on a base). */
+  sequence: number
+  base: string
+  /** C and R of the log line. */
+  changedEntries: number
+  removed: number
 }
 
 export interface ActionRunner {
@@ -98,12 +113,16 @@ export function parseActionLog(stdout: string): Omit<ActionStep, 'entry' | 'seco
 
 type ParsedLog = ReturnType<typeof parseActionLog>
 
-const EXTRACTED = /^Extracted \d+ mount\(s\), .* in ([\d.]+) s(?: \(([^;)]+)(?:; (\d+) unchanged since inject, not read)?\))?$/
+const EXTRACTED = /^Extracted \d+ mount\(s\), .* in ([\d.]+) s(?: \(([^;)]+)((?:; .*)?)\))?$/
+const NOT_READ = /; (\d+) unchanged since inject, not read/
+const AS_DELTAS = /; (\d+) as delta\(s\) of what changed/
 const INJECTED = /^Injected \d+ mount\(s\), .* in ([\d.]+) s(?: \((.+)\))?$/
 const READY =
   /^Restore to ready: ([\d.]+) s for \d+ mount\(s\) \(slowest restore ([\d.]+) s, inject ([\d.]+) s(?:, overlapped|, one after the other)?\)$/
-const RESTORED = /^(.+): restored \S+ \(.*, (\d+) entries, ([\d.]+) s\)$/
-const SAVED = /^(.+): saved \S+ \(.*, ([\d.]+) s\)$/
+const RESTORED = /^(.+): restored (\S+) \((.*), (\d+) entries, ([\d.]+) s\)$/
+const CHAIN = /, base \S+ \+ (\d+) delta\(s\)/
+const SAVED = /^(.+): saved (\S+) \((.*), ([\d.]+) s\)$/
+const DELTA = /^delta (\d+) of (\S+): .* in (\d+) changed entries, (\d+) removed$/
 const UNCHANGED = /^(.+?): unchanged since restore\b/
 
 /** One (non-debug) log line of a step into `out`. */
@@ -112,7 +131,8 @@ function parseLine(line: string, out: ParsedLog): void {
   if (m) {
     out.extractSeconds = Number(m[1])
     if (m[2]) out.extractMode = m[2]
-    out.extractNotRead = Number(m[3] ?? 0)
+    out.extractNotRead = Number(NOT_READ.exec(m[3] ?? '')?.[1] ?? 0)
+    out.extractDeltas = Number(AS_DELTAS.exec(m[3] ?? '')?.[1] ?? 0)
   }
   m = INJECTED.exec(line)
   if (m) {
@@ -122,9 +142,16 @@ function parseLine(line: string, out: ParsedLog): void {
   m = READY.exec(line)
   if (m) out.restoreToReady = { seconds: Number(m[1]), slowestRestore: Number(m[2]), inject: Number(m[3]) }
   m = RESTORED.exec(line)
-  if (m) out.restored.push({ id: m[1] as string, entries: Number(m[2]), seconds: Number(m[3]) })
+  if (m) {
+    const deltas = Number(CHAIN.exec(m[3] as string)?.[1] ?? 0)
+    out.restored.push({ id: m[1] as string, key: m[2] as string, entries: Number(m[4]), seconds: Number(m[5]), deltas })
+  }
   m = SAVED.exec(line)
-  if (m) out.saved.push({ id: m[1] as string, seconds: Number(m[2]) })
+  if (m) {
+    const d = DELTA.exec(m[3] as string)
+    const delta = d ? { sequence: Number(d[1]), base: d[2] as string, changedEntries: Number(d[3]), removed: Number(d[4]) } : undefined
+    out.saved.push({ id: m[1] as string, key: m[2] as string, seconds: Number(m[4]), ...(delta ? { delta } : {}) })
+  }
   m = UNCHANGED.exec(line)
   if (m) out.unchanged.push(m[1] as string)
 }

@@ -5,6 +5,7 @@
 //   npx tsx scripts/bench/bench.ts [--size-mib 1024] [--files 20000] [--quick]
 //       [--sizes 256,512,1024] [--repeat 1] [--json FILE] [--private-engine]
 //       [--prune-all] [--compression] [--builder NAME] [--cache-clients]
+//       [--changed PERCENT [--delete-superseded]]
 //
 // --quick        64 MiB / 2,000 files, a sanity run
 // --sizes LIST   a sweep: the whole measurement at each size (MiB), one after
@@ -30,6 +31,14 @@
 // --cache-clients only the GitHub cache's two clients (the cache library and the
 //                stream client) saving and restoring one archive of --size-mib,
 //                incompressible and compressible, no engine (see cache-clients.ts)
+// --changed PERCENT  only the delta saves scenario (see delta.ts): the tree of
+//                --size-mib / --files saved once, then 10 runs on a fresh builder
+//                that each change PERCENT of its files (half added, half
+//                rewritten) and remove half as many, restoring and saving
+//                through the action; ratios of uploads, post and main times and
+//                the entries kept
+// --delete-superseded  with --changed: the action's input delete-superseded: true
+//                (without it the kept entries are what nothing deleting leaves)
 //
 // Other jobs that `buildx prune --all` the shared engine empty the bench's
 // mounts; the bench notices (every move is checked) and repeats the round on
@@ -66,7 +75,19 @@ import {
   type Signature
 } from './dataset.js'
 import { EXTRACT_VARIANTS, extractFloor, hostFloors, INJECT_VARIANTS, injectFloor } from './floor.js'
-import { foreignBuilds, hostTreeSignature, listRecords, pruneRecords, q, sh, type CacheRecord, type TreeSignature } from './lib.js'
+import {
+  foreignBuilds,
+  hostTreeSignature,
+  isMountOf,
+  listRecords,
+  pruneMounts,
+  pruneRecords,
+  q,
+  sh,
+  type CacheRecord,
+  type TreeSignature
+} from './lib.js'
+import { runDeltaBench, type DeltaResult } from './delta.js'
 import { PerMount, type CacheMap, type DanceMountTiming } from './per-mount.js'
 import { startPrivateEngine, type PrivateEngine } from './private-engine.js'
 import { buildReport, growthRows, growthTable, Samples, type SizeOutcome } from './report.js'
@@ -93,6 +114,10 @@ interface Options {
   cacheClients?: boolean
   /** --builder: the buildx builder every phase runs on (default: the current one). */
   builder?: string
+  /** --changed: only the delta scenario, changing this percentage of the files per run. */
+  changed?: number
+  /** --delete-superseded: the action's input of that name, for the delta scenario. */
+  deleteSuperseded: boolean
 }
 
 function parseArgs(argv: string[]): Options {
@@ -103,7 +128,8 @@ function parseArgs(argv: string[]): Options {
     repeat: 1,
     pruneAll: false,
     privateEngine: false,
-    compression: false
+    compression: false,
+    deleteSuperseded: false
   }
   let sizeGiven = false
   for (let i = 0; i < argv.length; i++) {
@@ -142,15 +168,24 @@ function parseArgs(argv: string[]): Options {
     else if (arg === '--compression') opts.compression = true
     else if (arg === '--builder') opts.builder = value()
     else if (arg === '--cache-clients') opts.cacheClients = true
+    else if (arg === '--changed') {
+      const v = value()
+      const n = Number(v)
+      if (!Number.isFinite(n) || n <= 0 || n > 50) throw new Error(`--changed needs a percentage above 0 and at most 50, got ${v}`)
+      opts.changed = n
+    } else if (arg === '--delete-superseded') opts.deleteSuperseded = true
     else if (arg === '--help' || arg === '-h') {
       console.log(
-        'usage: bench.ts [--size-mib N | --sizes N,N,...] [--files N] [--quick] [--repeat N] [--json FILE] [--private-engine] [--prune-all] [--compression] [--builder NAME] [--cache-clients]'
+        'usage: bench.ts [--size-mib N | --sizes N,N,...] [--files N] [--quick] [--repeat N] [--json FILE] [--private-engine] [--prune-all] [--compression] [--builder NAME] [--cache-clients] [--changed PERCENT [--delete-superseded]]'
       )
       process.exit(0)
     } else throw new Error(`unknown argument ${arg}`)
   }
   if (opts.sizes && sizeGiven) throw new Error('--sizes replaces --size-mib and --quick: give one or the other')
   if (opts.builder && opts.privateEngine) throw new Error('--builder names a builder of the current engine; --private-engine starts another')
+  if (opts.changed !== undefined && (opts.sizes || opts.repeat > 1 || opts.compression || opts.cacheClients))
+    throw new Error('--changed is a scenario of its own: one size (--size-mib), one round, without --compression or --cache-clients')
+  if (opts.deleteSuperseded && opts.changed === undefined) throw new Error('--delete-superseded belongs to the --changed scenario')
   return opts
 }
 
@@ -251,9 +286,17 @@ async function main(): Promise<void> {
   const bench: Bench = { opts, run, startedAt, work, bundleDir: bundle.dir, perMount, reach }
   const results: SizeResult[] = []
   const synthetic: CompressionResult[] = []
+  let delta: DeltaResult | undefined
   let failure: unknown
   try {
-    for (const [i, spec] of specs.entries()) {
+    if (opts.changed !== undefined) {
+      const deltaOptions = { percent: opts.changed, sizeMiB: opts.sizeMiB, plan: plans[0] as DatasetPlan, deleteSuperseded: opts.deleteSuperseded }
+      delta = await runDeltaBench(
+        { run, work, bundleDir: bundle.dir, perMount, log },
+        { ...deltaOptions, ...(opts.builder ? { builder: opts.builder } : {}) }
+      )
+    }
+    for (const [i, spec] of (delta === undefined ? specs : []).entries()) {
       if (i > 0) {
         // The previous size's mounts, layers and contexts go, as after a run.
         log('pruning the previous size from the builder')
@@ -278,6 +321,14 @@ async function main(): Promise<void> {
       delete process.env.DOCKER_HOST
     } else if (opts.pruneAll) await sh('docker buildx prune --all --force', { allowFail: true })
     else await pruneOwn(run, startedAt, []).catch((e: unknown) => log(`prune failed: ${String(e)}`))
+  }
+  if (delta !== undefined) {
+    console.log(delta.text)
+    if (others.length > 0) console.log('\nNote: other builds were running on the engine when the bench started; figures are noisier than usual.')
+    if (opts.json) {
+      writeFileSync(opts.json, `${JSON.stringify({ run, options: opts, engine: { versions: engineVersions }, delta: delta.figures }, null, 2)}\n`)
+      console.log(`\nJSON written to ${opts.json}`)
+    }
   }
   // Sizes that completed are reported even when a later one failed.
   if (results.length > 0) {
@@ -488,9 +539,7 @@ async function measureSize(bench: Bench, spec: SizeSpec, plan: DatasetPlan, labe
       fbPost
     )
     s.add('fallback.extract', fbPost.extractSeconds)
-    await pruneRecords(
-      (await listRecords()).filter(x => x.type === 'exec.cachemount' && mounts.some(m => isMountOf(x.description, m.id))).map(x => x.id)
-    )
+    await pruneMounts(mounts.map(m => m.id))
     log('our main step on a hit, fallback path (build context)')
     const fbHit = await runActionStep(fallback, 'main', fbPrefix)
     if (fbHit.result.outputs['cache-hit'] !== 'true' || fbHit.injectMode !== 'build context') {
@@ -620,11 +669,6 @@ function writeJson(
 
 /** Our mounts were emptied by someone else (other jobs on this engine run `buildx prune --all`). */
 class ForeignPrune extends Error {}
-
-/** A cache-mount record's description ends with `with id "/<id>"` (or without the slash). */
-function isMountOf(description: string, id: string): boolean {
-  return description.endsWith(`with id "/${id}"`) || description.endsWith(`with id "${id}"`)
-}
 
 function sum(values: number[]): number {
   return values.reduce((a, b) => a + b, 0)

@@ -67,7 +67,7 @@ interface DirPlan {
   other: number
 }
 
-interface MountPlan {
+export interface MountPlan {
   large: number[]
   tinySize: number
   otherSize: number
@@ -133,6 +133,19 @@ export function planDataset(totalBytes: number, files: number): DatasetPlan {
 
 const LONG_FILE_BYTES = 4096
 
+/** Name of the `n`th (from 1) file of a directory of small files: `t` (tiny) or `o` (other), as the generator's `w` names them. */
+const smallFileName = (dir: number, kind: 't' | 'o', n: number): string => `d${String(dir).padStart(4, '0')}/${kind}${String(n).padStart(3, '0')}`
+
+/** The small files of one mount as the generator makes them: path relative to the mount root, size. */
+export function generatedSmallFiles(p: MountPlan): Array<{ path: string; size: number }> {
+  const files: Array<{ path: string; size: number }> = []
+  p.dirs.forEach((d, i) => {
+    for (let n = 1; n <= d.tiny; n++) files.push({ path: smallFileName(i, 't', n), size: p.tinySize })
+    for (let n = 1; n <= d.other; n++) files.push({ path: smallFileName(i, 'o', n), size: p.otherSize })
+  })
+  return files
+}
+
 /** Shell lines (busybox) that fill one mount per its plan. */
 function fillLines(root: string, p: MountPlan): string[] {
   const lines = p.large.map((size, i) => `head -c ${size} /dev/urandom > ${root}/large-${i}.bin`)
@@ -144,7 +157,7 @@ function fillLines(root: string, p: MountPlan): string[] {
  * Dockerfile of the user build that creates the data in the three cache
  * mounts and prints a signature of each (see signatureFunction).
  */
-export function generatorDockerfile(image: string, mounts: BenchMount[], plan: DatasetPlan, nonce: string): string {
+export function generatorDockerfile(image: string, mounts: BenchMount[], plan: DatasetPlan, nonce: string, signature: SignatureOptions = {}): string {
   const [pkgs, tools, build] = mounts.map(m => m.target) as [string, string, string]
   const links = plan.hardlinks
   const long = `${build}/deep/${'a'.repeat(60)}/${'b'.repeat(60)}/${'c'.repeat(40)}.dat`
@@ -172,10 +185,20 @@ export function generatorDockerfile(image: string, mounts: BenchMount[], plan: D
     `chmod 600 ${build}/d0000/*`,
     `chmod 700 ${build}/d0001`,
     `chmod 755 ${build}/large-*.bin`,
-    signatureFunction(),
+    signatureFunction(signature),
     ...mounts.map(m => `echo "SIG ${m.name} $(sig ${m.target})"`)
   ]
   return [`FROM ${image}`, `RUN ${mounts.map(m => cacheFlag(m)).join(' \\\n    ')} <<'EOS'`, ...script, 'EOS', ''].join('\n')
+}
+
+/** What a signature covers beyond the metadata. */
+export interface SignatureOptions {
+  /**
+   * Also a digest of every file's content and of the hardlink groups (which
+   * names share an inode). It reads the whole tree, so only the callers that
+   * change content (the delta scenario) ask for it.
+   */
+  content?: boolean
 }
 
 /**
@@ -185,17 +208,25 @@ export function generatorDockerfile(image: string, mounts: BenchMount[], plan: D
  * mtimes of files and of directories, and 1 when the root holds a
  * `buildstamp` (the per-mount tool copies its own into the cache). The
  * buildstamp is left out of the rest. Equal trees print equal lines; the
- * split tells which kind of metadata a copy lost.
+ * split tells which kind of metadata a copy lost. With `content`, a sixth
+ * field: the digest of the files' md5s and of the hardlink groups.
  */
-export function signatureFunction(): string {
+export function signatureFunction(options: SignatureOptions = {}): string {
   const x = '! -path . ! -path ./buildstamp'
+  // Hardlink groups: `inode name` lines sorted as text keep each inode's names together, one line per group.
+  const content = options.content
+    ? [
+        `  c=$({ find . -type f ${x} -exec md5sum {} + | sort; find . -type f -links +1 ${x} -exec stat -c '%i %n' {} + | sort | awk '$1 != p { if (g != "") print g; g = "" } { g = g " " $2; p = $1 } END { if (g != "") print g }' | sort; } | md5sum | cut -c1-12)`
+      ]
+    : []
   return [
     'sig() { (cd "$1" && b=0 && if [ -e buildstamp ]; then b=1; fi',
     `  n=$(find . ${x} | wc -l)`,
     `  m=$({ find . ! -type l ${x} -exec stat -c '%n|%F|%s|%u|%g|%a|%h' {} + ; find . -type l -exec stat -c '%n|%F|%u|%g|%N' {} + ; } | sort | md5sum | cut -c1-12)`,
     `  f=$(find . ! -type l ! -type d ${x} -exec stat -c '%n|%Y' {} + | sort | md5sum | cut -c1-12)`,
     `  d=$(find . -type d ${x} -exec stat -c '%n|%Y' {} + | sort | md5sum | cut -c1-12)`,
-    '  echo "$n $m $f $d $b"); }'
+    ...content,
+    `  echo "$n $m $f $d $b${options.content ? ' $c' : ''}"); }`
   ].join('\n')
 }
 
@@ -206,31 +237,34 @@ export interface Signature {
   fileMtimes: string
   dirMtimes: string
   buildstamp: boolean
+  /** Digest of the content and the hardlink groups (SignatureOptions.content). */
+  content?: string
 }
 
-/** `SIG <name> <entries> <meta> <file mtimes> <dir mtimes> <buildstamp>` lines from a build log. */
+/** `SIG <name> <entries> <meta> <file mtimes> <dir mtimes> <buildstamp> [<content>]` lines from a build log. */
 export function parseSignatures(log: string): Map<string, Signature> {
   const out = new Map<string, Signature>()
-  for (const m of log.matchAll(/SIG (\S+) (\d+) ([0-9a-f]+) ([0-9a-f]+) ([0-9a-f]+) ([01])\s*$/gm)) {
+  for (const m of log.matchAll(/SIG (\S+) (\d+) ([0-9a-f]+) ([0-9a-f]+) ([0-9a-f]+) ([01])(?: ([0-9a-f]+))?\s*$/gm)) {
     out.set(m[1] as string, {
       entries: Number(m[2]),
       meta: m[3] as string,
       fileMtimes: m[4] as string,
       dirMtimes: m[5] as string,
-      buildstamp: m[6] === '1'
+      buildstamp: m[6] === '1',
+      ...(m[7] !== undefined ? { content: m[7] } : {})
     })
   }
   return out
 }
 
 /** A build that prints the signature of each cache mount (read-only), under the given ids. */
-export function signatureDockerfile(image: string, mounts: BenchMount[], ids: string[], nonce: string): string {
+export function signatureDockerfile(image: string, mounts: BenchMount[], ids: string[], nonce: string, signature: SignatureOptions = {}): string {
   const flags = mounts.map((m, i) => cacheFlag(m, { id: ids[i] as string, target: `/sig/${m.name}`, extra: ['readonly'] }))
   return [
     `FROM ${image}`,
     `RUN ${flags.join(' \\\n    ')} <<'EOS'`,
     `echo ${nonce} > /dev/null`,
-    signatureFunction(),
+    signatureFunction(signature),
     ...mounts.map(m => `echo "SIG ${m.name} $(sig /sig/${m.name})"`),
     'EOS',
     ''

@@ -163,6 +163,20 @@ export async function pruneRecords(ids: string[]): Promise<number> {
   return pruned
 }
 
+/** A cache-mount record's description ends with `with id "/<id>"` (or without the slash). */
+export function isMountOf(description: string, id: string): boolean {
+  return description.endsWith(`with id "/${id}"`) || description.endsWith(`with id "${id}"`)
+}
+
+/**
+ * Prunes the cache-mount records of these ids only: a fresh builder for
+ * the bench's mounts, while other jobs' caches on the engine stay.
+ */
+export async function pruneMounts(ids: string[]): Promise<void> {
+  const records = await listRecords()
+  await pruneRecords(records.filter(r => r.type === 'exec.cachemount' && ids.some(id => isMountOf(r.description, id))).map(r => r.id))
+}
+
 /** Other builds running on the engine right now (they make timings noisy and may prune our mounts). */
 export async function foreignBuilds(): Promise<string[]> {
   const r = await sh(

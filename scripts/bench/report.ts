@@ -272,3 +272,153 @@ export function growthTable(rows: GrowthRow[]): string {
 function ratio(a: number | undefined, b: number | undefined): number | undefined {
   return a === undefined || b === undefined || b === 0 ? undefined : a / b
 }
+
+// ---------------------------------------------------------------------------
+// Delta saves (`--changed PERCENT`, delta.ts)
+
+/** One action step of the delta scenario, as the table needs it. */
+export interface DeltaStep {
+  seconds: number
+  /** "Extracted ... in" (post). */
+  extract?: number
+  /** "Injected ... in" (main). */
+  inject?: number
+  /** "Restore to ready" and its slowest restore (main). */
+  ready?: number
+  slowestRestore?: number
+  /** Deltas of each restored chain (main; 0 for a full entry). */
+  deltas: number[]
+  /** BuildKit RUN step seconds of the step's generated build. */
+  buildRun: number
+}
+
+/** One run: 0 is the first, full save; 1.. are the changed runs. */
+export interface DeltaRun {
+  run: number
+  main: DeltaStep
+  post: DeltaStep
+  /** The tree main restored (its `restored-bytes`, all mounts); 0 for run 0. */
+  treeBytes: number
+  /** Bytes of the entries post committed, and how many. */
+  uploadedBytes: number
+  uploadedEntries: number
+  /** Bytes of new content the run's user build wrote (added and rewritten files). */
+  newBytes: number
+  /** Per mount: `full`, `d<n>` (delta n of its chain) or `unchanged`. */
+  saves: Record<string, string>
+}
+
+export interface DeltaFigures {
+  sizeMiB: number
+  files: number
+  percent: number
+  counts: { added: number; rewritten: number; removed: number }
+  runs: DeltaRun[]
+  perMountExtractSeconds: number
+  /** Main restoring one full entry of the tree the chain of run `chainRun` holds. */
+  fullMain: DeltaStep
+  chainRun: number
+  /** Committed entries of the mounts' key prefix after the last run. */
+  keptBytes: number
+  keptEntries: number
+  keptByMount: Record<string, number>
+  /** How many of them are full entries (bases). */
+  keptFull: number
+  treeBytesAtEnd: number
+  /** One label per restore whose tree was the one the previous run left (a difference throws). */
+  fidelity: string[]
+  deleteSuperseded: boolean
+}
+
+/** The targets of the four ratios. */
+export const DELTA_TARGETS = { uploaded: 0.03, postVsPerMount: 0.15, chainVsFull: 1.15, kept: 1.5 }
+
+const pct = (n: number, digits = 2): string => `${(n * 100).toFixed(digits)} %`
+
+function runSaves(r: DeltaRun): string {
+  const kinds = [...new Set(Object.values(r.saves))]
+  return kinds.length === 1 ? (kinds[0] as string) : Object.values(r.saves).join('/')
+}
+
+export function deltaReport(f: DeltaFigures): string {
+  const first = f.runs[1] as DeltaRun
+  const chain = f.runs[f.chainRun] as DeltaRun
+  const changed = f.runs.slice(1)
+  const deltaRuns = changed.filter(r => Object.values(r.saves).some(s => s.startsWith('d')))
+  const ratios = {
+    uploaded: first.uploadedBytes / first.treeBytes,
+    postVsPerMount: first.post.seconds / f.perMountExtractSeconds,
+    chainVsFull: chain.main.seconds / f.fullMain.seconds,
+    kept: f.keptBytes / f.treeBytesAtEnd
+  }
+  const verdict = (value: number, target: number): string => (value <= target ? 'met' : 'missed')
+  const kept = Object.entries(f.keptByMount)
+    .map(([m, n]) => `${m} ${n}`)
+    .join(', ')
+  const rows: Array<[string, string, string, string]> = [
+    [
+      `bytes uploaded by a changed run's post (run 1, ${runSaves(first)}) × the mount`,
+      pct(ratios.uploaded),
+      `≤ ${pct(DELTA_TARGETS.uploaded, 0)}`,
+      verdict(ratios.uploaded, DELTA_TARGETS.uploaded)
+    ],
+    [
+      "that post (extract + save) × the per-mount method's extract of the same tree",
+      ratios.postVsPerMount.toFixed(2),
+      `≤ ${DELTA_TARGETS.postVsPerMount}`,
+      verdict(ratios.postVsPerMount, DELTA_TARGETS.postVsPerMount)
+    ],
+    [
+      `main (restore + inject) of a chain of ${chain.main.deltas.join('/')} deltas × main restoring one full entry of the same tree`,
+      ratios.chainVsFull.toFixed(2),
+      `≤ ${DELTA_TARGETS.chainVsFull}`,
+      verdict(ratios.chainVsFull, DELTA_TARGETS.chainVsFull)
+    ],
+    [
+      `entries kept after ${changed.length} changed runs (${f.keptEntries}: ${kept}) × the mount${f.deleteSuperseded ? ', delete-superseded' : ', nothing deleted'}`,
+      ratios.kept.toFixed(2),
+      `≤ ${DELTA_TARGETS.kept}`,
+      verdict(ratios.kept, DELTA_TARGETS.kept)
+    ],
+    [
+      'restores whose tree is the one the previous run left (content, owners, modes, mtimes, links)',
+      `${f.fidelity.length} of ${f.fidelity.length}`,
+      'all',
+      'met'
+    ]
+  ]
+  const share = (r: DeltaRun): number => r.uploadedBytes / r.treeBytes
+  const uploads = deltaRuns.map(share)
+  const newShare = changed.reduce((sum, r) => sum + r.newBytes / r.treeBytes, 0) / changed.length
+  const byChain = changed.map(r => `${Math.max(...r.main.deltas)}: ${(r.main.seconds / f.fullMain.seconds).toFixed(2)}`).join(', ')
+  const ratio = (a: number | undefined, b: number | undefined): string => (a === undefined || b === undefined || b === 0 ? '?' : (a / b).toFixed(2))
+  const fullPost = f.runs[0] as DeltaRun
+  const lines = [
+    '',
+    `Delta saves: ${f.sizeMiB} MiB, ${f.files} files in 3 mounts; ${changed.length} changed runs after a full save, each adding ${f.counts.added}, rewriting ${f.counts.rewritten} and removing ${f.counts.removed} small files (${f.percent} % changed, ${f.percent / 2} % removed; seeded picks); one run.`,
+    '',
+    '| measure | ratio | target | |',
+    '| --- | --- | --- | --- |',
+    ...rows.map(r => `| ${r.join(' | ')} |`),
+    '',
+    `- saves, runs 0-${changed.length}: ${f.runs.map(runSaves).join(', ')}`,
+    `- new content a changed run writes: ${pct(newShare)} of the mount; uploaded by the delta runs' posts: ${pct(Math.min(...uploads))}-${pct(Math.max(...uploads))}`,
+    `- run 1's post: extract ${ratio(first.post.extract, first.post.seconds)} of the step (its RUN step ${ratio(first.post.buildRun, first.post.seconds)}), save the rest; a full save (run 0's post) × per-mount extract: ${ratio(fullPost.post.seconds, f.perMountExtractSeconds)}`,
+    `- main of the chain × main of the full entry: inject ${ratio(chain.main.inject, f.fullMain.inject)}, slowest restore ${ratio(chain.main.slowestRestore, f.fullMain.slowestRestore)}, restore to ready ${ratio(chain.main.ready, f.fullMain.ready)}`,
+    `- main × main of the full entry, by deltas in the chain restored: ${byChain}`,
+    `- kept: ${f.keptFull} full entries and ${f.keptEntries - f.keptFull} deltas`
+  ]
+  const mounts = Object.keys(f.keptByMount).length
+  if (f.deleteSuperseded && f.keptFull > mounts)
+    lines.push(
+      `- delete-superseded was given, yet ${f.keptFull - mounts} superseded full entries are kept: does this build of the action have the input?`
+    )
+  if (process.env.BMC_BENCH_SECONDS) {
+    lines.push('', `per-mount extract ${f.perMountExtractSeconds.toFixed(2)} s; main of the full entry ${f.fullMain.seconds.toFixed(2)} s`)
+    for (const r of f.runs)
+      lines.push(
+        `run ${r.run}: main ${r.main.seconds.toFixed(2)} s (inject ${r.main.inject?.toFixed(2) ?? '-'} s), post ${r.post.seconds.toFixed(2)} s (extract ${r.post.extract?.toFixed(2) ?? '-'} s), uploaded ${r.uploadedBytes} bytes in ${r.uploadedEntries} entries`
+      )
+  }
+  return lines.join('\n')
+}
