@@ -56,13 +56,14 @@ export const MANIFEST = /^[0-9a-f]{32}$/
  * the one inject left behind still holds exactly what was injected, and
  * extract can skip it without reading a byte of content; where it differs,
  * the lines that differ are what changed. `manifest` is the listing's md5.
- * `plain` is true when no name holds a newline (a listing line per entry).
+ * `plain` is true when no name in listing `$2` of `$1` holds a newline: as
+ * many entries as the listing has lines (one `find`, no `stat`).
  * Constant text; `$1` is a generated `c<n>`, `$2` a file.
  */
 const LIST_FUNCTIONS = [
   `list() { (cd /bmc && find "$1" -exec stat -c '%s|%f|%u|%g|%h|%i|%y|%z|%n' {} +); }`,
   `manifest() { md5sum < "$1" | cut -c1-32; }`,
-  `plain() { [ "$(cd /bmc && find "$1" -print0 | tr -d -c '\\000' | wc -c)" = "$(cd /bmc && find "$1" | wc -l)" ]; }`
+  `plain() { [ "$(cd /bmc && find "$1" -print0 | tr -d -c '\\000' | wc -c)" = "$(wc -l < "$2")" ]; }`
 ]
 
 /**
@@ -162,7 +163,7 @@ export function injectDockerfile(image: string, mounts: IndexedMount[], mode: In
   const listings = mounts.map(m => {
     const dir = exportDir(m.index)
     const file = `/bmc/out/${listingFile(m.index)}`
-    return `list ${dir} > ${file} && echo "${m.index} $(manifest ${file})" >> /bmc/out/${MANIFEST_FILE} && { case " $e " in *" ${dir} "*) plain ${dir} ;; *) false ;; esac || rm ${file}; }`
+    return `list ${dir} > ${file} && echo "${m.index} $(manifest ${file})" >> /bmc/out/${MANIFEST_FILE} && { case " $e " in *" ${dir} "*) plain ${dir} ${file} ;; *) false ;; esac || rm ${file}; }`
   })
   const commands = [
     'set -o pipefail',
@@ -225,9 +226,8 @@ export function extractDockerfile(image: string, mounts: IndexedMount[], mode: E
     const changed = `/bmc/changed.${index}`
     const awk = `awk -v ch=${changed} -v dl=/bmc/${deltaFile(dir)} -v lim="$${deltaArg(index)}" -v nb=${nameBytes} '${DIFF_AWK}' ${listing} ${now}`
     return [
-      `list ${dir} > ${now}`,
       `if [ -n "$${manifestArg(index)}" ] && [ "$(manifest ${now})" = "$${manifestArg(index)}" ]; then echo ${dir} >> /bmc/${STATUS_FILE}`,
-      `elif [ -n "$ok" ] && [ -n "$${deltaArg(index)}" ] && [ -f ${listing} ] && plain ${dir} && : > /bmc/${deltaFile(dir)} && ${awk}; then cat ${changed} >> /bmc/names; x="$x ${deltaFile(dir)}"`,
+      `elif [ -n "$ok" ] && [ -n "$${deltaArg(index)}" ] && [ -f ${listing} ] && plain ${dir} ${now} && : > /bmc/${deltaFile(dir)} && ${awk}; then cat ${changed} >> /bmc/names; x="$x ${deltaFile(dir)}"`,
       `else d="$d ${dir}"; fi`
     ].join('; ')
   })
@@ -237,6 +237,8 @@ export function extractDockerfile(image: string, mounts: IndexedMount[], mode: E
     'set -o pipefail',
     ...LIST_FUNCTIONS,
     `d= && x= && : > /bmc/${STATUS_FILE} && : > /bmc/names`,
+    // Every mount listed at once (metadata reads: the mounts' listings overlap well), then compared one by one.
+    `{ for c in ${mounts.map(m => m.index).join(' ')}; do list c$c > /bmc/now.$c & done; wait; }`,
     // An image whose tar or xargs cannot make a delta sends every mount whole.
     `if tar -c --no-recursion -C /bmc ${STATUS_FILE} > /dev/null 2>&1 && echo | xargs -0 -s ${XARGS_BYTES} true 2> /dev/null; then ok=1; else ok=; fi`,
     ...select,
