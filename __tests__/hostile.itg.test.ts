@@ -287,7 +287,8 @@ test.each(['stream', 'library'] as const)(
     expect(sha256('/etc/passwd')).toBe(passwd)
     expect(readdirSync('/tmp').filter(n => n.startsWith(`bmc-escape-${run}`))).toEqual(hostTmpBefore)
     expect(existsSync(`${MARK}-dir`)).toBe(false)
-    expect(readdirSync(join(runnerTemp, 'buildkit-mount-cache'))).toEqual([])
+    // Only inject's listings of the good mounts wait there, for post.
+    expect(readdirSync(join(runnerTemp, 'buildkit-mount-cache')).filter(n => !n.endsWith('.listing'))).toEqual([])
 
     // Post: hostile mounts are empty (nothing to save), good ones unchanged; nothing saved.
     const before = service.entries().length
