@@ -93,7 +93,8 @@ export async function runDeltaBench(ctx: DeltaBenchContext, opts: DeltaBenchOpti
       'utility-image': UTILITY_IMAGE,
       client: 'buildx',
       ...(opts.builder ? { builder: opts.builder } : {}),
-      ...(opts.deleteSuperseded ? { 'delete-superseded': 'true' } : {})
+      // The job token a workflow passes by default (`${{ github.token }}`): here the local service's.
+      ...(opts.deleteSuperseded ? { 'delete-superseded': 'true', 'github-token': service.githubToken } : {})
     },
     rssDir: join(work, 'rss')
   }
