@@ -117,7 +117,7 @@ async function saveArchive(archivePath: string, key: string): Promise<boolean> {
   if (staged === undefined) return (await cache.saveCache([lib.path], key)) !== -1
   return withStaging(lib, async () => {
     await rm(staged, { recursive: true, force: true })
-    const renamed = await rename(archivePath, staged).then(
+    const renamed = await stageRename(archivePath, staged).then(
       () => true,
       async (error: NodeJS.ErrnoException) => {
         if (error.code !== 'EXDEV') throw error
@@ -145,6 +145,39 @@ async function moveFile(from: string, to: string): Promise<void> {
   }
 }
 
+/**
+ * Steps of other processes sharing the workspace (parallel jobs of a
+ * self-hosted runner, tests) remove the library's directory when their last
+ * call ends, which can land between our mkdir and our use of it (or inside
+ * a recursive mkdir, as ENOENT): each is tried again a few times.
+ */
+const SHARED_DIR_TRIES = 5
+
+async function ensureDir(dir: string): Promise<void> {
+  for (let i = 1; ; i++) {
+    try {
+      await mkdir(dir, { recursive: true })
+      return
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== 'ENOENT' || i >= SHARED_DIR_TRIES) throw error
+    }
+  }
+}
+
+/** Renames into the shared directory, making it again when another process removed it meanwhile. */
+async function stageRename(from: string, to: string): Promise<void> {
+  for (let i = 1; ; i++) {
+    try {
+      await rename(from, to)
+      return
+    } catch (error) {
+      const gone = (error as NodeJS.ErrnoException).code === 'ENOENT' && (await fileKind(from)) === 'file'
+      if (!gone || i >= SHARED_DIR_TRIES) throw error
+      await ensureDir(dirname(to))
+    }
+  }
+}
+
 let staging = 0
 
 /**
@@ -159,7 +192,7 @@ async function withStaging<T>(lib: LibraryPath, fn: () => Promise<T>): Promise<T
   if (staged === undefined) return fn()
   staging++
   try {
-    await mkdir(dirname(staged), { recursive: true })
+    await ensureDir(dirname(staged))
     return await fn()
   } finally {
     await rm(staged, { recursive: true, force: true })
