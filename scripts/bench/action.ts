@@ -1,10 +1,12 @@
 // Runs the action's real (bundled) entry points against the bench's local
 // cache service and reads the phase times out of their logs.
-import { readFileSync, existsSync } from 'node:fs'
+import { existsSync, mkdirSync, readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { performance } from 'node:perf_hooks'
 
 import { runStep, type StepResult } from '../../test-support/action-runner.js'
+import { startCacheService, type CacheService } from '../../test-support/cache-service/server.js'
+import { UTILITY_IMAGE } from '../../test-support/user-build.js'
 import { stepSeconds, type StepKind } from './lib.js'
 
 export interface ActionStep {
@@ -56,6 +58,32 @@ export interface ActionRunner {
   env: NodeJS.ProcessEnv
   inputs: Record<string, string>
   rssDir: string
+}
+
+/**
+ * A local cache service and the action's steps pointed at it, in `work`
+ * (workspace, runner temp, RSS reports): the bench mounts, no key files, the
+ * utility image, buildx on `builder` (default: the current one), plus `extra` inputs.
+ */
+export async function startBenchRunner(
+  work: string,
+  bundleDir: string,
+  mounts: string,
+  builder?: string,
+  extra: (service: CacheService) => Record<string, string> = () => ({})
+): Promise<{ runner: ActionRunner; service: CacheService }> {
+  const workspace = join(work, 'workspace')
+  mkdirSync(workspace, { recursive: true })
+  mkdirSync(join(work, 'rss'), { recursive: true })
+  const service = await startCacheService({ dataDir: join(work, 'cache-service') })
+  const runner: ActionRunner = {
+    bundleDir,
+    workspace,
+    env: { ...service.env(), RUNNER_TEMP: join(work, 'runner-temp'), GITHUB_WORKSPACE: workspace },
+    inputs: { mounts, 'key-files': '', 'utility-image': UTILITY_IMAGE, client: 'buildx', ...(builder ? { builder } : {}), ...extra(service) },
+    rssDir: join(work, 'rss')
+  }
+  return { runner, service }
 }
 
 let counter = 0

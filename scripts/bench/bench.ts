@@ -47,7 +47,7 @@
 // The machine is noisy: read the ratios, not the seconds.
 import { randomBytes, randomUUID } from 'node:crypto'
 import { spawnSync } from 'node:child_process'
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { mkdir, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -57,9 +57,8 @@ import { runCommand } from '../../src/builder/command.js'
 import { findReach } from '../../src/builder/reach.js'
 import type { StreamReach } from '../../src/builder/route.js'
 import { bundleAction, REPO_ROOT } from '../../test-support/action-runner.js'
-import { startCacheService } from '../../test-support/cache-service/server.js'
 import { UTILITY_IMAGE } from '../../test-support/user-build.js'
-import { runActionStep, type ActionRunner, type ActionStep } from './action.js'
+import { runActionStep, startBenchRunner, type ActionRunner, type ActionStep } from './action.js'
 import { runCacheClientBench } from './cache-clients.js'
 import { compressionTable, measureCompression, measureSyntheticSamples, type CompressionResult } from './compression.js'
 import {
@@ -370,23 +369,7 @@ async function measureSize(bench: Bench, spec: SizeSpec, plan: DatasetPlan, labe
   const fidelity: Record<string, string> = {}
   const details: Record<string, unknown> = {}
   const rss: Record<string, number[]> = {}
-  const workspace = join(work, 'workspace')
-  mkdirSync(workspace, { recursive: true })
-  mkdirSync(join(work, 'rss'), { recursive: true })
-  const service = await startCacheService({ dataDir: join(work, 'cache-service') })
-  const runner: ActionRunner = {
-    bundleDir: bench.bundleDir,
-    workspace,
-    env: { ...service.env(), RUNNER_TEMP: join(work, 'runner-temp'), GITHUB_WORKSPACE: workspace },
-    inputs: {
-      mounts: actionMountsInput(mounts),
-      'key-files': '',
-      'utility-image': UTILITY_IMAGE,
-      client: 'buildx',
-      ...(bench.opts.builder ? { builder: bench.opts.builder } : {})
-    },
-    rssDir: join(work, 'rss')
-  }
+  const { runner, service } = await startBenchRunner(work, bench.bundleDir, actionMountsInput(mounts), bench.opts.builder)
   const hostData = join(work, 'host', 'data')
   const tarCtx = join(work, 'tar-ctx')
 

@@ -19,13 +19,13 @@
 // then deletes the chain it replaces); without it the table shows what is
 // kept when nothing is deleted.
 import { randomUUID } from 'node:crypto'
-import { mkdirSync, rmSync } from 'node:fs'
+import { rmSync } from 'node:fs'
 import { mkdir, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 
-import { startCacheService, type CacheService } from '../../test-support/cache-service/server.js'
+import type { CacheService } from '../../test-support/cache-service/server.js'
 import { UTILITY_IMAGE } from '../../test-support/user-build.js'
-import { runActionStep, type ActionRunner, type ActionStep } from './action.js'
+import { runActionStep, startBenchRunner, type ActionRunner, type ActionStep } from './action.js'
 import {
   actionMountsInput,
   benchMounts,
@@ -79,25 +79,10 @@ export async function runDeltaBench(ctx: DeltaBenchContext, opts: DeltaBenchOpti
   const mounts = benchMounts(ctx.run)
   const ids = mounts.map(m => m.id)
   const work = join(ctx.work, 'delta')
-  const workspace = join(work, 'workspace')
-  mkdirSync(workspace, { recursive: true })
-  mkdirSync(join(work, 'rss'), { recursive: true })
-  const service = await startCacheService({ dataDir: join(work, 'cache-service') })
-  const runner: ActionRunner = {
-    bundleDir: ctx.bundleDir,
-    workspace,
-    env: { ...service.env(), RUNNER_TEMP: join(work, 'runner-temp'), GITHUB_WORKSPACE: workspace },
-    inputs: {
-      mounts: actionMountsInput(mounts),
-      'key-files': '',
-      'utility-image': UTILITY_IMAGE,
-      client: 'buildx',
-      ...(opts.builder ? { builder: opts.builder } : {}),
-      // The job token a workflow passes by default (`${{ github.token }}`): here the local service's.
-      ...(opts.deleteSuperseded ? { 'delete-superseded': 'true', 'github-token': service.githubToken } : {})
-    },
-    rssDir: join(work, 'rss')
-  }
+  // The job token a workflow passes by default (`${{ github.token }}`): here the local service's.
+  const { runner, service } = await startBenchRunner(work, ctx.bundleDir, actionMountsInput(mounts), opts.builder, svc =>
+    opts.deleteSuperseded ? { 'delete-superseded': 'true', 'github-token': svc.githubToken } : ({} as Record<string, string>)
+  )
   const prefix = `bench-${ctx.run}-delta`
   const fullPrefix = `bench-${ctx.run}-full`
   const model = new TreeModel(
