@@ -21,7 +21,8 @@ interface Final {
   type: EntryType | 'deleted'
 }
 
-const parentOf = (path: string): string => (path.includes('/') ? path.slice(0, path.lastIndexOf('/')) : '')
+/** The directory holding `path` ('' for the root's entries). */
+export const parentOf = (path: string): string => (path.includes('/') ? path.slice(0, path.lastIndexOf('/')) : '')
 
 export async function forEachComposed(layers: readonly string[], onEntry: EntryHandler, maxBytes?: number): Promise<void> {
   const [base, ...deltas] = layers

@@ -3,7 +3,7 @@ import type { Readable } from 'node:stream'
 import * as tar from 'tar-stream'
 
 import { cachePath, FIXUPS_FILE } from '../builder/dockerfile.js'
-import { forEachComposed } from './compose.js'
+import { forEachComposed, parentOf } from './compose.js'
 import { defaultRoot, EntryGuard, readMountEntry, type EntryHeader } from './entry.js'
 import { forEachEntry, oneChunk, openArchive, toTarHeader, writeEntry } from './tar-io.js'
 
@@ -76,7 +76,6 @@ function seconds(e: EntryHeader): number {
   return Math.floor(e.mtime.getTime() / 1000)
 }
 
-const parentOf = (path: string): string => (path.includes('/') ? path.slice(0, path.lastIndexOf('/')) : '')
 const isAncestor = (dir: string, path: string): boolean => dir === '' || path.startsWith(`${dir}/`)
 
 /**
