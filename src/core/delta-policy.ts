@@ -21,9 +21,18 @@ export const MAX_DELTAS = 8
  * key files get a base of their own).
  */
 export function deltaBudget(keys: MountKeys, chain: RestoredChain): number | undefined {
-  const [base] = chain.keys
-  if (base === undefined || keyMatch(keys, base) !== 'exact') return undefined
+  if (ownBase(keys, chain) === undefined) return undefined
   if (chain.keys.length - 1 >= Math.min(MAX_DELTAS, MAX_CHAIN)) return undefined
   const budget = Math.floor(DELTA_SHARE * chain.baseBytes) - chain.deltaBytes
   return budget > 0 ? budget : undefined
+}
+
+/**
+ * The chain's base when it was saved for the mount's own key files: the
+ * chains a delta may continue and a full save may replace. A chain of other
+ * key files (a fallback restore) is neither.
+ */
+export function ownBase(keys: MountKeys, chain: RestoredChain | undefined): string | undefined {
+  const base = chain?.keys[0]
+  return base !== undefined && keyMatch(keys, base) === 'exact' ? base : undefined
 }

@@ -14,11 +14,11 @@ import { formatBytes, seconds } from '../format.js'
 import { log, withLabel } from '../log.js'
 import { deleteChain } from '../storage/supersede.js'
 import { forEachLimit, TRANSFER_CONCURRENCY } from './concurrency.js'
-import { deltaBudget } from './delta-policy.js'
+import { deltaBudget, ownBase } from './delta-policy.js'
 import { archivePathOf, generatedBuildArgs, listingPathOf, type JobState } from './job.js'
 import { deltaKey, saveKey } from './keys.js'
 import { archiveRootOf, type Services } from './services.js'
-import { injectedEntry, keyMatch, type MountState, type SaveStatus } from './status.js'
+import { injectedEntry, type MountState, type SaveStatus } from './status.js'
 
 /** What post did: one save status per mount (by index), the extract's time and route. */
 export interface SaveReport {
@@ -80,8 +80,8 @@ function manifestArgs(mounts: MountState[]): Record<string, string> {
  * failure is one warning: the new entry is saved either way.
  */
 async function deleteSuperseded(services: Services, state: JobState, m: MountState, saved: string): Promise<void> {
-  const base = injectedEntry(m.restore)?.chain?.keys[0]
-  if (state.deleteSuperseded !== true || base === undefined || base === saved || keyMatch(m.keys, base) !== 'exact') return
+  const base = ownBase(m.keys, injectedEntry(m.restore)?.chain)
+  if (state.deleteSuperseded !== true || base === undefined || base === saved) return
   try {
     const { deleted } = await deleteChain(services.cache, base, [saved])
     log.info(`${m.spec.id}: deleted ${deleted.length} superseded entr${deleted.length === 1 ? 'y' : 'ies'} (${base} and its deltas)`)
