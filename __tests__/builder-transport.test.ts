@@ -87,7 +87,7 @@ describe('runPhase and the route plan', () => {
       buildArgs: {},
       bytes: 0
     })
-    expect(result).toEqual({ injected: [], manifests: new Map(), listings: new Map() })
+    expect(result).toEqual({ injected: [], dropped: new Map(), manifests: new Map(), listings: new Map() })
     expect(w.builder.builds).toEqual([])
   })
 })

@@ -3,7 +3,7 @@
 // parsed into values that satisfy the safe patterns, or refused with an
 // InputError naming the input; generated Dockerfiles never carry a newline,
 // quote or `$` coming from a value; valid specs survive the line form.
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { createReadStream, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { Readable } from 'node:stream'
@@ -518,15 +518,25 @@ describe('mount archives: scan and context agree, hostile trees are refused', ()
       fc.asyncProperty(fc.boolean(), fc.array(entry, { maxLength: 8 }), async (withRoot, entries) => {
         const file = join(dir, `p${n++}.tar`)
         writeFileSync(file, await makeTar([...(withRoot ? [{ name: './', type: 'directory' as const, mode: 0o755 }] : []), ...entries]))
+        // The same bytes arriving as a download: checked on their way, with the same verdict and summary.
+        const outcomes: Array<{ summary: ArchiveSummary } | { error: unknown }> = []
+        const live = { body: createReadStream(file), maxBytes: 1e9, settle: (o: (typeof outcomes)[number]) => outcomes.push(o) }
+        const streamed = await readTar(injectStream(Readable.from([{ index: 0, live }])))
         let scanned: ArchiveSummary
         try {
           scanned = await scanMountArchive(file, { maxBytes: 1e9 })
         } catch (error) {
           expect(error).toBeInstanceOf(ArchiveError)
+          expect(outcomes[0] !== undefined && 'error' in outcomes[0]).toBe(true)
+          expect(streamed.map(e => e.header.name)).not.toContain('ok.0')
           return
         }
-        // What the inject build unpacks: the mount's entries, then the fix-up list.
-        const context = (await readTar(injectStream(oneMount(file)))).slice(0, -1)
+        expect(outcomes).toEqual([{ summary: scanned }])
+        // What the inject build unpacks: the mount's entries between its markers, then the fix-up list.
+        const all = await readTar(injectStream(oneMount(file)))
+        expect(all.map(e => e.header.name)).toEqual(streamed.map(e => e.header.name))
+        expect([all[0]?.header.name, all.at(-2)?.header.name, all.at(-1)?.header.name]).toEqual(['at.0', 'ok.0', 'fixups'])
+        const context = all.slice(1, -2)
         const names = context.map(e => e.header.name)
         for (const e of context) {
           expect(e.header.name.startsWith('c0/')).toBe(true)

@@ -41,6 +41,15 @@ export function isDeltaMeta(header: TarHeader): boolean {
   return header.name === DELTA_META_NAME && (header.type ?? 'file') === 'file'
 }
 
+/** Whether an archive whose first tar block is `block` is a delta (its first entry is the meta record). */
+export function startsAsDelta(block: Buffer): boolean {
+  const field = block.subarray(0, 100)
+  const end = field.indexOf(0)
+  const name = field.subarray(0, end < 0 ? field.length : end).toString('utf8')
+  const type = block[156]
+  return name === DELTA_META_NAME && (type === 0x30 || type === 0)
+}
+
 /** Reads and checks a meta record; every path is validated as an entry name is. */
 export async function readDeltaMeta(header: TarHeader, body: AsyncIterable<Buffer>): Promise<DeltaMeta> {
   if ((header.size ?? 0) > MAX_META_BYTES) throw invalid(`its record is over ${MAX_META_BYTES} bytes`)

@@ -1,6 +1,6 @@
 import { constants } from 'node:fs'
 import { open, type FileHandle } from 'node:fs/promises'
-import type { Readable, Writable } from 'node:stream'
+import { Readable, type Writable } from 'node:stream'
 import { pipeline } from 'node:stream/promises'
 
 import * as tar from 'tar-stream'
@@ -141,4 +141,32 @@ export async function openArchive(archivePath: string, maxBytes?: number): Promi
 
 export async function* oneChunk(chunk: Buffer): AsyncIterable<Buffer> {
   yield chunk
+}
+
+/**
+ * The first `bytes` bytes of `source` (fewer when it ends before), and a
+ * stream of all of it, those bytes included, to read on from.
+ */
+export async function peekBytes(source: Readable, bytes: number): Promise<{ head: Buffer; whole: Readable }> {
+  const chunks = source[Symbol.asyncIterator]() as AsyncIterator<Buffer>
+  let head = Buffer.alloc(0)
+  let done = false
+  while (head.length < bytes && !done) {
+    const next = await chunks.next()
+    if (next.done === true) done = true
+    else head = Buffer.concat([head, next.value])
+  }
+  async function* all(): AsyncGenerator<Buffer> {
+    if (head.length > 0) yield head
+    while (!done) {
+      const next = await chunks.next()
+      if (next.done === true) return
+      yield next.value
+    }
+  }
+  const whole = Readable.from(all(), { objectMode: false })
+  whole.once('close', () => {
+    if (!whole.readableEnded) source.destroy()
+  })
+  return { head: head.subarray(0, bytes), whole }
 }

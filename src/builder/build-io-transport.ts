@@ -15,9 +15,9 @@ import { dockerfileContext } from './context-tar.js'
 import { EXPORT_FILE, extractDockerfile, injectDockerfile, STREAM_FILE } from './dockerfile.js'
 import { buildDeadline } from './deadline.js'
 import { runBuild } from './engine.js'
-import { readInjectResult, resultFor, type InjectResult } from './manifests.js'
+import { readInjectResult, type InjectResult } from './manifests.js'
 import { receiveExtract } from './receive.js'
-import type { Extracted, ExtractJob, Injected, InjectJob, Phase, Transport } from './transport.js'
+import { PackedMounts, type Extracted, type ExtractJob, type Injected, type InjectJob, type Phase, type Transport } from './transport.js'
 
 /**
  * The route every builder has: the build's own channels, no network. Inject
@@ -48,16 +48,17 @@ export class BuildIoTransport implements Transport {
     const ready = await job.ready.all()
     const byIndex = new Set(ready.map(m => m.index))
     const mounts = job.mounts.filter(m => byIndex.has(m.index))
-    if (mounts.length === 0) return { injected: [], manifests: new Map(), listings: new Map() }
+    if (mounts.length === 0) return { injected: [], dropped: new Map(), manifests: new Map(), listings: new Map() }
     const dockerfile = injectDockerfile(job.image, mounts, 'context')
     log.debug(`Inject Dockerfile:\n${dockerfile}`)
     const dir = await mkdtemp(join(process.env.RUNNER_TEMP || tmpdir(), 'buildkit-mount-cache-inject-'))
     let received: InjectResult = { manifests: new Map(), listings: new Map() }
+    const packed = new PackedMounts()
     // Counts what goes into the build context; the build then reads it in one transfer.
     const progress = startProgress('inject')
     try {
       await writeFile(join(dir, 'Dockerfile'), dockerfile)
-      await pipeline(counted(injectStream(Readable.from(ready)), progress), createWriteStream(join(dir, STREAM_FILE)))
+      await pipeline(counted(injectStream(Readable.from(ready), packed.record), progress), createWriteStream(join(dir, STREAM_FILE)))
       await runBuild(run, job.engine, {
         context: { dir },
         output: async out => {
@@ -71,8 +72,7 @@ export class BuildIoTransport implements Transport {
       progress.stop()
       await rm(dir, { recursive: true, force: true })
     }
-    const injected = ready.map(m => m.index)
-    return { injected, ...resultFor(received, injected) }
+    return packed.result(received)
   }
 
   async extract(run: CommandRunner, job: ExtractJob): Promise<Extracted> {

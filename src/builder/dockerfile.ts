@@ -20,6 +20,13 @@ export const TOKEN_ARG = 'BMC_TOKEN'
 export const NONCE_ARG = 'BMC_NONCE'
 /** The fix-up list that ends the inject stream (see inject-stream.ts), unpacked to /bmc/. */
 export const FIXUPS_FILE = 'fixups'
+/**
+ * The markers around a mount's entries in the inject stream (`at.<n>`, then
+ * `ok.<n>` once all of them arrived and passed): the build empties a mount
+ * it has the first marker of and not the second.
+ */
+export const START_MARKER = 'at.'
+export const DONE_MARKER = 'ok.'
 /** Inject's result: one `<index> <manifest>` line per mount. */
 export const MANIFEST_FILE = 'manifests'
 /** First entry of the extract stream: the mount directories the build found unchanged, one a line. */
@@ -157,6 +164,7 @@ export function injectDockerfile(image: string, mounts: IndexedMount[], mode: In
   const unpack =
     mode === 'context' ? `tar -x -f /bmc/in/${STREAM_FILE} -C /bmc` : `echo "$${TOKEN_ARG}" | nc ${streamHost(mode)} "$${PORT_ARG}" | tar -x -C /bmc`
   const dirs = mounts.map(m => exportDir(m.index)).join(' ')
+  const indexes = mounts.map(m => integer(m.index)).join(' ')
   // Each mount's listing and manifest. The listing stays in the result only for a mount that
   // was empty before (on a builder kept from an earlier job it may not be) and whose names
   // have no newline: a delta against it then holds every change since the restored entry.
@@ -169,7 +177,10 @@ export function injectDockerfile(image: string, mounts: IndexedMount[], mode: In
     'set -o pipefail',
     ...LIST_FUNCTIONS,
     `e= && for c in ${dirs}; do [ -n "$(ls -A /bmc/$c)" ] || e="$e $c"; done`,
-    unpack,
+    // A mount the stream began and did not complete (an entry refused or cut short on its way, or the
+    // stream itself cut) is emptied again, never left half-written; mounts it never began are untouched.
+    `{ ${unpack} || :; }`,
+    `for c in ${indexes}; do [ ! -f /bmc/${START_MARKER}$c ] || [ -f /bmc/${DONE_MARKER}$c ] || rm -rf /bmc/c$c/* /bmc/c$c/.[!.]* /bmc/c$c/..?*; done`,
     // The list is the stream's last entry: without it the stream was cut short.
     `test -f /bmc/${FIXUPS_FILE}`,
     // Groups of paths sharing an owner and a time (see inject-stream.ts): two processes a group, not an entry.

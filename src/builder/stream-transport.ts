@@ -1,7 +1,7 @@
 import type { Readable } from 'node:stream'
 import { pipeline } from 'node:stream/promises'
 
-import { injectStream, type StreamMount } from '../archive/inject-stream.js'
+import { injectStream } from '../archive/inject-stream.js'
 import { errorMessage } from '../errors.js'
 import { log } from '../log.js'
 import { startProgress, type Progress } from '../progress.js'
@@ -11,10 +11,19 @@ import { extractDockerfile, injectDockerfile, PORT_ARG, TOKEN_ARG } from './dock
 import { buildDeadline } from './deadline.js'
 import { runBuild, type BuildNetwork } from './engine.js'
 import { listenOnce, type OneShotListener } from './listener.js'
-import { readInjectResult, resultFor, type InjectResult } from './manifests.js'
+import { readInjectResult, type InjectResult } from './manifests.js'
 import { receiveExtract } from './receive.js'
 import type { StreamReach } from './route.js'
-import { LocalTransferError, type Extracted, type ExtractJob, type Injected, type InjectJob, type Phase, type Transport } from './transport.js'
+import {
+  LocalTransferError,
+  PackedMounts,
+  type Extracted,
+  type ExtractJob,
+  type Injected,
+  type InjectJob,
+  type Phase,
+  type Transport
+} from './transport.js'
 
 /**
  * The stream route: the generated RUN connects to a one-shot listener of
@@ -70,16 +79,10 @@ export class StreamTransport implements Transport {
     // The stream waits for downloads; the build on the other end waits with it.
     const listener = await listenOnce({ host: this.host, idleTimeoutMs: 0, sendAfterPeerEnds: true })
     const deadline = buildDeadline(job.bytes)
-    const injected: number[] = []
+    const packed = new PackedMounts()
     let stream: Readable | undefined
     const sent = listener.accepted.then(async socket => {
-      const sources = async function* (): AsyncIterable<StreamMount> {
-        for await (const m of job.ready) {
-          injected.push(m.index)
-          yield m
-        }
-      }
-      stream = injectStream(sources())
+      stream = injectStream(job.ready, packed.record)
       stream.on('data', (chunk: Buffer) => {
         deadline.touch()
         progress.add(chunk.length)
@@ -109,7 +112,7 @@ export class StreamTransport implements Transport {
     }
     // The build unpacked the whole stream (it checks for the list that ends it), so sending is done.
     await sent
-    return { injected, ...resultFor(received, injected) }
+    return packed.result(received)
   }
 
   private async extractCounted(run: CommandRunner, job: ExtractJob, progress: Progress): Promise<Extracted> {

@@ -5,6 +5,7 @@ import { errorMessage } from '../errors.js'
 import { oneLine } from '../format.js'
 import { log } from '../log.js'
 import type { CommandRunner } from './command.js'
+import { resultFor, type InjectResult } from './manifests.js'
 import type { IndexedMount } from './dockerfile.js'
 import type { Engine } from './engine.js'
 
@@ -40,6 +41,8 @@ export interface InjectJob {
 export interface Injected {
   /** Indexes of the mounts whose archive went into the builder. */
   injected: number[]
+  /** Mounts the stream began and dropped (emptied again in the builder), with the reason. */
+  dropped: Map<number, string>
   /** Each injected mount's manifest, when the build could compute one. */
   manifests: Map<number, string>
   /** The listings inject kept (mounts that may be saved as deltas), by index. */
@@ -131,3 +134,18 @@ export async function runPhase<T>(plan: readonly Transport[], phase: Phase, atte
 }
 
 const capitalize = (s: string): string => s.charAt(0).toUpperCase() + s.slice(1)
+
+/** What the inject stream did with each mount it took (its OnPacked), and the result of the build that received it. */
+export class PackedMounts {
+  private readonly injected: number[] = []
+  private readonly dropped = new Map<number, string>()
+
+  readonly record = (index: number, error?: unknown): void => {
+    if (error === undefined) this.injected.push(index)
+    else this.dropped.set(index, errorMessage(error))
+  }
+
+  result(received: InjectResult): Injected {
+    return { injected: [...this.injected], dropped: new Map(this.dropped), ...resultFor(received, this.injected) }
+  }
+}

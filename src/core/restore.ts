@@ -1,8 +1,13 @@
+import { createWriteStream } from 'node:fs'
 import { mkdir, rm, writeFile } from 'node:fs/promises'
 import { dirname } from 'node:path'
+import { Transform, type Readable } from 'node:stream'
+import { pipeline } from 'node:stream/promises'
 
 import { scanChain } from '../archive/scan.js'
-import type { StreamMount } from '../archive/inject-stream.js'
+import type { LiveArchive, StreamMount } from '../archive/inject-stream.js'
+import { startsAsDelta } from '../archive/delta.js'
+import { HEADER_BYTES, peekBytes } from '../archive/tar-io.js'
 import type { Engine } from '../builder/engine.js'
 import { buildFailureReason } from '../builder/image-pull.js'
 import { routePlan, type StreamReach } from '../builder/route.js'
@@ -10,7 +15,7 @@ import { runPhase, type Transport } from '../builder/transport.js'
 import { errorMessage } from '../errors.js'
 import { formatBytes, seconds } from '../format.js'
 import { log, withLabel } from '../log.js'
-import type { CacheStore } from '../storage/store.js'
+import { NotStreamable, type CacheStore, type OpenedEntry } from '../storage/store.js'
 import { chainDirOf, fetchChain, type FetchedChain } from './chain.js'
 import { forEachLimit, TRANSFER_CONCURRENCY } from './concurrency.js'
 import { archivePathOf, generatedBuildArgs, listingPathOf, type JobState } from './job.js'
@@ -34,13 +39,23 @@ export async function restoreMounts(services: Services, engine: Engine, state: J
   const plan = routePlan(state.extractVia, reach)
   // Without a stream to overlap with, inject takes every archive at once.
   const overlapped = plan[0]?.overlapsDownloads ?? false
+  const streaming: Readable[] = []
   try {
     // One log group: over a stream the downloads and the inject build run at the same time.
     await log.group('Restore cache entries and inject them into the builder', async () => {
-      const restored = restoreAll(services.cache, state, root, (m, layers) => {
-        const [archivePath = '', ...deltas] = layers
-        ready.push({ index: m.index, archivePath, ...(deltas.length > 0 ? { deltas } : {}) })
-      }).finally(() => ready.end())
+      const handOff: HandOff = {
+        // Over a stream, an entry the store can stream goes into the build as it downloads.
+        live: overlapped && services.cache.open !== undefined,
+        file: (m, layers) => {
+          const [archivePath = '', ...deltas] = layers
+          ready.push({ index: m.index, archivePath, ...(deltas.length > 0 ? { deltas } : {}) })
+        },
+        stream: (m, live) => {
+          streaming.push(live.body)
+          ready.push({ index: m.index, live })
+        }
+      }
+      const restored = restoreAll(services.cache, state, root, handOff).finally(() => ready.end())
       if (!overlapped) await restored
       if ((await ready.first()) !== undefined) await inject(services, engine, state, plan, ready, root)
       await restored
@@ -48,7 +63,11 @@ export async function restoreMounts(services: Services, engine: Engine, state: J
       for (const m of mounts) {
         if (m.restore.kind === 'restored')
           m.restore = { kind: 'failed', reason: 'not taken by the inject build', matchedKey: m.restore.entry.matchedKey }
+        // Its download was handed to a build that failed before taking it.
+        else if (m.restore.kind === 'pending') m.restore = { kind: 'failed', reason: 'not taken by the inject build' }
       }
+      // Downloads the build never took (it failed first): stop them.
+      for (const body of streaming) body.destroy()
     })
     const injected = mounts.filter(m => m.restore.kind === 'injected')
     if (injected.length > 0) {
@@ -67,9 +86,15 @@ export async function restoreMounts(services: Services, engine: Engine, state: J
   }
 }
 
-type OnReady = (m: MountState, layers: string[]) => void
+/** How a restored mount is handed to the inject build: its archive files, or its download itself. */
+interface HandOff {
+  /** Whether entries are streamed into the build (CacheStore.open) rather than downloaded first. */
+  live: boolean
+  file(m: MountState, layers: string[]): void
+  stream(m: MountState, live: LiveArchive): void
+}
 
-async function restoreAll(cache: CacheStore, state: JobState, root: string, onReady: OnReady): Promise<void> {
+async function restoreAll(cache: CacheStore, state: JobState, root: string, handOff: HandOff): Promise<void> {
   const { mounts } = state
   if (!cache.available()) {
     log.warning('The cache service is not available: every mount starts empty and nothing will be restored.')
@@ -81,16 +106,23 @@ async function restoreAll(cache: CacheStore, state: JobState, root: string, onRe
     for (const m of mounts) m.restore = { kind: 'refused', reason: 'cache not readable (ACTIONS_CACHE_MODE)' }
     return
   }
-  await forEachLimit(mounts, TRANSFER_CONCURRENCY, async m => withLabel(m.spec.id, async () => restoreOne(cache, state, root, m, onReady)))
+  await forEachLimit(mounts, TRANSFER_CONCURRENCY, async m => withLabel(m.spec.id, async () => restoreOne(cache, state, root, m, handOff)))
 }
 
-/** One mount's download and check; every line it logs (the cache library's too) carries the mount's id. */
-async function restoreOne(cache: CacheStore, state: JobState, root: string, m: MountState, onReady: OnReady): Promise<void> {
+/**
+ * One mount's download and check; every line it logs (the cache library's
+ * too) carries the mount's id. A full entry the store can stream goes to
+ * the build as it arrives and is checked on its way (the mount settles when
+ * the inject stream is done with it); a delta is downloaded with its chain
+ * and checked first, as every entry of a store that cannot stream.
+ */
+async function restoreOne(cache: CacheStore, state: JobState, root: string, m: MountState, handOff: HandOff): Promise<void> {
   const started = Date.now()
   const archivePath = archivePathOf(root, state, m.spec.id)
   const restoreKeys = lookupKeys(m.keys, state.exactMatch === true)
   let matchedKey: string | undefined
   let layers: string[] = []
+  let live: LiveArchive | undefined
   try {
     if (state.lookupOnly) {
       matchedKey = await cache.find(archivePath, m.keys.base, restoreKeys)
@@ -102,7 +134,19 @@ async function restoreOne(cache: CacheStore, state: JobState, root: string, m: M
     await mkdir(dirname(archivePath), { recursive: true })
     await rm(archivePath, { recursive: true, force: true })
     await rm(listingPathOf(root, state, m.spec.id), { force: true })
-    matchedKey = await cache.restore(archivePath, m.keys.base, restoreKeys)
+    const opened = handOff.live ? await openEntry(cache, m.keys.base, restoreKeys) : undefined
+    if (opened === undefined) matchedKey = await cache.restore(archivePath, m.keys.base, restoreKeys)
+    else if (opened !== 'miss') {
+      matchedKey = opened.matchedKey
+      const { head, whole } = await peekBytes(opened.body, HEADER_BYTES)
+      if (!startsAsDelta(head)) {
+        live = liveArchive(state, m, opened.matchedKey, whole, started)
+      } else {
+        // A delta: its chain is fetched and checked as files.
+        await pipeline(whole, createWriteStream(archivePath))
+      }
+    }
+    if (live !== undefined) return
     if (matchedKey === undefined) {
       log.info(`${m.spec.id}: miss (looked for ${m.keys.base})`)
       m.restore = { kind: 'miss' }
@@ -140,10 +184,61 @@ async function restoreOne(cache: CacheStore, state: JobState, root: string, m: M
     log.warning(`${m.spec.id}: cannot restore the cache entry, the mount starts empty: ${errorMessage(error)}`)
     m.restore = { kind: 'failed', reason: errorMessage(error), ...(matchedKey !== undefined ? { matchedKey } : {}) }
   } finally {
-    m.restoreMs = Date.now() - started
+    if (live !== undefined) handOff.stream(m, live)
+    else m.restoreMs = Date.now() - started
   }
   // After restoreMs is set: the inject build may take the mount at once.
-  if (m.restore.kind === 'restored') onReady(m, layers)
+  if (m.restore.kind === 'restored') handOff.file(m, layers)
+}
+
+/** The store's stream of the entry, 'miss', or undefined when this store cannot stream after all. */
+async function openEntry(cache: CacheStore, primaryKey: string, restoreKeys: string[]): Promise<OpenedEntry | 'miss' | undefined> {
+  try {
+    return (await cache.open?.(primaryKey, restoreKeys)) ?? 'miss'
+  } catch (error) {
+    if (error instanceof NotStreamable) return undefined
+    throw error
+  }
+}
+
+/**
+ * A full entry on its way into the build. The mount stays `pending` until
+ * the inject stream settles it: `restored` with the checked tree's summary,
+ * or `failed` when the stream dropped it (the build empties it again).
+ */
+function liveArchive(state: JobState, m: MountState, matchedKey: string, body: Readable, started: number): LiveArchive {
+  let archiveBytes = 0
+  const counted = body.pipe(
+    new Transform({
+      transform(chunk: Buffer, _encoding, callback) {
+        archiveBytes += chunk.length
+        callback(null, chunk)
+      }
+    })
+  )
+  body.once('error', e => counted.destroy(e))
+  counted.once('close', () => body.destroy())
+  return {
+    body: counted,
+    maxBytes: state.maxRestoreBytes,
+    settle: outcome => {
+      m.restoreMs = Date.now() - started
+      if ('error' in outcome) {
+        const reason = errorMessage(outcome.error)
+        log.warning(`${m.spec.id}: the cache entry ${matchedKey} was refused on its way into the builder, the mount starts empty: ${reason}`)
+        m.restore = { kind: 'failed', reason, matchedKey }
+        return
+      }
+      const { summary } = outcome
+      m.restore = {
+        kind: 'restored',
+        entry: { matchedKey, digest: summary.digest, bytes: summary.bytes, chain: { keys: [matchedKey], baseBytes: archiveBytes, deltaBytes: 0 } }
+      }
+      log.info(
+        `${m.spec.id}: restored ${matchedKey} (${keyMatch(m.keys, matchedKey)}, ${formatBytes(summary.bytes)}, ${summary.entries} entries, streamed into the build, ${seconds(started)})`
+      )
+    }
+  }
 }
 
 function baseOnly(chain: FetchedChain): FetchedChain {
@@ -180,8 +275,11 @@ async function inject(
     for (const m of state.mounts) {
       if (m.restore.kind !== 'restored') continue
       if (!result.injected.includes(m.index)) {
-        // Restored after the stream ended (a race the queue rules out): not in the builder.
-        m.restore = { kind: 'failed', reason: 'not taken by the inject build', matchedKey: m.restore.entry.matchedKey }
+        // Dropped by the stream (emptied again in the builder), or restored after it ended (a race the queue rules out).
+        const dropped = result.dropped.get(m.index)
+        if (dropped !== undefined)
+          log.warning(`${m.spec.id}: the restored archive did not reach the builder whole, the mount starts empty: ${dropped}`)
+        m.restore = { kind: 'failed', reason: dropped ?? 'not taken by the inject build', matchedKey: m.restore.entry.matchedKey }
         continue
       }
       bytes += m.restore.entry.bytes

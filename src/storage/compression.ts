@@ -1,7 +1,7 @@
 import { accessSync, constants, createReadStream, createWriteStream } from 'node:fs'
 import { open } from 'node:fs/promises'
 import { delimiter, join } from 'node:path'
-import type { Readable, Transform } from 'node:stream'
+import { Transform, type Readable } from 'node:stream'
 import { pipeline } from 'node:stream/promises'
 import * as zlib from 'node:zlib'
 
@@ -165,4 +165,44 @@ export async function decompressToFile(source: Readable, codec: Codec, dest: str
     throw new Error('the entry is zstd-compressed but zstd is not on PATH (install zstd)')
   }
   await run('zstd', ['-q', '-d', '-c'], { stdin: source, stdout: out => pipeline(out, createWriteStream(dest)) })
+}
+
+/**
+ * `source` decoded as a stream, for a consumer that takes the bytes as they
+ * come. The result fails, rather than ends, when `source` failed (a digest
+ * trailer that does not match fails it at its very end), even where a
+ * decoder would have seen only an early end of its input.
+ */
+export function decodeStream(source: Readable, codec: Codec, run: CommandRunner = runCommand): Readable {
+  if (codec === 'none') return source
+  const sourceDone = new Promise<void>((resolve, reject) => {
+    source.once('end', resolve)
+    source.once('error', reject)
+    source.once('close', () => (source.readableEnded ? resolve() : reject(source.errored ?? new Error('the entry stream was closed early'))))
+  })
+  sourceDone.catch(() => undefined)
+  const gate = new Transform({
+    transform(chunk: Buffer, _encoding, callback) {
+      callback(null, chunk)
+    },
+    flush(callback) {
+      sourceDone.then(() => callback(), callback)
+    }
+  })
+  const fallback = codec === 'zstd' ? zlibZstdDecompress() : undefined
+  if (codec === 'gzip' || (codec === 'zstd' && fallback && !zstdOnPath())) {
+    const decoder = codec === 'gzip' ? zlib.createGunzip() : (fallback as () => Transform)()
+    pipeline(source, decoder, gate).catch((error: unknown) => gate.destroy(error as Error))
+    return gate
+  }
+  if (!zstdOnPath()) {
+    source.destroy()
+    gate.destroy(new Error('the entry is zstd-compressed but zstd is not on PATH (install zstd)'))
+    return gate
+  }
+  run('zstd', ['-q', '-d', '-c'], { stdin: source, stdout: async out => pipeline(out, gate) }).catch((error: unknown) => {
+    source.destroy()
+    gate.destroy(error as Error)
+  })
+  return gate
 }

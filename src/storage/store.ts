@@ -1,3 +1,5 @@
+import type { Readable } from 'node:stream'
+
 /**
  * Cache I/O: the only module that talks to @actions/cache. Each mount is one
  * entry holding one file (the mount archive); the path array must be the
@@ -15,6 +17,13 @@ export interface CacheStore {
    * (download or unpacking failed, or the entry holds something else).
    */
   restore(archivePath: string, primaryKey: string, restoreKeys: string[]): Promise<string | undefined>
+  /**
+   * The entry restore() would match, as a stream of the mount archive that
+   * is written nowhere (stores that can: the GitHub stream client). The
+   * stream fails, at its end at the latest, when the entry did not arrive
+   * whole; its content is unchecked (the caller checks every entry).
+   */
+  open?(primaryKey: string, restoreKeys: string[]): Promise<OpenedEntry | undefined>
   /** The key restore() would match, without downloading anything (lookup-only). */
   find(archivePath: string, primaryKey: string, restoreKeys: string[]): Promise<string | undefined>
   /** Whether an entry with exactly this key exists (no download). */
@@ -36,4 +45,18 @@ export interface EntryRemoval {
   keys(prefix: string): Promise<string[]>
   /** Removes the entries with exactly this key in that scope; none left is not an error. */
   delete(key: string): Promise<void>
+}
+
+/** An entry being downloaded: the key it was found under and the mount archive's bytes. */
+export interface OpenedEntry {
+  matchedKey: string
+  body: Readable
+}
+
+/** Thrown by open() of a store that cannot stream after all (the service refused the stream client): restore to a file instead. */
+export class NotStreamable extends Error {
+  constructor() {
+    super('this cache store cannot stream entries')
+    this.name = 'NotStreamable'
+  }
 }

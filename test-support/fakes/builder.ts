@@ -294,10 +294,17 @@ export class FakeBuilder {
     const byDir = new Map([...df.mounts].map(([index, m]) => [`c${index}`, m.id]))
     let fixups: string | undefined
     const touched = new Set<string>()
+    const begun = new Set<string>()
+    const done = new Set<string>()
     for (const { header, body } of entries) {
       const name = header.name.replace(/^\.\//, '').replace(/\/$/, '')
       if (name === 'fixups') {
         fixups = body.toString()
+        continue
+      }
+      const marker = /^(at|ok)\.(\d+)$/.exec(name)
+      if (marker) {
+        ;(marker[1] === 'at' ? begun : done).add(`c${marker[2]}`)
         continue
       }
       const slash = name.indexOf('/')
@@ -322,6 +329,14 @@ export class FakeBuilder {
       }
       cache.entries.set(path, entry)
       touched.add(id)
+    }
+    // A mount the stream began and did not complete is emptied again (rm -rf of its contents).
+    for (const dir of begun) {
+      const id = byDir.get(dir)
+      if (id !== undefined && !done.has(dir)) {
+        const { entries } = this.cache(id)
+        for (const path of [...entries.keys()]) if (path !== '') entries.delete(path)
+      }
     }
     if (fixups === undefined) return fail('#7 ERROR: process "/bin/sh -c ... test -f /bmc/fixups" did not complete successfully: exit code: 1')
     this.applyFixups(fixups, byDir, fail)

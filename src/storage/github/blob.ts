@@ -1,7 +1,7 @@
-import { Transform, type Readable } from 'node:stream'
+import { Readable, Transform } from 'node:stream'
 
-import { expectOk, headerOf, readBody, send } from './http.js'
-import { TransferError, withRetries, type RetryPolicy } from './retry.js'
+import { expectOk, headerOf, readBody, send, type HttpResponse } from './http.js'
+import { backoffMs, retryable, TransferError, withRetries, type RetryPolicy } from './retry.js'
 
 /**
  * The signed blob URLs of the cache service v2 (Azure Blob Storage, or the
@@ -53,6 +53,75 @@ export async function downloadBlob(
       throw transferFailed ?? error
     }
   })
+}
+
+/**
+ * Opens the blob at `url` as one stream for a consumer that cannot start
+ * over (the inject build takes the bytes as they come). The first request is
+ * retried as downloadBlob's are; a connection dropped or a body cut short
+ * later is resumed where it stopped, with a Range request, up to the
+ * policy's attempts. The stream fails when the bytes do not add up to the
+ * blob's length, or when the blob changed between requests (its ETag).
+ */
+export async function openBlob(url: string, policy: RetryPolicy): Promise<{ body: Readable; length: number | undefined }> {
+  const target = new URL(url)
+  const get = async (from: number): Promise<HttpResponse> =>
+    withRetries('download', policy, async () => {
+      const headers: Record<string, string> = { 'x-ms-version': AZURE_VERSION }
+      if (from > 0) headers['x-ms-range'] = `bytes=${from}-`
+      const res = await send({ method: 'GET', url: target, headers })
+      await expectOk('download', res)
+      return res
+    })
+  const first = await get(0)
+  const declared = headerOf(first.headers, 'content-length')
+  const length = declared !== undefined && /^\d+$/.test(declared) ? Number(declared) : undefined
+  const etag = headerOf(first.headers, 'etag')
+  const sleep = policy.sleep ?? ((ms: number) => new Promise<void>(resolve => setTimeout(resolve, ms)))
+  async function* chunks(): AsyncGenerator<Buffer> {
+    let res = first
+    let delivered = 0
+    let skip = 0
+    for (let resumes = 0; ;) {
+      try {
+        for await (const chunk of res.body as AsyncIterable<Buffer>) {
+          // A service that ignored the range sends the blob from its start again.
+          const fresh = skip > 0 ? chunk.subarray(Math.min(skip, chunk.length)) : chunk
+          skip -= chunk.length - fresh.length
+          if (fresh.length === 0) continue
+          delivered += fresh.length
+          if (length !== undefined && delivered > length) throw new TransferError(`the download is longer than its ${length} bytes`)
+          yield fresh
+        }
+        if (length !== undefined && delivered < length) throw new TransferError(`the download ended after ${delivered} of ${length} bytes`)
+        return
+      } catch (error) {
+        res.body.destroy()
+        if (length === undefined || ++resumes >= policy.attempts || !retryable(error)) throw error
+        const wait = backoffMs(policy, resumes, error)
+        policy.onRetry?.('download', resumes, wait, error)
+        await sleep(wait)
+        res = await get(delivered)
+        if (etag !== undefined && headerOf(res.headers, 'etag') !== etag) {
+          res.body.destroy()
+          throw new Error('the cache entry changed while it was downloaded')
+        }
+        skip = res.status === 206 ? rangeStart(res, delivered) : delivered
+      }
+    }
+  }
+  return { body: Readable.from(chunks(), { objectMode: false }), length }
+}
+
+/** Bytes to skip of a 206 answer that was asked for the blob from `from` on (0 when it starts there). */
+function rangeStart(res: HttpResponse, from: number): number {
+  const range = /^bytes (\d+)-/.exec(headerOf(res.headers, 'content-range') ?? '')
+  const start = range ? Number(range[1]) : NaN
+  if (start !== from) {
+    res.body.destroy()
+    throw new TransferError(`the service resumed the download at ${range?.[1] ?? 'an unknown offset'}, not at ${from}`)
+  }
+  return 0
 }
 
 /** A pass-through that fails when the bytes do not add up to `length`. */

@@ -1,7 +1,7 @@
 import { errorMessage } from '../../errors.js'
 import { log } from '../../log.js'
 import { actionsCache } from '../actions-cache.js'
-import type { CacheStore, EntryRemoval } from '../store.js'
+import { NotStreamable, type CacheStore, type EntryRemoval } from '../store.js'
 import { serviceV2 } from './config.js'
 import { githubRemoval } from './removal.js'
 import type { RestOptions } from './rest.js'
@@ -48,6 +48,12 @@ export function githubStore(env: NodeJS.ProcessEnv = process.env, options: GitHu
     readable: () => current.readable(),
     writable: () => current.writable(),
     restore: (archivePath, primaryKey, restoreKeys) => guarded(s => s.restore(archivePath, primaryKey, restoreKeys)),
+    // Only while the stream client serves this job: the library downloads to a file.
+    open: async (primaryKey, restoreKeys) =>
+      guarded(async s => {
+        if (s.open === undefined) throw new NotStreamable()
+        return s.open(primaryKey, restoreKeys)
+      }),
     find: (archivePath, primaryKey, restoreKeys) => guarded(s => s.find(archivePath, primaryKey, restoreKeys)),
     exists: (archivePath, key) => guarded(s => s.exists(archivePath, key)),
     save: (archivePath, key) => guarded(s => s.save(archivePath, key)),

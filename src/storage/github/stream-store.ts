@@ -5,10 +5,10 @@ import { errorMessage } from '../../errors.js'
 import { log } from '../../log.js'
 import { cacheModeAllows } from '../actions-cache.js'
 import { runCommand } from '../../builder/command.js'
-import { chooseCodec, compressFile, decompressToFile, zstdOnPath, type Codec } from '../compression.js'
+import { chooseCodec, compressFile, decodeStream, decompressToFile, zstdOnPath, type Codec } from '../compression.js'
 import { metered, progressMeter } from '../progress.js'
-import type { CacheStore } from '../store.js'
-import { downloadBlob, putWholeBlob, SINGLE_PUT_MAX, uploadBlob } from './blob.js'
+import type { CacheStore, OpenedEntry } from '../store.js'
+import { downloadBlob, openBlob, putWholeBlob, SINGLE_PUT_MAX, uploadBlob } from './blob.js'
 import type { ServiceV2 } from './config.js'
 import { ENTRY_TRAILER_BYTES, ENTRY_VERSION, entryHeader, splitEntryHeader, withEntryHeader } from './entry-format.js'
 import { DEFAULT_RETRY, type RetryPolicy } from './retry.js'
@@ -82,6 +82,17 @@ export class GitHubStreamStore implements CacheStore {
       this.policy
     )
     return matched
+  }
+
+  async open(primaryKey: string, restoreKeys: string[]): Promise<OpenedEntry | undefined> {
+    const answer = await this.twirp.getDownloadUrl(primaryKey, restoreKeys, ENTRY_VERSION)
+    const url = answer.signed_download_url
+    const matched = answer.matched_key
+    if (!answer.ok || !url || !matched) return undefined
+    const { body, length } = await openBlob(url, this.policy)
+    const meter = progressMeter({ label: 'downloading', ...(length !== undefined ? { total: length } : {}) })
+    const { codec, rest } = await splitEntryHeader(metered(body, meter))
+    return { matchedKey: matched, body: decodeStream(rest, codec) }
   }
 
   async find(_archivePath: string, primaryKey: string, restoreKeys: string[]): Promise<string | undefined> {
