@@ -264,6 +264,12 @@ test.each(['stream', 'library'] as const)(
     const hits = (JSON.parse(main.outputs.mounts ?? '[]') as { hit: boolean }[]).map(h => h.hit)
     expect(hits).toEqual(mounts.map(m => m.case === undefined))
     expect(report).toMatch(new RegExp(`Injected 2 mount\\(s\\)`))
+    // Over a stream the stream client sends each entry into the build as it downloads: the hostile ones are
+    // refused on their way, and emptied again in the builder (the user build below sees them empty).
+    if (client === 'stream' && /Injected 2 mount\(s\).*\((loopback|gateway) stream/.test(report)) {
+      expect(report.match(/restored \S+ \(exact, .*streamed into the build/g)).toHaveLength(2)
+      expect(main.warnings.filter(w => /refused on its way into the builder/.test(w))).toHaveLength(cases.length)
+    }
 
     // A user build sees the good mounts exactly, every hostile mount empty, no trace in its root.
     const out = join(work, 'verify')
