@@ -510,7 +510,7 @@ describe('Azure Block Blob protocol of the signed URLs', () => {
     const full = await fetch(url)
     expect(full.status).toBe(200)
     expect(await full.text()).toBe('AABBBBAA')
-    expect(full.headers.get('content-md5')).toBe(createHash('md5').update('AABBBBAA').digest('base64'))
+    expect(full.headers.get('content-md5')).toBeNull() // a block list has no MD5 of its own unless the client declares one
     expect(full.headers.get('x-ms-blob-type')).toBe('BlockBlob')
 
     const ranged = await fetch(url, { headers: { Range: 'bytes=2-5' } })

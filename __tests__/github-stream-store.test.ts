@@ -16,7 +16,7 @@ import { backoffMs, parseRetryAfter, HttpStatusError, type RetryPolicy } from '.
 import { githubStore } from '../src/storage/github/select.js'
 import { GitHubStreamStore, type StreamStoreOptions } from '../src/storage/github/stream-store.js'
 import type { CacheStore } from '../src/storage/store.js'
-import { startCacheService, type CacheService } from '../test-support/cache-service/server.js'
+import { readBlobBytes, startCacheService, writeBlobBytes, type CacheService } from '../test-support/cache-service/server.js'
 import { captureLog } from '../test-support/fakes/log.js'
 
 let service: CacheService
@@ -60,7 +60,7 @@ const blobOf = (key: string): Buffer => {
   if (!entry) throw new Error(`no entry ${key}`)
   const blobs = join(service.dataDir, 'blobs')
   const match = readdirSync(blobs)
-    .map(f => readFileSync(join(blobs, f)))
+    .map(f => readBlobBytes(join(blobs, f)))
     .filter(b => b.length === entry.size)
   if (match.length === 0) throw new Error(`no blob of ${entry.size} bytes`)
   return match[0]!
@@ -227,14 +227,14 @@ describe('faults', () => {
     expect(await s.save(file(`${key}.tar`, Buffer.from('content')), key)).toBe(true)
     const blobs = join(service.dataDir, 'blobs')
     for (const f of readdirSync(blobs)) {
-      const b = readFileSync(join(blobs, f))
+      const b = readBlobBytes(join(blobs, f))
       if (
         b
           .subarray(b.indexOf(0x0a) + 1)
           .toString()
           .startsWith('content')
       )
-        writeFileSync(join(blobs, f), Buffer.from('PK\u0003\u0004 not ours at all\n..'))
+        writeBlobBytes(join(blobs, f), Buffer.from('PK\u0003\u0004 not ours at all\n..'))
     }
     await expect(s.restore(join(dir, `${key}-restored.tar`), key, [])).rejects.toThrow(
       'the entry does not start with a buildkit-mount-cache entry 1 header ("PK\\u0003\\u0004 not ours at all")'
@@ -252,8 +252,8 @@ describe('faults', () => {
     expect(await s.save(file(`${key}.tar`, data), key)).toBe(true)
     const blobs = join(service.dataDir, 'blobs')
     for (const f of readdirSync(blobs)) {
-      const b = readFileSync(join(blobs, f))
-      if (b.includes(data.subarray(0, 64))) writeFileSync(join(blobs, f), damage(Buffer.from(b)))
+      const b = readBlobBytes(join(blobs, f))
+      if (b.includes(data.subarray(0, 64))) writeBlobBytes(join(blobs, f), damage(Buffer.from(b)))
     }
     await expect(s.restore(join(dir, `${key}-restored.tar`), key, [])).rejects.toThrow(
       "the entry's checksum does not match its content (corrupt in storage or in transit)"

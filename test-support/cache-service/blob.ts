@@ -3,7 +3,8 @@
 // Uploads are the Azure Block Blob calls of BlockBlobClient.uploadFile: Put
 // Blob (PUT, x-ms-blob-type: BlockBlob) when the archive is <= 128 MiB, else
 // Put Block (PUT ?comp=block&blockid=) per 64 MiB chunk + Put Block List (PUT
-// ?comp=blocklist, XML body). The download of a URL whose host is not
+// ?comp=blocklist, XML body), which links the staged blocks into the blob
+// without copying them (stored-blob.ts). The download of a URL whose host is not
 // *.blob.core.windows.net is one plain GET through @actions/http-client (no
 // Range; Content-Length is checked); Range / x-ms-range and HEAD are
 // supported anyway.
@@ -22,6 +23,7 @@ import type { BlobOp, TrackedHandler } from './ops.js'
 import { under, type Route } from './router.js'
 import { BLOB_PREFIX, verifyBlobSignature } from './sas.js'
 import type { StoredEntry } from './store.js'
+import { linkParts, readBlob, replaceBlob, statBlob } from './stored-blob.js'
 
 // ---------------------------------------------------------------------------
 // Routing: every method under the prefix; the op comes from method + ?comp=.
@@ -71,17 +73,16 @@ async function getBlob(
   entry: StoredEntry | undefined,
   reset: number | undefined
 ): Promise<void> {
-  const file = ctx.store.blobPath(blobId)
-  if (!entry || entry.state !== 'committed' || !fs.existsSync(file)) {
+  const blob = statBlob(ctx.store.blobPath(blobId))
+  if (!entry || entry.state !== 'committed' || !blob) {
     return azureError(req, res, 404, 'BlobNotFound', 'The specified blob does not exist.', reset)
   }
-  const stat = fs.statSync(file)
-  const range = parseRange((req.headers['x-ms-range'] as string | undefined) ?? req.headers.range, stat.size)
+  const range = parseRange((req.headers['x-ms-range'] as string | undefined) ?? req.headers.range, blob.size)
   const common: Record<string, string | number> = {
     ...azureHeaders(req),
     'Content-Type': 'application/octet-stream',
-    'Last-Modified': stat.mtime.toUTCString(),
-    ETag: etagFor(entry.md5 ?? '', stat.mtimeMs),
+    'Last-Modified': blob.mtime.toUTCString(),
+    ETag: etagFor(entry.md5 ?? blobId, blob.mtime.getTime()),
     'Accept-Ranges': 'bytes',
     'x-ms-blob-type': 'BlockBlob',
     'x-ms-creation-time': new Date(entry.createdAt).toUTCString(),
@@ -91,20 +92,20 @@ async function getBlob(
   }
   if (range === 'unsatisfiable') {
     return azureError(req, res, 416, 'InvalidRange', 'The range specified is invalid for the current size of the resource.', reset, {
-      'Content-Range': `bytes */${stat.size}`
+      'Content-Range': `bytes */${blob.size}`
     })
   }
   const start = range?.start ?? 0
-  const end = range?.end ?? stat.size - 1
+  const end = range?.end ?? blob.size - 1
   const length = Math.max(0, end - start + 1)
   const headers: Record<string, string | number> = { ...common, 'Content-Length': length }
-  if (range) headers['Content-Range'] = `bytes ${start}-${end}/${stat.size}`
+  if (range) headers['Content-Range'] = `bytes ${start}-${end}/${blob.size}`
   else if (entry.md5) headers['Content-MD5'] = entry.md5
   res.writeHead(range ? 206 : 200, headers)
   if (reset !== undefined) res.flushHeaders()
   const limit = reset === undefined ? end : Math.min(end, start + reset - 1)
   if (req.method !== 'HEAD' && length > 0 && limit >= start) {
-    for await (const chunk of fs.createReadStream(file, { start, end: limit }) as AsyncIterable<Buffer>) {
+    for await (const chunk of readBlob(blob, start, limit)) {
       if (reset !== undefined) await writeFlushed(res, chunk)
       else if (!res.write(chunk)) await once(res, 'drain')
     }
@@ -140,14 +141,16 @@ async function putBlob(
     res.writeHead(201, { ...azureHeaders(req), 'Content-Length': 0, 'x-ms-request-server-encrypted': 'true', ...extra })
     res.end()
   }
-  const finishBlob = (tmp: string, size: number, md5: Buffer): Record<string, string> => {
-    fs.renameSync(tmp, store.blobPath(blobId))
-    fs.rmSync(store.blockDir(blobId), { recursive: true, force: true }) // uncommitted blocks are discarded
+  /** Puts the uploaded blob (a file, or a part directory) in place; uncommitted blocks are discarded. */
+  const finishBlob = (staged: string, size: number, md5: string | undefined): Record<string, string> => {
+    replaceBlob(staged, store.blobPath(blobId), store.tmpPath())
+    fs.rmSync(store.blockDir(blobId), { recursive: true, force: true })
     entry.uploadedSize = size
-    entry.md5 = md5.toString('base64')
+    if (md5 === undefined) delete entry.md5
+    else entry.md5 = md5
     store.save()
-    const stat = fs.statSync(store.blobPath(blobId))
-    return { ETag: etagFor(entry.md5, stat.mtimeMs), 'Last-Modified': stat.mtime.toUTCString() }
+    const mtime = fs.statSync(store.blobPath(blobId)).mtime
+    return { ETag: etagFor(entry.md5 ?? blobId, mtime.getTime()), 'Last-Modified': mtime.toUTCString() }
   }
   const checkLength = async (size: number, tmp: string, md5: Buffer): Promise<boolean> => {
     const declared = req.headers['content-length']
@@ -185,7 +188,7 @@ async function putBlob(
     const tmp = store.tmpPath()
     const { size, md5 } = await receiveToFile(req, tmp, { resetAfterBytes: reset })
     if (!(await checkLength(size, tmp, md5))) return
-    created({ ...finishBlob(tmp, size, md5), 'Content-MD5': md5.toString('base64') })
+    created({ ...finishBlob(tmp, size, md5.toString('base64')), 'Content-MD5': md5.toString('base64') })
     return
   }
 
@@ -228,24 +231,13 @@ async function putBlob(
     }
     files.push(file)
   }
-  const tmp = store.tmpPath()
-  const hash = createHash('md5')
-  let size = 0
-  const out = fs.createWriteStream(tmp)
-  try {
-    for (const file of files) {
-      for await (const chunk of fs.createReadStream(file) as AsyncIterable<Buffer>) {
-        hash.update(chunk)
-        size += chunk.length
-        if (!out.write(chunk)) await once(out, 'drain')
-      }
-    }
-    await new Promise<void>((resolve, reject) => out.end((err?: Error | null) => (err ? reject(err) : resolve())))
-  } catch (err) {
-    out.destroy()
-    await fsp.rm(tmp, { force: true })
-    throw err
-  }
-  const headers = finishBlob(tmp, size, hash.digest())
+  // Committing links the staged blocks into the blob's part directory: no
+  // data is copied or read, so the blob has no MD5 of its own unless the
+  // client declares one (x-ms-blob-content-md5), as on Azure.
+  const staging = store.tmpPath()
+  linkParts(files, staging)
+  const size = files.reduce((sum, file) => sum + fs.statSync(file).size, 0)
+  const declared = req.headers['x-ms-blob-content-md5']
+  const headers = finishBlob(staging, size, typeof declared === 'string' ? declared : undefined)
   created({ ...headers, 'Content-MD5': createHash('md5').update(xml).digest('base64') })
 }

@@ -10,6 +10,7 @@
 //   v1.ts       service v1: the GHES REST API (ACTIONS_CACHE_URL)
 //   rest.ts     GitHub's REST API for caches: list and delete (GITHUB_API_URL)
 //   store.ts    the persisted entries and GitHub's key lookup
+//   stored-blob.ts  an entry's bytes: one file or the parts of a block list
 //   faults.ts   fault injection
 //   control.ts  the /_control API for tests and its client
 //   ops.ts      operation names and the request log
@@ -40,6 +41,7 @@ export { REST_OPS, TWIRP_OPS, TWIRP_SERVICE, type BlobOp, type Op, type RequestR
 export { patchApi, type ActionsPermission, type ApiPatch, type ApiSettings } from './rest.js'
 export { signBlob, verifyBlobSignature, type BlobPermission } from './sas.js'
 export { findEntry, type CacheEntryInfo, type MatchCandidate } from './store.js'
+export { readBlobBytes, statBlob, writeBlobBytes, type StoredBlob } from './stored-blob.js'
 
 export interface StartOptions {
   dataDir: string

@@ -1,6 +1,7 @@
 // The cache entries, shared by the protocol parts: persisted under dataDir
-// (index.json + blobs/<blobId>; staging in blocks/<blobId>/<hex block id> for
-// v2 Put Block, uploads/<blobId> for v1 chunks, and tmp/; everything is written
+// (index.json + blobs/<blobId>, a file or a directory of committed blocks:
+// stored-blob.ts reads both; staging in blocks/<blobId>/<hex block id> for v2
+// Put Block, uploads/<blobId> for v1 chunks, and tmp/; everything is written
 // there or in place, then renamed), plus GitHub's key lookup.
 //
 // Semantics: lookup is scoped by version: exact primary key, then the primary
@@ -67,7 +68,10 @@ export interface StoredEntry {
   committedAt?: number
   /** Committed archive size. */
   size?: number
-  /** Size / MD5 (base64) of the uploaded blob, set when the upload completes. */
+  /**
+   * Size / MD5 (base64) of the uploaded blob, set when the upload completes
+   * (no MD5 for a block list the client declared none for: nothing reads it back).
+   */
   uploadedSize?: number
   md5?: string
   /** When a lookup last matched it (the REST API's last_accessed_at); unset until then. */
@@ -177,6 +181,7 @@ export class Store {
     }
   }
 
+  /** The entry's bytes: one file, or a directory of parts (read them with stored-blob.ts). */
   blobPath(blobId: string): string {
     return path.join(this.dataDir, 'blobs', blobId)
   }

@@ -14,7 +14,7 @@ import { actionsCache } from '../../src/storage/actions-cache.js'
 import { serviceV2 } from '../../src/storage/github/config.js'
 import { GitHubStreamStore } from '../../src/storage/github/stream-store.js'
 import { applyEnv } from '../cache-service/env.js'
-import type { CacheService } from '../cache-service/server.js'
+import { readBlobBytes, writeBlobBytes, type CacheService } from '../cache-service/server.js'
 
 export interface PlantTarget {
   service: CacheService
@@ -115,7 +115,7 @@ export const plant = (target: PlantTarget, id: string, key: string, make: (archi
 export const plantBytes = (target: PlantTarget, id: string, key: string, data: Buffer): Promise<void> =>
   plant(target, id, key, p => writeFileSync(p, data))
 
-/** Path of the stored blob (the compressed outer archive) of the committed entry `key`. */
+/** Path of the stored blob (the compressed outer archive) of the committed entry `key`: a file or a directory of parts (stored-blob.ts). */
 export function blobPath(service: CacheService, key: string): string {
   const index = JSON.parse(readFileSync(join(service.dataDir, 'index.json'), 'utf8')) as { entries: { key: string; blobId: string; state: string }[] }
   const entry = index.entries.find(e => e.key === key && e.state === 'committed')
@@ -126,10 +126,10 @@ export function blobPath(service: CacheService, key: string): string {
 /** Flips bytes in the middle of a stored blob (keeps its size, so the download itself succeeds). */
 export function corruptBlob(service: CacheService, key: string): void {
   const file = blobPath(service, key)
-  const data = readFileSync(file)
+  const data = readBlobBytes(file)
   const at = Math.floor(data.length / 2)
   for (let i = at; i < Math.min(data.length, at + 64); i++) data[i] = (data[i] ?? 0) ^ 0x5a
-  writeFileSync(file, data)
+  writeBlobBytes(file, data)
 }
 
 // ---- raw tar bytes ---------------------------------------------------------
