@@ -45,7 +45,7 @@ export async function restoreMounts(services: Services, engine: Engine, state: J
     await log.group('Restore cache entries and inject them into the builder', async () => {
       const handOff: HandOff = {
         // Over a stream, an entry the store can stream goes into the build as it downloads.
-        live: overlapped && services.cache.open !== undefined,
+        live: overlapped && services.cache.open !== undefined && streamRestoreAllowed(),
         file: (m, layers) => {
           const [archivePath = '', ...deltas] = layers
           ready.push({ index: m.index, archivePath, ...(deltas.length > 0 ? { deltas } : {}) })
@@ -310,4 +310,13 @@ async function keepListing(root: string, state: JobState, m: MountState, listing
   } catch (error) {
     log.info(`${m.spec.id}: cannot keep inject's listing, the next save is a full one: ${errorMessage(error)}`)
   }
+}
+
+/**
+ * BUILDKIT_MOUNT_CACHE_STREAM_RESTORE=false downloads and checks every entry
+ * before the inject build takes it, as for stores that cannot stream (to
+ * compare, or to rule the streamed restore out when looking for a fault).
+ */
+function streamRestoreAllowed(env: NodeJS.ProcessEnv = process.env): boolean {
+  return (env.BUILDKIT_MOUNT_CACHE_STREAM_RESTORE ?? '').trim().toLowerCase() !== 'false'
 }
