@@ -208,16 +208,14 @@ async function openEntry(cache: CacheStore, primaryKey: string, restoreKeys: str
  */
 function liveArchive(state: JobState, m: MountState, matchedKey: string, body: Readable, started: number): LiveArchive {
   let archiveBytes = 0
-  const counted = body.pipe(
-    new Transform({
-      transform(chunk: Buffer, _encoding, callback) {
-        archiveBytes += chunk.length
-        callback(null, chunk)
-      }
-    })
-  )
-  body.once('error', e => counted.destroy(e))
-  counted.once('close', () => body.destroy())
+  const counted = new Transform({
+    transform(chunk: Buffer, _encoding, callback) {
+      archiveBytes += chunk.length
+      callback(null, chunk)
+    }
+  })
+  // Either end failing ends both: the consumer sees the download's error, a consumer that stops stops the download.
+  pipeline(body, counted).catch(() => undefined)
   return {
     body: counted,
     maxBytes: state.maxRestoreBytes,

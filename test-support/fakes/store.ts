@@ -1,4 +1,5 @@
 import { readFile, writeFile } from 'node:fs/promises'
+import { Readable } from 'node:stream'
 
 import { GitHubApiError, PERMISSION_HINT } from '../../src/storage/github/rest.js'
 import type { CacheStore, EntryRemoval } from '../../src/storage/store.js'
@@ -88,10 +89,38 @@ export class MemoryStore implements CacheStore {
   async restore(archivePath: string, primaryKey: string, restoreKeys: string[]): Promise<string | undefined> {
     const key = this.lookup(primaryKey, restoreKeys)
     if (key === undefined) return undefined
+    this.calls.restore++
     if (this.faults.gate?.key === key) await this.faults.gate.open
     if (this.faults.throwOnRestore) throw new Error(`download of ${key} failed: connection reset`)
     await writeFile(archivePath, this.faults.corruptBytes ?? (this.entries.get(key) as Buffer))
     return key
+  }
+
+  /** Set by streaming(): the entry as a stream, as the GitHub stream client opens it. */
+  open?: CacheStore['open']
+  /** How many entries were opened as streams, and downloaded to files. */
+  readonly calls = { open: 0, restore: 0 }
+
+  /**
+   * Makes this store one that can stream (CacheStore.open). `cutAfter`:
+   * the stream of that key fails after so many bytes (a connection reset
+   * the client could not resume).
+   */
+  streaming(cutAfter?: { key: string; bytes: number }): this {
+    this.open = async (primaryKey, restoreKeys) => {
+      const key = this.lookup(primaryKey, restoreKeys)
+      if (key === undefined) return undefined
+      this.calls.open++
+      const bytes = this.faults.corruptBytes ?? (this.entries.get(key) as Buffer)
+      async function* body(): AsyncGenerator<Buffer> {
+        for (let at = 0; at < bytes.length; at += 1000) {
+          if (cutAfter !== undefined && cutAfter.key === key && at >= cutAfter.bytes) throw new Error('connection reset by peer (after 5 attempts)')
+          yield bytes.subarray(at, at + 1000)
+        }
+      }
+      return { matchedKey: key, body: Readable.from(body(), { objectMode: false }) }
+    }
+    return this
   }
 
   async find(_archivePath: string, primaryKey: string, restoreKeys: string[]): Promise<string | undefined> {
