@@ -100,6 +100,19 @@ describe('a store that streams, over a stream route', () => {
     expect(w.builder.tree('npm')).toEqual({})
   })
 
+  test('the stream refused before it began (no network.host): the downloads go through the build context instead', async () => {
+    w.builder.faults.refuseHostNetwork = true
+    w.store.streaming()
+    const { state, engine } = await w.plan([npm, apt])
+    putExact(state, 0, await mountArchive({ a: 'a' }))
+    putExact(state, 1, await mountArchive({ b: 'b' }))
+    await restoreMounts(w.services, engine, state, LOOPBACK)
+    expect(state.inject?.route).toBe('build-io')
+    expect(state.mounts.map(m => m.restore.kind)).toEqual(['injected', 'injected'])
+    expect([w.builder.tree('npm'), w.builder.tree('apt')]).toEqual([{ a: 'a' }, { b: 'b' }])
+    expect(logger.warnings).toEqual([])
+  })
+
   test('without a stream route (build context), entries are downloaded and checked first', async () => {
     w.store.streaming()
     const { state, engine } = await w.plan([npm], { extractVia: 'export' })
