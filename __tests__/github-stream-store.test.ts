@@ -3,7 +3,7 @@
 // codec, key matching, and the service's faults (5xx, 429 with Retry-After,
 // connections cut mid-download and mid-upload, a corrupt entry, the entry
 // size limit, a service that refuses the client).
-import { randomBytes } from 'node:crypto'
+import { createHash, randomBytes } from 'node:crypto'
 import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -117,6 +117,86 @@ describe('round trips', () => {
     const out = join(dir, `${key}-restored.tar`)
     expect(await s.restore(out, key, [])).toBe(key)
     expect(readFileSync(out).equals(data)).toBe(true)
+  })
+})
+
+describe('an uncompressed archive sent in ranges of its file', () => {
+  // Small blocks and no single Put Blob, so a test-sized archive takes the path of a large one.
+  const ranged = (parallel = 3): GitHubStreamStore => store({ codec: 'none', upload: { blockBytes: 64 * 1024, parallel, singlePutMax: 0 } })
+  const header = Buffer.from('buildkit-mount-cache entry 1 none\n')
+
+  test('many blocks: the header, the file in order, and the digest trailer last; restored byte for byte', async () => {
+    const key = unique('ranges')
+    const data = randomBytes(10 * 64 * 1024 + 123)
+    const s = ranged()
+    expect(await s.save(file(`${key}.tar`, data), key)).toBe(true)
+    // The header, 11 ranges of the file, and the trailer: one block each.
+    expect(service.requests.filter(r => r.op === 'PutBlock' && r.key === key)).toHaveLength(1 + 11 + 1)
+    expect(service.requests.some(r => r.op === 'PutBlob' && r.key === key)).toBe(false)
+    const blob = blobOf(key)
+    expect(blob.length).toBe(header.length + data.length + 72)
+    expect(blob.subarray(0, header.length).equals(header)).toBe(true)
+    expect(blob.subarray(header.length, header.length + data.length).equals(data)).toBe(true)
+    const digest = createHash('sha256').update(header).update(data).digest('hex')
+    expect(blob.subarray(header.length + data.length).toString('latin1')).toBe(`sha256:${digest}\n`)
+    const out = join(dir, `${key}-restored.tar`)
+    expect(await s.restore(out, key, [])).toBe(key)
+    expect(readFileSync(out).equals(data)).toBe(true)
+  })
+
+  test('a file that is a whole number of blocks, sent one block at a time', async () => {
+    const key = unique('ranges-even')
+    const data = randomBytes(4 * 64 * 1024)
+    const s = ranged(1)
+    expect(await s.save(file(`${key}.tar`, data), key)).toBe(true)
+    expect(service.requests.filter(r => r.op === 'PutBlock' && r.key === key)).toHaveLength(1 + 4 + 1)
+    const out = join(dir, `${key}-restored.tar`)
+    expect(await s.restore(out, key, [])).toBe(key)
+    expect(readFileSync(out).equals(data)).toBe(true)
+  })
+
+  test.each([
+    ['a connection reset midway through a block', { resetAfterBytes: 20 * 1024 }],
+    ['a 500 answer', { status: 500 }],
+    ['a 429 with Retry-After', { status: 429, retryAfterSeconds: 3 }]
+  ])('%s is retried for that block alone, and the entry is exact', async (_name, action) => {
+    const key = unique('ranges-fault')
+    const data = randomBytes(6 * 64 * 1024 + 9)
+    // One block at a time: the header block goes first, and the fault hits the first range of the file.
+    const s = ranged(1)
+    service.faults.add({ match: { op: 'PutBlock', key }, action: { delayMs: 0 }, times: 1 })
+    const fault = service.faults.add({ match: { op: 'PutBlock', key }, action, times: 1 })
+    expect(await s.save(file(`${key}.tar`, data), key)).toBe(true)
+    expect(service.faults.list().some(f => f.id === fault)).toBe(false)
+    // One block more than the entry's 1 + 7 + 1: the one that failed, sent again.
+    expect(service.requests.filter(r => r.op === 'PutBlock' && r.key === key)).toHaveLength(1 + 7 + 1 + 1)
+    expect(waits).toEqual(['retryAfterSeconds' in action ? 3000 : 1])
+    const blob = blobOf(key)
+    const digest = createHash('sha256')
+      .update(blob.subarray(0, blob.length - 72))
+      .digest('hex')
+    expect(blob.subarray(blob.length - 72).toString('latin1')).toBe(`sha256:${digest}\n`)
+    const out = join(dir, `${key}-restored.tar`)
+    expect(await s.restore(out, key, [])).toBe(key)
+    expect(readFileSync(out).equals(data)).toBe(true)
+  })
+
+  test('a block that keeps failing fails the save, and nothing is committed', async () => {
+    const key = unique('ranges-down')
+    const s = ranged()
+    service.faults.add({ match: { op: 'PutBlock', key }, action: { status: 503 } })
+    await expect(s.save(file(`${key}.tar`, randomBytes(5 * 64 * 1024)), key)).rejects.toThrow('upload block: HTTP 503')
+    expect(service.requests.some(r => r.op === 'PutBlockList' && r.key === key)).toBe(false)
+    expect(service.entries({ includePending: true }).find(e => e.key === key)?.state).toBe('pending')
+  })
+
+  test('an entry over the size limit is refused before any block goes', async () => {
+    const key = unique('ranges-big')
+    const s = store({ codec: 'none', maxEntryBytes: 100 * 1024, upload: { blockBytes: 64 * 1024, singlePutMax: 0 } })
+    await expect(s.save(file(`${key}.tar`, randomBytes(300 * 1024)), key)).rejects.toThrow(
+      "the entry is larger than the service's limit of 102400 bytes"
+    )
+    expect(service.requests.some(r => r.op === 'PutBlock' && r.key === key)).toBe(false)
   })
 })
 

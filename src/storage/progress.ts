@@ -30,22 +30,30 @@ export function progressLine(label: string, done: number, total: number | undefi
   return `${label} ${formatBytes(done)} of ${formatBytes(total)} (${percent}%)${rate}`
 }
 
-/** A pass-through stream that counts the bytes going through and reports every interval. */
-export function progressMeter(options: ProgressOptions): Transform {
+/** A counter told the bytes moved, piece by piece (parallel transfers), that reports every interval. */
+export function progressCounter(options: ProgressOptions): (bytes: number) => void {
   const now = options.now ?? Date.now
   const emit = options.emit ?? ((line: string) => log.info(line))
   const interval = options.intervalMs ?? DEFAULT_INTERVAL_MS
   const started = now()
   let next = started + interval
   let done = 0
+  return bytes => {
+    done += bytes
+    const t = now()
+    if (t >= next) {
+      emit(progressLine(options.label, done, options.total, t - started))
+      next = t + interval
+    }
+  }
+}
+
+/** A pass-through stream that counts the bytes going through and reports every interval. */
+export function progressMeter(options: ProgressOptions): Transform {
+  const count = progressCounter(options)
   return new Transform({
     transform(chunk: Buffer, _encoding, callback) {
-      done += chunk.length
-      const t = now()
-      if (t >= next) {
-        emit(progressLine(options.label, done, options.total, t - started))
-        next = t + interval
-      }
+      count(chunk.length)
       callback(null, chunk)
     }
   })

@@ -1,3 +1,4 @@
+import { createReadStream } from 'node:fs'
 import { Readable, Transform } from 'node:stream'
 
 import { expectOk, headerOf, readBody, send, type HttpResponse } from './http.js'
@@ -208,6 +209,100 @@ export async function uploadBlob(url: string, source: Readable, options: UploadO
 }
 
 /**
+ * Block size and parallel Put Block calls of an upload from a file: each
+ * body a range read from disk, none held in memory, so the size costs no
+ * memory. Measured on the local service (1 GiB): 32 MiB x 4 was the
+ * fastest; 2 in flight left it waiting, 8 only added memory.
+ */
+export const FILE_BLOCK_BYTES = 32 * 1024 ** 2
+export const FILE_UPLOAD_PARALLEL = 4
+/** Read size of a block's file range: large reads, few chunks for the socket to take. */
+const RANGE_READ_BYTES = 1024 ** 2
+
+/**
+ * A blob made of a file between two small pieces: `head`, the file's first
+ * `size` bytes, then `tail`, which may still be in the making while the file
+ * goes up (an entry's digest trailer).
+ */
+export interface FileBlob {
+  head: Buffer
+  path: string
+  size: number
+  tail: Promise<Buffer>
+}
+
+export interface FileUploadOptions {
+  policy: RetryPolicy
+  blockBytes?: number
+  parallel?: number
+  /** Told the bytes of each block stored (a progress line). */
+  onBlock?: (bytes: number) => void
+}
+
+/** One block of a FileBlob: fixed bytes, or a range [start, end) of the file. */
+type BlockBody = { bytes: Buffer } | { start: number; end: number }
+
+/**
+ * Uploads a FileBlob as Put Block calls straight from byte ranges of the
+ * file, `parallel` at a time, each body a read stream of its range with a
+ * known length (a retry opens the range again): nothing is assembled in
+ * memory. `head` and `tail` go as small blocks of their own, the tail last,
+ * once it is known. Returns the blob's size in bytes.
+ */
+export async function uploadFileBlob(url: string, blob: FileBlob, options: FileUploadOptions): Promise<number> {
+  const blockBytes = options.blockBytes ?? FILE_BLOCK_BYTES
+  const parallel = options.parallel ?? FILE_UPLOAD_PARALLEL
+  let failure: { error: unknown } | undefined
+  // A tail that fails stops the upload at the next block (and is no unhandled rejection).
+  blob.tail.catch((error: unknown) => (failure ??= { error }))
+  const bodies: BlockBody[] = []
+  if (blob.head.length > 0) bodies.push({ bytes: blob.head })
+  for (let start = 0; start < blob.size; start += blockBytes) bodies.push({ start, end: Math.min(blob.size, start + blockBytes) })
+  // Equal-length ids (Azure requires it); the block list's order is the blob's.
+  const idOf = (index: number): string => Buffer.from(`block-${String(index).padStart(8, '0')}`).toString('base64')
+  const put = async (index: number, body: BlockBody): Promise<number> => {
+    if ('bytes' in body) await putBlock(url, idOf(index), body.bytes, options.policy)
+    else {
+      const { start, end } = body
+      await putBlockFrom(
+        url,
+        idOf(index),
+        () => createReadStream(blob.path, { start, end: end - 1, highWaterMark: RANGE_READ_BYTES }),
+        end - start,
+        options.policy
+      )
+    }
+    const bytes = 'bytes' in body ? body.bytes.length : body.end - body.start
+    options.onBlock?.(bytes)
+    return bytes
+  }
+  let next = 0
+  let total = 0
+  const lane = async (): Promise<void> => {
+    while (!failure && next < bodies.length) {
+      const index = next++
+      try {
+        const bytes = await put(index, bodies[index]!)
+        total += bytes
+      } catch (error) {
+        failure ??= { error }
+      }
+    }
+  }
+  await Promise.all(Array.from({ length: Math.min(parallel, bodies.length) }, lane))
+  if (failure) throw failure.error
+  const tail = await blob.tail
+  const ids = bodies.map((_body, index) => idOf(index))
+  if (tail.length > 0) {
+    const bytes = await put(bodies.length, { bytes: tail })
+    total += bytes
+    ids.push(idOf(bodies.length))
+  }
+  await putBlockList(url, ids, options.policy)
+  return total
+}
+
+/**
  * Uploads `length` bytes as one Put Blob, the body streamed from
  * `makeBody()`; a retry calls it again for a fresh stream. Returns `length`.
  */
@@ -243,6 +338,21 @@ async function putBlock(url: string, id: string, block: Buffer, policy: RetryPol
     const res = await send({ method: 'PUT', url: target, headers: { 'x-ms-version': AZURE_VERSION }, body: block })
     await expectOk('upload block', res)
     await readBody(res.body)
+  })
+}
+
+/** One Put Block whose body of `length` bytes is streamed from `makeBody()`; a retry calls it again for a fresh stream. */
+async function putBlockFrom(url: string, id: string, makeBody: () => Readable, length: number, policy: RetryPolicy): Promise<void> {
+  const target = withQuery(url, { comp: 'block', blockid: id })
+  await withRetries('upload block', policy, async () => {
+    const stream = makeBody()
+    try {
+      const res = await send({ method: 'PUT', url: target, headers: { 'x-ms-version': AZURE_VERSION }, body: { stream, length } })
+      await expectOk('upload block', res)
+      await readBody(res.body)
+    } finally {
+      stream.destroy()
+    }
   })
 }
 

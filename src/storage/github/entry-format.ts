@@ -1,4 +1,5 @@
 import { createHash, type Hash } from 'node:crypto'
+import { open } from 'node:fs/promises'
 import { Readable, Transform } from 'node:stream'
 
 import { CODECS, type Codec } from '../compression.js'
@@ -116,4 +117,33 @@ export function withEntryHeader(codec: Codec, body: Readable): Readable {
     yield Buffer.from(`sha256:${hash.digest('hex')}\n`)
   }
   return Readable.from(all(), { objectMode: false })
+}
+
+/** Read size of the digest pass over an archive file: one buffer, reused. */
+const DIGEST_READ_BYTES = 4 * 1024 ** 2
+
+/**
+ * The trailer of an entry whose body is the file at `path` as it is (codec
+ * `none`), computed by one sequential read of the file: an upload that sends
+ * the file in ranges, out of order, learns its digest this way while the
+ * ranges go up. Fails when the file does not hold exactly `size` bytes.
+ */
+export async function fileEntryTrailer(codec: Codec, path: string, size: number): Promise<Buffer> {
+  const hash = createHash('sha256').update(entryHeader(codec))
+  const file = await open(path, 'r')
+  try {
+    const buffer = Buffer.allocUnsafe(DIGEST_READ_BYTES)
+    let seen = 0
+    for (;;) {
+      const { bytesRead } = await file.read(buffer, 0, buffer.length, seen)
+      if (bytesRead === 0) break
+      hash.update(buffer.subarray(0, bytesRead))
+      seen += bytesRead
+      if (seen > size) break
+    }
+    if (seen !== size) throw new Error(`the archive changed while it was uploaded (${seen} bytes, not ${size})`)
+  } finally {
+    await file.close()
+  }
+  return Buffer.from(`sha256:${hash.digest('hex')}\n`)
 }

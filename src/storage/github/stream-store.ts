@@ -6,11 +6,11 @@ import { log } from '../../log.js'
 import { cacheModeAllows } from '../actions-cache.js'
 import { runCommand } from '../../builder/command.js'
 import { chooseCodec, compressFile, decodeStream, decompressToFile, zstdOnPath, type Codec } from '../compression.js'
-import { metered, progressMeter } from '../progress.js'
+import { metered, progressCounter, progressMeter } from '../progress.js'
 import type { CacheStore, OpenedEntry } from '../store.js'
-import { downloadBlob, openBlob, putWholeBlob, SINGLE_PUT_MAX, uploadBlob } from './blob.js'
+import { downloadBlob, openBlob, putWholeBlob, SINGLE_PUT_MAX, uploadBlob, uploadFileBlob } from './blob.js'
 import type { ServiceV2 } from './config.js'
-import { ENTRY_TRAILER_BYTES, ENTRY_VERSION, entryHeader, splitEntryHeader, withEntryHeader } from './entry-format.js'
+import { ENTRY_TRAILER_BYTES, ENTRY_VERSION, entryHeader, fileEntryTrailer, splitEntryHeader, withEntryHeader } from './entry-format.js'
 import { DEFAULT_RETRY, type RetryPolicy } from './retry.js'
 import { TwirpClient, TwirpError } from './twirp.js'
 
@@ -25,6 +25,8 @@ export interface StreamStoreOptions {
   maxEntryBytes?: number
   /** Forces a codec (tests, the bench); by default a probe of the archive picks one. */
   codec?: Codec
+  /** Block size and parallelism of an uncompressed archive sent in ranges (tests, the bench). */
+  upload?: { blockBytes?: number; parallel?: number; singlePutMax?: number }
 }
 
 /**
@@ -128,11 +130,21 @@ export class GitHubStreamStore implements CacheStore {
     }
     let size = 0
     const maxBytes = this.options.maxEntryBytes ?? MAX_ENTRY_BYTES
-    if (codec === 'none' && rawSize <= SINGLE_PUT_MAX) {
+    const length = entryHeader(codec).length + rawSize + ENTRY_TRAILER_BYTES
+    if (codec === 'none' && length > maxBytes) throw new Error(`the entry is larger than the service's limit of ${maxBytes} bytes`)
+    if (codec === 'none' && rawSize <= (this.options.upload?.singlePutMax ?? SINGLE_PUT_MAX)) {
       // Size known up front: one streamed request (a retry reads the file again).
-      const length = entryHeader(codec).length + rawSize + ENTRY_TRAILER_BYTES
-      if (length > maxBytes) throw new Error(`the entry is larger than the service's limit of ${maxBytes} bytes`)
       size = await putWholeBlob(uploadUrl, () => withEntryHeader(codec, createReadStream(archivePath)), length, this.policy)
+    } else if (codec === 'none') {
+      const { blockBytes, parallel } = this.options.upload ?? {}
+      const fileBlocks = { ...(blockBytes !== undefined ? { blockBytes } : {}), ...(parallel !== undefined ? { parallel } : {}) }
+      // Blocks read straight from ranges of the file, in parallel; one more
+      // sequential read meanwhile computes the trailer, which goes last.
+      size = await uploadFileBlob(
+        uploadUrl,
+        { head: entryHeader(codec), path: archivePath, size: rawSize, tail: fileEntryTrailer(codec, archivePath, rawSize) },
+        { policy: this.policy, onBlock: progressCounter({ label: 'uploading', total: length }), ...fileBlocks }
+      )
     } else if (codec === 'zstd' && zstdOnPath()) {
       // zstd reads the archive itself: the raw bytes never pass through this process.
       let failure: { error: unknown } | undefined
