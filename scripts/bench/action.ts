@@ -15,6 +15,8 @@ export interface ActionStep {
   result: StepResult
   /** Peak RSS of the step's node process (KiB), when the probe reported it. */
   maxRssKiB?: number
+  /** Bytes the step's process tree wrote to storage (the probe's write_bytes), where /proc reports it. */
+  writeBytes?: number
   /** From "Extracted N mount(s), X in Y s (mode[; K unchanged since inject, not read][; D as delta(s) of what changed])". */
   extractSeconds?: number
   /** The mode of that line, e.g. "loopback stream" or "build exporter". */
@@ -29,8 +31,11 @@ export interface ActionStep {
   injectMode?: string
   /** From "Restore to ready: X s for N mount(s) (slowest restore Y s, inject Z s, overlapped)". */
   restoreToReady?: { seconds: number; slowestRestore: number; inject: number }
-  /** From "<id>: restored <key> (<match>[, base <key> + D delta(s)], <size>, N entries, Z s)"; `deltas` is D (0 for a full entry). */
-  restored: Array<{ id: string; key: string; seconds: number; entries: number; deltas: number }>
+  /**
+   * From "<id>: restored <key> (<match>[, base <key> + D delta(s)], <size>, N entries[, streamed into the build], Z s)";
+   * `deltas` is D (0 for a full entry), `streamed` is there (true) when the entry went into the build as it downloaded.
+   */
+  restored: Array<{ id: string; key: string; seconds: number; entries: number; deltas: number; streamed?: true }>
   /**
    * From "<id>: saved <key> (<size>, Z s)", or for a delta entry "<id>: saved
    * <key> (delta S of <base>: <size> in C changed entries, R removed, Z s)".
@@ -114,19 +119,30 @@ export async function runActionStep(
     throw new Error(`${entry} step failed (exit ${result.exitCode}):\n${result.stdout.slice(-4000)}\n${result.stderr.slice(-2000)}`)
   }
   const step: ActionStep = { entry, seconds, result, ...parseActionLog(result.stdout) }
-  if (existsSync(rssFile)) {
-    const peaks = readFileSync(rssFile, 'utf8')
-      .split('\n')
-      .filter(l => l.trim() !== '')
-      .map(l => (JSON.parse(l) as { maxRssKiB: number }).maxRssKiB)
-    if (peaks.length > 0) step.maxRssKiB = Math.max(...peaks)
-  }
+  if (existsSync(rssFile)) Object.assign(step, probeFigures(readFileSync(rssFile, 'utf8')))
   return step
 }
 
-export function parseActionLog(stdout: string): Omit<ActionStep, 'entry' | 'seconds' | 'result' | 'maxRssKiB'> {
+/**
+ * The probe's lines of one step (one per node process): the highest peak RSS,
+ * and the highest write_bytes. Not their sum: a node process the step's node
+ * started and reaped is already counted in its parent's write_bytes.
+ */
+export function probeFigures(text: string): Pick<ActionStep, 'maxRssKiB' | 'writeBytes'> {
+  const lines = text
+    .split('\n')
+    .filter(l => l.trim() !== '')
+    .map(l => JSON.parse(l) as { maxRssKiB: number; writeBytes?: number })
+  const writes = lines.flatMap(l => (l.writeBytes === undefined ? [] : [l.writeBytes]))
+  return {
+    ...(lines.length > 0 ? { maxRssKiB: Math.max(...lines.map(l => l.maxRssKiB)) } : {}),
+    ...(writes.length > 0 ? { writeBytes: Math.max(...writes) } : {})
+  }
+}
+
+export function parseActionLog(stdout: string): ParsedLog {
   const lines = stdout.split('\n').map(l => l.replace(/\r$/, ''))
-  const out: Omit<ActionStep, 'entry' | 'seconds' | 'result' | 'maxRssKiB'> = { restored: [], saved: [], unchanged: [], buildSteps: stepSeconds('') }
+  const out: ParsedLog = { restored: [], saved: [], unchanged: [], buildSteps: stepSeconds('') }
   const debug: string[] = []
   for (const line of lines) {
     if (line.startsWith('::debug::')) {
@@ -139,7 +155,7 @@ export function parseActionLog(stdout: string): Omit<ActionStep, 'entry' | 'seco
   return out
 }
 
-type ParsedLog = ReturnType<typeof parseActionLog>
+type ParsedLog = Omit<ActionStep, 'entry' | 'seconds' | 'result' | 'maxRssKiB' | 'writeBytes'>
 
 const EXTRACTED = /^Extracted \d+ mount\(s\), .* in ([\d.]+) s(?: \(([^;)]+)((?:; .*)?)\))?$/
 const NOT_READ = /; (\d+) unchanged since inject, not read/
@@ -147,7 +163,7 @@ const AS_DELTAS = /; (\d+) as delta\(s\) of what changed/
 const INJECTED = /^Injected \d+ mount\(s\), .* in ([\d.]+) s(?: \((.+)\))?$/
 const READY =
   /^Restore to ready: ([\d.]+) s for \d+ mount\(s\) \(slowest restore ([\d.]+) s, inject ([\d.]+) s(?:, overlapped|, one after the other)?\)$/
-const RESTORED = /^(.+): restored (\S+) \((.*), (\d+) entries, ([\d.]+) s\)$/
+const RESTORED = /^(.+): restored (\S+) \((.*), (\d+) entries(, streamed into the build)?, ([\d.]+) s\)$/
 const CHAIN = /, base \S+ \+ (\d+) delta\(s\)/
 const SAVED = /^(.+): saved (\S+) \((.*), ([\d.]+) s\)$/
 const DELTA = /^delta (\d+) of (\S+): .* in (\d+) changed entries, (\d+) removed$/
@@ -172,7 +188,14 @@ function parseLine(line: string, out: ParsedLog): void {
   m = RESTORED.exec(line)
   if (m) {
     const deltas = Number(CHAIN.exec(m[3] as string)?.[1] ?? 0)
-    out.restored.push({ id: m[1] as string, key: m[2] as string, entries: Number(m[4]), seconds: Number(m[5]), deltas })
+    out.restored.push({
+      id: m[1] as string,
+      key: m[2] as string,
+      entries: Number(m[4]),
+      seconds: Number(m[6]),
+      deltas,
+      ...(m[5] !== undefined ? { streamed: true as const } : {})
+    })
   }
   m = SAVED.exec(line)
   if (m) {

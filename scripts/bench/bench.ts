@@ -5,7 +5,7 @@
 //   npx tsx scripts/bench/bench.ts [--size-mib 1024] [--files 20000] [--quick]
 //       [--sizes 256,512,1024] [--repeat 1] [--json FILE] [--private-engine]
 //       [--prune-all] [--compression] [--builder NAME] [--cache-clients]
-//       [--changed PERCENT [--delete-superseded]]
+//       [--changed PERCENT [--delete-superseded]] [--restore-stream]
 //
 // --quick        64 MiB / 2,000 files, a sanity run
 // --sizes LIST   a sweep: the whole measurement at each size (MiB), one after
@@ -39,6 +39,13 @@
 //                the entries kept
 // --delete-superseded  with --changed: the action's input delete-superseded: true
 //                (without it the kept entries are what nothing deleting leaves)
+// --restore-stream  only the streamed restore scenario (see restore-stream.ts):
+//                the tree of --size-mib / --files saved once, then --repeat
+//                rounds (default 2) of main into a builder without the mounts,
+//                downloading to files first (BUILDKIT_MOUNT_CACHE_STREAM_RESTORE=false),
+//                then streaming into the inject build; restore to ready against
+//                the file mode's inject alone, bytes written to the runner's
+//                disk, peak RSS
 //
 // Other jobs that `buildx prune --all` the shared engine empty the bench's
 // mounts; the bench notices (every move is checked) and repeats the round on
@@ -87,6 +94,7 @@ import {
   type TreeSignature
 } from './lib.js'
 import { runDeltaBench, type DeltaResult } from './delta.js'
+import { ROUNDS, runRestoreStreamBench, type RestoreStreamResult } from './restore-stream.js'
 import { PerMount, type CacheMap, type DanceMountTiming } from './per-mount.js'
 import { startPrivateEngine, type PrivateEngine } from './private-engine.js'
 import { buildReport, growthRows, growthTable, Samples, type SizeOutcome } from './report.js'
@@ -117,6 +125,10 @@ interface Options {
   changed?: number
   /** --delete-superseded: the action's input of that name, for the delta scenario. */
   deleteSuperseded: boolean
+  /** --restore-stream: only the streamed restore scenario. */
+  restoreStream: boolean
+  /** --repeat was given (the restore-stream scenario has its own default). */
+  repeatGiven: boolean
 }
 
 function parseArgs(argv: string[]): Options {
@@ -128,7 +140,9 @@ function parseArgs(argv: string[]): Options {
     pruneAll: false,
     privateEngine: false,
     compression: false,
-    deleteSuperseded: false
+    deleteSuperseded: false,
+    restoreStream: false,
+    repeatGiven: false
   }
   let sizeGiven = false
   for (let i = 0; i < argv.length; i++) {
@@ -160,8 +174,10 @@ function parseArgs(argv: string[]): Options {
     else if (arg === '--files') {
       opts.files = positive(value())
       opts.filesGiven = true
-    } else if (arg === '--repeat') opts.repeat = positive(value())
-    else if (arg === '--json') opts.json = value()
+    } else if (arg === '--repeat') {
+      opts.repeat = positive(value())
+      opts.repeatGiven = true
+    } else if (arg === '--json') opts.json = value()
     else if (arg === '--prune-all') opts.pruneAll = true
     else if (arg === '--private-engine') opts.privateEngine = true
     else if (arg === '--compression') opts.compression = true
@@ -173,9 +189,10 @@ function parseArgs(argv: string[]): Options {
       if (!Number.isFinite(n) || n <= 0 || n > 50) throw new Error(`--changed needs a percentage above 0 and at most 50, got ${v}`)
       opts.changed = n
     } else if (arg === '--delete-superseded') opts.deleteSuperseded = true
+    else if (arg === '--restore-stream') opts.restoreStream = true
     else if (arg === '--help' || arg === '-h') {
       console.log(
-        'usage: bench.ts [--size-mib N | --sizes N,N,...] [--files N] [--quick] [--repeat N] [--json FILE] [--private-engine] [--prune-all] [--compression] [--builder NAME] [--cache-clients] [--changed PERCENT [--delete-superseded]]'
+        'usage: bench.ts [--size-mib N | --sizes N,N,...] [--files N] [--quick] [--repeat N] [--json FILE] [--private-engine] [--prune-all] [--compression] [--builder NAME] [--cache-clients] [--changed PERCENT [--delete-superseded]] [--restore-stream]'
       )
       process.exit(0)
     } else throw new Error(`unknown argument ${arg}`)
@@ -185,6 +202,8 @@ function parseArgs(argv: string[]): Options {
   if (opts.changed !== undefined && (opts.sizes || opts.repeat > 1 || opts.compression || opts.cacheClients))
     throw new Error('--changed is a scenario of its own: one size (--size-mib), one round, without --compression or --cache-clients')
   if (opts.deleteSuperseded && opts.changed === undefined) throw new Error('--delete-superseded belongs to the --changed scenario')
+  if (opts.restoreStream && (opts.sizes || opts.compression || opts.cacheClients || opts.changed !== undefined))
+    throw new Error('--restore-stream is a scenario of its own: one size (--size-mib), without --compression, --cache-clients or --changed')
   return opts
 }
 
@@ -286,6 +305,7 @@ async function main(): Promise<void> {
   const results: SizeResult[] = []
   const synthetic: CompressionResult[] = []
   let delta: DeltaResult | undefined
+  let restoreStream: RestoreStreamResult | undefined
   let failure: unknown
   try {
     if (opts.changed !== undefined) {
@@ -295,7 +315,15 @@ async function main(): Promise<void> {
         { ...deltaOptions, ...(opts.builder ? { builder: opts.builder } : {}) }
       )
     }
-    for (const [i, spec] of (delta === undefined ? specs : []).entries()) {
+    if (opts.restoreStream) {
+      const streamOptions = { sizeMiB: opts.sizeMiB, plan: plans[0] as DatasetPlan, rounds: opts.repeatGiven ? opts.repeat : ROUNDS }
+      restoreStream = await runRestoreStreamBench(
+        { run, work, bundleDir: bundle.dir, log },
+        { ...streamOptions, ...(opts.builder ? { builder: opts.builder } : {}) }
+      )
+    }
+    const scenario = delta !== undefined || opts.restoreStream
+    for (const [i, spec] of (scenario ? [] : specs).entries()) {
       if (i > 0) {
         // The previous size's mounts, layers and contexts go, as after a run.
         log('pruning the previous size from the builder')
@@ -326,6 +354,15 @@ async function main(): Promise<void> {
     if (others.length > 0) console.log('\nNote: other builds were running on the engine when the bench started; figures are noisier than usual.')
     if (opts.json) {
       writeFileSync(opts.json, `${JSON.stringify({ run, options: opts, engine: { versions: engineVersions }, delta: delta.figures }, null, 2)}\n`)
+      console.log(`\nJSON written to ${opts.json}`)
+    }
+  }
+  if (restoreStream !== undefined) {
+    console.log(restoreStream.text)
+    if (others.length > 0) console.log('\nNote: other builds were running on the engine when the bench started; figures are noisier than usual.')
+    if (opts.json) {
+      const json = { run, options: opts, engine: { versions: engineVersions }, restoreStream: restoreStream.figures }
+      writeFileSync(opts.json, `${JSON.stringify(json, null, 2)}\n`)
       console.log(`\nJSON written to ${opts.json}`)
     }
   }
