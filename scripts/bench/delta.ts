@@ -20,7 +20,7 @@
 // kept when nothing is deleted.
 import { randomUUID } from 'node:crypto'
 import { rmSync } from 'node:fs'
-import { mkdir, writeFile } from 'node:fs/promises'
+import { mkdir } from 'node:fs/promises'
 import { join } from 'node:path'
 
 import type { CacheService } from '../../test-support/cache-service/server.js'
@@ -40,7 +40,7 @@ import {
   type Signature
 } from './dataset.js'
 import { changeCounts, changeScript, TreeModel, type TreeChange } from './delta-plan.js'
-import { pruneMounts, q, sh } from './lib.js'
+import { cacheOnlyBuilder, pruneMounts } from './lib.js'
 import { type CacheMap, type PerMount } from './per-mount.js'
 import { deltaReport, type DeltaFigures, type DeltaRun } from './report.js'
 
@@ -90,12 +90,7 @@ export async function runDeltaBench(ctx: DeltaBenchContext, opts: DeltaBenchOpti
     mounts.map(m => m.name)
   )
   const counts = changeCounts(plan.files, opts.percent)
-  const build = async (name: string, dockerfile: string): Promise<string> => {
-    const dir = join(work, `ctx-${name}`)
-    await mkdir(dir, { recursive: true })
-    await writeFile(join(dir, 'Dockerfile'), dockerfile)
-    return (await sh(`docker buildx build --progress=plain --network=none --output type=cacheonly ${q(dir)}`)).stderr
-  }
+  const build = cacheOnlyBuilder(work)
   const signatures = async (): Promise<Map<string, Signature>> =>
     parseSignatures(await build('signature', signatureDockerfile(UTILITY_IMAGE, mounts, ids, randomUUID(), SIGNATURE)))
   const fidelity: string[] = []

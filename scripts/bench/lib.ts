@@ -1,5 +1,7 @@
 // Small process, timing and BuildKit helpers shared by the bench scripts.
 import { spawn } from 'node:child_process'
+import { mkdir, writeFile } from 'node:fs/promises'
+import { join } from 'node:path'
 import { performance } from 'node:perf_hooks'
 
 export interface ShellResult {
@@ -35,6 +37,20 @@ export async function sh(script: string, options: { env?: NodeJS.ProcessEnv; all
 }
 
 /** Single-quotes a string for bash. */
+/**
+ * A function that builds `dockerfile` in `work/ctx-<name>` on the current
+ * builder, without networking or output (the bench's generator and
+ * signature builds), and returns the build's plain progress.
+ */
+export function cacheOnlyBuilder(work: string): (name: string, dockerfile: string) => Promise<string> {
+  return async (name, dockerfile) => {
+    const dir = join(work, `ctx-${name}`)
+    await mkdir(dir, { recursive: true })
+    await writeFile(join(dir, 'Dockerfile'), dockerfile)
+    return (await sh(`docker buildx build --progress=plain --network=none --output type=cacheonly ${q(dir)}`)).stderr
+  }
+}
+
 export function q(text: string): string {
   return `'${text.replace(/'/g, `'\\''`)}'`
 }

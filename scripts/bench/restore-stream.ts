@@ -19,7 +19,7 @@
 //   4. the peak RSS of main's node process, both modes.
 import { randomUUID } from 'node:crypto'
 import { rmSync } from 'node:fs'
-import { mkdir, readdir, lstat, writeFile } from 'node:fs/promises'
+import { readdir, lstat } from 'node:fs/promises'
 import { join } from 'node:path'
 
 import { UTILITY_IMAGE } from '../../test-support/user-build.js'
@@ -34,7 +34,7 @@ import {
   type DatasetPlan,
   type Signature
 } from './dataset.js'
-import { median, pruneMounts, q, sh } from './lib.js'
+import { cacheOnlyBuilder, median, pruneMounts } from './lib.js'
 
 /** Rounds without --repeat. */
 export const ROUNDS = 2
@@ -103,12 +103,7 @@ export async function runRestoreStreamBench(ctx: RestoreStreamContext, opts: Res
   const fileRunner: ActionRunner = { ...runner, env: { ...runner.env, ...FILE_MODE } }
   const runnerTemp = runner.env.RUNNER_TEMP as string
   const prefix = `bench-${run}-restore`
-  const build = async (name: string, dockerfile: string): Promise<string> => {
-    const dir = join(work, `ctx-${name}`)
-    await mkdir(dir, { recursive: true })
-    await writeFile(join(dir, 'Dockerfile'), dockerfile)
-    return (await sh(`docker buildx build --progress=plain --network=none --output type=cacheonly ${q(dir)}`)).stderr
-  }
+  const build = cacheOnlyBuilder(work)
   const signatures = async (): Promise<Map<string, Signature>> =>
     parseSignatures(await build('signature', signatureDockerfile(UTILITY_IMAGE, mounts, ids, randomUUID(), SIGNATURE)))
   const samples: RestoreSample[] = []
