@@ -146,25 +146,7 @@ export async function compressFile(
 
 /** Decompresses `source` into the file at `dest` (created or truncated). */
 export async function decompressToFile(source: Readable, codec: Codec, dest: string, run: CommandRunner = runCommand): Promise<void> {
-  if (codec === 'none') {
-    await pipeline(source, createWriteStream(dest))
-    return
-  }
-  if (codec === 'gzip') {
-    await pipeline(source, zlib.createGunzip(), createWriteStream(dest))
-    return
-  }
-  const cli = zstdOnPath()
-  const fallback = zlibZstdDecompress()
-  if (!cli && fallback) {
-    await pipeline(source, fallback(), createWriteStream(dest))
-    return
-  }
-  if (!cli) {
-    source.destroy()
-    throw new Error('the entry is zstd-compressed but zstd is not on PATH (install zstd)')
-  }
-  await run('zstd', ['-q', '-d', '-c'], { stdin: source, stdout: out => pipeline(out, createWriteStream(dest)) })
+  await pipeline(decodeStream(source, codec, run), createWriteStream(dest))
 }
 
 /**
