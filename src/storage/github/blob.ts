@@ -2,7 +2,7 @@ import { createReadStream } from 'node:fs'
 import { Readable, Transform } from 'node:stream'
 
 import { expectOk, headerOf, readBody, send, type HttpResponse } from './http.js'
-import { backoffMs, retryable, TransferError, withRetries, type RetryPolicy } from './retry.js'
+import { retryAfter, TransferError, withRetries, type RetryPolicy } from './retry.js'
 
 /**
  * The signed blob URLs of the cache service v2 (Azure Blob Storage, or the
@@ -38,8 +38,7 @@ export async function downloadBlob(
   await withRetries('download', policy, async () => {
     const res = await send({ method: 'GET', url: target, headers: { 'x-ms-version': AZURE_VERSION } })
     await expectOk('download', res)
-    const declared = headerOf(res.headers, 'content-length')
-    const length = declared !== undefined && /^\d+$/.test(declared) ? Number(declared) : undefined
+    const length = contentLength(res)
     const counted = res.body.pipe(lengthCheck(length))
     res.body.once('error', e => counted.destroy(e))
     // A body that ends early ends the pipe without an error of its own: 'aborted' says so.
@@ -75,10 +74,8 @@ export async function openBlob(url: string, policy: RetryPolicy): Promise<{ body
       return res
     })
   const first = await get(0)
-  const declared = headerOf(first.headers, 'content-length')
-  const length = declared !== undefined && /^\d+$/.test(declared) ? Number(declared) : undefined
+  const length = contentLength(first)
   const etag = headerOf(first.headers, 'etag')
-  const sleep = policy.sleep ?? ((ms: number) => new Promise<void>(resolve => setTimeout(resolve, ms)))
   async function* chunks(): AsyncGenerator<Buffer> {
     let res = first
     let delivered = 0
@@ -98,10 +95,7 @@ export async function openBlob(url: string, policy: RetryPolicy): Promise<{ body
         return
       } catch (error) {
         res.body.destroy()
-        if (length === undefined || ++resumes >= policy.attempts || !retryable(error)) throw error
-        const wait = backoffMs(policy, resumes, error)
-        policy.onRetry?.('download', resumes, wait, error)
-        await sleep(wait)
+        if (length === undefined || !(await retryAfter('download', policy, ++resumes, error))) throw error
         res = await get(delivered)
         if (etag !== undefined && headerOf(res.headers, 'etag') !== etag) {
           res.body.destroy()
@@ -112,6 +106,12 @@ export async function openBlob(url: string, policy: RetryPolicy): Promise<{ body
     }
   }
   return { body: Readable.from(chunks(), { objectMode: false }), length }
+}
+
+/** The answer's Content-Length, when it declares one. */
+function contentLength(res: HttpResponse): number | undefined {
+  const declared = headerOf(res.headers, 'content-length')
+  return declared !== undefined && /^\d+$/.test(declared) ? Number(declared) : undefined
 }
 
 /** Bytes to skip of a 206 answer that was asked for the blob from `from` on (0 when it starts there). */
@@ -162,7 +162,7 @@ export async function uploadBlob(url: string, source: Readable, options: UploadO
 
   const stage = async (block: Buffer): Promise<void> => {
     // Equal-length ids (Azure requires it), in upload order.
-    const id = Buffer.from(`block-${String(ids.length).padStart(8, '0')}`).toString('base64')
+    const id = blockId(ids.length)
     ids.push(id)
     const task = putBlock(url, id, block, options.policy).catch((error: unknown) => {
       failure ??= { error }
@@ -258,19 +258,12 @@ export async function uploadFileBlob(url: string, blob: FileBlob, options: FileU
   const bodies: BlockBody[] = []
   if (blob.head.length > 0) bodies.push({ bytes: blob.head })
   for (let start = 0; start < blob.size; start += blockBytes) bodies.push({ start, end: Math.min(blob.size, start + blockBytes) })
-  // Equal-length ids (Azure requires it); the block list's order is the blob's.
-  const idOf = (index: number): string => Buffer.from(`block-${String(index).padStart(8, '0')}`).toString('base64')
   const put = async (index: number, body: BlockBody): Promise<number> => {
-    if ('bytes' in body) await putBlock(url, idOf(index), body.bytes, options.policy)
+    if ('bytes' in body) await putBlock(url, blockId(index), body.bytes, options.policy)
     else {
       const { start, end } = body
-      await putBlockFrom(
-        url,
-        idOf(index),
-        () => createReadStream(blob.path, { start, end: end - 1, highWaterMark: RANGE_READ_BYTES }),
-        end - start,
-        options.policy
-      )
+      const makeBody = (): Readable => createReadStream(blob.path, { start, end: end - 1, highWaterMark: RANGE_READ_BYTES })
+      await putBlock(url, blockId(index), { makeBody, length: end - start }, options.policy)
     }
     const bytes = 'bytes' in body ? body.bytes.length : body.end - body.start
     options.onBlock?.(bytes)
@@ -292,11 +285,11 @@ export async function uploadFileBlob(url: string, blob: FileBlob, options: FileU
   await Promise.all(Array.from({ length: Math.min(parallel, bodies.length) }, lane))
   if (failure) throw failure.error
   const tail = await blob.tail
-  const ids = bodies.map((_body, index) => idOf(index))
+  const ids = bodies.map((_body, index) => blockId(index))
   if (tail.length > 0) {
     const bytes = await put(bodies.length, { bytes: tail })
     total += bytes
-    ids.push(idOf(bodies.length))
+    ids.push(blockId(bodies.length))
   }
   await putBlockList(url, ids, options.policy)
   return total
@@ -326,32 +319,31 @@ export async function putWholeBlob(url: string, makeBody: () => Readable, length
   return length
 }
 
+/** The id of block number `index`: equal-length ids (Azure requires it); the block list's order is the blob's. */
+function blockId(index: number): string {
+  return Buffer.from(`block-${String(index).padStart(8, '0')}`).toString('base64')
+}
+
 function withQuery(url: string, params: Record<string, string>): URL {
   const u = new URL(url)
   for (const [name, value] of Object.entries(params)) u.searchParams.set(name, value)
   return u
 }
 
-async function putBlock(url: string, id: string, block: Buffer, policy: RetryPolicy): Promise<void> {
+/**
+ * One Put Block: a block in memory, or `length` bytes streamed from
+ * `makeBody()` (a retry calls it again for a fresh stream).
+ */
+async function putBlock(url: string, id: string, block: Buffer | { makeBody: () => Readable; length: number }, policy: RetryPolicy): Promise<void> {
   const target = withQuery(url, { comp: 'block', blockid: id })
   await withRetries('upload block', policy, async () => {
-    const res = await send({ method: 'PUT', url: target, headers: { 'x-ms-version': AZURE_VERSION }, body: block })
-    await expectOk('upload block', res)
-    await readBody(res.body)
-  })
-}
-
-/** One Put Block whose body of `length` bytes is streamed from `makeBody()`; a retry calls it again for a fresh stream. */
-async function putBlockFrom(url: string, id: string, makeBody: () => Readable, length: number, policy: RetryPolicy): Promise<void> {
-  const target = withQuery(url, { comp: 'block', blockid: id })
-  await withRetries('upload block', policy, async () => {
-    const stream = makeBody()
+    const body = Buffer.isBuffer(block) ? block : { stream: block.makeBody(), length: block.length }
     try {
-      const res = await send({ method: 'PUT', url: target, headers: { 'x-ms-version': AZURE_VERSION }, body: { stream, length } })
+      const res = await send({ method: 'PUT', url: target, headers: { 'x-ms-version': AZURE_VERSION }, body })
       await expectOk('upload block', res)
       await readBody(res.body)
     } finally {
-      stream.destroy()
+      if (!Buffer.isBuffer(body)) body.stream.destroy()
     }
   })
 }

@@ -83,15 +83,25 @@ export function backoffMs(policy: RetryPolicy, attempt: number, error: unknown):
 
 /** Runs `attempt` until it succeeds, fails for good, or the attempts are used up (the last error is thrown). */
 export async function withRetries<T>(what: string, policy: RetryPolicy, attempt: (n: number) => Promise<T>): Promise<T> {
-  const sleep = policy.sleep ?? ((ms: number) => new Promise<void>(resolve => setTimeout(resolve, ms)))
   for (let n = 1; ; n++) {
     try {
       return await attempt(n)
     } catch (error) {
-      if (n >= policy.attempts || !retryable(error)) throw error
-      const wait = backoffMs(policy, n, error)
-      policy.onRetry?.(what, n, wait, error)
-      await sleep(wait)
+      if (!(await retryAfter(what, policy, n, error))) throw error
     }
   }
+}
+
+/**
+ * Whether attempt `n`, which failed with `error`, is worth attempt n + 1
+ * (attempts left, a retryable failure); if so it waits its backoff first,
+ * reported through onRetry. For loops that retry on their own terms (a
+ * download resumed where it stopped).
+ */
+export async function retryAfter(what: string, policy: RetryPolicy, n: number, error: unknown): Promise<boolean> {
+  if (n >= policy.attempts || !retryable(error)) return false
+  const wait = backoffMs(policy, n, error)
+  policy.onRetry?.(what, n, wait, error)
+  await (policy.sleep ?? ((ms: number) => new Promise<void>(resolve => setTimeout(resolve, ms))))(wait)
+  return true
 }
