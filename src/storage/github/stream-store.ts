@@ -1,5 +1,6 @@
 import { createReadStream } from 'node:fs'
 import { stat } from 'node:fs/promises'
+import type { Readable } from 'node:stream'
 
 import { errorMessage } from '../../errors.js'
 import { log } from '../../log.js'
@@ -70,31 +71,33 @@ export class GitHubStreamStore implements CacheStore {
   }
 
   async restore(archivePath: string, primaryKey: string, restoreKeys: string[]): Promise<string | undefined> {
-    const answer = await this.twirp.getDownloadUrl(primaryKey, restoreKeys, ENTRY_VERSION)
-    const url = answer.signed_download_url
-    const matched = answer.matched_key
-    if (!answer.ok || !url || !matched) return undefined
+    const found = await this.locate(primaryKey, restoreKeys)
+    if (found === undefined) return undefined
     await downloadBlob(
-      url,
+      found.url,
       async (body, length) => {
-        const meter = progressMeter({ label: 'downloading', ...(length !== undefined ? { total: length } : {}) })
-        const { codec, rest } = await splitEntryHeader(metered(body, meter))
+        const { codec, rest } = await entryBody(body, length)
         await decompressToFile(rest, codec, archivePath)
       },
       this.policy
     )
-    return matched
+    return found.matched
   }
 
   async open(primaryKey: string, restoreKeys: string[]): Promise<OpenedEntry | undefined> {
+    const found = await this.locate(primaryKey, restoreKeys)
+    if (found === undefined) return undefined
+    const { body, length } = await openBlob(found.url, this.policy)
+    const { codec, rest } = await entryBody(body, length)
+    return { matchedKey: found.matched, body: decodeStream(rest, codec) }
+  }
+
+  /** The entry a lookup matches and its signed download URL; undefined on a miss. */
+  private async locate(primaryKey: string, restoreKeys: string[]): Promise<{ url: string; matched: string } | undefined> {
     const answer = await this.twirp.getDownloadUrl(primaryKey, restoreKeys, ENTRY_VERSION)
     const url = answer.signed_download_url
     const matched = answer.matched_key
-    if (!answer.ok || !url || !matched) return undefined
-    const { body, length } = await openBlob(url, this.policy)
-    const meter = progressMeter({ label: 'downloading', ...(length !== undefined ? { total: length } : {}) })
-    const { codec, rest } = await splitEntryHeader(metered(body, meter))
-    return { matchedKey: matched, body: decodeStream(rest, codec) }
+    return answer.ok && url && matched ? { url, matched } : undefined
   }
 
   async find(_archivePath: string, primaryKey: string, restoreKeys: string[]): Promise<string | undefined> {
@@ -180,4 +183,10 @@ export class GitHubStreamStore implements CacheStore {
     if (!finalized.ok) throw new Error(`the cache service did not accept the upload of ${key}${finalized.message ? `: ${finalized.message}` : ''}`)
     return true
   }
+}
+
+/** An entry's download, counted for progress lines, split into its codec and its encoded archive. */
+async function entryBody(body: Readable, length: number | undefined): Promise<{ codec: Codec; rest: Readable }> {
+  const meter = progressMeter({ label: 'downloading', ...(length !== undefined ? { total: length } : {}) })
+  return splitEntryHeader(metered(body, meter))
 }
