@@ -4,6 +4,7 @@ import { dirname } from 'node:path'
 import { Transform, type Readable } from 'node:stream'
 import { pipeline } from 'node:stream/promises'
 
+import type { ArchiveSummary } from '../archive/digest.js'
 import { scanChain } from '../archive/scan.js'
 import type { LiveArchive, StreamMount } from '../archive/inject-stream.js'
 import { startsAsDelta } from '../archive/delta.js'
@@ -22,7 +23,7 @@ import { archivePathOf, generatedBuildArgs, listingPathOf, type JobState } from 
 import { lookupKeys } from './keys.js'
 import { ReadyQueue } from './ready-queue.js'
 import { archiveRootOf, type Services } from './services.js'
-import { keyMatch, type MountState } from './status.js'
+import { keyMatch, type MountState, type RestoredChain } from './status.js'
 
 /**
  * Main's work after planning: restores every mount's entry and injects the
@@ -165,21 +166,10 @@ async function restoreOne(cache: CacheStore, state: JobState, root: string, m: M
       chain = baseOnly(chain)
       summary = await scanChain(chain.layers, { maxBytes: state.maxRestoreBytes })
     }
-    const used = chain.keys.at(-1) ?? matchedKey
     layers = chain.layers
-    m.restore = {
-      kind: 'restored',
-      entry: {
-        matchedKey: used,
-        digest: summary.digest,
-        bytes: summary.bytes,
-        chain: { keys: chain.keys, baseBytes: chain.baseBytes, deltaBytes: chain.deltaBytes }
-      }
-    }
     const deltas = chain.keys.length > 1 ? `, base ${chain.keys[0]} + ${chain.keys.length - 1} delta(s)` : ''
-    log.info(
-      `${m.spec.id}: restored ${used} (${keyMatch(m.keys, used)}${deltas}, ${formatBytes(summary.bytes)}, ${summary.entries} entries, ${seconds(started)})`
-    )
+    const used = chain.keys.at(-1) ?? matchedKey
+    markRestored(m, used, summary, { keys: chain.keys, baseBytes: chain.baseBytes, deltaBytes: chain.deltaBytes }, started, { deltas })
   } catch (error) {
     log.warning(`${m.spec.id}: cannot restore the cache entry, the mount starts empty: ${errorMessage(error)}`)
     m.restore = { kind: 'failed', reason: errorMessage(error), ...(matchedKey !== undefined ? { matchedKey } : {}) }
@@ -189,6 +179,25 @@ async function restoreOne(cache: CacheStore, state: JobState, root: string, m: M
   }
   // After restoreMs is set: the inject build may take the mount at once.
   if (m.restore.kind === 'restored') handOff.file(m, layers)
+}
+
+/**
+ * A mount whose checked tree is ready for (or in) the inject build: its
+ * state, and the log line naming the key used (the chain's last), how it
+ * matched, `deltas` after that and `streamed` before the time.
+ */
+function markRestored(
+  m: MountState,
+  used: string,
+  summary: ArchiveSummary,
+  chain: RestoredChain,
+  started: number,
+  words: { deltas?: string; streamed?: string }
+): void {
+  m.restore = { kind: 'restored', entry: { matchedKey: used, digest: summary.digest, bytes: summary.bytes, chain } }
+  log.info(
+    `${m.spec.id}: restored ${used} (${keyMatch(m.keys, used)}${words.deltas ?? ''}, ${formatBytes(summary.bytes)}, ${summary.entries} entries${words.streamed ?? ''}, ${seconds(started)})`
+  )
 }
 
 /** The store's stream of the entry, 'miss', or undefined when this store cannot stream after all. */
@@ -227,14 +236,9 @@ function liveArchive(state: JobState, m: MountState, matchedKey: string, body: R
         m.restore = { kind: 'failed', reason, matchedKey }
         return
       }
-      const { summary } = outcome
-      m.restore = {
-        kind: 'restored',
-        entry: { matchedKey, digest: summary.digest, bytes: summary.bytes, chain: { keys: [matchedKey], baseBytes: archiveBytes, deltaBytes: 0 } }
-      }
-      log.info(
-        `${m.spec.id}: restored ${matchedKey} (${keyMatch(m.keys, matchedKey)}, ${formatBytes(summary.bytes)}, ${summary.entries} entries, streamed into the build, ${seconds(started)})`
-      )
+      markRestored(m, matchedKey, outcome.summary, { keys: [matchedKey], baseBytes: archiveBytes, deltaBytes: 0 }, started, {
+        streamed: ', streamed into the build'
+      })
     }
   }
 }
