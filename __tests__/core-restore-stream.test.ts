@@ -1,7 +1,6 @@
 import { describe, expect, test } from '@jest/globals'
 
 import { LOOPBACK } from '../src/builder/route.js'
-import type { JobState } from '../src/core/job.js'
 import { restoreMounts } from '../src/core/restore.js'
 import { mountOutputs } from '../src/action/report.js'
 import { mountArchive, useWorld, type World } from '../test-support/fakes/harness.js'
@@ -24,18 +23,12 @@ useWorld((world, log) => {
 const npm = { id: 'npm', target: '/root/.npm' }
 const apt = { id: 'apt', target: '/var/cache/apt' }
 
-function putExact(state: JobState, index: number, archive: Buffer): string {
-  const key = `${state.mounts[index]?.keys.base}-0123456789abcdef`
-  w.store.put(key, archive)
-  return key
-}
-
 describe('a store that streams, over a stream route', () => {
   test('every entry goes from its download into the build: nothing downloaded to a file, the same tree and digest', async () => {
     w.store.streaming()
     const { state, engine } = await w.plan([npm, apt])
-    putExact(state, 0, await mountArchive({ 'index.json': '{"a":1}', 'pkgs/x': 'package bytes' }))
-    putExact(state, 1, await mountArchive({ 'pkg.deb': 'deb' }))
+    w.putExact(state, 0, await mountArchive({ 'index.json': '{"a":1}', 'pkgs/x': 'package bytes' }))
+    w.putExact(state, 1, await mountArchive({ 'pkg.deb': 'deb' }))
     await restoreMounts(w.services, engine, state, LOOPBACK)
 
     expect(w.store.calls).toEqual({ open: 2, restore: 0 })
@@ -58,7 +51,7 @@ describe('a store that streams, over a stream route', () => {
   test('a hostile entry found part way: that mount is emptied again in the builder, with a warning; the other is injected', async () => {
     w.store.streaming()
     const { state, engine } = await w.plan([npm, apt])
-    const key = putExact(
+    const key = w.putExact(
       state,
       0,
       await makeTar([
@@ -67,7 +60,7 @@ describe('a store that streams, over a stream route', () => {
         { name: 'sh', type: 'file', mode: 0o4755, body: 'x' }
       ])
     )
-    putExact(state, 1, await mountArchive({ 'pkg.deb': 'deb' }))
+    w.putExact(state, 1, await mountArchive({ 'pkg.deb': 'deb' }))
     await restoreMounts(w.services, engine, state, LOOPBACK)
 
     expect(state.mounts[0]?.restore).toMatchObject({ kind: 'failed', matchedKey: key, reason: expect.stringMatching(/setuid/) })
@@ -81,8 +74,8 @@ describe('a store that streams, over a stream route', () => {
 
   test('a download cut part way through a file: the mount is emptied again, the stream stays whole for the next mount', async () => {
     const { state, engine } = await w.plan([npm, apt])
-    const key = putExact(state, 0, await mountArchive({ big: 'y'.repeat(50_000), small: 's' }))
-    putExact(state, 1, await mountArchive({ 'pkg.deb': 'deb' }))
+    const key = w.putExact(state, 0, await mountArchive({ big: 'y'.repeat(50_000), small: 's' }))
+    w.putExact(state, 1, await mountArchive({ 'pkg.deb': 'deb' }))
     w.store.streaming({ key, bytes: 20_000 })
     await restoreMounts(w.services, engine, state, LOOPBACK)
 
@@ -94,7 +87,7 @@ describe('a store that streams, over a stream route', () => {
   test('an entry over max-restore-size is dropped while it streams', async () => {
     w.store.streaming()
     const { state, engine } = await w.plan([npm], { maxRestoreBytes: 4096 })
-    putExact(state, 0, await mountArchive({ big: 'x'.repeat(8192) }))
+    w.putExact(state, 0, await mountArchive({ big: 'x'.repeat(8192) }))
     await restoreMounts(w.services, engine, state, LOOPBACK)
     expect(state.mounts[0]?.restore).toMatchObject({ kind: 'failed', reason: expect.stringMatching(/4096-byte limit/) })
     expect(w.builder.tree('npm')).toEqual({})
@@ -104,8 +97,8 @@ describe('a store that streams, over a stream route', () => {
     w.builder.faults.refuseHostNetwork = true
     w.store.streaming()
     const { state, engine } = await w.plan([npm, apt])
-    putExact(state, 0, await mountArchive({ a: 'a' }))
-    putExact(state, 1, await mountArchive({ b: 'b' }))
+    w.putExact(state, 0, await mountArchive({ a: 'a' }))
+    w.putExact(state, 1, await mountArchive({ b: 'b' }))
     await restoreMounts(w.services, engine, state, LOOPBACK)
     expect(state.inject?.route).toBe('build-io')
     expect(state.mounts.map(m => m.restore.kind)).toEqual(['injected', 'injected'])
@@ -116,7 +109,7 @@ describe('a store that streams, over a stream route', () => {
   test('without a stream route (build context), entries are downloaded and checked first', async () => {
     w.store.streaming()
     const { state, engine } = await w.plan([npm], { extractVia: 'export' })
-    putExact(state, 0, await mountArchive({ a: 'a' }))
+    w.putExact(state, 0, await mountArchive({ a: 'a' }))
     await restoreMounts(w.services, engine, state, undefined)
     expect(w.store.calls).toEqual({ open: 0, restore: 1 })
     expect(w.builder.tree('npm')).toEqual({ a: 'a' })

@@ -3,7 +3,6 @@ import { readdirSync } from 'node:fs'
 import { describe, expect, test } from '@jest/globals'
 
 import { LOOPBACK } from '../src/builder/route.js'
-import type { JobState } from '../src/core/job.js'
 import { idSegment } from '../src/core/keys.js'
 import { restoreMounts } from '../src/core/restore.js'
 import { cacheHit, mountOutputs, summaryMarkdown, summaryRows } from '../src/action/report.js'
@@ -28,17 +27,10 @@ const npm = { id: 'npm', target: '/root/.npm' }
 const apt = { id: 'apt', target: '/var/cache/apt' }
 const files = { 'index.json': '{"a":1}', '_cacache/content/x': 'package bytes' }
 
-/** Stores `archive` under the mount's exact key family (a hit for cache-hit). */
-function putExact(state: JobState, index: number, archive: Buffer, digest = '0123456789abcdef'): string {
-  const key = `${state.mounts[index]?.keys.base}-${digest}`
-  w.store.put(key, archive)
-  return key
-}
-
 describe('a hit', () => {
   test('over the loopback stream: the entry is in the builder with its manifest; outputs and summary say hit', async () => {
     const { state, engine } = await w.plan([npm])
-    const key = putExact(state, 0, await mountArchive(files))
+    const key = w.putExact(state, 0, await mountArchive(files))
     await restoreMounts(w.services, engine, state, LOOPBACK)
 
     expect(w.builder.tree('npm')).toEqual({
@@ -76,7 +68,7 @@ describe('a hit', () => {
 
   test('over the build context (extract-via export): the same bytes, without networking', async () => {
     const { state, engine } = await w.plan([npm], { extractVia: 'export' })
-    putExact(state, 0, await mountArchive(files))
+    w.putExact(state, 0, await mountArchive(files))
     await restoreMounts(w.services, engine, state, LOOPBACK)
 
     expect(w.builder.tree('npm')['_cacache/content/x']).toBe('package bytes')
@@ -88,7 +80,7 @@ describe('a hit', () => {
 
   test('with no reach for a stream, auto injects through the build context at once', async () => {
     const { state, engine } = await w.plan([npm])
-    putExact(state, 0, await mountArchive(files))
+    w.putExact(state, 0, await mountArchive(files))
     await restoreMounts(w.services, engine, state, undefined)
     expect(state.mounts[0]?.restore.kind).toBe('injected')
     expect(state.inject).toEqual({ route: 'build-io' })
@@ -104,7 +96,7 @@ describe('a hit', () => {
       { name: 'd/h', type: 'link', linkname: 'd/f', mode: 0o600, mtime: T },
       { name: 'l', type: 'symlink', linkname: 'd/f', mode: 0o777, uid: 9, gid: 9, mtime: old }
     ]
-    putExact(state, 0, await makeTar(entries))
+    w.putExact(state, 0, await makeTar(entries))
     await restoreMounts(w.services, engine, state, LOOPBACK)
 
     expect(w.builder.tree('npm')).toEqual({ d: 'dir', 'd/f': 'f!', 'd/h': '=> d/f', l: '-> d/f' })
@@ -126,8 +118,8 @@ describe('a hit', () => {
 
   test('the newest entry of the key files wins', async () => {
     const { state, engine } = await w.plan([npm])
-    putExact(state, 0, await mountArchive({ v: 'old' }), '1111111111111111')
-    const newest = putExact(state, 0, await mountArchive({ v: 'new' }), '2222222222222222')
+    w.putExact(state, 0, await mountArchive({ v: 'old' }), '1111111111111111')
+    const newest = w.putExact(state, 0, await mountArchive({ v: 'new' }), '2222222222222222')
     await restoreMounts(w.services, engine, state, LOOPBACK)
     expect(w.builder.tree('npm')).toEqual({ v: 'new' })
     expect(mountOutputs(state)[0]?.['matched-key']).toBe(newest)
@@ -136,7 +128,7 @@ describe('a hit', () => {
   test('the cache namespace keys the entries and reaches the inject build', async () => {
     const { state, engine } = await w.plan([npm], { cacheNamespace: 'ns1' })
     expect(state.mounts[0]?.keys.base).toBe(`bmc-${idSegment('ns1/npm')}-linux-amd64-h17`)
-    putExact(state, 0, await mountArchive(files))
+    w.putExact(state, 0, await mountArchive(files))
     await restoreMounts(w.services, engine, state, LOOPBACK)
     expect(state.mounts[0]?.restore.kind).toBe('injected')
     expect(w.builder.builds[0]?.buildArgs.BUILDKIT_CACHE_MOUNT_NS).toBe('ns1')
@@ -160,7 +152,7 @@ describe('nothing to restore', () => {
   test('service down: every mount refused with one warning', async () => {
     w.store.faults.unavailable = true
     const { state, engine } = await w.plan([npm, apt])
-    putExact(state, 0, await mountArchive(files))
+    w.putExact(state, 0, await mountArchive(files))
     await restoreMounts(w.services, engine, state, LOOPBACK)
     for (const m of state.mounts) expect(m.restore).toEqual({ kind: 'refused', reason: 'cache service not available' })
     expect(w.builder.builds).toEqual([])
@@ -173,7 +165,7 @@ describe('nothing to restore', () => {
   test('read not allowed (ACTIONS_CACHE_MODE): refused with a notice, no warning', async () => {
     w.store.faults.unreadable = true
     const { state, engine } = await w.plan([npm])
-    putExact(state, 0, await mountArchive(files))
+    w.putExact(state, 0, await mountArchive(files))
     await restoreMounts(w.services, engine, state, LOOPBACK)
     expect(state.mounts[0]?.restore).toEqual({ kind: 'refused', reason: 'cache not readable (ACTIONS_CACHE_MODE)' })
     expect(logger.warnings).toEqual([])
@@ -185,7 +177,7 @@ describe('nothing to restore', () => {
 describe('an entry that cannot be used', () => {
   test('corrupt bytes (not a tar): failed with the matched key, a warning, nothing injected', async () => {
     const { state, engine } = await w.plan([npm])
-    const key = putExact(state, 0, Buffer.from('this is not a tar archive at all, just text '.repeat(20)))
+    const key = w.putExact(state, 0, Buffer.from('this is not a tar archive at all, just text '.repeat(20)))
     await restoreMounts(w.services, engine, state, LOOPBACK)
     const m = state.mounts[0]
     expect(m?.restore).toMatchObject({ kind: 'failed', matchedKey: key })
@@ -199,14 +191,14 @@ describe('an entry that cannot be used', () => {
   test('a download that arrives corrupt (store fault) is caught the same way', async () => {
     w.store.faults.corruptBytes = Buffer.alloc(2048, 0x41)
     const { state, engine } = await w.plan([npm])
-    putExact(state, 0, await mountArchive(files))
+    w.putExact(state, 0, await mountArchive(files))
     await restoreMounts(w.services, engine, state, LOOPBACK)
     expect(state.mounts[0]?.restore.kind).toBe('failed')
   })
 
   test('an empty file is no archive', async () => {
     const { state, engine } = await w.plan([npm])
-    putExact(state, 0, Buffer.alloc(0))
+    w.putExact(state, 0, Buffer.alloc(0))
     await restoreMounts(w.services, engine, state, LOOPBACK)
     expect(state.mounts[0]?.restore).toMatchObject({ kind: 'failed', reason: expect.stringMatching(/no entries|cannot read/) })
   })
@@ -228,8 +220,8 @@ describe('an entry that cannot be used', () => {
   ]
   test.each(hostile)('hostile entry (%s): refused before any build; the other mount is still injected', async (_name, entries, reason) => {
     const { state, engine } = await w.plan([npm, apt])
-    const key = putExact(state, 0, await makeTar([{ name: './', type: 'directory', mode: 0o755 }, ...entries]))
-    putExact(state, 1, await mountArchive({ 'pkg.deb': 'deb' }))
+    const key = w.putExact(state, 0, await makeTar([{ name: './', type: 'directory', mode: 0o755 }, ...entries]))
+    w.putExact(state, 1, await mountArchive({ 'pkg.deb': 'deb' }))
     await restoreMounts(w.services, engine, state, LOOPBACK)
 
     expect(state.mounts[0]?.restore).toMatchObject({ kind: 'failed', matchedKey: key, reason: expect.stringMatching(reason) })
@@ -243,7 +235,7 @@ describe('an entry that cannot be used', () => {
 
   test('an entry expanding past max-restore-size is refused', async () => {
     const { state, engine } = await w.plan([npm], { maxRestoreBytes: 4096 })
-    putExact(state, 0, await mountArchive({ big: 'x'.repeat(8192) }))
+    w.putExact(state, 0, await mountArchive({ big: 'x'.repeat(8192) }))
     await restoreMounts(w.services, engine, state, LOOPBACK)
     expect(state.mounts[0]?.restore).toMatchObject({ kind: 'failed', reason: expect.stringMatching(/4096-byte limit/) })
     expect(w.builder.tree('npm')).toEqual({})
@@ -252,7 +244,7 @@ describe('an entry that cannot be used', () => {
   test('a download that fails: failed without a matched key', async () => {
     w.store.faults.throwOnRestore = true
     const { state, engine } = await w.plan([npm])
-    putExact(state, 0, await mountArchive(files))
+    w.putExact(state, 0, await mountArchive(files))
     await restoreMounts(w.services, engine, state, LOOPBACK)
     expect(state.mounts[0]?.restore).toEqual({ kind: 'failed', reason: expect.stringMatching(/download of .* failed/) })
     expect(mountOutputs(state)[0]?.['matched-key']).toBe('')
@@ -263,7 +255,7 @@ describe('the inject build', () => {
   test('fails on every route: restored mounts end failed (matched key kept), one warning, the builder cache stays empty', async () => {
     w.builder.faults.failBuilds = 'inject'
     const { state, engine } = await w.plan([npm, apt])
-    const key = putExact(state, 0, await mountArchive(files))
+    const key = w.putExact(state, 0, await mountArchive(files))
     await restoreMounts(w.services, engine, state, LOOPBACK)
 
     expect(state.mounts[0]?.restore).toEqual({
@@ -288,7 +280,7 @@ describe('the inject build', () => {
   test('loopback refused (no network.host entitlement): falls back to the build context, with the reason recorded', async () => {
     w.builder.faults.refuseHostNetwork = true
     const { state, engine } = await w.plan([npm])
-    putExact(state, 0, await mountArchive(files))
+    w.putExact(state, 0, await mountArchive(files))
     await restoreMounts(w.services, engine, state, LOOPBACK)
 
     expect(w.builder.tree('npm')['index.json']).toBe('{"a":1}')
@@ -308,7 +300,7 @@ describe('the inject build', () => {
   test('extract-via loopback has no fallback: a refused stream leaves the mount failed', async () => {
     w.builder.faults.refuseHostNetwork = true
     const { state, engine } = await w.plan([npm], { extractVia: 'loopback' })
-    putExact(state, 0, await mountArchive(files))
+    w.putExact(state, 0, await mountArchive(files))
     await restoreMounts(w.services, engine, state, undefined)
     expect(state.mounts[0]?.restore).toMatchObject({ kind: 'failed', reason: expect.stringContaining('network.host is not allowed') })
     expect(w.builder.builds).toHaveLength(1)
@@ -317,15 +309,15 @@ describe('the inject build', () => {
   test('a result without manifests: injected, without a manifest', async () => {
     w.builder.faults.noManifests = true
     const { state, engine } = await w.plan([npm])
-    putExact(state, 0, await mountArchive(files))
+    w.putExact(state, 0, await mountArchive(files))
     await restoreMounts(w.services, engine, state, LOOPBACK)
     expect(state.mounts[0]?.restore).toEqual({ kind: 'injected', entry: expect.anything() })
   })
 
   test('several mounts in one build: each gets its own bytes and manifest; a miss stays empty', async () => {
     const { state, engine } = await w.plan([npm, apt, { id: 'go', target: '/go/pkg', uid: 1000, gid: 1000, mode: 0o700 }])
-    putExact(state, 0, await mountArchive({ a: 'npm' }))
-    putExact(state, 2, await mountArchive({ b: 'go' }))
+    w.putExact(state, 0, await mountArchive({ a: 'npm' }))
+    w.putExact(state, 2, await mountArchive({ b: 'go' }))
     await restoreMounts(w.services, engine, state, LOOPBACK)
     expect([w.builder.tree('npm'), w.builder.tree('apt'), w.builder.tree('go')]).toEqual([{ a: 'npm' }, {}, { b: 'go' }])
     expect(state.mounts.map(m => m.restore.kind)).toEqual(['injected', 'miss', 'injected'])

@@ -47,6 +47,13 @@ export class World {
     return { run: this.builder.run, cache: this.store, archiveRoot: this.root, hashFiles: async patterns => `h${patterns.length}` }
   }
 
+  /** Stores `archive` under mount `index`'s exact key family (a hit for cache-hit); returns its key. */
+  putExact(state: JobState, index: number, archive: Buffer, digest = '0123456789abcdef'): string {
+    const key = `${state.mounts[index]?.keys.base}-${digest}`
+    this.store.put(key, archive)
+    return key
+  }
+
   /** A new runner (an empty builder), same cache: the next workflow run. */
   nextRun(builderFaults: BuilderFaults = {}): void {
     this.builder = new FakeBuilder(builderFaults)
